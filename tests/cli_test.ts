@@ -1,0 +1,45 @@
+/** The tp command line as a user meets it: help, version, and usage errors that name the problem. */
+import assert from "node:assert/strict";
+import { exec, ROOT } from "./lab.ts";
+
+const tp = (...args: string[]) => exec([`${ROOT}/scripts/tp`, ...args], { timeoutMs: 60_000 });
+
+Deno.test("tp --help lists the commands and exits 0", async () => {
+  const r = await tp("--help");
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /Usage: tp/);
+  assert.match(r.stdout, /version/);
+});
+
+Deno.test("tp version -o json prints tp's and Deno's versions", async () => {
+  const r = await tp("version", "-o", "json");
+  assert.equal(r.code, 0, r.stderr);
+  const v = JSON.parse(r.stdout);
+  const denoJson = JSON.parse(await Deno.readTextFile(`${ROOT}/deno.json`));
+  assert.equal(v.version, denoJson.version);
+  assert.equal(v.deno, (await Deno.readTextFile(`${ROOT}/scripts/deno_version`)).trim());
+  const text = await tp("version");
+  assert.equal(text.stdout.trim(), `tp ${v.version} (deno ${v.deno}, ${v.os}/${v.arch})`);
+});
+
+Deno.test("an unknown command is rejected by name with exit code 2", async () => {
+  const r = await tp("conect");
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /unknown command 'conect'/);
+  assert.match(r.stderr, /tp --help/);
+});
+
+Deno.test("an unknown flag is rejected by name with exit code 2", async () => {
+  const r = await tp("version", "--colour");
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /unknown option '--colour'/);
+  const bad = await tp("version", "-o", "yaml");
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /'yaml' is invalid.*text, json/s);
+});
+
+Deno.test("scripts/tp runs from any directory", async () => {
+  const r = await exec(["sh", "-c", `cd / && ${ROOT}/scripts/tp version`]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^tp \d+\.\d+\.\d+/);
+});
