@@ -52,8 +52,9 @@ Deno.test("inside the cluster iperf3 answers on its service IP and pod IP", asyn
       timeoutMs: 20_000,
     });
     assert.equal(r.code, 0, r.stderr + r.stdout);
-    const bytes = JSON.parse(r.stdout).end.sum_received.bytes;
-    assert.ok(bytes >= 4 * 1024 * 1024, `iperf3 received ${bytes} bytes`);
+    const end = JSON.parse(r.stdout).end;
+    assert.ok(end.sum_sent.bytes >= 4 * 1024 * 1024, `iperf3 sent ${end.sum_sent.bytes} bytes`);
+    assert.ok(end.sum_received.bytes > 3 * 1024 * 1024, `iperf3's server received ${end.sum_received.bytes} bytes`);
   }
 });
 
