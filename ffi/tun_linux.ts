@@ -1,0 +1,537 @@
+/**
+ * A Linux TUN device (drivers/net/tun.c) behind the `TunDevice` interface, through FFI calls into libc.
+ *
+ * Reads: one `poll()` on a Deno worker thread (a nonblocking FFI symbol, so the JS thread stays free) over the TUN fd
+ * and an eventfd that `close()` signals, then synchronous `read()` calls until EAGAIN or a full batch, into buffers
+ * allocated once. Writes: synchronous `write()` calls, waiting in `poll(POLLOUT)` when the kernel queue is full.
+ *
+ * With `offload: true` the device is opened with IFF_VNET_HDR and TUNSETOFFLOAD(CSUM|TSO4|TSO6|TSO_ECN): every
+ * packet carries a 10-byte `struct virtio_net_hdr` (include/uapi/linux/virtio_net.h) and the kernel may hand over
+ * TCP "super-packets" of up to 64 KiB with a partial checksum. The device hides the header: `read` returns packets
+ * with complete checksums, either split into MTU-sized segments (`gso: "split"`, the default) or whole
+ * (`gso: "coalesce"`, TCP packets larger than the MTU); `write` accepts TCP packets up to 65535 bytes and lets the
+ * kernel segment them.
+ */
+import {
+  check,
+  cString,
+  EAGAIN,
+  EFD_CLOEXEC,
+  EFD_NONBLOCK,
+  EINTR,
+  type Libc,
+  O_CLOEXEC,
+  O_NONBLOCK,
+  O_RDWR,
+  openLibc,
+  POLLERR,
+  POLLHUP,
+  POLLIN,
+  POLLNVAL,
+  POLLOUT,
+} from "./_libc.ts";
+import { checksum, fold, pseudoHeaderSum } from "./_checksum.ts";
+import { isPermissionErrno, NEED_NET_ADMIN, OsError } from "./errors.ts";
+import { newTunStats, type TunDevice, type TunStats } from "./tun.ts";
+
+// include/uapi/linux/if_tun.h
+const TUNSETIFF = 0x400454ca; // _IOW('T', 202, int)
+const TUNSETOFFLOAD = 0x400454d0; // _IOW('T', 208, unsigned int)
+const IFF_TUN = 0x0001;
+const IFF_NO_PI = 0x1000;
+const IFF_VNET_HDR = 0x4000;
+const IFF_TUN_EXCL = 0x8000;
+const TUN_F_CSUM = 0x01;
+const TUN_F_TSO4 = 0x02;
+const TUN_F_TSO6 = 0x04;
+const TUN_F_TSO_ECN = 0x08;
+// include/uapi/linux/sockios.h, include/uapi/linux/if.h
+const SIOCGIFMTU = 0x8921;
+const SIOCSIFMTU = 0x8922;
+const IFNAMSIZ = 16;
+const IFREQ_SIZE = 40;
+// include/uapi/linux/virtio_net.h
+const VNET_HDR_LEN = 10;
+const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
+const VIRTIO_NET_HDR_GSO_NONE = 0;
+const VIRTIO_NET_HDR_GSO_TCPV4 = 1;
+const VIRTIO_NET_HDR_GSO_TCPV6 = 4;
+const VIRTIO_NET_HDR_GSO_ECN = 0x80;
+/** The largest IP packet (IPv4 total length, IPv6 payload length without jumbograms). */
+const MAX_IP_PACKET = 65535;
+const IPPROTO_TCP = 6;
+
+/** The name template tp uses when the caller gives none: the kernel replaces %d with the first free number. */
+export const DEFAULT_NAME_TEMPLATE = "tp%d";
+export const DEFAULT_MTU = 1500;
+export const DEFAULT_BATCH_SIZE = 128;
+/** How long `write` waits for room in a full kernel queue before it counts the packet as dropped. */
+const WRITE_WAIT_MS = 1000;
+/** Consecutive wake-ups without a packet after which `read` gives up (a kernel or tp bug, not normal operation). */
+const MAX_SPURIOUS_WAKEUPS = 100_000;
+
+export interface LinuxTunOptions {
+  /** Interface name or template with one "%d" (default "tp%d"); at most 15 bytes. */
+  name?: string;
+  /** MTU to set on the interface (default 1500, range 68..65535). */
+  mtu?: number;
+  /** Most packets one `read` returns (default 128). */
+  batchSize?: number;
+  /** Open with IFF_VNET_HDR and TCP segmentation offload (default false). */
+  offload?: boolean;
+  /** With offload: split TCP super-packets into MTU-sized packets ("split", default) or return them whole. */
+  gso?: "split" | "coalesce";
+  /** libc bindings to use; by default the device opens its own and closes them with itself. */
+  libc?: Libc;
+}
+
+/** Checks an interface name or name template the way the kernel's dev_valid_name() does, with clear errors. */
+export function validateInterfaceName(name: string): void {
+  const bytes = new TextEncoder().encode(name).length;
+  if (bytes === 0) throw new RangeError("Interface name is empty");
+  if (bytes >= IFNAMSIZ) {
+    throw new RangeError(`Interface name "${name}" is too long: ${bytes} bytes, at most ${IFNAMSIZ - 1}`);
+  }
+  if (name === "." || name === ".." || /[\s/:]/.test(name)) {
+    throw new RangeError(
+      `Interface name "${name}" is invalid: it must not be "." or ".." or contain "/", ":" or spaces`,
+    );
+  }
+  const percents = name.split("%").length - 1;
+  if (percents > 1 || (percents === 1 && !name.includes("%d"))) {
+    throw new RangeError(`Interface name template "${name}" is invalid: use at most one "%d" and no other "%"`);
+  }
+}
+
+/**
+ * Creates a TUN interface (IFF_TUN | IFF_NO_PI, non-blocking, close-on-exec) and sets its MTU. The interface is
+ * down and has no address; configure it with `Netlink`. It disappears when the device is closed or the process ends.
+ */
+export function createTun(options: LinuxTunOptions = {}): LinuxTun {
+  const template = options.name ?? DEFAULT_NAME_TEMPLATE;
+  validateInterfaceName(template);
+  const mtu = options.mtu ?? DEFAULT_MTU;
+  if (!Number.isInteger(mtu) || mtu < 68 || mtu > MAX_IP_PACKET) {
+    throw new RangeError(`MTU ${mtu} is out of range: use an integer from 68 to 65535`);
+  }
+  const ownLibc = options.libc === undefined;
+  const libc = options.libc ?? openLibc();
+  let fd = -1;
+  try {
+    fd = libc.symbols.open(cString("/dev/net/tun"), O_RDWR | O_NONBLOCK | O_CLOEXEC, 0);
+    check(libc, fd, "open /dev/net/tun", openTunMessage);
+    const ifr = new Uint8Array(IFREQ_SIZE);
+    ifr.set(new TextEncoder().encode(template));
+    let flags = IFF_TUN | IFF_NO_PI;
+    if (options.offload) flags |= IFF_VNET_HDR;
+    // Without %d the name is exact: fail with EBUSY if it exists instead of attaching to someone else's device.
+    if (!template.includes("%d")) flags |= IFF_TUN_EXCL;
+    new DataView(ifr.buffer).setUint16(16, flags, true);
+    check(libc, libc.symbols.ioctl(fd, BigInt(TUNSETIFF), ifr), "ioctl TUNSETIFF", (e) => setIffMessage(e, template));
+    const name = new TextDecoder().decode(ifr.subarray(0, ifr.indexOf(0)));
+    if (options.offload) {
+      const offloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
+      check(
+        libc,
+        libc.symbols.ioctlInt(fd, BigInt(TUNSETOFFLOAD), BigInt(offloads)),
+        "ioctl TUNSETOFFLOAD",
+        (e) => `The kernel refused TCP offload on ${name} (${describe(e)}): open the device without offload`,
+      );
+    }
+    if (mtu !== interfaceMtu(libc, name)) setInterfaceMtu(libc, name, mtu);
+    return new LinuxTun(libc, ownLibc, fd, name, mtu, options);
+  } catch (e) {
+    if (fd >= 0) libc.symbols.close(fd);
+    if (ownLibc) libc.close();
+    throw e;
+  }
+}
+
+/**
+ * Wraps an already configured TUN file descriptor (e.g. one handed over by a privileged helper). The fd must have
+ * been opened non-blocking, with IFF_NO_PI, and with IFF_VNET_HDR exactly when `offload` is true. The device owns
+ * the fd from now on.
+ */
+export function wrapTunFd(fd: number, name: string, options: Omit<LinuxTunOptions, "name"> = {}): LinuxTun {
+  validateInterfaceName(name);
+  const ownLibc = options.libc === undefined;
+  const libc = options.libc ?? openLibc();
+  try {
+    return new LinuxTun(libc, ownLibc, fd, name, options.mtu ?? interfaceMtu(libc, name), options);
+  } catch (e) {
+    if (ownLibc) libc.close();
+    throw e;
+  }
+}
+
+/** The Linux TUN device. Construct with `createTun` or `wrapTunFd`. */
+export class LinuxTun implements TunDevice {
+  readonly name: string;
+  readonly mtu: number;
+  readonly batchSize: number;
+  /** True when packets carry a virtio_net_hdr and TCP offload is on. */
+  readonly offload: boolean;
+  readonly stats: TunStats = newTunStats();
+
+  readonly #libc: Libc;
+  readonly #ownLibc: boolean;
+  readonly #fd: number;
+  readonly #eventFd: number;
+  readonly #gso: "split" | "coalesce";
+  /** struct pollfd[2]: the TUN fd and the eventfd close() signals. */
+  readonly #pollFds = new Uint8Array(16);
+  readonly #pollOut = new Uint8Array(8);
+  /** Read buffers, each a view of one allocation. */
+  readonly #buffers: Uint8Array<ArrayBuffer>[] = [];
+  /** With offload and gso "split": buffers for the segments, one MTU each. */
+  readonly #segments: Uint8Array<ArrayBuffer>[] = [];
+  /** With offload: where `write` builds header + packet. */
+  readonly #writeScratch: Uint8Array<ArrayBuffer>;
+  /** Most segments one super-packet can become, so a batch never outgrows `batchSize`. */
+  readonly #maxSegments: number;
+  #reading = false;
+  #closed = false;
+  #released = false;
+
+  /** @internal Use `createTun` or `wrapTunFd`. */
+  constructor(libc: Libc, ownLibc: boolean, fd: number, name: string, mtu: number, options: LinuxTunOptions) {
+    this.#libc = libc;
+    this.#ownLibc = ownLibc;
+    this.#fd = fd;
+    this.name = name;
+    this.mtu = mtu;
+    this.offload = options.offload ?? false;
+    this.#gso = options.gso ?? "split";
+    // A segment holds at least mtu - 40 (IPv6) - 60 (TCP with options) payload bytes.
+    this.#maxSegments = Math.ceil(MAX_IP_PACKET / Math.max(1, mtu - 100));
+    const minBatch = this.offload && this.#gso === "split" ? this.#maxSegments : 1;
+    this.batchSize = Math.max(options.batchSize ?? DEFAULT_BATCH_SIZE, minBatch);
+    if (!Number.isInteger(this.batchSize) || this.batchSize > 4096) {
+      throw new RangeError(`Batch size ${options.batchSize} is out of range: use an integer from 1 to 4096`);
+    }
+    // One spare byte per buffer shows a packet longer than expected (truncated reads are drops, not packets).
+    const bufferLen = this.offload ? VNET_HDR_LEN + MAX_IP_PACKET + 1 : mtu + 1;
+    // Split mode copies every packet into a segment buffer, so one read buffer is enough.
+    const readBuffers = this.offload && this.#gso === "split" ? 1 : this.batchSize;
+    const pool = new ArrayBuffer(bufferLen * readBuffers);
+    for (let i = 0; i < readBuffers; i++) this.#buffers.push(new Uint8Array(pool, i * bufferLen, bufferLen));
+    if (this.offload && this.#gso === "split") {
+      const segPool = new ArrayBuffer(mtu * this.batchSize);
+      for (let i = 0; i < this.batchSize; i++) this.#segments.push(new Uint8Array(segPool, i * mtu, mtu));
+    }
+    this.#writeScratch = new Uint8Array(this.offload ? VNET_HDR_LEN + MAX_IP_PACKET : 0);
+    this.#eventFd = check(
+      libc,
+      libc.symbols.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK),
+      "eventfd",
+      (e) => `Cannot create the eventfd that wakes ${name}'s reader (${describe(e)})`,
+    );
+    const pfd = new DataView(this.#pollFds.buffer);
+    pfd.setInt32(0, fd, true);
+    pfd.setInt16(4, POLLIN, true);
+    pfd.setInt32(8, this.#eventFd, true);
+    pfd.setInt16(12, POLLIN, true);
+    const out = new DataView(this.#pollOut.buffer);
+    out.setInt32(0, fd, true);
+    out.setInt16(4, POLLOUT, true);
+  }
+
+  /** The file descriptor, e.g. to hand to a helper process. Owned by the device: do not close it. */
+  get fd(): number {
+    return this.#fd;
+  }
+
+  async read(): Promise<Uint8Array[]> {
+    if (this.#reading) throw new TypeError(`${this.name}: read() called while another read() is pending`);
+    if (this.#closed) return [];
+    this.#reading = true;
+    try {
+      for (let wakeups = 0; wakeups < MAX_SPURIOUS_WAKEUPS; wakeups++) {
+        // Always poll first, even with packets queued: the await is a real trip through the event loop, so a
+        // flood of packets cannot starve timers and other I/O of the JS thread.
+        await this.#libc.symbols.pollAsync(this.#pollFds, 2n, -1);
+        if (this.#closed) return [];
+        const packets = this.#drain();
+        if (packets.length > 0) return packets;
+        const revents = new DataView(this.#pollFds.buffer).getInt16(6, true);
+        if (revents & (POLLERR | POLLHUP | POLLNVAL)) {
+          throw new OsError(`${this.name} failed (poll revents 0x${revents.toString(16)}): was it deleted?`, "poll", 5);
+        }
+      }
+      throw new Error(`${this.name}: poll() woke ${MAX_SPURIOUS_WAKEUPS} times without a packet`);
+    } finally {
+      this.#reading = false;
+      if (this.#closed) this.#release();
+    }
+  }
+
+  /** Reads until EAGAIN or a full batch. */
+  #drain(): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    const { read } = this.#libc.symbols;
+    const fd = this.#fd;
+    const split = this.offload && this.#gso === "split";
+    for (let i = 0, interrupts = 0; out.length < this.batchSize;) {
+      if (split && out.length + this.#maxSegments > this.batchSize) break;
+      const buf = this.#buffers[i % this.#buffers.length]!;
+      const n = read(fd, buf, BigInt(buf.length));
+      if (n < 0) {
+        const errno = this.#libc.errno();
+        if (errno === EAGAIN) break;
+        if (errno === EINTR && ++interrupts < 100) continue;
+        throw new OsError(`Reading from ${this.name} failed (${describe(errno)}): was it deleted?`, "read", errno);
+      }
+      i++;
+      if (n >= buf.length) {
+        this.stats.readDrops++; // longer than the buffer: truncated
+        continue;
+      }
+      if (!this.offload) out.push(buf.subarray(0, n));
+      else this.#fromVnet(buf.subarray(0, n), out);
+    }
+    this.stats.readPackets += out.length;
+    return out;
+  }
+
+  /** Strips a virtio_net_hdr, completing or splitting what the kernel offloaded; appends results to `out`. */
+  #fromVnet(frame: Uint8Array, out: Uint8Array[]): void {
+    if (frame.length < VNET_HDR_LEN + 20) {
+      this.stats.readDrops++;
+      return;
+    }
+    const hdr = new DataView(frame.buffer, frame.byteOffset, VNET_HDR_LEN);
+    const flags = hdr.getUint8(0);
+    const gsoType = hdr.getUint8(1) & ~VIRTIO_NET_HDR_GSO_ECN;
+    const gsoSize = hdr.getUint16(4, true);
+    const csumStart = hdr.getUint16(6, true);
+    const csumOffset = hdr.getUint16(8, true);
+    const packet = frame.subarray(VNET_HDR_LEN);
+    if (gsoType === VIRTIO_NET_HDR_GSO_NONE || this.#gso === "coalesce") {
+      if (flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
+        const at = csumStart + csumOffset;
+        if (at + 2 > packet.length) {
+          this.stats.readDrops++;
+          return;
+        }
+        // The field holds the pseudo-header sum; the checksum covers it and everything from csum_start.
+        const sum = checksum(packet, csumStart, packet.length);
+        packet[at] = sum >> 8;
+        packet[at + 1] = sum & 0xff;
+      }
+      if (gsoType !== VIRTIO_NET_HDR_GSO_NONE) fixSuperPacketLength(packet);
+      if (this.#gso === "coalesce") out.push(packet);
+      else if (packet.length > this.mtu) this.stats.readDrops++;
+      else {
+        const copy = this.#segments[out.length]!.subarray(0, packet.length);
+        copy.set(packet);
+        out.push(copy);
+      }
+      return;
+    }
+    if (gsoType !== VIRTIO_NET_HDR_GSO_TCPV4 && gsoType !== VIRTIO_NET_HDR_GSO_TCPV6) {
+      this.stats.readDrops++;
+      return;
+    }
+    if (!this.#splitTcp(packet, csumStart, gsoSize, out)) this.stats.readDrops++;
+  }
+
+  /** Splits a TCP super-packet into segments of `gsoSize` payload bytes, each with correct lengths and checksums. */
+  #splitTcp(packet: Uint8Array, l4Start: number, gsoSize: number, out: Uint8Array[]): boolean {
+    const v4 = packet[0]! >> 4 === 4;
+    if (l4Start + 20 > packet.length || gsoSize === 0) return false;
+    const tcpLen = (packet[l4Start + 12]! >> 4) * 4;
+    const hdrLen = l4Start + tcpLen;
+    if (tcpLen < 20 || hdrLen > packet.length || hdrLen + gsoSize > this.mtu) return false;
+    const payload = packet.length - hdrLen;
+    const count = Math.max(1, Math.ceil(payload / gsoSize));
+    if (count > this.#maxSegments) return false;
+    const view = new DataView(packet.buffer, packet.byteOffset, packet.length);
+    const seq0 = view.getUint32(l4Start + 4);
+    const id0 = v4 ? view.getUint16(4) : 0;
+    const tcpFlags = packet[l4Start + 13]!;
+    for (let s = 0; s < count; s++) {
+      const start = hdrLen + s * gsoSize;
+      const len = Math.min(gsoSize, packet.length - start);
+      const seg = this.#segments[out.length]!.subarray(0, hdrLen + len);
+      seg.set(packet.subarray(0, hdrLen));
+      seg.set(packet.subarray(start, start + len), hdrLen);
+      const sv = new DataView(seg.buffer, seg.byteOffset, seg.length);
+      if (v4) {
+        sv.setUint16(2, seg.length);
+        sv.setUint16(4, (id0 + s) & 0xffff);
+        sv.setUint16(10, 0);
+        sv.setUint16(10, checksum(seg, 0, l4Start));
+      } else {
+        sv.setUint16(4, seg.length - 40);
+      }
+      sv.setUint32(l4Start + 4, (seq0 + s * gsoSize) >>> 0);
+      let f = tcpFlags;
+      if (s > 0) f &= ~0x80; // CWR only on the first segment (RFC 3168 6.1.2, as tcp_gso_segment does)
+      if (s < count - 1) f &= ~0x09; // FIN and PSH only on the last
+      seg[l4Start + 13] = f;
+      sv.setUint16(l4Start + 16, 0);
+      const sum = checksum(seg, l4Start, seg.length, pseudoHeaderSum(seg, IPPROTO_TCP, seg.length - l4Start));
+      sv.setUint16(l4Start + 16, sum);
+      out.push(seg);
+    }
+    return true;
+  }
+
+  write(packets: readonly Uint8Array[]): number {
+    if (this.#closed) throw new TypeError(`${this.name}: write() called after close()`);
+    const { write } = this.#libc.symbols;
+    let written = 0;
+    for (const packet of packets) {
+      let frame: Uint8Array = packet;
+      if (this.offload) frame = this.#toVnet(packet);
+      for (let attempt = 0;; attempt++) {
+        const n = write(this.#fd, frame, BigInt(frame.length));
+        if (n >= 0) {
+          written++;
+          break;
+        }
+        const errno = this.#libc.errno();
+        if (errno === EAGAIN && attempt < 2 && this.#waitWritable()) continue;
+        if (errno === EINTR && attempt < 100) continue;
+        if (errno === 9 || errno === 77) { // EBADF, EBADFD: the device is gone
+          throw new OsError(`Writing to ${this.name} failed (${describe(errno)}): was it deleted?`, "write", errno);
+        }
+        this.stats.writeDrops++; // EINVAL, EMSGSIZE, EIO, or EAGAIN after waiting: the packet is lost
+        break;
+      }
+    }
+    this.stats.writtenPackets += written;
+    return written;
+  }
+
+  /** Waits (synchronously, bounded) for room in the kernel queue. */
+  #waitWritable(): boolean {
+    return this.#libc.symbols.poll(this.#pollOut, 1n, WRITE_WAIT_MS) > 0;
+  }
+
+  /** Prefixes a virtio_net_hdr; a TCP packet larger than the MTU goes as a GSO packet the kernel segments. */
+  #toVnet(packet: Uint8Array): Uint8Array {
+    const frame = this.#writeScratch.subarray(0, VNET_HDR_LEN + packet.length);
+    frame.fill(0, 0, VNET_HDR_LEN);
+    frame.set(packet, VNET_HDR_LEN);
+    if (packet.length <= this.mtu || packet.length < 20) return frame;
+    const v4 = packet[0]! >> 4 === 4;
+    const l4Start = v4 ? (packet[0]! & 0x0f) * 4 : 40;
+    const protocol = v4 ? packet[9] : packet[6];
+    if (protocol !== IPPROTO_TCP || l4Start + 20 > packet.length) return frame; // the kernel will refuse it
+    const tcpLen = (packet[l4Start + 12]! >> 4) * 4;
+    const hdrLen = l4Start + tcpLen;
+    const hdr = new DataView(frame.buffer, frame.byteOffset, VNET_HDR_LEN);
+    hdr.setUint8(0, VIRTIO_NET_HDR_F_NEEDS_CSUM);
+    hdr.setUint8(1, v4 ? VIRTIO_NET_HDR_GSO_TCPV4 : VIRTIO_NET_HDR_GSO_TCPV6);
+    hdr.setUint16(2, hdrLen, true);
+    hdr.setUint16(4, this.mtu - hdrLen, true);
+    hdr.setUint16(6, l4Start, true);
+    hdr.setUint16(8, 16, true);
+    // With NEEDS_CSUM the checksum field holds the pseudo-header sum, not complemented.
+    const partial = fold(pseudoHeaderSum(packet, IPPROTO_TCP, packet.length - l4Start));
+    frame[VNET_HDR_LEN + l4Start + 16] = partial >> 8;
+    frame[VNET_HDR_LEN + l4Start + 17] = partial & 0xff;
+    return frame;
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#reading) {
+      // Wake the pending poll(); it holds its own reference to the TUN file until it returns, and read()'s
+      // finally releases the rest. Closing the TUN fd now already makes the name unusable for new opens.
+      const one = new Uint8Array(8);
+      one[0] = 1;
+      this.#libc.symbols.write(this.#eventFd, one, 8n);
+      this.#libc.symbols.close(this.#fd);
+    } else {
+      this.#libc.symbols.close(this.#fd);
+      this.#release();
+    }
+  }
+
+  #release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    this.#libc.symbols.close(this.#eventFd);
+    if (this.#ownLibc) this.#libc.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/** A coalesced super-packet keeps the lengths of the whole: make the IP length field match the bytes. */
+function fixSuperPacketLength(packet: Uint8Array): void {
+  const view = new DataView(packet.buffer, packet.byteOffset, packet.length);
+  if (packet[0]! >> 4 === 4) {
+    if (view.getUint16(2) === packet.length) return;
+    view.setUint16(2, packet.length);
+    view.setUint16(10, 0);
+    view.setUint16(10, checksum(packet, 0, (packet[0]! & 0x0f) * 4));
+  } else {
+    view.setUint16(4, packet.length - 40);
+  }
+}
+
+/** Reads an interface's MTU with SIOCGIFMTU on a throwaway socket. */
+function interfaceMtu(libc: Libc, name: string): number {
+  const ifr = new Uint8Array(IFREQ_SIZE);
+  ifr.set(new TextEncoder().encode(name));
+  ifreqCall(libc, SIOCGIFMTU, ifr, `Cannot read the MTU of ${name}`);
+  return new DataView(ifr.buffer).getInt32(16, true);
+}
+
+/** Sets an interface's MTU with SIOCSIFMTU (the TUN driver has no ioctl of its own for it). */
+function setInterfaceMtu(libc: Libc, name: string, mtu: number): void {
+  const ifr = new Uint8Array(IFREQ_SIZE);
+  ifr.set(new TextEncoder().encode(name));
+  new DataView(ifr.buffer).setInt32(16, mtu, true);
+  ifreqCall(libc, SIOCSIFMTU, ifr, `Cannot set the MTU of ${name} to ${mtu}`);
+}
+
+function ifreqCall(libc: Libc, request: number, ifr: Uint8Array<ArrayBuffer>, what: string): void {
+  const AF_INET = 2, SOCK_DGRAM = 2;
+  const sock = check(libc, libc.symbols.socket(AF_INET, SOCK_DGRAM | O_CLOEXEC, 0), "socket", (e) => {
+    return `${what}: no socket for the request (${describe(e)})`;
+  });
+  try {
+    check(libc, libc.symbols.ioctl(sock, BigInt(request), ifr), "ioctl", (e) => {
+      return isPermissionErrno(e) ? `${what}: ${NEED_NET_ADMIN}` : `${what} (${describe(e)})`;
+    });
+  } finally {
+    libc.symbols.close(sock);
+  }
+}
+
+function openTunMessage(errno: number): string {
+  if (isPermissionErrno(errno)) return NEED_NET_ADMIN;
+  if (errno === 2) {
+    return "/dev/net/tun is missing: load the tun module (modprobe tun), or in a container run with --device /dev/net/tun";
+  }
+  if (errno === 19 || errno === 6) {
+    return "/dev/net/tun exists but the tun driver is not loaded: load the tun module (modprobe tun)";
+  }
+  return `Cannot open /dev/net/tun (${describe(errno)})`;
+}
+
+function setIffMessage(errno: number, template: string): string {
+  if (isPermissionErrno(errno)) return NEED_NET_ADMIN;
+  if (errno === 16) {
+    return `A network interface named "${template}" already exists: choose another name, or delete it if an ` +
+      `earlier tp left it behind (ip link delete ${template})`;
+  }
+  if (errno === 22) {
+    return `Cannot create a TUN interface named "${template}": the name is taken by a device that is not a TUN, ` +
+      "or the kernel rejected it";
+  }
+  if (errno === 23 || errno === 28) return `Cannot create "${template}": the kernel ran out of interface names`;
+  return `Cannot create a TUN interface named "${template}" (${describe(errno)})`;
+}
+
+/** "EPERM, errno 1" style detail for messages about rarer failures. */
+function describe(errno: number): string {
+  return new OsError("", "", errno).code + `, errno ${errno}`;
+}

@@ -1,0 +1,151 @@
+/**
+ * The process that runs ffi/ code inside a test's network namespace (`ip netns exec NS deno run ...`), since a Deno
+ * program cannot move its own threads into another namespace. It answers one JSON request per stdin line with one
+ * JSON line on stdout: `{"ok": result}` or `{"error": {name, message, code}}`. The parent (tests/ffi_netns.ts)
+ * drives it; iproute2 in the parent is the independent observer.
+ */
+import dgram from "node:dgram";
+import { createTun, type LinuxTun, type LinuxTunOptions } from "../ffi/tun_linux.ts";
+
+type Request = { op: string; [key: string]: unknown };
+
+const hex = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+const unhex = (s: string): Uint8Array => Uint8Array.from(s.match(/../g) ?? [], (x) => parseInt(x, 16));
+
+class Child {
+  tun: LinuxTun | undefined;
+  sockets = new Map<number, dgram.Socket>();
+  received = new Map<number, { data: string; from: string; port: number }[]>();
+  pendingRead: Promise<Uint8Array[]> | undefined;
+
+  get device(): LinuxTun {
+    if (this.tun === undefined) throw new Error("no TUN device: send createTun first");
+    return this.tun;
+  }
+
+  async handle(req: Request): Promise<unknown> {
+    switch (req.op) {
+      case "pid":
+        return Deno.pid;
+      case "createTun": {
+        this.tun = createTun((req.options ?? {}) as LinuxTunOptions);
+        return { name: this.tun.name, mtu: this.tun.mtu, batchSize: this.tun.batchSize, fd: this.tun.fd };
+      }
+      case "read": {
+        // Reads until `count` packets arrived or `timeoutMs` passed; returns them as hex.
+        const count = Number(req.count ?? 1), deadline = Date.now() + Number(req.timeoutMs ?? 2000);
+        const got: string[] = [];
+        while (got.length < count && Date.now() < deadline) {
+          this.pendingRead ??= this.device.read();
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          const timeout = new Promise<"timeout">((r) => {
+            timer = setTimeout(() => r("timeout"), Math.max(1, deadline - Date.now()));
+          });
+          const batch = await Promise.race([this.pendingRead, timeout]);
+          clearTimeout(timer);
+          if (batch === "timeout") break;
+          this.pendingRead = undefined;
+          if (batch.length === 0) break;
+          for (const p of batch) got.push(hex(p));
+        }
+        return got;
+      }
+      case "write":
+        return this.device.write((req.packets as string[]).map(unhex));
+      case "stats":
+        return this.device.stats;
+      case "close": {
+        this.device.close();
+        // A read pending across close() must resolve to [] (the device contract).
+        const last = this.pendingRead ? await this.pendingRead : [];
+        this.pendingRead = undefined;
+        return { pendingReadResult: last.length };
+      }
+      case "udpBind": {
+        const family = String(req.address).includes(":") ? "udp6" : "udp4";
+        const sock = dgram.createSocket(family);
+        const port = Number(req.port);
+        this.received.set(port, []);
+        sock.on("message", (msg, rinfo) => {
+          this.received.get(port)?.push({ data: hex(msg), from: rinfo.address, port: rinfo.port });
+        });
+        await new Promise<void>((resolve, reject) => {
+          sock.once("error", reject);
+          sock.bind(port, String(req.address), () => resolve());
+        });
+        this.sockets.set(port, sock);
+        return port;
+      }
+      case "udpReceived": {
+        const port = Number(req.port), deadline = Date.now() + Number(req.timeoutMs ?? 2000);
+        for (let i = 0; i < 1000 && (this.received.get(port)?.length ?? 0) < Number(req.count ?? 1); i++) {
+          if (Date.now() > deadline) break;
+          await new Promise((r) => setTimeout(r, 5));
+        }
+        return this.received.get(port) ?? [];
+      }
+      case "udpSend": {
+        const to = String(req.address);
+        const sock = dgram.createSocket(to.includes(":") ? "udp6" : "udp4");
+        try {
+          const msgs = (req.payloads as string[]).map(unhex);
+          for (const m of msgs) {
+            await new Promise<void>((resolve, reject) => {
+              sock.send(m, Number(req.port), to, (err) => (err ? reject(err) : resolve()));
+            });
+          }
+          return msgs.length;
+        } finally {
+          sock.close();
+        }
+      }
+      case "exit":
+        for (const s of this.sockets.values()) s.close();
+        this.tun?.close();
+        return "bye";
+      default:
+        throw new TypeError(`unknown op "${req.op}"`);
+    }
+  }
+}
+
+async function main(): Promise<void> {
+  const child = new Child();
+  const encoder = new TextEncoder();
+  const out = (v: unknown) => Deno.stdout.writeSync(encoder.encode(JSON.stringify(v) + "\n"));
+  let buffered = "";
+  const decoder = new TextDecoder();
+  for await (const chunk of Deno.stdin.readable) {
+    buffered += decoder.decode(chunk, { stream: true });
+    for (let nl = buffered.indexOf("\n"); nl >= 0; nl = buffered.indexOf("\n")) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      const req = JSON.parse(line) as Request;
+      try {
+        out({ ok: (await child.handle(req)) ?? null });
+      } catch (e) {
+        const err = e as Error & { code?: string };
+        out({ error: { name: err.name, message: err.message, code: err.code ?? null } });
+      }
+      if (req.op === "exit") return;
+    }
+  }
+}
+
+if (import.meta.main) {
+  // Requests can also come as arguments (one JSON request each) for one-shot runs, e.g. under setpriv.
+  if (Deno.args.length > 0) {
+    const child = new Child();
+    for (const arg of Deno.args) {
+      try {
+        console.log(JSON.stringify({ ok: (await child.handle(JSON.parse(arg) as Request)) ?? null }));
+      } catch (e) {
+        const err = e as Error & { code?: string };
+        console.log(JSON.stringify({ error: { name: err.name, message: err.message, code: err.code ?? null } }));
+      }
+    }
+    await child.handle({ op: "exit" });
+  } else {
+    await main();
+  }
+}
