@@ -1,0 +1,128 @@
+/**
+ * The daemon's control socket: a unix socket in the state directory. A request is one JSON line, the answer is
+ * one JSON line, then the connection closes. Owner root; when tp was started through sudo, the invoking user's
+ * group may use it too (mode 0660), so `tp status` and `tp quit` work without sudo.
+ */
+
+export type ControlRequest = { op: "status" } | { op: "quit" };
+
+export type ControlResponse = { ok: true; result: unknown } | { ok: false; error: string };
+
+export type ControlHandler = (req: ControlRequest) => Promise<unknown>;
+
+const MAX_REQUEST = 64 * 1024;
+
+/** Serves the control socket until `signal` aborts; returns once listening. */
+export async function serveControl(
+  path: string,
+  handler: ControlHandler,
+  opts: { signal: AbortSignal; gid?: number },
+): Promise<{ finished: Promise<void> }> {
+  await Deno.remove(path).catch(() => {});
+  const listener = Deno.listen({ transport: "unix", path });
+  await Deno.chmod(path, opts.gid === undefined ? 0o600 : 0o660);
+  if (opts.gid !== undefined) await Deno.chown(path, 0, opts.gid).catch(() => {});
+  opts.signal.addEventListener("abort", () => listener.close(), { once: true });
+  const finished = (async () => {
+    const pending = new Set<Promise<void>>();
+    try {
+      for await (const conn of listener) {
+        const p = serveOne(conn, handler).finally(() => pending.delete(p));
+        pending.add(p);
+      }
+    } catch {
+      // closed
+    }
+    await Promise.allSettled(pending);
+    await Deno.remove(path).catch(() => {});
+  })();
+  return { finished };
+}
+
+async function serveOne(conn: Deno.Conn, handler: ControlHandler): Promise<void> {
+  let res: ControlResponse;
+  try {
+    const line = await readLine(conn, 5000);
+    const req = JSON.parse(line) as { op?: unknown };
+    if (req.op !== "status" && req.op !== "quit") throw new TypeError(`unknown control operation "${String(req.op)}"`);
+    res = { ok: true, result: await handler(req as ControlRequest) };
+  } catch (e) {
+    res = { ok: false, error: e instanceof Error ? e.message : String(e) };
+  }
+  try {
+    await writeAll(conn, new TextEncoder().encode(JSON.stringify(res) + "\n"));
+  } catch { /* the client left */ }
+  try {
+    conn.close();
+  } catch { /* closed */ }
+}
+
+async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
+  for (let off = 0; off < data.length;) off += await conn.write(data.subarray(off));
+}
+
+async function readLine(conn: Deno.Conn, timeoutMs: number): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  const timer = setTimeout(() => {
+    try {
+      conn.close();
+    } catch { /* closed */ }
+  }, timeoutMs);
+  try {
+    const buf = new Uint8Array(4096);
+    for (;;) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      chunks.push(buf.slice(0, n));
+      total += n;
+      if (buf.subarray(0, n).includes(10)) break;
+      if (total > MAX_REQUEST) throw new RangeError("control message too long");
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+  const all = new Uint8Array(total);
+  let off = 0;
+  for (const c of chunks) {
+    all.set(c, off);
+    off += c.length;
+  }
+  const text = new TextDecoder().decode(all);
+  const nl = text.indexOf("\n");
+  return nl >= 0 ? text.slice(0, nl) : text;
+}
+
+/** No daemon answers at the socket: it is missing, or nothing listens (a stale socket after a crash). */
+export class NotRunningError extends Error {
+  constructor(readonly stale: boolean, message: string) {
+    super(message);
+    this.name = "NotRunningError";
+  }
+}
+
+/** Sends one request to the daemon and returns its result; throws NotRunningError when none answers. */
+export async function controlRequest(path: string, req: ControlRequest, timeoutMs = 10_000): Promise<unknown> {
+  let conn: Deno.Conn;
+  try {
+    conn = await Deno.connect({ transport: "unix", path });
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw new NotRunningError(false, "tp is not connected");
+    if (e instanceof Deno.errors.ConnectionRefused) {
+      throw new NotRunningError(true, `no tp daemon answers at ${path} (a stale socket)`);
+    }
+    throw e;
+  }
+  try {
+    await writeAll(conn, new TextEncoder().encode(JSON.stringify(req) + "\n"));
+    const line = await readLine(conn, timeoutMs);
+    if (!line) throw new Error("the tp daemon closed the control connection without an answer");
+    const res = JSON.parse(line) as ControlResponse;
+    if (!res.ok) throw new Error(res.error);
+    return res.result;
+  } finally {
+    try {
+      conn.close();
+    } catch { /* closed */ }
+  }
+}
