@@ -1,0 +1,128 @@
+/**
+ * The two halves of a streaming gRPC-web call on the server: a reader of request messages and a bounded queue of
+ * response frames that becomes the Response body.
+ */
+import { Deframer, encodeFrame, encodeTrailers, GrpcError, Status } from "../proto/grpc_web.ts";
+
+/** Reads request messages from a body. Errors are GrpcErrors, or ClientGoneError when the client reset the stream. */
+export class MessageReader {
+  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  readonly #deframer: Deframer;
+  #ended = false;
+
+  constructor(body: ReadableStream<Uint8Array> | null, maxMessageSize: number) {
+    this.#reader = (body ?? new ReadableStream<Uint8Array>({ start: (c) => c.close() })).getReader();
+    this.#deframer = new Deframer(maxMessageSize);
+  }
+
+  /** Bytes held for a partial message. */
+  get buffered(): number {
+    return this.#deframer.buffered;
+  }
+
+  /** The next message, or null when the body ended cleanly. */
+  async next(): Promise<Uint8Array | null> {
+    for (;;) {
+      const f = this.#deframer.next();
+      if (f) {
+        if (f.trailers) throw new GrpcError(Status.INVALID_ARGUMENT, "A request must not carry a trailers frame");
+        return f.message;
+      }
+      if (this.#ended) {
+        if (!this.#deframer.atBoundary) {
+          throw new GrpcError(Status.INVALID_ARGUMENT, "Request body ended inside a frame (truncated)");
+        }
+        return null;
+      }
+      let r: ReadableStreamReadResult<Uint8Array>;
+      try {
+        r = await this.#reader.read();
+      } catch (e) {
+        throw new ClientGoneError(e instanceof Error ? e.message : String(e));
+      }
+      if (r.done) this.#ended = true;
+      else this.#deframer.push(r.value);
+    }
+  }
+
+  /** Stops reading; the rest of the body is discarded. */
+  cancel(): void {
+    this.#ended = true;
+    this.#reader.cancel().catch(() => {});
+  }
+}
+
+/** The client went away mid-request (HTTP/2 RST_STREAM or a closed connection). */
+export class ClientGoneError extends Error {
+  override name = "ClientGoneError";
+}
+
+/**
+ * A bounded queue of response frames, read by Deno.serve as the response body. `write` returns false once
+ * `highWaterBytes` are queued; a producer then waits for `ready()`, so a slow client's HTTP/2 window stops the
+ * producer instead of growing the queue.
+ */
+export class ResponseFrames {
+  readonly body: ReadableStream<Uint8Array>;
+  #controller!: ReadableStreamDefaultController<Uint8Array>;
+  #waiters: (() => void)[] = [];
+  #closed = false;
+  /** Called once if the client stops reading the body (it reset the stream or the connection closed). */
+  onCancel: (reason: unknown) => void = () => {};
+
+  constructor(readonly highWaterBytes: number) {
+    this.body = new ReadableStream<Uint8Array>({
+      start: (c) => {
+        this.#controller = c;
+      },
+      pull: () => this.#wake(),
+      cancel: (reason) => {
+        this.#closed = true;
+        this.#wake();
+        this.onCancel(reason);
+      },
+    }, { highWaterMark: highWaterBytes, size: (chunk) => chunk.byteLength });
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Bytes queued and not yet taken by the HTTP layer. */
+  get queued(): number {
+    return this.#closed ? 0 : Math.max(0, this.highWaterBytes - (this.#controller.desiredSize ?? 0));
+  }
+
+  /** Queues a whole frame; false when the queue is full (the frame is still queued) or the stream is closed. */
+  writeFrame(frame: Uint8Array): boolean {
+    if (this.#closed) return false;
+    this.#controller.enqueue(frame);
+    return (this.#controller.desiredSize ?? 0) > 0;
+  }
+
+  /** Queues one message in a data frame. */
+  writeMessage(message: Uint8Array): boolean {
+    return this.writeFrame(encodeFrame(message));
+  }
+
+  /** Resolves when the queue has room again, or the stream closed. */
+  ready(): Promise<void> {
+    if (this.#closed || (this.#controller.desiredSize ?? 0) > 0) return Promise.resolve();
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  /** Ends the body with the trailers frame. Later calls do nothing. */
+  end(code: Status, message = ""): void {
+    if (this.#closed) return;
+    this.#controller.enqueue(encodeTrailers(code, message));
+    this.#controller.close();
+    this.#closed = true;
+    this.#wake();
+  }
+
+  #wake(): void {
+    const w = this.#waiters;
+    this.#waiters = [];
+    for (const f of w) f();
+  }
+}

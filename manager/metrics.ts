@@ -1,0 +1,75 @@
+/**
+ * The manager's counters, served at /metrics in the Prometheus text exposition format (version 0.0.4):
+ * "# HELP", "# TYPE", then `name{label="value"} number` lines.
+ *
+ * Direction words: "inbound" is from the workstation towards the cluster, "outbound" the other way.
+ */
+
+type Labels = Record<string, string>;
+
+class Family {
+  readonly values = new Map<string, { labels: Labels; value: number }>();
+  constructor(readonly name: string, readonly type: "counter" | "gauge", readonly help: string) {}
+
+  add(labels: Labels, delta: number): void {
+    const key = JSON.stringify(labels);
+    const v = this.values.get(key);
+    if (v) v.value += delta;
+    else this.values.set(key, { labels, value: delta });
+  }
+
+  get(labels: Labels = {}): number {
+    return this.values.get(JSON.stringify(labels))?.value ?? 0;
+  }
+}
+
+function escapeLabel(v: string): string {
+  return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
+}
+
+export class Metrics {
+  readonly #families: Family[] = [];
+  readonly sessions = this.#family("tp_manager_sessions", "gauge", "Sessions now open.");
+  readonly sessionsTotal = this.#family("tp_manager_sessions_total", "counter", "Sessions started.");
+  readonly sessionsExpired = this.#family("tp_manager_sessions_expired_total", "counter", "Sessions expired.");
+  readonly streams = this.#family("tp_manager_streams", "gauge", "Tunnel streams now open, by protocol.");
+  readonly streamsTotal = this.#family("tp_manager_streams_total", "counter", "Tunnel streams opened.");
+  readonly bytes = this.#family(
+    "tp_manager_bytes_total",
+    "counter",
+    "Tunnel payload bytes, by protocol and direction.",
+  );
+  readonly datagramsDropped = this.#family(
+    "tp_manager_datagrams_dropped_total",
+    "counter",
+    "UDP datagrams dropped because the stream's buffer was full.",
+  );
+  readonly dials = this.#family("tp_manager_dials_total", "counter", "Dial results, by protocol and result.");
+  readonly dnsQueries = this.#family("tp_manager_dns_queries_total", "counter", "DNS queries, by outcome.");
+  readonly requests = this.#family("tp_manager_requests_total", "counter", "gRPC requests, by method and status.");
+  readonly rejected = this.#family("tp_manager_rejected_total", "counter", "Requests refused early, by reason.");
+  readonly bufferedBytes = this.#family(
+    "tp_manager_stream_buffered_bytes",
+    "gauge",
+    "Bytes queued inside tunnel streams (both directions).",
+  );
+
+  #family(name: string, type: "counter" | "gauge", help: string): Family {
+    const f = new Family(name, type, help);
+    this.#families.push(f);
+    return f;
+  }
+
+  render(): string {
+    let out = "";
+    for (const f of this.#families) {
+      out += `# HELP ${f.name} ${f.help}\n# TYPE ${f.name} ${f.type}\n`;
+      if (f.values.size === 0 && f.type === "gauge") out += `${f.name} 0\n`;
+      for (const { labels, value } of f.values.values()) {
+        const l = Object.entries(labels).map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(",");
+        out += `${f.name}${l ? `{${l}}` : ""} ${value}\n`;
+      }
+    }
+    return out;
+  }
+}

@@ -1,0 +1,386 @@
+/**
+ * The traffic-manager's HTTP side: one `Deno.serve` handler for gRPC-web calls (h2c with prior knowledge, HTTP/2
+ * over TLS with ALPN, or HTTP/1.1; Deno.serve picks per connection), GET /metrics and GET /healthz.
+ *
+ * Every failure ends only its own request with a gRPC status and a log line:
+ * - wrong content type: HTTP 415 with grpc-status INVALID_ARGUMENT (gRPC over HTTP/2 says servers SHOULD answer
+ *   415 to a non-gRPC content type);
+ * - unknown method: UNIMPLEMENTED; missing or wrong token: UNAUTHENTICATED; unknown session: NOT_FOUND;
+ * - malformed message: INVALID_ARGUMENT; oversized message: RESOURCE_EXHAUSTED.
+ * Errors before any response message are sent "trailers-only" (grpc-status in the HTTP headers, HTTP 200).
+ */
+import {
+  CONTENT_TYPE,
+  encodeFrame,
+  encodeGrpcMessage,
+  encodeTrailers,
+  GrpcError,
+  Status,
+  statusName,
+} from "../proto/grpc_web.ts";
+import { API_VERSION, type ClusterInfo, type Codec, codecs, methods, SERVICE_NAME } from "../proto/messages.ts";
+import { VERSION } from "../cli/version.ts";
+import { AllowList, formatHostPort, type ManagerConfig } from "./config.ts";
+import { forwardDns } from "./dns.ts";
+import type { Logger } from "./log.ts";
+import { Metrics } from "./metrics.ts";
+import { Sessions } from "./sessions.ts";
+import { ClientGoneError, MessageReader, ResponseFrames } from "./_streams.ts";
+import { serveTunnel, type TunnelContext, type TunnelHost } from "./tunnel.ts";
+
+const DNS_TIMEOUT_MS = 5_000;
+
+export interface ManagerOptions {
+  logger: Logger;
+  /** The clock, in ms; tests pass a fake one. */
+  now?: () => number;
+}
+
+type Unary = (req: unknown) => Promise<unknown> | unknown;
+
+export class Manager implements TunnelHost {
+  readonly sessions: Sessions;
+  readonly metrics = new Metrics();
+  readonly active = new Set<TunnelContext>();
+  readonly logger: Logger;
+  readonly #allow: AllowList;
+  readonly #now: () => number;
+  readonly #watchers = new Set<ResponseFrames>();
+  #clusterInfo: ClusterInfo;
+  #expiryTimer: ReturnType<typeof setInterval> | undefined;
+  #closing = false;
+  readonly #unary: Record<string, { req: Codec<unknown>; res: Codec<unknown>; fn: Unary }>;
+
+  constructor(readonly config: ManagerConfig, options: ManagerOptions) {
+    this.logger = options.logger;
+    this.#now = options.now ?? (() => Date.now());
+    this.sessions = new Sessions(config.sessionTtlMs, config.maxSessions);
+    this.#allow = AllowList.forConfig(config);
+    this.#clusterInfo = {
+      podSubnets: config.podCidrs,
+      serviceSubnets: config.serviceCidrs,
+      clusterDomain: config.clusterDomain,
+      dnsServer: formatHostPort(config.dnsServer),
+      managerVersion: VERSION,
+    };
+    const u = <Req, Res>(req: Codec<Req>, res: Codec<Res>, fn: (r: Req) => Promise<Res> | Res) => ({
+      req: req as Codec<unknown>,
+      res: res as Codec<unknown>,
+      fn: fn as Unary,
+    });
+    this.#unary = {
+      Version: u(codecs.VersionRequest, codecs.VersionInfo, () => ({
+        version: VERSION,
+        runtime: `deno ${Deno.version.deno}`,
+        api: API_VERSION,
+      })),
+      Health: u(codecs.HealthRequest, codecs.HealthInfo, () => ({
+        serving: !this.#closing,
+        sessions: this.sessions.size,
+        streams: this.active.size,
+      })),
+      Arrive: u(codecs.ArriveRequest, codecs.ArriveResponse, (r) => {
+        const s = this.sessions.arrive(r.clientName, r.namespace, this.#now());
+        if (!s) throw new GrpcError(Status.RESOURCE_EXHAUSTED, `${this.config.maxSessions} sessions open, the maximum`);
+        this.metrics.sessionsTotal.add({}, 1);
+        this.metrics.sessions.add({}, 1);
+        this.logger.info("session arrived", {
+          session: s.id,
+          client: r.clientName,
+          namespace: r.namespace,
+          clientVersion: r.clientVersion,
+        });
+        return {
+          sessionId: s.id,
+          clusterInfo: this.#clusterInfo,
+          sessionTtlMs: this.config.sessionTtlMs,
+          keepaliveIntervalMs: Math.floor(this.config.sessionTtlMs / 3),
+        };
+      }),
+      Keepalive: u(codecs.SessionRef, codecs.KeepaliveResponse, (r) => {
+        this.#session(r.sessionId);
+        return {};
+      }),
+      Depart: u(codecs.SessionRef, codecs.DepartResponse, (r) => {
+        this.#session(r.sessionId);
+        this.#endSession(r.sessionId, "departed");
+        return {};
+      }),
+      GetClusterInfo: u(codecs.SessionRef, codecs.ClusterInfo, (r) => {
+        this.#session(r.sessionId);
+        return this.#clusterInfo;
+      }),
+      Dns: u(codecs.DnsRequest, codecs.DnsResponse, async (r) => {
+        this.#session(r.sessionId);
+        try {
+          const answer = await forwardDns(r.query, this.config.dnsServer, DNS_TIMEOUT_MS);
+          this.metrics.dnsQueries.add({ outcome: "answered" }, 1);
+          return { answer };
+        } catch (e) {
+          this.metrics.dnsQueries.add({ outcome: "failed" }, 1);
+          throw e;
+        }
+      }),
+    };
+  }
+
+  /** Starts the session expiry timer. */
+  start(): void {
+    const every = Math.max(50, Math.min(1000, Math.floor(this.config.sessionTtlMs / 4)));
+    this.#expiryTimer = setInterval(() => this.expire(), every);
+  }
+
+  /** Ends sessions whose keepalives stopped. Called by the timer; tests call it with a fake clock. */
+  expire(): void {
+    for (const s of this.sessions.expire(this.#now())) {
+      this.metrics.sessions.add({}, -1);
+      this.metrics.sessionsExpired.add({}, 1);
+      this.logger.info("session expired", { session: s.id, client: s.clientName, idleMs: this.#now() - s.lastSeen });
+    }
+  }
+
+  /** Ends every session (and so every stream) and stops the timer; the server itself is shut down by the caller. */
+  shutdown(): void {
+    this.#closing = true;
+    clearInterval(this.#expiryTimer);
+    for (const s of this.sessions.endAll("shutdown")) {
+      this.metrics.sessions.add({}, -1);
+      this.logger.info("session ended", { session: s.id, reason: "shutdown" });
+    }
+    for (const w of this.#watchers) w.end(Status.UNAVAILABLE, "manager shutting down");
+  }
+
+  /** Replaces the cluster info and tells every watcher. */
+  setClusterInfo(info: Partial<ClusterInfo>): void {
+    this.#clusterInfo = { ...this.#clusterInfo, ...info };
+    const msg = codecs.ClusterInfo.encode(this.#clusterInfo);
+    for (const w of this.#watchers) w.writeMessage(msg);
+  }
+
+  get clusterInfo(): ClusterInfo {
+    return this.#clusterInfo;
+  }
+
+  session(id: string) {
+    return this.sessions.get(id);
+  }
+
+  allows(ip: string): boolean {
+    return this.#allow.allows(ip);
+  }
+
+  /** The handler for Deno.serve. */
+  readonly handler = async (req: Request): Promise<Response> => {
+    const url = new URL(req.url);
+    if (req.method === "GET" && url.pathname === "/metrics") {
+      let buffered = 0;
+      for (const t of this.active) buffered += t.buffered();
+      this.metrics.bufferedBytes.values.clear();
+      this.metrics.bufferedBytes.add({}, buffered);
+      return new Response(this.metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4" } });
+    }
+    if (req.method === "GET" && url.pathname === "/healthz") {
+      return new Response(this.#closing ? "shutting down\n" : "ok\n", { status: this.#closing ? 503 : 200 });
+    }
+    const ct = req.headers.get("content-type") ?? "";
+    if (!/^application\/grpc-web(\+proto)?\s*(;|$)/i.test(ct)) {
+      return await this.#reject(
+        req,
+        "content-type",
+        Status.INVALID_ARGUMENT,
+        `Unsupported content-type "${ct}"; this server speaks ${CONTENT_TYPE}`,
+        415,
+      );
+    }
+    if (req.method !== "POST") {
+      return await this.#reject(req, "method", Status.UNIMPLEMENTED, `HTTP method ${req.method} is not POST`, 405);
+    }
+    const name = url.pathname.startsWith(`/${SERVICE_NAME}/`) ? url.pathname.slice(SERVICE_NAME.length + 2) : "";
+    const method = methods[name];
+    if (!method) {
+      return await this.#reject(req, "unknown-method", Status.UNIMPLEMENTED, `Unknown method "${url.pathname}"`);
+    }
+    if (this.config.token !== undefined && !tokenMatches(req.headers.get("authorization"), this.config.token)) {
+      return await this.#reject(req, "token", Status.UNAUTHENTICATED, "Missing or wrong token", 200, method.name);
+    }
+    const reader = new MessageReader(req.body, this.config.maxMessageSize);
+    if (method.name === "Tunnel") {
+      const out = new ResponseFrames(this.config.streamBufferBytes);
+      serveTunnel(this, reader, out);
+      return grpcResponse(out.body);
+    }
+    if (method.name === "WatchClusterInfo") return await this.#watch(reader);
+    return await this.#callUnary(method.name, reader);
+  };
+
+  async #callUnary(name: string, reader: MessageReader): Promise<Response> {
+    const m = this.#unary[name];
+    try {
+      if (!m) throw new GrpcError(Status.UNIMPLEMENTED, `Method "${name}" has no handler`);
+      const request = m.req.decode(await readOne(reader));
+      const response = m.res.encode(await m.fn(request));
+      this.metrics.requests.add({ method: name, status: "OK" }, 1);
+      const body = new Uint8Array([...encodeFrame(response), ...encodeTrailers(Status.OK)]);
+      return grpcResponse(body);
+    } catch (e) {
+      reader.cancel();
+      const err = asGrpcError(e);
+      this.metrics.requests.add({ method: name, status: statusName(err.code) }, 1);
+      if (err.code !== Status.NOT_FOUND || name !== "Keepalive") {
+        this.logger.warn("request failed", { method: name, status: statusName(err.code), reason: err.details });
+      }
+      return trailersOnly(err.code, err.details);
+    }
+  }
+
+  async #watch(reader: MessageReader): Promise<Response> {
+    let sessionId: string;
+    try {
+      sessionId = codecs.SessionRef.decode(await readOne(reader)).sessionId;
+      this.#session(sessionId);
+    } catch (e) {
+      const err = asGrpcError(e);
+      this.metrics.requests.add({ method: "WatchClusterInfo", status: statusName(err.code) }, 1);
+      this.logger.warn("request failed", {
+        method: "WatchClusterInfo",
+        status: statusName(err.code),
+        reason: err.details,
+      });
+      return trailersOnly(err.code, err.details);
+    }
+    const out = new ResponseFrames(64 * 1024);
+    const handle = {
+      abort: (reason: string) => {
+        this.#watchers.delete(out);
+        out.end(Status.OK, reason);
+      },
+    };
+    out.onCancel = () => {
+      this.#watchers.delete(out);
+      this.sessions.get(sessionId)?.streams.delete(handle);
+    };
+    this.#watchers.add(out);
+    this.sessions.get(sessionId)!.streams.add(handle);
+    out.writeMessage(codecs.ClusterInfo.encode(this.#clusterInfo));
+    return grpcResponse(out.body);
+  }
+
+  /** The session, after recording its sign of life; NOT_FOUND when it is unknown. */
+  #session(id: string) {
+    if (!this.sessions.touch(id, this.#now())) {
+      throw new GrpcError(Status.NOT_FOUND, `No session "${id}" (expired or departed?)`);
+    }
+    return this.sessions.get(id)!;
+  }
+
+  #endSession(id: string, reason: "departed"): void {
+    const s = this.sessions.end(id, reason);
+    if (s) {
+      this.metrics.sessions.add({}, -1);
+      this.logger.info("session ended", { session: id, reason });
+    }
+  }
+
+  async #reject(
+    req: Request,
+    reason: string,
+    code: Status,
+    message: string,
+    httpStatus = 200,
+    method = "",
+  ): Promise<Response> {
+    this.metrics.rejected.add({ reason }, 1);
+    this.logger.warn("request rejected", {
+      reason,
+      status: statusName(code),
+      detail: message,
+      method,
+      path: new URL(req.url).pathname,
+    });
+    await drain(req.body, this.config.maxMessageSize);
+    return trailersOnly(code, message, httpStatus);
+  }
+}
+
+/** Reads exactly one request message: a unary request is one message, then the end of the body. */
+async function readOne(reader: MessageReader): Promise<Uint8Array> {
+  const msg = await reader.next();
+  if (msg === null) throw new GrpcError(Status.INVALID_ARGUMENT, "Request has no message");
+  if ((await reader.next()) !== null) throw new GrpcError(Status.INVALID_ARGUMENT, "Request has more than one message");
+  return msg;
+}
+
+function asGrpcError(e: unknown): GrpcError {
+  if (e instanceof GrpcError) return e;
+  if (e instanceof ClientGoneError) return new GrpcError(Status.CANCELLED, e.message);
+  // protobufjs throws plain Errors (RangeError "index out of range", "invalid wire type") for malformed bytes.
+  return new GrpcError(Status.INVALID_ARGUMENT, `Cannot decode request: ${e instanceof Error ? e.message : e}`);
+}
+
+function grpcResponse(body: BodyInit): Response {
+  return new Response(body, { headers: { "content-type": CONTENT_TYPE } });
+}
+
+function trailersOnly(code: Status, message: string, httpStatus = 200): Response {
+  return new Response(null, {
+    status: httpStatus,
+    headers: { "content-type": CONTENT_TYPE, "grpc-status": String(code), "grpc-message": encodeGrpcMessage(message) },
+  });
+}
+
+/**
+ * Reads and drops a rejected request's body (up to `limit` bytes, for at most 200 ms), so an HTTP/1.1 connection
+ * stays usable for the next request; a longer or endless body is cancelled.
+ */
+async function drain(body: ReadableStream<Uint8Array> | null, limit: number): Promise<void> {
+  if (!body) return;
+  const reader = body.getReader();
+  let n = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<"timeout">((r) => (timer = setTimeout(() => r("timeout"), 200)));
+  try {
+    while (n <= limit) {
+      const r = await Promise.race([reader.read(), timeout]);
+      if (r === "timeout" || r.done) break;
+      n += r.value.length;
+    }
+  } catch {
+    // the client went away; nothing to drain
+  } finally {
+    clearTimeout(timer);
+    reader.cancel().catch(() => {});
+  }
+}
+
+/** Compares "Bearer <token>" in time independent of where the first difference is. */
+function tokenMatches(header: string | null, token: string): boolean {
+  const want = new TextEncoder().encode(`Bearer ${token}`);
+  const got = new TextEncoder().encode(header ?? "");
+  let diff = want.length ^ got.length;
+  for (let i = 0; i < want.length; i++) diff |= want[i]! ^ (got[i] ?? 0);
+  return diff === 0;
+}
+
+export interface ServeOptions {
+  signal?: AbortSignal;
+  onListen?: (addr: Deno.NetAddr) => void;
+}
+
+/** Serves a manager on its config's address (TLS when the config has a certificate). */
+export function serveManager(manager: Manager, options: ServeOptions = {}): Deno.HttpServer<Deno.NetAddr> {
+  const { listen, tls } = manager.config;
+  manager.start();
+  const common = {
+    hostname: listen.host,
+    port: listen.port,
+    onListen: options.onListen ?? (() => {}),
+    onError: (e: unknown) => {
+      manager.logger.warn("handler error", { reason: e instanceof Error ? e.message : String(e) });
+      return trailersOnly(Status.INTERNAL, "internal error");
+    },
+    ...(options.signal ? { signal: options.signal } : {}),
+  };
+  return tls
+    ? Deno.serve({ ...common, cert: tls.cert, key: tls.key }, manager.handler)
+    : Deno.serve(common, manager.handler);
+}

@@ -1,0 +1,89 @@
+/**
+ * Sessions: who is connected, and which streams each one holds. Sans-IO: every method takes the current time, and
+ * the manager's driver calls `expire(now)` from its timer. Ending a session aborts its streams.
+ */
+
+/** Something a session holds open (a tunnel or a watch) that ends when the session does. */
+export interface SessionStream {
+  abort(reason: string): void;
+}
+
+export interface Session {
+  readonly id: string;
+  readonly clientName: string;
+  readonly namespace: string;
+  readonly arrivedAt: number;
+  lastSeen: number;
+  readonly streams: Set<SessionStream>;
+}
+
+export type EndReason = "departed" | "expired" | "shutdown";
+
+export class Sessions {
+  readonly #byId = new Map<string, Session>();
+
+  constructor(readonly ttlMs: number, readonly maxSessions: number) {}
+
+  get size(): number {
+    return this.#byId.size;
+  }
+
+  get streamCount(): number {
+    let n = 0;
+    for (const s of this.#byId.values()) n += s.streams.size;
+    return n;
+  }
+
+  /** Starts a session, or returns undefined when maxSessions are open. */
+  arrive(clientName: string, namespace: string, now: number): Session | undefined {
+    if (this.#byId.size >= this.maxSessions) return undefined;
+    const s: Session = {
+      id: crypto.randomUUID(),
+      clientName,
+      namespace,
+      arrivedAt: now,
+      lastSeen: now,
+      streams: new Set(),
+    };
+    this.#byId.set(s.id, s);
+    return s;
+  }
+
+  get(id: string): Session | undefined {
+    return this.#byId.get(id);
+  }
+
+  /** Records a sign of life; false when the session is unknown (never existed, departed or expired). */
+  touch(id: string, now: number): boolean {
+    const s = this.#byId.get(id);
+    if (!s) return false;
+    s.lastSeen = now;
+    return true;
+  }
+
+  /** Ends one session and aborts its streams. */
+  end(id: string, reason: EndReason): Session | undefined {
+    const s = this.#byId.get(id);
+    if (!s) return undefined;
+    this.#byId.delete(id);
+    for (const st of [...s.streams]) st.abort(`session ${reason}`);
+    s.streams.clear();
+    return s;
+  }
+
+  /** Ends every session whose last sign of life is older than the ttl, and returns them. */
+  expire(now: number): Session[] {
+    const out: Session[] = [];
+    for (const s of [...this.#byId.values()]) {
+      if (now - s.lastSeen > this.ttlMs) {
+        this.end(s.id, "expired");
+        out.push(s);
+      }
+    }
+    return out;
+  }
+
+  endAll(reason: EndReason): Session[] {
+    return [...this.#byId.keys()].map((id) => this.end(id, reason)!);
+  }
+}

@@ -1,0 +1,172 @@
+/**
+ * The Tunnel method on the manager: reads the open frame, checks it (session, limits, allowed destinations), and
+ * hands the stream to the TCP or UDP runner. Whatever happens, the stream ends with trailers and a log line, and
+ * nothing outlives it.
+ */
+import ipaddr from "ipaddr.js";
+import { GrpcError, Status, statusName } from "../proto/grpc_web.ts";
+import {
+  decodeTunnelFrame,
+  dialCodeName,
+  type DialResult,
+  encodeTunnelFrame,
+  Protocol,
+  type TunnelFrame,
+  type TunnelOpen,
+} from "../proto/messages.ts";
+import type { ManagerConfig } from "./config.ts";
+import type { Logger } from "./log.ts";
+import type { Metrics } from "./metrics.ts";
+import type { Session } from "./sessions.ts";
+import type { MessageReader, ResponseFrames } from "./_streams.ts";
+import { runTcpTunnel } from "./tunnel_tcp.ts";
+import { runUdpTunnel } from "./tunnel_udp.ts";
+
+/** What a runner needs; it reports its dial result once through `dialed`. */
+export interface TunnelContext {
+  open: TunnelOpen;
+  reader: MessageReader;
+  out: ResponseFrames;
+  signal: AbortSignal;
+  config: ManagerConfig;
+  metrics: Metrics;
+  dialed(result: DialResult): void;
+  /** Decodes a tunnel message; malformed input throws a GrpcError INVALID_ARGUMENT. */
+  decode(msg: Uint8Array): TunnelFrame;
+  /** Bytes this stream holds in its buffers; the runner replaces it once it has buffers. */
+  buffered: () => number;
+}
+
+export interface TunnelOutcome {
+  code: Status;
+  message: string;
+}
+
+export interface TunnelHost {
+  config: ManagerConfig;
+  logger: Logger;
+  metrics: Metrics;
+  session(id: string): Session | undefined;
+  allows(ip: string): boolean;
+  /** Every live stream, for /metrics and shutdown. */
+  active: Set<TunnelContext>;
+}
+
+export function decodeTunnelMessage(msg: Uint8Array): TunnelFrame {
+  try {
+    return decodeTunnelFrame(msg);
+  } catch (e) {
+    throw new GrpcError(Status.INVALID_ARGUMENT, e instanceof Error ? e.message : String(e));
+  }
+}
+
+/** How long a new stream may take to send its open frame. */
+const OPEN_TIMEOUT_MS = 10_000;
+
+let nextStreamId = 1;
+
+/** Runs one Tunnel call to its end. Never throws. */
+export async function serveTunnel(host: TunnelHost, reader: MessageReader, out: ResponseFrames): Promise<void> {
+  const { config, logger, metrics } = host;
+  const streamId = nextStreamId++;
+  const abort = new AbortController();
+  out.onCancel = () => abort.abort("client cancelled the stream");
+  let ctx: TunnelContext | undefined;
+  let session: Session | undefined;
+  const handle = { abort: (reason: string) => abort.abort(reason) };
+  const fields: Record<string, string | number> = { stream: streamId };
+  let outcome: TunnelOutcome;
+  try {
+    const first = await withTimeout(reader.next(), OPEN_TIMEOUT_MS, abort.signal);
+    if (first === null) throw new GrpcError(Status.INVALID_ARGUMENT, "Stream ended before its open frame");
+    const frame = decodeTunnelMessage(first);
+    if (frame.kind !== "open") {
+      throw new GrpcError(Status.INVALID_ARGUMENT, `First frame is "${frame.kind}", not "open"`);
+    }
+    const open = checkOpen(frame.open);
+    const proto = open.protocol === Protocol.tcp ? "tcp" : "udp";
+    Object.assign(fields, {
+      session: open.sessionId,
+      protocol: proto,
+      src: open.source ? `${open.source.ip}:${open.source.port}` : "",
+      dst: `${open.destination!.ip}:${open.destination!.port}`,
+    });
+    session = host.session(open.sessionId);
+    if (!session) throw new GrpcError(Status.NOT_FOUND, `No session "${open.sessionId}" (expired or departed?)`);
+    if (session.streams.size >= config.maxStreamsPerSession) {
+      throw new GrpcError(Status.RESOURCE_EXHAUSTED, `Session has ${config.maxStreamsPerSession} streams, the maximum`);
+    }
+    session.streams.add(handle);
+    const dst = open.destination!;
+    let dialResult: DialResult | undefined;
+    ctx = {
+      open,
+      reader,
+      out,
+      signal: abort.signal,
+      config,
+      metrics,
+      decode: decodeTunnelMessage,
+      buffered: () => out.queued + reader.buffered,
+      dialed: (result) => {
+        dialResult = result;
+        metrics.dials.add({ protocol: proto, result: dialCodeName(result.code) }, 1);
+        out.writeMessage(encodeTunnelFrame({ kind: "dial", dial: result }));
+        if (result.code !== 1) {
+          logger.info("dial failed", { ...fields, result: dialCodeName(result.code), reason: result.message });
+        }
+      },
+    };
+    host.active.add(ctx);
+    metrics.streamsTotal.add({ protocol: proto }, 1);
+    metrics.streams.add({ protocol: proto }, 1);
+    try {
+      if (!host.allows(dst.ip)) {
+        ctx.dialed({ code: 5, message: `${dst.ip} is outside the allowed destinations` });
+        outcome = { code: Status.OK, message: "" };
+      } else {
+        outcome = await (proto === "tcp" ? runTcpTunnel(ctx) : runUdpTunnel(ctx));
+      }
+    } finally {
+      metrics.streams.add({ protocol: proto }, -1);
+      host.active.delete(ctx);
+    }
+    if (dialResult?.code === 1) {
+      logger.info("stream ended", { ...fields, status: statusName(outcome.code), reason: outcome.message });
+    }
+  } catch (e) {
+    outcome = e instanceof GrpcError
+      ? { code: e.code, message: e.details }
+      : { code: Status.INTERNAL, message: e instanceof Error ? e.message : String(e) };
+    logger.warn("stream refused", { ...fields, status: statusName(outcome.code), reason: outcome.message });
+    reader.cancel();
+  }
+  session?.streams.delete(handle);
+  metrics.requests.add({ method: "Tunnel", status: statusName(outcome.code) }, 1);
+  out.end(outcome.code, outcome.message);
+}
+
+function checkOpen(open: TunnelOpen): TunnelOpen {
+  if (open.protocol !== Protocol.tcp && open.protocol !== Protocol.udp) {
+    throw new GrpcError(Status.INVALID_ARGUMENT, `Unknown protocol ${open.protocol}`);
+  }
+  const d = open.destination;
+  if (!d || !ipaddr.isValid(d.ip) || !Number.isInteger(d.port) || d.port < 1 || d.port > 65535) {
+    throw new GrpcError(Status.INVALID_ARGUMENT, `Bad destination ${JSON.stringify(d)}`);
+  }
+  return open;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, signal: AbortSignal): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let onAbort: (() => void) | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new GrpcError(Status.DEADLINE_EXCEEDED, `No open frame within ${ms} ms`)), ms);
+    onAbort = () => reject(new GrpcError(Status.CANCELLED, String(signal.reason)));
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  return Promise.race([p, t]).finally(() => {
+    clearTimeout(timer);
+    signal.removeEventListener("abort", onAbort!);
+  });
+}

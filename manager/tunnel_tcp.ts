@@ -1,0 +1,202 @@
+/**
+ * One TCP tunnel stream on the manager: dial the destination, then carry payload, half-close (FIN) and reset both
+ * ways until both directions are finished.
+ *
+ * Backpressure: inbound, the next request message is read only after the socket accepted the previous payload
+ * (`write` returned true or 'drain' fired), so a slow destination leaves frames in the HTTP/2 stream window and the
+ * client's writes stop. Outbound, the socket is paused while the response queue is full.
+ */
+import net from "node:net";
+import { GrpcError, Status } from "../proto/grpc_web.ts";
+import { DialCode, type DialResult, encodeDataFrame, encodeTunnelFrame } from "../proto/messages.ts";
+import type { TunnelContext, TunnelOutcome } from "./tunnel.ts";
+
+/** Maps a dial error to a dial result. Codes are errno names (Linux: include/uapi/asm-generic/errno.h). */
+export function classifyDialError(e: unknown): DialResult {
+  const code = (e as { code?: string }).code ?? "";
+  const message = e instanceof Error ? e.message : String(e);
+  switch (code) {
+    case "ECONNREFUSED":
+      return { code: DialCode.refused, message };
+    case "EHOSTUNREACH":
+    case "ENETUNREACH":
+    case "EHOSTDOWN":
+    case "ENETDOWN":
+    case "EADDRNOTAVAIL":
+      return { code: DialCode.unreachable, message };
+    case "ETIMEDOUT":
+      return { code: DialCode.timeout, message };
+  }
+  if (/unreachable/i.test(message)) return { code: DialCode.unreachable, message };
+  if (/refused/i.test(message)) return { code: DialCode.refused, message };
+  return { code: DialCode.unreachable, message };
+}
+
+/** Dials host:port, failing with a timeout result after timeoutMs. Resolves with the socket only when ok. */
+export function dialTcp(
+  host: string,
+  port: number,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<{ result: DialResult; socket?: net.Socket }> {
+  return new Promise((resolve) => {
+    const socket = net.createConnection({ host, port, allowHalfOpen: true, noDelay: true });
+    const done = (result: DialResult, ok: boolean) => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+      socket.off("connect", onConnect);
+      socket.off("error", onError);
+      if (ok) resolve({ result, socket });
+      else {
+        socket.on("error", () => {});
+        socket.destroy();
+        resolve({ result });
+      }
+    };
+    const onConnect = () => done({ code: DialCode.ok, message: "" }, true);
+    const onError = (e: Error) => done(classifyDialError(e), false);
+    const onAbort = () => done({ code: DialCode.unreachable, message: String(signal.reason) }, false);
+    const timer = setTimeout(
+      () => done({ code: DialCode.timeout, message: `no answer within ${timeoutMs} ms` }, false),
+      timeoutMs,
+    );
+    socket.once("connect", onConnect);
+    socket.once("error", onError);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+const FIN = encodeTunnelFrame({ kind: "fin" });
+const KEEPALIVE = encodeTunnelFrame({ kind: "keepalive" });
+
+export async function runTcpTunnel(ctx: TunnelContext): Promise<TunnelOutcome> {
+  const { open, out, reader, signal, config, metrics } = ctx;
+  const dst = open.destination!;
+  const { result, socket } = await dialTcp(dst.ip, dst.port, config.dialTimeoutMs, signal);
+  ctx.dialed(result);
+  if (!socket) return { code: Status.OK, message: "" };
+  const sock = socket;
+  ctx.buffered = () => sock.writableLength + out.queued + reader.buffered;
+
+  let inboundDone = false; // FIN received from the client and passed to the destination
+  let outboundDone = false; // FIN from the destination passed to the client
+  let finished = false;
+  let resolveEnd!: (o: TunnelOutcome) => void;
+  const ended = new Promise<TunnelOutcome>((r) => (resolveEnd = r));
+  const finish = (o: TunnelOutcome) => {
+    if (finished) return;
+    finished = true;
+    signal.removeEventListener("abort", onAbort);
+    sock.off("data", onData);
+    reader.cancel();
+    resolveEnd(o);
+  };
+  const resetBoth = (reason: string, code: Status = Status.OK) => {
+    rst(sock);
+    out.writeMessage(encodeTunnelFrame({ kind: "reset", reason }));
+    finish({ code, message: reason });
+  };
+  const onAbort = () => resetBoth(String(signal.reason), Status.UNAVAILABLE);
+  signal.addEventListener("abort", onAbort, { once: true });
+
+  // Outbound: destination -> client.
+  const onData = (chunk: Uint8Array) => {
+    metrics.bytes.add({ protocol: "tcp", direction: "outbound" }, chunk.length);
+    if (!out.writeFrame(encodeDataFrame([chunk], chunk.length))) {
+      sock.pause();
+      out.ready().then(() => {
+        if (!finished) sock.resume();
+      });
+    }
+  };
+  sock.on("data", onData);
+  sock.on("end", () => {
+    if (finished) return;
+    out.writeMessage(FIN);
+    outboundDone = true;
+    if (inboundDone) finish({ code: Status.OK, message: "" });
+  });
+  sock.on("error", (e: Error & { code?: string }) => {
+    if (finished) return;
+    const reason = e.code === "ECONNRESET" ? "destination reset the connection" : `destination error: ${e.message}`;
+    resetBoth(reason);
+  });
+  sock.on("close", () => {
+    if (!finished && !(inboundDone && outboundDone)) resetBoth("destination closed the connection");
+  });
+  sock.setTimeout(config.tcpIdleTimeoutMs, () => {
+    if (!finished) resetBoth(`idle for ${config.tcpIdleTimeoutMs} ms`);
+  });
+
+  // Inbound: client -> destination.
+  const inbound = async () => {
+    for (;;) {
+      const msg = await reader.next();
+      if (finished) return;
+      if (msg === null) { // the client ended its request body: a FIN if none came before
+        if (!inboundDone) {
+          inboundDone = true;
+          sock.end();
+        }
+        if (outboundDone) finish({ code: Status.OK, message: "" });
+        return;
+      }
+      const frame = ctx.decode(msg);
+      switch (frame.kind) {
+        case "data": {
+          if (inboundDone) throw new GrpcError(Status.INVALID_ARGUMENT, "Data after FIN");
+          metrics.bytes.add({ protocol: "tcp", direction: "inbound" }, frame.data.length);
+          if (!sock.write(frame.data)) await drainOrClose(sock);
+          break;
+        }
+        case "fin":
+          if (!inboundDone) {
+            inboundDone = true;
+            sock.end();
+          }
+          if (outboundDone) finish({ code: Status.OK, message: "" });
+          break;
+        case "reset":
+          rst(sock);
+          finish({ code: Status.OK, message: `client reset: ${frame.reason}` });
+          return;
+        case "keepalive":
+          out.writeMessage(KEEPALIVE);
+          break;
+        default:
+          throw new GrpcError(Status.INVALID_ARGUMENT, `Unexpected "${frame.kind}" frame after open`);
+      }
+    }
+  };
+  inbound().catch((e) => {
+    if (finished) return;
+    const reason = e instanceof GrpcError ? e.details : `client gone: ${e instanceof Error ? e.message : e}`;
+    rst(sock);
+    if (e instanceof GrpcError) finish({ code: e.code, message: reason });
+    else finish({ code: Status.CANCELLED, message: reason });
+  });
+
+  const outcome = await ended;
+  if (!sock.destroyed) {
+    // Both FINs exchanged: let the kernel finish the close; destroy releases the handle.
+    sock.destroy();
+  }
+  return outcome;
+}
+
+/** Closes with a TCP RST (SO_LINGER 0), unless already closed. */
+function rst(sock: net.Socket): void {
+  if (!sock.destroyed) sock.resetAndDestroy();
+}
+
+function drainOrClose(sock: net.Socket): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      sock.off("drain", done);
+      sock.off("close", done);
+      resolve();
+    };
+    sock.once("drain", done);
+    sock.once("close", done);
+  });
+}

@@ -1,0 +1,275 @@
+/**
+ * The messages of proto/manager.proto as TypeScript types, and their codecs.
+ *
+ * Control messages go through protobufjs reflection (parsed once from the embedded .proto). Tunnel data frames,
+ * the only messages on the hot path, are coded by hand: a data frame is the field-1 key 0x0a, a varint length and
+ * the payload, which `encodeDataFrame` writes straight after the gRPC-web frame header and `dataPayload` reads as a
+ * subarray without copying.
+ */
+import protobuf from "protobufjs";
+import { MANAGER_PROTO } from "./_manager_proto.ts";
+import { FRAME_HEADER_LEN } from "./grpc_web.ts";
+
+export const SERVICE_NAME = "tp.manager.v1.Manager";
+export const API_VERSION = "tp.manager.v1";
+
+/** A message with no fields. */
+export type Empty = Record<string, never>;
+export type VersionRequest = Empty;
+export interface VersionInfo {
+  version: string;
+  runtime: string;
+  api: string;
+}
+export type HealthRequest = Empty;
+export interface HealthInfo {
+  serving: boolean;
+  sessions: number;
+  streams: number;
+}
+export interface ArriveRequest {
+  clientName: string;
+  namespace: string;
+  clientVersion: string;
+}
+export interface ClusterInfo {
+  podSubnets: string[];
+  serviceSubnets: string[];
+  clusterDomain: string;
+  dnsServer: string;
+  managerVersion: string;
+}
+export interface ArriveResponse {
+  sessionId: string;
+  clusterInfo: ClusterInfo | null;
+  sessionTtlMs: number;
+  keepaliveIntervalMs: number;
+}
+export interface SessionRef {
+  sessionId: string;
+}
+export interface DnsRequest {
+  sessionId: string;
+  query: Uint8Array;
+}
+export interface DnsResponse {
+  answer: Uint8Array;
+}
+
+export const Protocol = { unspecified: 0, tcp: 1, udp: 2 } as const;
+export type Protocol = (typeof Protocol)[keyof typeof Protocol];
+
+export const DialCode = { unspecified: 0, ok: 1, refused: 2, unreachable: 3, timeout: 4, denied: 5 } as const;
+export type DialCode = (typeof DialCode)[keyof typeof DialCode];
+export type DialCodeName = keyof typeof DialCode;
+
+/** The name of a dial code ("ok", "refused", ...), for logs and metric labels. */
+export function dialCodeName(code: number): DialCodeName {
+  for (const [name, value] of Object.entries(DialCode)) if (value === code) return name as DialCodeName;
+  return "unspecified";
+}
+
+export interface Endpoint {
+  ip: string;
+  port: number;
+}
+export interface TunnelOpen {
+  sessionId: string;
+  protocol: Protocol;
+  source: Endpoint | null;
+  destination: Endpoint | null;
+}
+export interface DialResult {
+  code: DialCode;
+  message: string;
+}
+
+/** A decoded tunnel frame: exactly one kind. */
+export type TunnelFrame =
+  | { kind: "data"; data: Uint8Array }
+  | { kind: "open"; open: TunnelOpen }
+  | { kind: "dial"; dial: DialResult }
+  | { kind: "fin" }
+  | { kind: "reset"; reason: string }
+  | { kind: "keepalive" };
+
+const root = protobuf.parse(MANAGER_PROTO, { keepCase: false }).root;
+
+/** Encodes and decodes one message type. `decode` throws on malformed input. */
+export interface Codec<T> {
+  encode(value: T): Uint8Array;
+  decode(bytes: Uint8Array): T;
+}
+
+const toObjectOptions = { longs: Number, enums: Number, bytes: Uint8Array, defaults: true, arrays: true };
+
+function codec<T>(name: string): Codec<T> {
+  const type = root.lookupType(`${API_VERSION}.${name}`);
+  return {
+    encode: (value) => type.encode(type.fromObject(value as Record<string, unknown>)).finish(),
+    decode: (bytes) => type.toObject(type.decode(bytes), toObjectOptions) as T,
+  };
+}
+
+export const codecs = {
+  VersionRequest: codec<VersionRequest>("VersionRequest"),
+  VersionInfo: codec<VersionInfo>("VersionInfo"),
+  HealthRequest: codec<HealthRequest>("HealthRequest"),
+  HealthInfo: codec<HealthInfo>("HealthInfo"),
+  ArriveRequest: codec<ArriveRequest>("ArriveRequest"),
+  ArriveResponse: codec<ArriveResponse>("ArriveResponse"),
+  SessionRef: codec<SessionRef>("SessionRef"),
+  KeepaliveResponse: codec<Empty>("KeepaliveResponse"),
+  DepartResponse: codec<Empty>("DepartResponse"),
+  ClusterInfo: codec<ClusterInfo>("ClusterInfo"),
+  DnsRequest: codec<DnsRequest>("DnsRequest"),
+  DnsResponse: codec<DnsResponse>("DnsResponse"),
+};
+
+/** How each method is called: its request and response codecs, and which sides stream. */
+export interface MethodInfo {
+  name: string;
+  path: string;
+  requestStream: boolean;
+  responseStream: boolean;
+}
+
+/** Every method of the Manager service, by name, read from the .proto. */
+export const methods: Record<string, MethodInfo> = Object.fromEntries(
+  Object.values(root.lookupService(`${API_VERSION}.Manager`).methods).map((m) => [m.name, {
+    name: m.name,
+    path: `/${SERVICE_NAME}/${m.name}`,
+    requestStream: m.requestStream === true,
+    responseStream: m.responseStream === true,
+  }]),
+);
+
+// --- Tunnel frames ---------------------------------------------------------------------------------------------
+
+const tunnelFrameType = root.lookupType(`${API_VERSION}.TunnelFrame`);
+/** Key of field 1 (data), wire type 2 (length-delimited): protobuf encoding section "Structure". */
+const DATA_KEY = 0x0a;
+/** Room before a data payload for the frame header, the data key and a varint length of up to 3 bytes (< 2 MiB). */
+export const DATA_HEADROOM = FRAME_HEADER_LEN + 1 + 3;
+
+function varintLen(n: number): number {
+  return n < 0x80 ? 1 : n < 0x4000 ? 2 : 3;
+}
+
+/**
+ * Builds a complete gRPC-web frame holding a TunnelFrame{data} from a list of payload chunks, copying them once.
+ * Payload over 2 MiB is misuse (frames carry at most 64 KiB).
+ */
+export function encodeDataFrame(chunks: readonly Uint8Array[], payloadLen: number): Uint8Array {
+  if (payloadLen >= 1 << 21) throw new RangeError(`Data frame payload of ${payloadLen} bytes is over 2 MiB`);
+  const vl = varintLen(payloadLen);
+  const msgLen = 1 + vl + payloadLen;
+  const out = new Uint8Array(FRAME_HEADER_LEN + msgLen);
+  out[0] = 0;
+  new DataView(out.buffer).setUint32(1, msgLen);
+  let o = FRAME_HEADER_LEN;
+  out[o++] = DATA_KEY;
+  let v = payloadLen;
+  while (v >= 0x80) {
+    out[o++] = (v & 0x7f) | 0x80;
+    v >>>= 7;
+  }
+  out[o++] = v;
+  for (const c of chunks) {
+    out.set(c, o);
+    o += c.length;
+  }
+  return out;
+}
+
+/** The payload of a data message as a subarray, or undefined when the message is another kind. */
+export function dataPayload(msg: Uint8Array): Uint8Array | undefined {
+  if (msg.length < 2 || msg[0] !== DATA_KEY) return undefined;
+  let len = 0;
+  let shift = 0;
+  let i = 1;
+  for (; i < msg.length && i <= 4; i++) {
+    const b = msg[i]!;
+    len += (b & 0x7f) * 2 ** shift;
+    shift += 7;
+    if ((b & 0x80) === 0) break;
+  }
+  i++;
+  // Only a message that is exactly one data field takes the fast path; anything else goes to protobufjs.
+  if (i + len !== msg.length) return undefined;
+  return msg.subarray(i);
+}
+
+/** Encodes a control frame (any kind; data too, though `encodeDataFrame` is the fast way). Message bytes only. */
+export function encodeTunnelFrame(frame: TunnelFrame): Uint8Array {
+  let obj: Record<string, unknown>;
+  switch (frame.kind) {
+    case "data":
+      obj = { data: frame.data };
+      break;
+    case "open":
+      obj = { open: frame.open };
+      break;
+    case "dial":
+      obj = { dial: frame.dial };
+      break;
+    case "fin":
+      obj = { fin: {} };
+      break;
+    case "reset":
+      obj = { reset: { reason: frame.reason } };
+      break;
+    case "keepalive":
+      obj = { keepalive: {} };
+      break;
+    default: {
+      const never: never = frame;
+      throw new TypeError(`Unknown tunnel frame ${JSON.stringify(never)}`);
+    }
+  }
+  return tunnelFrameType.encode(tunnelFrameType.fromObject(obj)).finish();
+}
+
+/** Decodes a tunnel message. Throws SyntaxError for malformed bytes or a frame with no kind. */
+export function decodeTunnelFrame(msg: Uint8Array): TunnelFrame {
+  const data = dataPayload(msg);
+  if (data) return { kind: "data", data };
+  let m: Record<string, unknown>;
+  try {
+    m = tunnelFrameType.toObject(tunnelFrameType.decode(msg), { ...toObjectOptions, defaults: false, oneofs: true });
+  } catch (e) {
+    throw new SyntaxError(`Cannot decode TunnelFrame: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  switch (m.kind) {
+    case "data":
+      return { kind: "data", data: (m.data as Uint8Array | undefined) ?? new Uint8Array() };
+    case "open": {
+      const o = m.open as Partial<TunnelOpen>;
+      return {
+        kind: "open",
+        open: {
+          sessionId: o.sessionId ?? "",
+          protocol: (o.protocol ?? 0) as Protocol,
+          source: endpoint(o.source),
+          destination: endpoint(o.destination),
+        },
+      };
+    }
+    case "dial": {
+      const d = m.dial as Partial<DialResult>;
+      return { kind: "dial", dial: { code: (d.code ?? 0) as DialCode, message: d.message ?? "" } };
+    }
+    case "fin":
+      return { kind: "fin" };
+    case "reset":
+      return { kind: "reset", reason: (m.reset as { reason?: string }).reason ?? "" };
+    case "keepalive":
+      return { kind: "keepalive" };
+    default:
+      throw new SyntaxError("TunnelFrame has no kind");
+  }
+}
+
+function endpoint(e: Partial<Endpoint> | null | undefined): Endpoint | null {
+  return e ? { ip: e.ip ?? "", port: e.port ?? 0 } : null;
+}

@@ -1,0 +1,205 @@
+/**
+ * A session with the traffic-manager: arrive, keep alive, watch the cluster info, open tunnels, ask DNS, depart.
+ */
+import { VERSION } from "../cli/version.ts";
+import { Call, Channel, type ChannelOptions, type DuplexFactory } from "./channel.ts";
+import { encodeFrame, GrpcError, Status } from "./grpc_web.ts";
+import { type ClusterInfo, type Codec, codecs, type HealthInfo, methods, type VersionInfo } from "./messages.ts";
+import { Tunnel, type TunnelRequest } from "./tunnel.ts";
+
+export interface ConnectOptions extends Omit<ChannelOptions, "token"> {
+  clientName?: string;
+  namespace?: string;
+  /** Called once if the session is lost: the manager expired it, or keepalives failed for a whole ttl. */
+  onLost?: (reason: Error) => void;
+  signal?: AbortSignal;
+}
+
+/** Calls that need no session; what `connect` uses underneath. */
+export class ManagerClient {
+  constructor(readonly channel: Channel) {}
+
+  async call<Req, Res>(
+    method: string,
+    req: Codec<Req>,
+    res: Codec<Res>,
+    value: Req,
+    signal?: AbortSignal,
+  ): Promise<Res> {
+    const path = methods[method]?.path;
+    if (!path) throw new TypeError(`Unknown method "${method}"`);
+    const bytes = await this.channel.unary(path, req.encode(value), signal);
+    try {
+      return res.decode(bytes);
+    } catch (e) {
+      throw new GrpcError(Status.INTERNAL, `Cannot decode ${method} response: ${e instanceof Error ? e.message : e}`);
+    }
+  }
+
+  version(): Promise<VersionInfo> {
+    return this.call("Version", codecs.VersionRequest, codecs.VersionInfo, {});
+  }
+
+  health(): Promise<HealthInfo> {
+    return this.call("Health", codecs.HealthRequest, codecs.HealthInfo, {});
+  }
+}
+
+export class ManagerSession {
+  readonly client: ManagerClient;
+  readonly id: string;
+  readonly ttlMs: number;
+  readonly keepaliveIntervalMs: number;
+  /** The cluster info from arrive, updated by `watchClusterInfo`. */
+  clusterInfo: ClusterInfo;
+  readonly #tunnels = new Set<Tunnel>();
+  readonly #watches = new Set<Call>();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #lastOk: number;
+  #lost = false;
+  #closed = false;
+  readonly #onLost: ((reason: Error) => void) | undefined;
+
+  /** Use `connect`. */
+  constructor(
+    client: ManagerClient,
+    arrived: { sessionId: string; clusterInfo: ClusterInfo; ttlMs: number; keepaliveIntervalMs: number },
+    onLost?: (reason: Error) => void,
+  ) {
+    this.client = client;
+    this.id = arrived.sessionId;
+    this.clusterInfo = arrived.clusterInfo;
+    this.ttlMs = arrived.ttlMs;
+    this.keepaliveIntervalMs = Math.max(100, arrived.keepaliveIntervalMs);
+    this.#onLost = onLost;
+    this.#lastOk = Date.now();
+    this.#schedule();
+  }
+
+  get channel(): Channel {
+    return this.client.channel;
+  }
+
+  /** Opens a tunnel and waits for the dial result (`tunnel.dial`). A refused stream rejects with a GrpcError. */
+  async openTunnel(request: TunnelRequest): Promise<Tunnel> {
+    const t = new Tunnel(this.channel, this.id, request);
+    this.#tunnels.add(t);
+    t.ended.then(() => this.#tunnels.delete(t));
+    try {
+      await t.opened();
+    } catch (e) {
+      await t.ended;
+      throw e;
+    }
+    return t;
+  }
+
+  /** Sends a raw DNS query to the cluster's DNS server and returns its raw answer. */
+  async dns(query: Uint8Array, signal?: AbortSignal): Promise<Uint8Array> {
+    const r = await this.client.call(
+      "Dns",
+      codecs.DnsRequest,
+      codecs.DnsResponse,
+      { sessionId: this.id, query },
+      signal,
+    );
+    return r.answer;
+  }
+
+  /** The cluster info now, then on each change, until the session ends or the loop breaks. */
+  async *watchClusterInfo(): AsyncGenerator<ClusterInfo> {
+    const call = new Call(this.channel.open(methods.WatchClusterInfo!.path), this.channel.maxMessageSize);
+    this.#watches.add(call);
+    try {
+      call.stream.end(encodeFrame(codecs.SessionRef.encode({ sessionId: this.id })));
+      for (let m = await call.nextMessage(); m; m = await call.nextMessage()) {
+        this.clusterInfo = codecs.ClusterInfo.decode(m);
+        yield this.clusterInfo;
+      }
+      const s = await call.status;
+      if (s.code !== Status.OK && !this.#closed) throw new GrpcError(s.code, s.message);
+    } finally {
+      this.#watches.delete(call);
+      call.cancel();
+    }
+  }
+
+  /** Tunnels now open on this session. */
+  get tunnels(): ReadonlySet<Tunnel> {
+    return this.#tunnels;
+  }
+
+  /** Ends the session at the manager (its streams end with it) and closes the connection. */
+  async depart(): Promise<void> {
+    if (this.#closed) return;
+    try {
+      if (!this.#lost) {
+        await this.client.call("Depart", codecs.SessionRef, codecs.DepartResponse, { sessionId: this.id });
+      }
+    } catch {
+      // Departing is best effort: the manager expires the session anyway.
+    }
+    await this.close();
+  }
+
+  /** Closes the connection without departing (the manager expires the session after its ttl). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    for (const c of this.#watches) c.cancel();
+    for (const t of this.#tunnels) t.reset("session closed");
+    await this.channel.destroy();
+  }
+
+  #schedule(): void {
+    if (this.#closed || this.#lost) return;
+    this.#timer = setTimeout(() => this.#keepalive(), this.keepaliveIntervalMs);
+  }
+
+  async #keepalive(): Promise<void> {
+    try {
+      await this.client.call("Keepalive", codecs.SessionRef, codecs.KeepaliveResponse, { sessionId: this.id });
+      this.#lastOk = Date.now();
+    } catch (e) {
+      if (this.#closed) return;
+      const gone = e instanceof GrpcError && e.code === Status.NOT_FOUND;
+      if (gone || Date.now() - this.#lastOk > this.ttlMs) {
+        this.#lost = true;
+        this.#onLost?.(e instanceof Error ? e : new Error(String(e)));
+        return;
+      }
+    }
+    this.#schedule();
+  }
+}
+
+/**
+ * Connects to a manager and arrives: `target` is a URL (http:// h2c, https:// TLS) or a factory of any duplex byte
+ * stream (a port-forward). Rejects with a GrpcError (UNAUTHENTICATED for a wrong token, UNAVAILABLE when unreachable).
+ */
+export async function connect(
+  target: string | URL | DuplexFactory,
+  token: string | undefined,
+  options: ConnectOptions = {},
+): Promise<ManagerSession> {
+  const channel = new Channel(target, { ...options, ...(token !== undefined ? { token } : {}) });
+  const client = new ManagerClient(channel);
+  try {
+    const r = await client.call("Arrive", codecs.ArriveRequest, codecs.ArriveResponse, {
+      clientName: options.clientName ?? Deno.hostname(),
+      namespace: options.namespace ?? "default",
+      clientVersion: VERSION,
+    }, options.signal);
+    if (!r.clusterInfo) throw new GrpcError(Status.INTERNAL, "Arrive answered without cluster info");
+    return new ManagerSession(client, {
+      sessionId: r.sessionId,
+      clusterInfo: r.clusterInfo,
+      ttlMs: r.sessionTtlMs,
+      keepaliveIntervalMs: r.keepaliveIntervalMs,
+    }, options.onLost);
+  } catch (e) {
+    await channel.destroy();
+    if (e instanceof GrpcError) throw e;
+    throw new GrpcError(Status.UNAVAILABLE, e instanceof Error ? e.message : String(e));
+  }
+}

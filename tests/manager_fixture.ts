@@ -1,0 +1,154 @@
+/**
+ * In-process fixtures for manager and tunnel tests on loopback: a manager on an ephemeral port, TCP and UDP echo
+ * servers. Each returns a `close()` that releases everything it opened, so test sanitizers stay on.
+ */
+import dgram from "node:dgram";
+import { type ManagerConfig } from "../manager/config.ts";
+import { recordingLogger } from "../manager/log.ts";
+import { Manager, serveManager } from "../manager/server.ts";
+
+export function testConfig(overrides: Partial<ManagerConfig> = {}): ManagerConfig {
+  return {
+    listen: { host: "127.0.0.1", port: 0 },
+    podCidrs: ["127.0.0.0/8"],
+    serviceCidrs: ["::1/128"],
+    dnsServer: { host: "127.0.0.1", port: 53 },
+    clusterDomain: "cluster.local",
+    allow: [],
+    token: undefined,
+    tls: undefined,
+    sessionTtlMs: 30_000,
+    dialTimeoutMs: 1_000,
+    tcpIdleTimeoutMs: 60_000,
+    udpIdleTimeoutMs: 5_000,
+    maxMessageSize: 128 * 1024,
+    maxStreamsPerSession: 4096,
+    maxSessions: 16,
+    streamBufferBytes: 256 * 1024,
+    ...overrides,
+  };
+}
+
+export interface RunningManager {
+  manager: Manager;
+  url: string;
+  port: number;
+  logger: ReturnType<typeof recordingLogger>;
+  close(): Promise<void>;
+}
+
+export async function startManager(overrides: Partial<ManagerConfig> = {}): Promise<RunningManager> {
+  const logger = recordingLogger();
+  const manager = new Manager(testConfig(overrides), { logger });
+  let port = 0;
+  const listening = Promise.withResolvers<void>();
+  const server = serveManager(manager, {
+    onListen: (a) => {
+      port = a.port;
+      listening.resolve();
+    },
+  });
+  await listening.promise;
+  return {
+    manager,
+    url: `http://127.0.0.1:${port}`,
+    port,
+    logger,
+    close: async () => {
+      manager.shutdown();
+      await server.shutdown();
+    },
+  };
+}
+
+/** A TCP echo server: echoes every byte, answers FIN with FIN. `accepted` counts connections. */
+export function tcpEchoServer(hostname = "127.0.0.1") {
+  const listener = Deno.listen({ hostname, port: 0 });
+  const conns = new Set<Deno.TcpConn>();
+  const done: Promise<void>[] = [];
+  const state = { accepted: 0, resets: 0 };
+  const serve = async (c: Deno.TcpConn) => {
+    conns.add(c);
+    const buf = new Uint8Array(64 * 1024);
+    try {
+      for (;;) {
+        const n = await c.read(buf);
+        if (n === null) break;
+        let o = 0;
+        while (o < n) o += await c.write(buf.subarray(o, n));
+      }
+      await c.closeWrite();
+    } catch (e) {
+      if (e instanceof Deno.errors.ConnectionReset) state.resets++;
+    } finally {
+      conns.delete(c);
+      try {
+        c.close();
+      } catch { /* already closed */ }
+    }
+  };
+  const loop = (async () => {
+    try {
+      for await (const c of listener) {
+        state.accepted++;
+        done.push(serve(c));
+      }
+    } catch { /* closed */ }
+  })();
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    state,
+    async close() {
+      listener.close();
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch { /* gone */ }
+      }
+      await loop;
+      await Promise.all(done);
+    },
+  };
+}
+
+/** A UDP echo server on node:dgram. */
+export async function udpEchoServer(host = "127.0.0.1") {
+  const sock = dgram.createSocket(host.includes(":") ? "udp6" : "udp4");
+  sock.on(
+    "message",
+    (msg: Uint8Array, rinfo: { address: string; port: number }) => sock.send(msg, rinfo.port, rinfo.address),
+  );
+  await new Promise<void>((r) => sock.bind(0, host, () => r()));
+  return {
+    port: sock.address().port,
+    close: () => new Promise<void>((r) => sock.close(() => r())),
+  };
+}
+
+export async function sha256(chunks: Uint8Array[]): Promise<string> {
+  let n = 0;
+  for (const c of chunks) n += c.length;
+  const all = new Uint8Array(n);
+  let o = 0;
+  for (const c of chunks) {
+    all.set(c, o);
+    o += c.length;
+  }
+  return Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", all)), (b) => b.toString(16).padStart(2, "0"))
+    .join("");
+}
+
+/** Pseudo-random bytes from a seed (xorshift32): reproducible payloads without a large random source. */
+export function seededBytes(n: number, seed = 1): Uint8Array {
+  const out = new Uint8Array(n);
+  const v = new Uint32Array(out.buffer, 0, n >>> 2);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < v.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    v[i] = x >>> 0;
+  }
+  for (let i = v.length * 4; i < n; i++) out[i] = i & 0xff;
+  return out;
+}
