@@ -5,6 +5,7 @@
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import { VERSION } from "./version.ts";
 import { versionCommand } from "./version_command.ts";
+import { managerCommand } from "./manager_command.ts";
 
 /** Exit codes of tp, the same for every command. */
 export const ExitCode = {
@@ -22,6 +23,7 @@ export function program(): Command {
     )
     .version(VERSION, "--version", "print tp's version");
   tp.addCommand(versionCommand());
+  tp.addCommand(managerCommand());
   configureTree(tp as unknown as Command);
   return tp as unknown as Command;
 }

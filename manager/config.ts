@@ -119,3 +119,21 @@ export class AllowList {
     return false;
   }
 }
+
+/** Parses a duration: "250ms", "5s", "2m", "1h", or bare milliseconds. */
+export function parseDuration(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (!m) throw new SyntaxError(`Cannot parse duration "${text}" (examples: 500ms, 5s, 2m, 1h)`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? "ms") as "ms" | "s" | "m" | "h"];
+  const ms = Math.round(Number(m[1]) * unit);
+  if (ms <= 0) throw new RangeError(`Duration "${text}" must be above zero`);
+  return ms;
+}
+
+/** Parses a byte size: "131072", "128KiB", "1MiB". */
+export function parseSize(text: string): number {
+  const m = /^(\d+)\s*(B|KiB|MiB)?$/i.exec(text.trim());
+  if (!m) throw new SyntaxError(`Cannot parse size "${text}" (examples: 131072, 128KiB, 1MiB)`);
+  const unit = { b: 1, kib: 1024, mib: 1 << 20 }[(m[2] ?? "b").toLowerCase() as "b" | "kib" | "mib"];
+  return Number(m[1]) * unit;
+}

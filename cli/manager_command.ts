@@ -1,0 +1,210 @@
+import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
+import {
+  DEFAULTS,
+  firstNameserver,
+  formatHostPort,
+  type HostPort,
+  type ManagerConfig,
+  parseCidr,
+  parseDuration,
+  parseHostPort,
+  parseSize,
+} from "../manager/config.ts";
+import { jsonLogger } from "../manager/log.ts";
+import { Manager, serveManager } from "../manager/server.ts";
+
+/** Wraps a parser so its error reads as a usage error naming the flag. */
+function arg<T>(parse: (s: string) => T) {
+  return (value: string): T => {
+    try {
+      return parse(value);
+    } catch (e) {
+      throw new InvalidArgumentError(e instanceof Error ? e.message : String(e));
+    }
+  };
+}
+
+/** A repeatable flag; its environment variable holds a comma-separated list. */
+function list(parse: (s: string) => string) {
+  return (value: string, previous: string[] | undefined): string[] => [
+    ...(previous ?? []),
+    ...value.split(",").map((v) => v.trim()).filter((v) => v !== "").map(arg(parse)),
+  ];
+}
+
+function opt(flags: string, description: string, env: string) {
+  return new Option(flags, description).env(env);
+}
+
+/**
+ * `tp manager`: the traffic-manager, run in the cluster. Every flag also reads from an environment variable
+ * (TP_MANAGER_LISTEN and so on), which is how a Deployment usually sets them.
+ */
+export function managerCommand() {
+  return new Command("manager")
+    .description(
+      "Run the traffic-manager (in the cluster): it accepts tp's one HTTP/2 connection, dials the connections tp " +
+        "carries, answers DNS through the cluster's DNS server, and serves /metrics.",
+    )
+    .addOption(
+      opt("--listen <host:port>", "address to serve on", "TP_MANAGER_LISTEN").default(DEFAULTS.listen)
+        .argParser(arg((s) => formatHostPort(parseHostPort(s)))),
+    )
+    .addOption(
+      opt("--pod-cidr <cidr>", "a pod subnet (repeatable, IPv4 and IPv6)", "TP_MANAGER_POD_CIDR").argParser(
+        list(parseCidr),
+      ),
+    )
+    .addOption(
+      opt("--service-cidr <cidr>", "a service subnet (repeatable, IPv4 and IPv6)", "TP_MANAGER_SERVICE_CIDR").argParser(
+        list(parseCidr),
+      ),
+    )
+    .addOption(
+      opt(
+        "--dns-server <ip[:port]>",
+        "DNS server to forward to (default: first nameserver in /etc/resolv.conf)",
+        "TP_MANAGER_DNS_SERVER",
+      )
+        .argParser(arg((s) => formatHostPort(parseHostPort(s, 53)))),
+    )
+    .addOption(
+      opt("--cluster-domain <name>", "the cluster's DNS domain", "TP_MANAGER_CLUSTER_DOMAIN").default(
+        DEFAULTS.clusterDomain,
+      ),
+    )
+    .addOption(
+      opt(
+        "--allow <cidr>",
+        "a destination the manager may dial (repeatable; default: the pod and service subnets and the DNS server)",
+        "TP_MANAGER_ALLOW",
+      ).argParser(list(parseCidr)),
+    )
+    .addOption(opt("--token <token>", "clients must present this token", "TP_MANAGER_TOKEN"))
+    .addOption(opt("--tls-cert <file>", "PEM certificate: serve TLS (HTTP/2 by ALPN)", "TP_MANAGER_TLS_CERT"))
+    .addOption(opt("--tls-key <file>", "PEM private key for --tls-cert", "TP_MANAGER_TLS_KEY"))
+    .addOption(
+      opt("--session-ttl <duration>", "a session without keepalives for this long expires", "TP_MANAGER_SESSION_TTL")
+        .default(DEFAULTS.sessionTtlMs).argParser(arg(parseDuration)),
+    )
+    .addOption(
+      opt("--dial-timeout <duration>", "how long a TCP dial may take", "TP_MANAGER_DIAL_TIMEOUT").default(
+        DEFAULTS.dialTimeoutMs,
+      )
+        .argParser(arg(parseDuration)),
+    )
+    .addOption(
+      opt("--tcp-idle-timeout <duration>", "reset a TCP stream idle this long", "TP_MANAGER_TCP_IDLE_TIMEOUT")
+        .default(DEFAULTS.tcpIdleTimeoutMs).argParser(arg(parseDuration)),
+    )
+    .addOption(
+      opt("--udp-idle-timeout <duration>", "end a UDP flow idle this long", "TP_MANAGER_UDP_IDLE_TIMEOUT")
+        .default(DEFAULTS.udpIdleTimeoutMs).argParser(arg(parseDuration)),
+    )
+    .addOption(
+      opt("--max-message-size <bytes>", "largest gRPC message accepted", "TP_MANAGER_MAX_MESSAGE_SIZE")
+        .default(DEFAULTS.maxMessageSize).argParser(arg(parseSize)),
+    )
+    .addOption(
+      opt(
+        "--max-streams-per-session <n>",
+        "most tunnel streams one session may hold",
+        "TP_MANAGER_MAX_STREAMS_PER_SESSION",
+      )
+        .default(DEFAULTS.maxStreamsPerSession).argParser(arg(positiveInt)),
+    )
+    .addOption(
+      opt("--max-sessions <n>", "most sessions at once", "TP_MANAGER_MAX_SESSIONS").default(DEFAULTS.maxSessions)
+        .argParser(arg(positiveInt)),
+    )
+    .action(async (parsed) => {
+      // extra-typings cannot follow this many chained parsers and defaults; the parsers above give these types.
+      const opts = parsed as unknown as ManagerFlags;
+      if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) {
+        throw new InvalidArgumentError("--tls-cert and --tls-key go together");
+      }
+      let dnsServer: HostPort | undefined = opts.dnsServer ? parseHostPort(opts.dnsServer, 53) : undefined;
+      if (!dnsServer) {
+        dnsServer = firstNameserver(await Deno.readTextFile("/etc/resolv.conf").catch(() => ""));
+        if (!dnsServer) throw new Error("no --dns-server given and no nameserver in /etc/resolv.conf");
+      }
+      const config: ManagerConfig = {
+        listen: parseHostPort(opts.listen),
+        podCidrs: opts.podCidr ?? [],
+        serviceCidrs: opts.serviceCidr ?? [],
+        dnsServer,
+        clusterDomain: opts.clusterDomain,
+        allow: opts.allow ?? [],
+        token: opts.token,
+        tls: opts.tlsCert && opts.tlsKey
+          ? { cert: await Deno.readTextFile(opts.tlsCert), key: await Deno.readTextFile(opts.tlsKey) }
+          : undefined,
+        sessionTtlMs: opts.sessionTtl,
+        dialTimeoutMs: opts.dialTimeout,
+        tcpIdleTimeoutMs: opts.tcpIdleTimeout,
+        udpIdleTimeoutMs: opts.udpIdleTimeout,
+        maxMessageSize: opts.maxMessageSize,
+        maxStreamsPerSession: opts.maxStreamsPerSession,
+        maxSessions: opts.maxSessions,
+        streamBufferBytes: DEFAULTS.streamBufferBytes,
+      };
+      await runManager(config);
+    });
+}
+
+interface ManagerFlags {
+  listen: string;
+  podCidr?: string[];
+  serviceCidr?: string[];
+  dnsServer?: string;
+  clusterDomain: string;
+  allow?: string[];
+  token?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  sessionTtl: number;
+  dialTimeout: number;
+  tcpIdleTimeout: number;
+  udpIdleTimeout: number;
+  maxMessageSize: number;
+  maxStreamsPerSession: number;
+  maxSessions: number;
+}
+
+function positiveInt(s: string): number {
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`"${s}" is not a positive integer`);
+  return n;
+}
+
+/** Serves until SIGTERM or SIGINT, then ends every session and stream and stops within 10 s. */
+export async function runManager(config: ManagerConfig): Promise<void> {
+  const logger = jsonLogger();
+  const manager = new Manager(config, { logger });
+  const server = serveManager(manager, {
+    onListen: (a) =>
+      logger.info("manager listening", {
+        address: formatHostPort({ host: a.hostname, port: a.port }),
+        tls: config.tls !== undefined,
+        podCidrs: config.podCidrs.join(","),
+        serviceCidrs: config.serviceCidrs.join(","),
+        dnsServer: formatHostPort(config.dnsServer),
+        allow: config.allow.join(",") || "cluster subnets and DNS server",
+        token: config.token !== undefined,
+      }),
+  });
+  const stop = Promise.withResolvers<string>();
+  const onTerm = () => stop.resolve("SIGTERM");
+  const onInt = () => stop.resolve("SIGINT");
+  Deno.addSignalListener("SIGTERM", onTerm);
+  Deno.addSignalListener("SIGINT", onInt);
+  const signal = await Promise.race([stop.promise, server.finished.then(() => "server stopped")]);
+  logger.info("manager stopping", { signal, sessions: manager.sessions.size, streams: manager.active.size });
+  manager.shutdown();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([server.shutdown(), new Promise((r) => (timer = setTimeout(r, 10_000)))]);
+  clearTimeout(timer);
+  Deno.removeSignalListener("SIGTERM", onTerm);
+  Deno.removeSignalListener("SIGINT", onInt);
+  logger.info("manager stopped", {});
+}
