@@ -6,13 +6,10 @@ import { Command, CommanderError } from "@commander-js/extra-typings";
 import { VERSION } from "./version.ts";
 import { versionCommand } from "./version_command.ts";
 import { managerCommand } from "./manager_command.ts";
+import { ExitWith, UsageError } from "./errors.ts";
+import { ExitCode } from "./exit_code.ts";
 
-/** Exit codes of tp, the same for every command. */
-export const ExitCode = {
-  ok: 0,
-  failure: 1,
-  usage: 2,
-} as const;
+export { ExitCode };
 
 /** Builds the `tp` program; exported so tests can run it without a subprocess. */
 export function program(): Command {
@@ -56,8 +53,9 @@ export async function main(args: string[]): Promise<number> {
       }
       return ExitCode.usage;
     }
+    if (e instanceof ExitWith) return e.code;
     console.error(`tp: ${e instanceof Error ? e.message : String(e)}`);
-    return ExitCode.failure;
+    return e instanceof UsageError ? ExitCode.usage : ExitCode.failure;
   }
 }
 

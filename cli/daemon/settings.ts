@@ -13,10 +13,9 @@ export interface ConnectSettings {
   allowConflictingSubnets: string[];
 }
 
-/** A flag's value is wrong: the message names the flag and the fix; tp exits 2. */
-export class UsageError extends Error {
-  override name = "UsageError";
-}
+import { UsageError } from "../errors.ts";
+
+export { UsageError };
 
 function cidrs(flag: string, values: readonly string[]): string[] {
   return values.map((v) => {

@@ -1,0 +1,78 @@
+/**
+ * Which subnets tp routes to its device, and whether they collide with routes this machine already has.
+ */
+import { type Cidr, formatCidr, normalizeCidrs, overlaps, parseCidr, subtractCidrs } from "../../net/cidr.ts";
+
+export interface RoutePlanInput {
+  podSubnets: readonly string[];
+  serviceSubnets: readonly string[];
+  alsoProxy: readonly string[];
+  neverProxy: readonly string[];
+}
+
+/** The cluster's subnets plus --also-proxy, minus --never-proxy (as the smallest set of CIDRs that covers it). */
+export function planRoutes(input: RoutePlanInput): Cidr[] {
+  const want = normalizeCidrs(
+    [...input.podSubnets, ...input.serviceSubnets, ...input.alsoProxy].map((c) => parseCidr(c, { loose: true })),
+  );
+  const holes = input.neverProxy.map((c) => parseCidr(c, { loose: true }));
+  return want.flatMap((c) => subtractCidrs(c, holes));
+}
+
+/** A route the machine has, as the conflict check needs it. */
+export interface ExistingRoute {
+  dst: string;
+  dev?: string | undefined;
+  table: number;
+  type: string;
+}
+
+export interface Conflict {
+  ours: string;
+  theirs: string;
+  dev: string;
+}
+
+const MAIN_TABLE = 254;
+const LOCAL_TABLE = 255;
+
+/**
+ * Our routes that overlap a route of this machine (main table unicast routes and local addresses), except default
+ * routes, routes on our own device, and overlaps inside an --allow-conflicting-subnets CIDR.
+ */
+export function findConflicts(
+  ours: readonly Cidr[],
+  existing: readonly ExistingRoute[],
+  opts: { ownDevice?: string; allow: readonly string[] },
+): Conflict[] {
+  const allow = opts.allow.map((a) => parseCidr(a, { loose: true }));
+  const out: Conflict[] = [];
+  for (const r of existing) {
+    if (r.dev !== undefined && r.dev === opts.ownDevice) continue;
+    if (r.table !== MAIN_TABLE && r.table !== LOCAL_TABLE) continue;
+    if (r.type !== "unicast" && r.type !== "local") continue;
+    let theirs: Cidr;
+    try {
+      theirs = parseCidr(r.dst, { loose: true });
+    } catch {
+      continue;
+    }
+    if (theirs.prefix === 0) continue;
+    for (const o of ours) {
+      if (!overlaps(o, theirs)) continue;
+      const inner = o.prefix >= theirs.prefix ? o : theirs;
+      if (allow.some((a) => overlaps(a, inner) && a.prefix <= inner.prefix)) continue;
+      out.push({ ours: formatCidr(o), theirs: formatCidr(theirs), dev: r.dev ?? "?" });
+    }
+  }
+  return out;
+}
+
+/** The message for conflicts: each one named, and the flag that overrides. */
+export function conflictMessage(conflicts: readonly Conflict[]): string {
+  const lines = conflicts.map((c) => `  cluster subnet ${c.ours} overlaps the route ${c.theirs} on ${c.dev}`);
+  return `the cluster's subnets overlap routes this machine already has:\n${lines.join("\n")}\n` +
+    `tp does not take over those addresses. If you do want them routed to the cluster, add ` +
+    conflicts.map((c) => `--allow-conflicting-subnets ${c.theirs}`).filter((v, i, a) => a.indexOf(v) === i).join(" ") +
+    `; to leave them alone, --never-proxy them.`;
+}
