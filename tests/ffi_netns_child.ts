@@ -6,6 +6,7 @@
  */
 import dgram from "node:dgram";
 import { createTun, type LinuxTun, type LinuxTunOptions } from "../ffi/tun_linux.ts";
+import { Netlink } from "../ffi/netlink.ts";
 
 type Request = { op: string; [key: string]: unknown };
 
@@ -17,6 +18,7 @@ class Child {
   sockets = new Map<number, dgram.Socket>();
   received = new Map<number, { data: string; from: string; port: number }[]>();
   pendingRead: Promise<Uint8Array[]> | undefined;
+  netlink: Netlink | undefined;
 
   get device(): LinuxTun {
     if (this.tun === undefined) throw new Error("no TUN device: send createTun first");
@@ -49,6 +51,14 @@ class Child {
           for (const p of batch) got.push(hex(p));
         }
         return got;
+      }
+      case "nl": {
+        // Calls one Netlink method: {"op": "nl", "method": "addRoute", "args": [{...}]}.
+        this.netlink ??= Netlink.open();
+        const method = String(req.method) as keyof Netlink;
+        const fn = this.netlink[method] as unknown;
+        if (typeof fn !== "function") throw new TypeError(`Netlink has no method "${String(method)}"`);
+        return fn.apply(this.netlink, (req.args ?? []) as unknown[]);
       }
       case "write":
         return this.device.write((req.packets as string[]).map(unhex));
@@ -102,6 +112,7 @@ class Child {
       case "exit":
         for (const s of this.sockets.values()) s.close();
         this.tun?.close();
+        this.netlink?.close();
         return "bye";
       default:
         throw new TypeError(`unknown op "${req.op}"`);

@@ -1,0 +1,209 @@
+/**
+ * rtnetlink through FFI against a real kernel, inside a namespace per test, with iproute2 as the observer.
+ */
+import assert from "node:assert/strict";
+import { ipJson, NetnsChild, withChild, withNetns } from "./ffi_netns.ts";
+import { formatPrefix, networkOf, parseCidr, parseNetwork } from "../ffi/cidr.ts";
+import type { AddressInfo, LinkInfo, RouteInfo, RuleInfo } from "../ffi/netlink.ts";
+
+type IpAddr = { ifname: string; addr_info: { local: string; prefixlen: number }[] };
+type IpRoute = { dst: string; dev?: string; table?: string; type?: string };
+type IpRule = { priority: number; table: string; dst?: string; dstlen?: number };
+type IpLink = { ifindex: number; ifname: string; mtu: number };
+
+const TABLE_IDS: Record<string, number> = { default: 253, main: 254, local: 255 };
+
+/** Sets up tp0 the way `tp connect` will: no IPv6 address generation, MTU, up, addresses, routes, a rule. */
+async function configure(child: NetnsChild): Promise<void> {
+  await child.call("createTun", { options: { name: "tp0", mtu: 1400 } });
+  const steps: [string, unknown[]][] = [
+    ["disableIpv6AddrGen", ["tp0"]],
+    ["setLinkUp", ["tp0"]],
+    ["addAddress", ["tp0", "198.18.0.1/32"]],
+    ["addAddress", ["tp0", "2001:db8::1/128"]],
+    ["addRoute", [{ dst: "198.18.1.0/24", dev: "tp0" }]],
+    ["addRoute", [{ dst: "2001:db8:1::/64", dev: "tp0" }]],
+    ["addRoute", [{ dst: "198.18.2.0/24", dev: "tp0", table: 100 }]],
+    ["addRoute", [{ dst: "198.18.3.0/24", type: "throw", table: 100 }]],
+    ["addRule", [{ dst: "198.18.4.0/24", table: 100, priority: 1000 }]],
+  ];
+  for (const [method, args] of steps) await child.call("nl", { method, args });
+}
+
+/** ip's route JSON as "family|dst/len|table|type|dev", the same shape as `routeKey`. */
+function ipRouteKey(r: IpRoute, family: 4 | 6): string {
+  let dst = r.dst === "default" ? (family === 4 ? "0.0.0.0/0" : "::/0") : r.dst;
+  if (!dst.includes("/")) dst += family === 4 ? "/32" : "/128";
+  const table = r.table === undefined ? 254 : TABLE_IDS[r.table] ?? Number(r.table);
+  return `${family}|${formatPrefix(parseCidr(dst))}|${table}|${r.type ?? "unicast"}|${r.dev ?? ""}`;
+}
+
+const routeKey = (r: RouteInfo) => `${r.family}|${r.dst}|${r.table}|${r.type}|${r.dev ?? ""}`;
+
+async function ipRoutes(ns: string): Promise<string[]> {
+  const v4 = (await ipJson(ns, "-4", "route", "show", "table", "all") as IpRoute[]).map((r) => ipRouteKey(r, 4));
+  const v6 = (await ipJson(ns, "-6", "route", "show", "table", "all") as IpRoute[]).map((r) => ipRouteKey(r, 6));
+  return [...new Set([...v4, ...v6])].sort();
+}
+
+Deno.test("netlink configures tp0 and iproute2 sees exactly those addresses, routes and rule", async () => {
+  await withNetns("config", async (ns) => {
+    await withChild(ns, async (child) => {
+      await configure(child);
+      const [link] = await ipJson(ns, "link", "show", "dev", "tp0") as (IpLink & { flags: string[] })[];
+      assert.equal(link?.mtu, 1400);
+      assert.ok(link?.flags.includes("UP"));
+      // Exactly our two addresses: no fe80:: link-local, thanks to addrgenmode none.
+      const [addr] = await ipJson(ns, "addr", "show", "dev", "tp0") as IpAddr[];
+      assert.deepEqual(addr?.addr_info.map((a) => `${a.local}/${a.prefixlen}`), ["198.18.0.1/32", "2001:db8::1/128"]);
+      // The static routes on tp0 in main, and table 100, are exactly the ones added.
+      const main4 = await ipJson(ns, "-4", "route", "show", "proto", "static") as IpRoute[];
+      assert.deepEqual(main4.map((r) => `${r.dst} ${r.dev}`), ["198.18.1.0/24 tp0"]);
+      const main6 = await ipJson(ns, "-6", "route", "show", "proto", "static") as IpRoute[];
+      assert.deepEqual(main6.map((r) => `${r.dst} ${r.dev}`), ["2001:db8:1::/64 tp0"]);
+      const t100 = await ipJson(ns, "-4", "route", "show", "table", "100") as IpRoute[];
+      assert.deepEqual(t100.map((r) => `${r.type ?? "unicast"} ${r.dst} ${r.dev ?? "-"}`).sort(), [
+        "throw 198.18.3.0/24 -",
+        "unicast 198.18.2.0/24 tp0",
+      ]);
+      const rules = await ipJson(ns, "-4", "rule", "show") as IpRule[];
+      assert.deepEqual(
+        rules.filter((r) => r.priority === 1000),
+        [{ priority: 1000, src: "all", dst: "198.18.4.0", dstlen: 24, table: "100" }],
+      );
+      // And nothing the kernel did on its own reaches the device: no router solicitation, no MLD.
+      assert.deepEqual(await child.call("read", { count: 1, timeoutMs: 300 }), []);
+    });
+  });
+});
+
+Deno.test("netlink dumps agree with ip -j link, addr, route show table all, and rule", async () => {
+  await withNetns("dumps", async (ns) => {
+    await withChild(ns, async (child) => {
+      await configure(child);
+      const links = await child.call<LinkInfo[]>("nl", { method: "links" });
+      const ipLinks = await ipJson(ns, "link", "show") as IpLink[];
+      assert.deepEqual(
+        links.map((l) => `${l.index} ${l.name} ${l.mtu}`),
+        ipLinks.map((l) => `${l.ifindex} ${l.ifname} ${l.mtu}`),
+      );
+      assert.equal(links.find((l) => l.name === "tp0")?.kind, "tun");
+
+      const addrs = await child.call<AddressInfo[]>("nl", { method: "addresses" });
+      const ipAddrs = (await ipJson(ns, "addr", "show") as IpAddr[]).flatMap((l) =>
+        l.addr_info.map((a) => `${l.ifname} ${a.local}/${a.prefixlen}`)
+      );
+      assert.deepEqual(addrs.map((a) => `${a.dev} ${a.address}/${a.prefixLength}`).sort(), ipAddrs.sort());
+
+      const routes = await child.call<RouteInfo[]>("nl", { method: "routes" });
+      assert.deepEqual([...new Set(routes.map(routeKey))].sort(), await ipRoutes(ns));
+
+      const rules = await child.call<RuleInfo[]>("nl", { method: "rules" });
+      const ipRules = [
+        ...(await ipJson(ns, "-4", "rule", "show") as IpRule[]).map((r) => ({ r, f: 4 })),
+        ...(await ipJson(ns, "-6", "rule", "show") as IpRule[]).map((r) => ({ r, f: 6 })),
+      ].map(({ r, f }) =>
+        `${f} ${r.priority} ${TABLE_IDS[r.table] ?? r.table} ${r.dst ? `${r.dst}/${r.dstlen}` : "all"}`
+      );
+      assert.deepEqual(
+        rules.map((r) => `${r.family} ${r.priority} ${r.table} ${r.dst ?? "all"}`).sort(),
+        ipRules.sort(),
+      );
+    });
+  });
+});
+
+Deno.test("netlink deletes what it added, and a second delete is a clear error", async () => {
+  await withNetns("delete", async (ns) => {
+    await withChild(ns, async (child) => {
+      await configure(child);
+      const del = async (method: string, arg: unknown) =>
+        await child.request("nl", { method, args: [...[arg].flat()] });
+      assert.equal((await del("deleteRoute", { dst: "198.18.1.0/24", dev: "tp0" })).error, undefined);
+      assert.equal((await del("deleteRoute", { dst: "198.18.3.0/24", type: "throw", table: 100 })).error, undefined);
+      assert.equal((await del("deleteRule", { dst: "198.18.4.0/24", table: 100, priority: 1000 })).error, undefined);
+      assert.equal((await del("deleteAddress", ["tp0", "2001:db8::1/128"])).error, undefined);
+      assert.deepEqual(await ipJson(ns, "-4", "route", "show", "proto", "static"), []);
+      assert.deepEqual(await ipJson(ns, "-4", "route", "show", "table", "100", "type", "throw"), []);
+      assert.ok(!(await ipJson(ns, "-4", "rule", "show") as IpRule[]).some((r) => r.priority === 1000));
+      const [addr] = await ipJson(ns, "addr", "show", "dev", "tp0") as IpAddr[];
+      assert.deepEqual(addr?.addr_info.map((a) => a.local), ["198.18.0.1"]);
+
+      const again = await del("deleteRoute", { dst: "198.18.1.0/24", dev: "tp0" });
+      assert.equal(again.error?.message, "No route 198.18.1.0/24 on dev tp0 (table main) to delete");
+      const rule = await del("deleteRule", { dst: "198.18.4.0/24", table: 100, priority: 1000 });
+      assert.equal(rule.error?.message, 'No rule "1000: from all to 198.18.4.0/24 lookup 100 (IPv4)" to delete');
+      const addr6 = await del("deleteAddress", ["tp0", "2001:db8::1/128"]);
+      assert.equal(addr6.error?.message, "Address 2001:db8::1/128 is not on dev tp0");
+      await child.call("nl", { method: "setLinkDown", args: ["tp0"] });
+      const [link] = await ipJson(ns, "link", "show", "dev", "tp0") as { flags: string[] }[];
+      assert.ok(!link?.flags.includes("UP"));
+    });
+  });
+});
+
+Deno.test("netlink errors say what failed: existing route, missing family, unknown device, bad CIDR", async () => {
+  await withNetns("errors", async (ns) => {
+    await withChild(ns, async (child) => {
+      await configure(child);
+      const add = async (route: unknown) => (await child.request("nl", { method: "addRoute", args: [route] })).error;
+      assert.deepEqual(await add({ dst: "198.18.1.0/24", dev: "tp0" }), {
+        name: "OsError",
+        code: "EEXIST",
+        message: "Route 198.18.1.0/24 already exists on dev tp0 (table main)",
+      });
+      assert.equal(
+        (await child.request("nl", { method: "addAddress", args: ["tp0", "198.18.0.1/32"] })).error?.message,
+        "Address 198.18.0.1/32 already exists on dev tp0",
+      );
+      await child.call("nl", { method: "deleteAddress", args: ["tp0", "2001:db8::1/128"] });
+      assert.deepEqual(await add({ dst: "2001:db8:2::/64", dev: "tp0" }), {
+        name: "RangeError",
+        code: null,
+        message: "Cannot add route 2001:db8:2::/64 on dev tp0: tp0 has no IPv6 address (add one first)",
+      });
+      assert.equal((await add({ dst: "198.18.5.0/24", dev: "tp9" }))?.message, 'No network interface named "tp9"');
+      assert.deepEqual(await add({ dst: "10.0.0/8", dev: "tp0" }), {
+        name: "SyntaxError",
+        code: null,
+        message: 'Cannot parse CIDR "10.0.0/8": expected an address and a prefix length, like 198.18.0.0/15 or ' +
+          "2001:db8::/32",
+      });
+      assert.equal(
+        (await add({ dst: "198.18.1.7/24", dev: "tp0" }))?.message,
+        'CIDR "198.18.1.7/24" has host bits set: did you mean "198.18.1.0/24"?',
+      );
+      assert.equal(
+        (await child.request("nl", { method: "setLinkMtu", args: ["tp0", 40] })).error?.message,
+        "MTU 40 is out of range: use an integer from 68 to 65535",
+      );
+    });
+  });
+});
+
+Deno.test("netlink without CAP_NET_ADMIN says tp needs root or CAP_NET_ADMIN", async () => {
+  await withNetns("nlperm", async (ns) => {
+    const child = NetnsChild.start(ns, ["setpriv", "--inh-caps=-all", "--bounding-set=-all", "--"]);
+    try {
+      const r = await child.request("nl", { method: "addRoute", args: [{ dst: "198.18.9.0/24", dev: "lo" }] });
+      assert.equal(r.error?.code, "EPERM");
+      assert.equal(
+        r.error?.message,
+        "Cannot add route 198.18.9.0/24 on dev lo (table main): " +
+          "tp needs root or CAP_NET_ADMIN to change the network configuration",
+      );
+    } finally {
+      await child.end();
+    }
+  });
+});
+
+Deno.test("parseCidr() and parseNetwork() reject malformed CIDRs with the input quoted", () => {
+  for (const bad of ["10.0.0/8", "10.0.0.0/33", "10.0.0.0/", "0x0a.0.0.0/8", "2001:db8::/129", "fe80::1%eth0/64", ""]) {
+    assert.throws(() => parseCidr(bad), (e: Error) => e instanceof SyntaxError && e.message.includes(`"${bad}"`));
+  }
+  assert.equal(formatPrefix(parseCidr("198.18.0.1")), "198.18.0.1/32");
+  assert.equal(formatPrefix(parseCidr("2001:db8::1")), "2001:db8::1/128");
+  assert.equal(formatPrefix(networkOf(parseCidr("2001:db8:ffff::1/33"))), "2001:db8:8000::/33");
+  assert.throws(() => parseNetwork("198.18.0.1/15"), /did you mean "198.18.0.0\/15"/);
+});
