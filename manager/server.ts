@@ -226,9 +226,7 @@ export class Manager implements TunnelHost {
       reader.cancel();
       const err = asGrpcError(e);
       this.metrics.requests.add({ method: name, status: statusName(err.code) }, 1);
-      if (err.code !== Status.NOT_FOUND || name !== "Keepalive") {
-        this.logger.warn("request failed", { method: name, status: statusName(err.code), reason: err.details });
-      }
+      this.logger.warn("request failed", { method: name, status: statusName(err.code), reason: err.details });
       return trailersOnly(err.code, err.details);
     }
   }
