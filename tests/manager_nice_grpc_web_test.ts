@@ -65,7 +65,7 @@ Deno.test("nice-grpc-web's fetch transport: arrive, cluster info, a DNS query an
     assert.equal(dnsRes.answer[2] & 0x80, 0x80);
 
     const payload = seededBytes(100_000, 3);
-    async function* frames() {
+    const frames = async function* () {
       yield {
         open: {
           sessionId: arrived.sessionId,
@@ -76,7 +76,7 @@ Deno.test("nice-grpc-web's fetch transport: arrive, cluster info, a DNS query an
       };
       yield { data: payload };
       yield { fin: {} };
-    }
+    };
     const got: number[] = [];
     let dial: { code: number } | undefined;
     let fin = false;
