@@ -172,6 +172,8 @@ export class LinuxTun implements TunDevice {
   /** True when packets carry a virtio_net_hdr and TCP offload is on. */
   readonly offload: boolean;
   readonly stats: TunStats = newTunStats();
+  /** With offload: TCP super-packets read, and the segments "split" mode made of them. */
+  readonly offloadStats = { superPackets: 0, segments: 0 };
 
   readonly #libc: Libc;
   readonly #ownLibc: boolean;
@@ -318,7 +320,10 @@ export class LinuxTun implements TunDevice {
         packet[at] = sum >> 8;
         packet[at + 1] = sum & 0xff;
       }
-      if (gsoType !== VIRTIO_NET_HDR_GSO_NONE) fixSuperPacketLength(packet);
+      if (gsoType !== VIRTIO_NET_HDR_GSO_NONE) {
+        this.offloadStats.superPackets++;
+        fixSuperPacketLength(packet);
+      }
       if (this.#gso === "coalesce") out.push(packet);
       else if (packet.length > this.mtu) this.stats.readDrops++;
       else {
@@ -332,7 +337,10 @@ export class LinuxTun implements TunDevice {
       this.stats.readDrops++;
       return;
     }
+    this.offloadStats.superPackets++;
+    const before = out.length;
     if (!this.#splitTcp(packet, csumStart, gsoSize, out)) this.stats.readDrops++;
+    this.offloadStats.segments += out.length - before;
   }
 
   /** Splits a TCP super-packet into segments of `gsoSize` payload bytes, each with correct lengths and checksums. */

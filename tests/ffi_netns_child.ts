@@ -5,6 +5,7 @@
  * drives it; iproute2 in the parent is the independent observer.
  */
 import dgram from "node:dgram";
+import net from "node:net";
 import { createTun, type LinuxTun, type LinuxTunOptions } from "../ffi/tun_linux.ts";
 import { Netlink } from "../ffi/netlink.ts";
 
@@ -59,6 +60,51 @@ class Child {
         const fn = this.netlink[method] as unknown;
         if (typeof fn !== "function") throw new TypeError(`Netlink has no method "${String(method)}"`);
         return fn.apply(this.netlink, (req.args ?? []) as unknown[]);
+      }
+      case "tcpThroughReflector": {
+        // Sends `bytes` bytes over TCP from a client to 198.18.1.1:port; the device reads every packet, swaps the
+        // IPv4 addresses (the checksum stays valid) and writes it back, so the listener on 198.18.0.1 receives it.
+        const tun = this.device, port = Number(req.port), total = Number(req.bytes);
+        let stop = false, largest = 0, reads = 0;
+        const reflector = (async () => {
+          for (let i = 0; i < 10_000_000 && !stop; i++) {
+            const batch = await tun.read();
+            if (batch.length === 0 || stop) return;
+            for (const p of batch) {
+              largest = Math.max(largest, p.length);
+              const src = p.slice(12, 16);
+              p.copyWithin(12, 16, 20);
+              p.set(src, 16);
+            }
+            reads += batch.length;
+            tun.write(batch.filter((p) => p[0]! >> 4 === 4));
+          }
+        })();
+        const pattern = (i: number) => (i * 7 + (i >> 8)) & 0xff;
+        let received = 0, corrupt = 0;
+        const server = net.createServer((sock) => {
+          sock.on("data", (chunk: Uint8Array) => {
+            for (let j = 0; j < chunk.length; j++) if (chunk[j] !== pattern(received + j)) corrupt++;
+            received += chunk.length;
+          });
+        });
+        await new Promise<void>((r) => server.listen(port, "198.18.0.1", r));
+        try {
+          const data = Uint8Array.from({ length: total }, (_, i) => pattern(i));
+          await new Promise<void>((resolve, reject) => {
+            const c = net.connect(port, "198.18.1.1", () => c.end(data));
+            c.on("error", reject);
+            c.on("close", () => resolve());
+          });
+          for (let i = 0; i < 500 && received < total; i++) await new Promise((r) => setTimeout(r, 10));
+        } finally {
+          stop = true;
+          server.close();
+        }
+        // Wake the reflector's pending read with one last packet of its own making: closing is left to the test.
+        await this.handle({ op: "udpSend", address: "198.18.1.9", port: 9, payloads: ["00"] });
+        await reflector;
+        return { received, corrupt, largest, reads, stats: tun.stats, offload: tun.offloadStats };
       }
       case "write":
         return this.device.write((req.packets as string[]).map(unhex));
