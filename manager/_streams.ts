@@ -96,7 +96,12 @@ export class ResponseFrames {
   /** Queues a whole frame; false when the queue is full (the frame is still queued) or the stream is closed. */
   writeFrame(frame: Uint8Array): boolean {
     if (this.#closed) return false;
-    this.#controller.enqueue(frame);
+    try {
+      this.#controller.enqueue(frame);
+    } catch {
+      this.#gone();
+      return false;
+    }
     return (this.#controller.desiredSize ?? 0) > 0;
   }
 
@@ -114,10 +119,22 @@ export class ResponseFrames {
   /** Ends the body with the trailers frame. Later calls do nothing. */
   end(code: Status, message = ""): void {
     if (this.#closed) return;
-    this.#controller.enqueue(encodeTrailers(code, message));
-    this.#controller.close();
+    try {
+      this.#controller.enqueue(encodeTrailers(code, message));
+      this.#controller.close();
+    } catch {
+      return this.#gone();
+    }
     this.#closed = true;
     this.#wake();
+  }
+
+  /** The HTTP layer errored the body without calling cancel (the connection died): same as a cancel. */
+  #gone(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#wake();
+    this.onCancel(new Error("response body is gone"));
   }
 
   #wake(): void {

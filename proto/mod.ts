@@ -35,5 +35,6 @@ export {
   type TunnelRequest,
   TunnelResetError,
   type TunnelStats,
+  WRITE_HARD_LIMIT,
   WRITE_HIGH_WATER,
 } from "./tunnel.ts";
