@@ -6,6 +6,7 @@ import { Command, CommanderError } from "@commander-js/extra-typings";
 import { VERSION } from "./version.ts";
 import { versionCommand } from "./version_command.ts";
 import { managerCommand } from "./manager_command.ts";
+import { installCommand, uninstallCommand } from "./install_command.ts";
 import { ExitWith, UsageError } from "./errors.ts";
 import { ExitCode } from "./exit_code.ts";
 
@@ -21,6 +22,8 @@ export function program(): Command {
     .version(VERSION, "--version", "print tp's version");
   tp.addCommand(versionCommand());
   tp.addCommand(managerCommand());
+  tp.addCommand(installCommand());
+  tp.addCommand(uninstallCommand());
   configureTree(tp as unknown as Command);
   return tp as unknown as Command;
 }

@@ -1,0 +1,71 @@
+/**
+ * `tp install` and `tp uninstall`: put the traffic-manager in a cluster (namespace, service account, RBAC,
+ * Deployment, Service) or take it out. `tp install --dry-run -o yaml` prints what install would create.
+ */
+import { Command, Option } from "@commander-js/extra-typings";
+import { stringify } from "yaml";
+import { applyObjects, deleteObjects, type ObjectResult, waitForManager } from "./k8s/install.ts";
+import { addKubeOptions, loadKube } from "./k8s/kubeconfig.ts";
+import { DEFAULT_IMAGE, managerManifests } from "./k8s/manifests.ts";
+import { printJson } from "./output.ts";
+
+function outputOption() {
+  return new Option("-o, --output <format>", "output format: text, json, or yaml (the manifests)")
+    .choices(["text", "json", "yaml"] as const).default("text" as const);
+}
+
+function line(r: ObjectResult): string {
+  return `${r.kind.toLowerCase()}/${r.name}${r.namespace ? ` (namespace ${r.namespace})` : ""} ${r.action}`;
+}
+
+/** `tp install [--image IMAGE] [--dry-run] [-o text|json|yaml] [--no-wait] [--timeout SECONDS]`. */
+export function installCommand() {
+  return addKubeOptions(
+    new Command("install")
+      .description("install the traffic-manager in the cluster (namespace --manager-namespace, default tp)")
+      .addOption(new Option("--image <ref>", "the manager's image").env("TP_MANAGER_IMAGE").default(DEFAULT_IMAGE))
+      .option("--dry-run", "print the objects instead of creating them")
+      .option("--no-wait", "do not wait for the manager pod to be ready")
+      .option("--timeout <seconds>", "how long to wait for the manager pod", "120")
+      .addOption(outputOption()),
+  ).action(async (opts) => {
+    const ns = opts.managerNamespace;
+    const objects = managerManifests({ namespace: ns, image: opts.image });
+    if (opts.dryRun) {
+      if (opts.output === "json") printJson({ apiVersion: "v1", kind: "List", items: objects });
+      else console.log(objects.map((o) => stringify(o).trimEnd()).join("\n---\n"));
+      return;
+    }
+    const t = loadKube(opts);
+    const text = opts.output === "text";
+    const results = await applyObjects(t, objects, (r) => text && console.log(line(r)));
+    let pod: string | undefined;
+    if (opts.wait) {
+      const timeout = Number(opts.timeout);
+      if (!(timeout > 0)) throw new Error(`--timeout must be a positive number of seconds, got "${opts.timeout}"`);
+      pod = await waitForManager(t, {
+        timeoutMs: timeout * 1000,
+        onProgress: (m) => text && console.error(`waiting: ${m}`),
+      });
+      if (text) console.log(`traffic-manager pod ${pod} is ready`);
+    }
+    if (opts.output === "json") printJson({ context: t.context, namespace: ns, objects: results, pod: pod ?? null });
+    else if (opts.output === "yaml") console.log(stringify({ context: t.context, namespace: ns, objects: results }));
+  });
+}
+
+/** `tp uninstall`: delete what `tp install` created (the namespace only if tp created it). */
+export function uninstallCommand() {
+  return addKubeOptions(
+    new Command("uninstall")
+      .description("remove the traffic-manager and everything tp install created")
+      .addOption(outputOption()),
+  ).action(async (opts) => {
+    const t = loadKube(opts);
+    const objects = managerManifests({ namespace: opts.managerNamespace, image: DEFAULT_IMAGE });
+    const text = opts.output === "text";
+    const results = await deleteObjects(t, objects, (r) => text && console.log(line(r)));
+    if (opts.output === "json") printJson({ context: t.context, namespace: opts.managerNamespace, objects: results });
+    else if (opts.output === "yaml") console.log(stringify({ context: t.context, objects: results }));
+  });
+}
