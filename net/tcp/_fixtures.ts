@@ -123,9 +123,12 @@ export function brief(s: TcpRepr): string {
   return `${f} seq=${s.seq} ack=${s.ack} len=${s.payload.length} win=${s.window}`;
 }
 
+/** Changes to a segment; `undefined` removes an option. */
+export type SegPatch = { [K in keyof TcpRepr]?: TcpRepr[K] | undefined };
+
 /** The peer's SYN with the usual options. */
-export function peerSyn(p: Partial<TcpRepr> = {}): TcpRepr {
-  return {
+export function peerSyn(p: SegPatch = {}): TcpRepr {
+  const s = {
     srcPort: PEER_PORT,
     dstPort: OUR_PORT,
     seq: PEER_ISN,
@@ -139,25 +142,27 @@ export function peerSyn(p: Partial<TcpRepr> = {}): TcpRepr {
     payload: new Uint8Array(0),
     ...p,
   };
+  for (const k of Object.keys(s) as (keyof TcpRepr)[]) if (s[k] === undefined) delete s[k];
+  return s as TcpRepr;
 }
 
 // ---- one fixture per state (passive side unless noted) ----
 
-export function synHeld(opts: TcpOptions = {}, syn: Partial<TcpRepr> = {}): Harness {
+export function synHeld(opts: TcpOptions = {}, syn: SegPatch = {}): Harness {
   const conn = TcpConnection.fromSyn(peerSyn(syn), 0, { config: testOptions(opts) });
   const h = new Harness(conn);
   h.events = conn.takeEvents();
   return h;
 }
 
-export function synReceived(opts: TcpOptions = {}, syn: Partial<TcpRepr> = {}): Harness {
+export function synReceived(opts: TcpOptions = {}, syn: SegPatch = {}): Harness {
   const h = synHeld(opts, syn);
   h.conn.accept();
   h.poll();
   return h;
 }
 
-export function established(opts: TcpOptions = {}, syn: Partial<TcpRepr> = {}): Harness {
+export function established(opts: TcpOptions = {}, syn: SegPatch = {}): Harness {
   const h = synReceived(opts, syn);
   h.take();
   h.send();
