@@ -46,6 +46,8 @@ export function parseStatus(body: string): K8sStatus | undefined {
 export interface Where {
   context: string;
   server: string;
+  /** How the context's user authenticates, for 401 messages: "token", `exec plugin "aws"`, "client certificate". */
+  auth?: string | undefined;
 }
 
 /**
@@ -64,9 +66,12 @@ export function httpError(
   if (status === 401) {
     return new K8sError(
       "unauthorized",
-      `the API server of context "${where.context}" (${where.server}) rejected tp's credentials (401 Unauthorized): ` +
-        `the token or client certificate is wrong or expired; refresh them (log in again, or check the exec plugin ` +
-        `in the kubeconfig), then try again`,
+      `the API server of context "${where.context}" (${where.server}) rejected tp's credentials ` +
+        `(${where.auth ?? "credentials"}; 401 Unauthorized): they are wrong or expired; ` +
+        (where.auth?.startsWith("exec")
+          ? `the ${where.auth} returned a credential the server does not accept: log in again with that tool`
+          : `refresh them (log in again, or fix the user in the kubeconfig)`) +
+        `, then try again`,
       { status },
     );
   }

@@ -225,7 +225,19 @@ function runExecPluginsAs(kc: KubeConfig, who: InvokingUser | undefined): void {
 }
 
 export function where(t: KubeTarget): Where {
-  return { context: t.context, server: t.server };
+  const u = t.kc.getCurrentUser();
+  const exec = u?.exec as { command?: string; args?: string[] } | undefined;
+  const command = exec?.command === "setpriv" ? exec.args?.[exec.args.indexOf("--") + 1] : exec?.command;
+  const auth = exec
+    ? `exec plugin "${command}"`
+    : u?.token || u?.authProvider
+    ? "bearer token"
+    : u?.certFile || u?.certData
+    ? "client certificate"
+    : u?.username
+    ? "basic auth"
+    : "no credentials";
+  return { context: t.context, server: t.server, auth };
 }
 
 /** What a TLS connection to the API server needs: trust, client identity and the auth header. */
