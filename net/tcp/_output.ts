@@ -44,7 +44,9 @@ export function flush(t: Tcb, now: number, emit: Emit): void {
     t.counters.keepaliveProbes++;
     emitSeg(t, emit, seqAdd(t.sndUna, -1), 0, EMPTY, now);
   }
-  if (t.ackNow) emitSeg(t, emit, t.sndNxt, 0, EMPTY, now);
+  // SEG.SEQ is the highest sequence sent: after a timeout SND.NXT has gone back (go-back-N), and a pure ACK
+  // below the peer's RCV.NXT would be unacceptable to it and start an ACK war.
+  if (t.ackNow) emitSeg(t, emit, t.sndMax, 0, EMPTY, now);
 }
 
 /** RFC 9293 section 3.8.6.2.2 receiver-side SWS avoidance: is a window update worth a segment now? */

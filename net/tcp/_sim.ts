@@ -187,6 +187,19 @@ export function simulate(o: SimOptions): SimResult {
     }
     now = Math.max(now, next);
   }
+  // A closed connection keeps what it received: the owner reads the rest afterwards.
+  for (const s of [A, B]) {
+    const c = s.conn;
+    if (c === null) continue;
+    while (c.readable > 0) {
+      const v = c.peek();
+      if (verify && v.some((x, i) => x !== streamByte(1 - s.id, s.received + i))) {
+        errors.push(`side ${s.id}: wrong byte after close`);
+      }
+      s.received += v.length;
+      c.consume(v.length);
+    }
+  }
   return {
     receivedAtB: B.received,
     receivedAtA: A.received,

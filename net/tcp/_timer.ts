@@ -44,7 +44,7 @@ function retransmissionTimeout(t: Tcb, now: number): void {
   t.retries++;
   if (t.retries > (synState ? t.cfg.synRetries : t.cfg.maxRetries)) {
     t.counters.timeouts++;
-    if (t.state !== "SYN-SENT") queueRst(t, t.sndNxt, t.rcvNxt);
+    if (t.state !== "SYN-SENT") queueRst(t, t.sndMax, t.rcvNxt);
     t.fail("timeout", `${t.retries - 1} retransmissions unanswered`);
     return;
   }
@@ -81,7 +81,7 @@ function keepaliveTimeout(t: Tcb, now: number): void {
   }
   if (t.keepProbes >= ka.probes) {
     t.counters.timeouts++;
-    queueRst(t, t.sndNxt, t.rcvNxt);
+    queueRst(t, t.sndMax, t.rcvNxt);
     t.fail("timeout", "keepalive unanswered");
     return;
   }

@@ -275,7 +275,7 @@ export class TcpConnection {
       case "FIN-WAIT-1":
       case "FIN-WAIT-2":
       case "CLOSE-WAIT":
-        queueRst(t, t.sndNxt, t.rcvNxt);
+        queueRst(t, t.sndMax, t.rcvNxt);
         break;
       default:
         break;
