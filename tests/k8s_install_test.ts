@@ -1,0 +1,205 @@
+/**
+ * The API server double checked against the real client, kubectl (which must be on PATH: these tests fail naming
+ * it), and `tp install` / `tp uninstall` against the double. kubectl needs no KUBECTL_* switch for these requests.
+ */
+import assert from "node:assert/strict";
+import { parseAllDocuments } from "yaml";
+import { exec, requireTools, ROOT } from "./lab.ts";
+import { fixture, MANAGER_LABELS } from "./k8s_fixture.ts";
+
+const TP = [`${ROOT}/scripts/deno`, "run", "--allow-all", `${ROOT}/cli/main.ts`];
+
+function kubectl(kubeconfig: string, args: string[], stdin?: string) {
+  requireTools("kubectl");
+  return exec(["kubectl", "--kubeconfig", kubeconfig, ...args], {
+    timeoutMs: 30_000,
+    ...(stdin === undefined ? {} : { stdin }),
+  });
+}
+
+Deno.test("kubectl version -o json reads the double's /version", async () => {
+  const f = await fixture();
+  try {
+    const r = await kubectl(f.kubeconfig(), ["version", "-o", "json"]);
+    assert.equal(r.code, 0, r.stderr);
+    const v = JSON.parse(r.stdout);
+    assert.equal(v.serverVersion.gitVersion, "v1.32.0-tp-double");
+    assert.match(v.clientVersion.gitVersion, /^v1\./);
+  } finally {
+    await f.close();
+  }
+});
+
+Deno.test("kubectl get pods,nodes,svc -o json lists what the double holds (discovery, short names, lists)", async () => {
+  const f = await fixture();
+  try {
+    f.double.addNode("node-1", ["10.244.0.0/24"]);
+    f.double.put({ apiVersion: "v1", kind: "Service", metadata: { name: "api", namespace: "tp" }, spec: {} });
+    const r = await kubectl(f.kubeconfig({ token: "token-alice", namespace: "tp" }), [
+      "get",
+      "pods,nodes,svc",
+      "-o",
+      "json",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const items = JSON.parse(r.stdout).items as { kind: string; metadata: { name: string } }[];
+    assert.deepEqual(items.map((i) => `${i.kind}/${i.metadata.name}`), [
+      "Pod/tp-manager-6d5f",
+      "Node/node-1",
+      "Service/api",
+    ]);
+    const sel = await kubectl(f.kubeconfig(), [
+      "get",
+      "pods",
+      "-n",
+      "tp",
+      "-l",
+      "app.kubernetes.io/name=tp-manager",
+      "-o",
+      "name",
+    ]);
+    assert.equal(sel.code, 0, sel.stderr);
+    assert.equal(sel.stdout, "pod/tp-manager-6d5f\n");
+  } finally {
+    await f.close();
+  }
+});
+
+Deno.test("kubectl sees the double's 401 and 403 as it would a real API server's", async () => {
+  const f = await fixture({ authorize: (a) => a.verb !== "list" || a.resource !== "nodes" });
+  try {
+    const bad = await kubectl(f.kubeconfig({ token: "nope" }), ["get", "pods", "-n", "tp"]);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /must be logged in to the server|Unauthorized/);
+    const forbidden = await kubectl(f.kubeconfig(), ["get", "nodes"]);
+    assert.notEqual(forbidden.code, 0);
+    assert.match(forbidden.stderr, /nodes is forbidden: User "alice" cannot list resource "nodes"/);
+  } finally {
+    await f.close();
+  }
+});
+
+Deno.test("the double answers an out-of-range clusterIP with the real error, which kubectl shows", async () => {
+  const f = await fixture({ serviceCidrs: ["10.96.0.0/12"] });
+  try {
+    const svc = JSON.stringify({
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: { name: "probe", namespace: "default" },
+      spec: { clusterIP: "1.1.1.1", ports: [{ port: 443 }] },
+    });
+    const r = await kubectl(f.kubeconfig(), ["create", "--validate=false", "-f", "-"], svc);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /The range of valid IPs is 10\.96\.0\.0\/12/);
+  } finally {
+    await f.close();
+  }
+});
+
+Deno.test("tp install --dry-run -o yaml parses and kubectl apply --dry-run=client --validate=false accepts it", async () => {
+  const f = await fixture({ managerPod: false });
+  try {
+    const r = await exec([...TP, "install", "--dry-run", "-o", "yaml", "--image", "registry.test/tp:1"]);
+    assert.equal(r.code, 0, r.stderr);
+    const docs = parseAllDocuments(r.stdout).map((d) => d.toJS());
+    assert.deepEqual(docs.map((d) => d.kind), [
+      "Namespace",
+      "ServiceAccount",
+      "ClusterRole",
+      "ClusterRoleBinding",
+      "Role",
+      "RoleBinding",
+      "Deployment",
+      "Service",
+    ]);
+    const dep = docs.find((d) => d.kind === "Deployment");
+    const c = dep.spec.template.spec.containers[0];
+    assert.equal(c.image, "registry.test/tp:1");
+    assert.equal(c.securityContext.readOnlyRootFilesystem, true);
+    assert.equal(dep.spec.template.spec.securityContext.runAsNonRoot, true);
+    assert.equal(c.readinessProbe.httpGet.path, "/healthz");
+    assert.equal(c.livenessProbe.httpGet.path, "/healthz");
+    assert.ok(c.resources.requests.cpu && c.resources.requests.memory);
+    assert.deepEqual(
+      dep.spec.template.metadata.labels["app.kubernetes.io/name"],
+      MANAGER_LABELS["app.kubernetes.io/name"],
+    );
+    const apply = await kubectl(f.kubeconfig(), ["apply", "--dry-run=client", "--validate=false", "-f", "-"], r.stdout);
+    assert.equal(apply.code, 0, apply.stderr);
+    assert.equal(apply.stdout.trim().split("\n").length, 8);
+    assert.match(apply.stdout, /deployment\.apps\/tp-manager created \(dry run\)/);
+    assert.equal(f.double.created.length, 0, "a client dry run creates nothing");
+  } finally {
+    await f.close();
+  }
+});
+
+Deno.test("tp install creates exactly the objects it prints; tp uninstall removes them", async () => {
+  const f = await fixture({ managerPod: false });
+  try {
+    const kc = f.kubeconfig();
+    const printed = await exec([...TP, "install", "--dry-run", "-o", "yaml", "--manager-namespace", "tp-x"]);
+    const expected = parseAllDocuments(printed.stdout).map((d) => d.toJS());
+    const r = await exec([...TP, "install", "--kubeconfig", kc, "--manager-namespace", "tp-x", "-o", "json"]);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout);
+    assert.ok(out.objects.every((o: { action: string }) => o.action === "created"), r.stdout);
+    assert.match(out.pod, /^tp-manager-/, "install waits for the manager pod");
+    assert.equal(f.double.created.length, expected.length);
+    for (const [i, want] of expected.entries()) {
+      const got = structuredClone(f.double.created[i]!);
+      if (got.kind === "Service") {
+        const spec = got.spec as Record<string, unknown>;
+        delete spec.clusterIP; // allocated by the API server
+        delete spec.clusterIPs;
+      }
+      assert.deepEqual(got, want, `object ${i} (${want.kind})`);
+    }
+    const again = await exec([...TP, "install", "--kubeconfig", kc, "--manager-namespace", "tp-x", "--no-wait"]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /deployment\/tp-manager \(namespace tp-x\) exists/);
+
+    const u = await exec([...TP, "uninstall", "--kubeconfig", kc, "--manager-namespace", "tp-x", "-o", "json"]);
+    assert.equal(u.code, 0, u.stderr);
+    assert.ok(JSON.parse(u.stdout).objects.every((o: { action: string }) => o.action === "deleted"), u.stdout);
+    for (const plural of ["namespaces", "serviceaccounts", "clusterroles", "clusterrolebindings", "roles"]) {
+      assert.deepEqual(f.double.list(plural).map((o) => o.metadata.name), [], plural);
+    }
+    for (const plural of ["rolebindings", "deployments", "services", "pods"]) {
+      assert.deepEqual(f.double.list(plural).map((o) => o.metadata.name), [], plural);
+    }
+    const twice = await exec([...TP, "uninstall", "--kubeconfig", kc, "--manager-namespace", "tp-x"]);
+    assert.equal(twice.code, 0, twice.stderr);
+    assert.match(twice.stdout, /deployment\/tp-manager \(namespace tp-x\) absent/);
+  } finally {
+    await f.close();
+  }
+});
+
+Deno.test("tp uninstall keeps a namespace tp did not create", async () => {
+  const f = await fixture({ managerPod: false });
+  try {
+    f.double.put({ apiVersion: "v1", kind: "Namespace", metadata: { name: "ops" } });
+    const kc = f.kubeconfig();
+    const r = await exec([...TP, "install", "--kubeconfig", kc, "--manager-namespace", "ops", "--no-wait"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /namespace\/ops exists/);
+    const u = await exec([...TP, "uninstall", "--kubeconfig", kc, "--manager-namespace", "ops"]);
+    assert.equal(u.code, 0, u.stderr);
+    assert.match(u.stdout, /namespace\/ops kept/);
+    assert.ok(f.double.get("namespaces", undefined, "ops"));
+  } finally {
+    await f.close();
+  }
+});
+
+Deno.test("tp install against a forbidden cluster exits 1 naming the verb and resource", async () => {
+  const f = await fixture({ authorize: (a) => a.resource !== "clusterroles" });
+  try {
+    const r = await exec([...TP, "install", "--kubeconfig", f.kubeconfig(), "--no-wait"]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /tp: RBAC forbids tp to create clusterroles\.rbac\.authorization\.k8s\.io/);
+  } finally {
+    await f.close();
+  }
+});
