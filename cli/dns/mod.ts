@@ -1,0 +1,27 @@
+/**
+ * The OS side of tp's DNS: pointing the system at tp (resolv.conf or systemd-resolved), asking the original
+ * nameservers, and a kernel-socket DNS server. The DNS logic itself is in `net/dns/`.
+ */
+export { type Nameserver, nameserverForwarder, type NameserverForwarderOptions } from "./forwarder.ts";
+export {
+  applyResolvConf,
+  type ApplyResult,
+  parseResolvConf,
+  pidAlive,
+  repairResolvConf,
+  type ResolvConf,
+  restoreResolvConf,
+  type RestoreResult,
+  rewriteResolvConf,
+} from "./resolv_conf.ts";
+export {
+  applyResolved,
+  detectResolved,
+  type LinkDnsSettings,
+  resolvedApplyCommands,
+  type ResolvedDetection,
+  resolvedRevertCommands,
+  resolvedUpstreams,
+  revertResolved,
+} from "./resolved.ts";
+export { type DnsServer, type DnsServerOptions, serveDns } from "./server.ts";
