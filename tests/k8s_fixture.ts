@@ -64,6 +64,7 @@ export async function fixture(o: Partial<ApiServerDoubleOptions> & { managerPod?
     portForwardTarget: () => ({ host: "127.0.0.1", port: echo.port }),
     ...o,
   });
+  if (o.managerPod ?? true) double.put({ apiVersion: "v1", kind: "Namespace", metadata: { name: "tp" } });
   if (o.managerPod ?? true) double.addPod("tp", "tp-manager-6d5f", { labels: MANAGER_LABELS, ports: [8081] });
   const dir = Deno.makeTempDirSync({ prefix: "tp-k8s-test-" });
   let n = 0;
