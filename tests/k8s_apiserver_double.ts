@@ -716,7 +716,7 @@ export class ApiServerDouble {
       const ch = data[0];
       if (ch === undefined || ch % 2 !== 0) return; // error channels carry nothing from the client
       const c = conns[ch / 2];
-      if (c && !c.write(data.subarray(1))) {
+      if (c && !c.write(data.subarray(1)) && !ws.isPaused) {
         ws.pause();
         c.once("drain", () => ws.resume());
       }

@@ -151,19 +151,62 @@ export interface Frame {
 
 /** Incremental frame decoder for frames from a server (which are never masked, RFC 6455 section 5.1). */
 export class FrameDecoder {
-  #buf: Buffer = Buffer.alloc(0);
+  // Received bytes not yet decoded, as the chunks they came in: a big frame is joined once, when it is complete,
+  // not re-copied on every TLS record.
+  #chunks: Buffer[] = [];
+  #len = 0;
   #fragments: Buffer[] = [];
   #fragOpcode = 0;
   /** Largest message accepted; a bigger one is a protocol error. */
   constructor(readonly maxMessage = 64 * 1024 * 1024) {}
 
+  /** The first `n` bytes (n <= #len), contiguous; copies only when they span chunks. */
+  #peek(n: number): Buffer {
+    const first = this.#chunks[0]!;
+    if (first.length >= n) return first.subarray(0, n);
+    const parts: Buffer[] = [];
+    let have = 0;
+    for (const c of this.#chunks) {
+      parts.push(c);
+      have += c.length;
+      if (have >= n) break;
+    }
+    return Buffer.concat(parts, have).subarray(0, n);
+  }
+
+  /** Removes and returns the first `n` bytes, contiguous. */
+  #take(n: number): Buffer {
+    const first = this.#chunks[0]!;
+    let out: Buffer;
+    if (first.length >= n) {
+      out = first.subarray(0, n);
+      if (first.length === n) this.#chunks.shift();
+      else this.#chunks[0] = first.subarray(n);
+    } else {
+      out = Buffer.allocUnsafe(n);
+      let off = 0;
+      while (off < n) {
+        const c = this.#chunks[0]!;
+        const k = Math.min(c.length, n - off);
+        c.copy(out, off, 0, k);
+        off += k;
+        if (k === c.length) this.#chunks.shift();
+        else this.#chunks[0] = c.subarray(k);
+      }
+    }
+    this.#len -= n;
+    return out;
+  }
+
   /** Feeds bytes; returns the messages and control frames they complete. Throws RangeError on a protocol error. */
   push(chunk: Buffer): Frame[] {
-    this.#buf = this.#buf.length ? Buffer.concat([this.#buf, chunk]) : chunk;
+    if (chunk.length) {
+      this.#chunks.push(chunk);
+      this.#len += chunk.length;
+    }
     const out: Frame[] = [];
-    for (;;) {
-      const b = this.#buf;
-      if (b.length < 2) break;
+    while (this.#len >= 2) {
+      const b = this.#peek(Math.min(this.#len, 14));
       const fin = (b[0]! & 0x80) !== 0;
       const opcode = b[0]! & 0x0f;
       const masked = (b[1]! & 0x80) !== 0;
@@ -183,10 +226,10 @@ export class FrameDecoder {
       if (len > this.maxMessage) throw new RangeError(`A WebSocket frame of ${len} bytes is over the limit`);
       const maskOff = off;
       if (masked) off += 4;
-      if (b.length < off + len) break;
-      const payload = b.subarray(off, off + len);
-      if (masked) unmask(payload, b.subarray(maskOff, maskOff + 4));
-      this.#buf = b.subarray(off + len);
+      if (this.#len < off + len) break;
+      const frame = this.#take(off + len);
+      const payload = frame.subarray(off);
+      if (masked) unmask(payload, frame.subarray(maskOff, maskOff + 4));
       if (opcode >= 0x8) {
         out.push({ opcode, payload });
         continue;
