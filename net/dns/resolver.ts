@@ -46,7 +46,10 @@ export interface ResolverOptions {
    */
   timeoutMs?: number;
   cache?: DnsCacheOptions;
-  /** Ask upstream, unchanged, when the cluster has no such name for a rewritten short name. Default true. */
+  /**
+   * Ask upstream, unchanged, when the cluster has no such name for a rewritten short name; the upstream answer is
+   * used if it is NOERROR, else the cluster's NXDOMAIN is. Default true.
+   */
   fallbackToUpstream?: boolean;
 }
 
@@ -233,7 +236,11 @@ export class Resolver {
           const backInfo = back && scanMessage(back);
           result = back && backInfo ? { bytes: back, info: backInfo } : "error";
           if (this.#fallback && typeof result !== "string" && result.info.rcode === Rcode.NXDOMAIN) {
-            return await this.#upstreamOnly(ask, query, q.name, info, now);
+            // The upstream answer wins only if the name exists there; otherwise the cluster's NXDOMAIN stands
+            // (an upstream REFUSED or SERVFAIL for a name nobody has would be a worse answer).
+            this.counters.upstream++;
+            const up = await ask(this.#upstream, query, q.name);
+            if (typeof up !== "string" && up.info.rcode === Rcode.NOERROR) result = up;
           }
         }
       } else {

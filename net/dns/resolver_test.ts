@@ -107,6 +107,13 @@ Deno.test("Resolver asks upstream when the cluster has no such short name (a nam
   assert.deepEqual(cluster.asked, [`example.dev.svc.${D} A`]);
   assert.deepEqual(upstream.asked, ["example.dev A"]);
   assert.deepEqual(p.answers!.map((a) => [a.name, dataOf(a)]), [["example.dev", "198.18.9.9"]]);
+  const neither = await ask(resolver, query("nothing.dev", "A"));
+  assert.equal(neither.rcode, "NXDOMAIN");
+  assert.equal(neither.questions![0]!.name, "nothing.dev");
+  const refusing = setup({
+    upstream: (q) => Promise.resolve(Uint8Array.from([...q.subarray(0, 2), 0x81, 0x85, ...q.subarray(4)])),
+  });
+  assert.equal((await ask(refusing.resolver, query("nothing.dev", "A"))).rcode, "NXDOMAIN");
   const off = setup({ fallbackToUpstream: false });
   assert.equal((await ask(off.resolver, query("example.dev", "A"))).rcode, "NXDOMAIN");
   assert.deepEqual(off.upstream.asked, []);

@@ -1,0 +1,113 @@
+/**
+ * systemd-resolved mode. resolved does not run here, so these tests check the detection and the exact resolvectl
+ * command lines, run against a test double (tests/dns_fake_resolvectl) put on a PATH of the test's own.
+ */
+import assert from "node:assert/strict";
+import { NameRouter } from "../net/dns/name_routing.ts";
+import {
+  applyResolved,
+  detectResolved,
+  resolvedApplyCommands,
+  resolvedUpstreams,
+  revertResolved,
+} from "../cli/dns/resolved.ts";
+import { ROOT } from "./lab.ts";
+
+async function withFakeResolved(
+  fn: (dirs: { bin: string; runDir: string; log: string }) => void | Promise<void>,
+) {
+  const tmp = await Deno.makeTempDir({ prefix: "tp-resolved-" });
+  try {
+    await Deno.mkdir(`${tmp}/bin`);
+    await Deno.copyFile(`${ROOT}/tests/dns_fake_resolvectl`, `${tmp}/bin/resolvectl`);
+    await Deno.chmod(`${tmp}/bin/resolvectl`, 0o755);
+    await Deno.mkdir(`${tmp}/run/systemd/resolve`, { recursive: true });
+    await fn({ bin: `${tmp}/bin`, runDir: `${tmp}/run/systemd/resolve`, log: `${tmp}/bin/calls.log` });
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+}
+
+const router = new NameRouter({
+  clusterDomain: "cluster.local",
+  namespace: "default",
+  namespaces: ["default", "dev"],
+  subnets: ["198.19.0.0/24", "2001:db8:5::/112"],
+});
+const settings = {
+  link: "tp0",
+  dnsAddress: "198.19.255.53",
+  searchDomains: router.searchDomains(),
+  routingDomains: router.routingDomains(),
+};
+
+Deno.test("detectResolved() needs resolved's runtime directory and resolvectl, and says which is missing", async () => {
+  await withFakeResolved(({ bin, runDir }) => {
+    const yes = detectResolved({ runDir, path: `/nonexistent:${bin}` });
+    assert.deepEqual([yes.running, yes.resolvectl], [true, `${bin}/resolvectl`]);
+    const noDir = detectResolved({ runDir: `${runDir}/nope`, path: bin });
+    assert.equal(noDir.running, false);
+    assert.match(noDir.reason, /does not exist/);
+    const noTool = detectResolved({ runDir, path: "/nonexistent" });
+    assert.equal(noTool.running, false);
+    assert.match(noTool.reason, /resolvectl is not on PATH/);
+  });
+});
+
+Deno.test("detectResolved() finds no systemd-resolved on this machine", () => {
+  // The test environment has no systemd-resolved; if this fails, the machine has one and the lab tests cover it.
+  assert.equal(detectResolved().running, false);
+});
+
+Deno.test("resolvedApplyCommands() sets tp's DNS, search and routing domains, and no default route", () => {
+  assert.deepEqual(resolvedApplyCommands(settings), [
+    ["resolvectl", "dns", "tp0", "198.19.255.53"],
+    [
+      "resolvectl",
+      "domain",
+      "tp0",
+      "default.svc.cluster.local",
+      "svc.cluster.local",
+      "cluster.local",
+      "~default",
+      "~dev",
+      "~svc",
+      "~0.19.198.in-addr.arpa",
+      "~0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.5.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa",
+    ],
+    ["resolvectl", "default-route", "tp0", "false"],
+    ["resolvectl", "dnssec", "tp0", "no"],
+  ]);
+});
+
+Deno.test("applyResolved() and revertResolved() run those command lines through resolvectl", async () => {
+  await withFakeResolved(async ({ bin, runDir, log }) => {
+    const { resolvectl } = detectResolved({ runDir, path: bin });
+    await applyResolved(settings, resolvectl!);
+    await revertResolved("tp0", resolvectl!);
+    const calls = (await Deno.readTextFile(log)).trim().split("\n");
+    assert.deepEqual(calls, [
+      ...resolvedApplyCommands(settings).map((c) => ["resolvectl", ...c.slice(1)].join(" ")),
+      "resolvectl revert tp0",
+    ]);
+  });
+});
+
+Deno.test("applyResolved() reverts the link when a command fails part-way, and quotes the failure", async () => {
+  await withFakeResolved(async ({ bin, log }) => {
+    await Deno.writeTextFile(`${bin}/fail-on`, "domain");
+    await assert.rejects(
+      applyResolved(settings, `${bin}/resolvectl`),
+      /`.*resolvectl domain tp0 .*` failed \(exit 1\)/,
+    );
+    const calls = (await Deno.readTextFile(log)).trim().split("\n");
+    assert.deepEqual(calls.map((c) => c.split(" ")[1]), ["dns", "domain", "revert"]);
+  });
+});
+
+Deno.test("resolvedUpstreams() takes the uplink servers from resolved's own resolv.conf, not the stub", async () => {
+  await withFakeResolved(async ({ runDir }) => {
+    await Deno.writeTextFile(`${runDir}/resolv.conf`, "nameserver 198.18.2.53\nnameserver 127.0.0.53\nsearch x\n");
+    assert.deepEqual(await resolvedUpstreams(runDir), ["198.18.2.53"]);
+  });
+});
