@@ -148,10 +148,12 @@ async function serve(o: ServeOptions): Promise<void> {
   } else {
     upstreams = parseResolvConf(await Deno.readTextFile("/etc/resolv.conf")).nameservers;
   }
+  const cluster = nameserverForwarder([{ ip: o.clusterDns }], { attemptTimeoutMs: o.timeoutMs ?? 4_000 });
+  const upstream = nameserverForwarder(upstreams.map((ip) => ({ ip })));
   const resolver = new Resolver({
     routing: router,
-    cluster: nameserverForwarder([{ ip: o.clusterDns }], { attemptTimeoutMs: o.timeoutMs ?? 4_000 }),
-    upstream: nameserverForwarder(upstreams.map((ip) => ({ ip }))),
+    cluster,
+    upstream,
     ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}),
     ...(o.cache ? { cache: o.cache } : {}),
   });
@@ -169,6 +171,8 @@ async function serve(o: ServeOptions): Promise<void> {
       if (cmd === "quit") {
         resolver.close();
         await server.close();
+        await cluster.close();
+        await upstream.close();
         const restore = o.resolvConf ? await restoreResolvConf({ stateDir: o.stateDir }) : null;
         console.log(JSON.stringify({ counters: resolver.counters, restore }));
         return;

@@ -2,7 +2,12 @@
  * The OS side of tp's DNS: pointing the system at tp (resolv.conf or systemd-resolved), asking the original
  * nameservers, and a kernel-socket DNS server. The DNS logic itself is in `net/dns/`.
  */
-export { type Nameserver, nameserverForwarder, type NameserverForwarderOptions } from "./forwarder.ts";
+export {
+  type Nameserver,
+  type NameserverForwarder,
+  nameserverForwarder,
+  type NameserverForwarderOptions,
+} from "./forwarder.ts";
 export {
   applyResolvConf,
   type ApplyResult,

@@ -28,8 +28,8 @@ function resolverFor(zone: FakeZone) {
 
 Deno.test("nameserverForwarder() asks over UDP and retries over TCP when the answer is truncated", async () => {
   const server = await serveDns(resolverFor(ZONE), { hostname: "127.0.0.1", port: 0 });
+  const fwd = nameserverForwarder([{ ip: "127.0.0.1", port: server.port }]);
   try {
-    const fwd = nameserverForwarder([{ ip: "127.0.0.1", port: server.port }]);
     const small = decode(await fwd(query("laptop.home.test", "A", { id: 31 }), new AbortController().signal));
     assert.equal(small.id, 31);
     assert.deepEqual(small.answers!.map((a) => a.name), ["laptop.home.test"]);
@@ -38,6 +38,7 @@ Deno.test("nameserverForwarder() asks over UDP and retries over TCP when the ans
     assert.equal(big.flag_tc, false);
     assert.equal(big.answers!.length, 60);
   } finally {
+    await fwd.close();
     await server.close();
   }
 });
@@ -47,21 +48,24 @@ Deno.test("nameserverForwarder() moves to the next server when one does not answ
   // A bound socket that never answers stands for a dead nameserver.
   const dead = dgram.createSocket("udp4");
   await new Promise<void>((resolve) => dead.bind(0, "127.0.0.1", resolve));
+  const deadPort = dead.address().port;
+  const fwd = nameserverForwarder(
+    [{ ip: "127.0.0.1", port: deadPort }, { ip: "127.0.0.1", port: server.port }],
+    { attemptTimeoutMs: 100 },
+  );
+  const toDead = nameserverForwarder([{ ip: "127.0.0.1", port: deadPort }]);
   try {
-    const deadPort = dead.address().port;
-    const fwd = nameserverForwarder(
-      [{ ip: "127.0.0.1", port: deadPort }, { ip: "127.0.0.1", port: server.port }],
-      { attemptTimeoutMs: 100 },
-    );
     const t0 = performance.now();
     const a = decode(await fwd(query("laptop.home.test"), new AbortController().signal));
     assert.equal(a.answers!.length, 1);
     assert.ok(performance.now() - t0 >= 95);
     const ac = new AbortController();
-    const p = nameserverForwarder([{ ip: "127.0.0.1", port: deadPort }])(query("x"), ac.signal);
+    const p = toDead(query("x"), ac.signal);
     setTimeout(() => ac.abort(), 20);
     await assert.rejects(p, /No nameserver answered .*aborted/);
   } finally {
+    await fwd.close();
+    await toDead.close();
     await new Promise<void>((resolve) => dead.close(() => resolve()));
     await server.close();
   }

@@ -29,6 +29,8 @@ export type CacheKind = "positive" | "nodata" | "nxdomain";
 
 interface Entry {
   bytes: Uint8Array;
+  /** The scan of `bytes` (offsets stay valid: serving only patches TTLs, the id and the question's type). */
+  info: MessageInfo;
   kind: CacheKind;
   storedAt: number;
   expiresAt: number;
@@ -133,6 +135,7 @@ export class DnsCache {
     info.records.forEach((r, i) => setU32(bytes, r.ttlOffset, ttls[i]!));
     const entry: Entry = {
       bytes,
+      info,
       kind: policy.kind,
       storedAt: now,
       expiresAt: now + policy.ttl * 1000,
@@ -153,7 +156,7 @@ export class DnsCache {
    * A cached answer for the query, with TTLs lowered by the whole seconds spent in the cache, or null. The id and
    * the question's letter case are the caller's to set.
    */
-  get(parts: CacheKeyParts, now: number): { answer: Uint8Array; kind: CacheKind } | null {
+  get(parts: CacheKeyParts, now: number): { answer: Uint8Array; info: MessageInfo; kind: CacheKind } | null {
     for (const k of [key(parts, parts.type), key(parts, "*")]) {
       const e = this.#entries.get(k);
       if (!e) continue;
@@ -167,7 +170,7 @@ export class DnsCache {
       const out = e.bytes.slice();
       e.ttlOffsets.forEach((o, i) => setU32(out, o, Math.max(0, e.ttls[i]! - elapsed)));
       if (u16(out, e.qtypeOffset) !== parts.type) setU16(out, e.qtypeOffset, parts.type);
-      return { answer: out, kind: e.kind };
+      return { answer: out, info: e.info, kind: e.kind };
     }
     return null;
   }

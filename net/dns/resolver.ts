@@ -140,7 +140,7 @@ export class Resolver {
     const hit = this.cache.get(parts, now);
     if (hit) {
       this.counters.cacheHits++;
-      return this.#finish(query, info, hit.answer, scanMessage(hit.answer)!, limit);
+      return this.#finish(query, info, hit.answer, hit.info, limit);
     }
     this.counters.cacheMisses++;
     const key = `${parts.name}|${parts.type}|${parts.class}|${parts.edns}|${parts.dnssecOk}|${parts.checkingDisabled}`;
