@@ -1,4 +1,7 @@
 #!/usr/bin/env bash
+# Note: lo offloads checksums (CHECKSUM_PARTIAL, fixed on), so captured TCP and UDP packets carry the folded
+# pseudo-header sum in their checksum field, exactly what a TUN with IFF_VNET_HDR hands over with NEEDS_CSUM.
+# IPv4 header and ICMP checksums are complete.
 # Records the packets in net/wire/testdata/captured.ts: real kernel traffic on `lo` (and one TUN-less loss run)
 # inside a throwaway network namespace, captured with tshark, converted to a TypeScript module of hex strings.
 # Run as root from the repo root: bash net/wire/testdata/capture.sh > net/wire/testdata/captured.ts
