@@ -14,16 +14,49 @@
  * - pods/portforward over WebSocket with subprotocol `v4.channel.k8s.io` (the `ws` package does the WebSocket
  *   framing, so tp's own client is checked against an independent implementation): for each port, data channel
  *   2i and error channel 2i+1, each opened by a frame holding the port (uint16 little-endian), bytes relayed to a TCP
- *   address the test chooses, dial errors written on the error channel in the kubelet's words.
+ *   address the test chooses, dial errors written on the error channel in the kubelet's words;
+ * - pods/portforward for kubectl: SPDY/3.1 (spdy-transport) after an `Upgrade: SPDY/3.1`; kubectl opens an error
+ *   stream and a data stream per connection, with headers streamType, port and requestID. kubectl >= 1.31 first
+ *   tries SPDY tunneled in a WebSocket (subprotocol `SPDY/3.1+portforward.k8s.io`); `ws` refuses that subprotocol
+ *   token with 400, and kubectl falls back to the SPDY upgrade by itself, so no KUBECTL_* switch is needed.
  *
- * Not served: PATCH/PUT, field selectors, aggregated discovery, OpenAPI, SPDY.
+ * Not served: PATCH/PUT, field selectors, aggregated discovery, OpenAPI.
  */
 import { Buffer } from "node:buffer";
 import { X509Certificate } from "node:crypto";
 import net from "node:net";
+import type { Duplex } from "node:stream";
 import tls from "node:tls";
 import { type WebSocket, WebSocketServer } from "ws";
+import spdy from "spdy-transport";
 import type { TestPki } from "./k8s_certs.ts";
+
+const V4 = "v4.channel.k8s.io";
+
+// spdy-transport insists on HTTP's ":method" and ":path" in every SYN_STREAM; Kubernetes' SPDY client (moby
+// spdystream) sends only streamType, port and requestID. Give those streams placeholders, in this double only.
+{
+  const parser = (spdy as unknown as { protocol: { spdy: { parser: { create(o: unknown): unknown } } } }).protocol.spdy
+    .parser;
+  const create = parser.create;
+  parser.create = (o: unknown) => {
+    const p = create(o) as { parseKVs(buf: unknown, cb: (e: unknown, h?: Record<string, string>) => void): void };
+    const parseKVs = p.parseKVs;
+    p.parseKVs = function (buf, cb) {
+      parseKVs.call(this, buf, (e, h) => {
+        if (!e && h && h[":method"] === undefined && h["streamtype"] !== undefined) {
+          h[":method"] = "POST";
+          h[":path"] = "/";
+        }
+        cb(e, h);
+      });
+    };
+    return p;
+  };
+}
+
+/** The part of spdy-transport's stream tp's double uses (the package has no types). */
+type SpdyStream = Duplex & { headers: Record<string, string>; respond(status: number, headers: object): void };
 
 type Obj = Record<string, unknown> & { metadata: Record<string, unknown> };
 
@@ -104,6 +137,8 @@ export class ApiServerDouble {
   readonly requests: DoubleRequest[] = [];
   /** WebSocket port-forward connections accepted. */
   webSocketUpgrades = 0;
+  /** kubectl's SPDY port-forward connections accepted. */
+  spdyUpgrades = 0;
   /** Port-forward TCP connections made to targets. */
   portForwardDials = 0;
   /** Objects created through the API (not those the test seeded or the double made), in order. */
@@ -113,6 +148,7 @@ export class ApiServerDouble {
   #sockets = new Set<net.Socket>();
   #store = new Map<string, Obj>(); // key: plural/namespace/name
   #watchers = new Set<Watcher>();
+  #spdyConns = new Set<{ destroyStreams(): void; end(): void }>();
   #rv = 1;
   #wss: WebSocketServer;
   #ca: X509Certificate;
@@ -129,7 +165,7 @@ export class ApiServerDouble {
     this.#wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
-      handleProtocols: (protocols: Set<string>) => protocols.has("v4.channel.k8s.io") ? "v4.channel.k8s.io" : false,
+      handleProtocols: (protocols: Set<string>) => protocols.has(V4) ? V4 : false,
     });
   }
 
@@ -336,7 +372,8 @@ export class ApiServerDouble {
         if (buf.length < end + 4 + len) return;
         const body = buf.subarray(end + 4, end + 4 + len).toString("utf8");
         buf = buf.subarray(end + 4 + len);
-        if ((headers["upgrade"] ?? "").toLowerCase() === "websocket") {
+        const upgrade = (headers["upgrade"] ?? "").toLowerCase();
+        if (upgrade === "websocket" || upgrade === "spdy/3.1") {
           socket.off("data", onData);
           this.#upgrade(socket, method, target, headers, buf, identity);
           return;
@@ -673,14 +710,32 @@ export class ApiServerDouble {
       return fail(400, status(400, "BadRequest", `pod ${name} does not have a host assigned`)); // what kubelet-less pods get
     }
     const ports = url.searchParams.getAll("ports").flatMap((p) => p.split(",")).map(Number);
-    if (ports.length === 0 || ports.some((p) => !(p > 0 && p < 65536))) {
+    // The channel protocol names its ports in the query; SPDY names them in each stream's headers.
+    const offered = (headers["sec-websocket-protocol"] ?? "").split(",").map((p) => p.trim());
+    const channels = (headers["upgrade"] ?? "").toLowerCase() === "websocket" && offered.includes(V4);
+    if (channels && (ports.length === 0 || ports.some((p) => !(p > 0 && p < 65536)))) {
       return fail(400, status(400, "BadRequest", 'query parameter "port" is required'));
+    }
+    const podIP = (pod.status as { podIP?: string }).podIP ?? "127.0.0.1";
+    if ((headers["upgrade"] ?? "").toLowerCase() === "spdy/3.1") {
+      const versions = (headers["x-stream-protocol-version"] ?? "").split(",").map((v) => v.trim());
+      if (!versions.includes("portforward.k8s.io")) {
+        return fail(400, status(400, "BadRequest", "unable to upgrade: no common stream protocol"));
+      }
+      this.requests.push({ method, path: url.pathname + url.search, user: who.user, status: 101 });
+      this.spdyUpgrades++;
+      socket.write(
+        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n" +
+          "X-Stream-Protocol-Version: portforward.k8s.io\r\n\r\n",
+      );
+      if (head.length) socket.unshift(head);
+      return this.#spdyForward(socket, namespace, name, podIP);
     }
     const req = { method, url: target, headers };
     this.#wss.handleUpgrade(req as never, socket as never, head, (ws: WebSocket) => {
       this.requests.push({ method, path: url.pathname + url.search, user: who.user, status: 101 });
       this.webSocketUpgrades++;
-      this.#forward(ws, namespace, name, ports, (pod.status as { podIP?: string }).podIP ?? "127.0.0.1");
+      this.#forward(ws, namespace, name, ports, podIP);
     });
   }
 
@@ -725,6 +780,41 @@ export class ApiServerDouble {
     ws.on("error", () => conns.forEach((c) => c?.destroy()));
   }
 
+  /** Serves kubectl's SPDY port-forward on a byte stream: a stream pair per forwarded connection. */
+  #spdyForward(stream: Duplex, namespace: string, pod: string, podIP: string): void {
+    const conn = spdy.connection.create(stream, { protocol: "spdy", isServer: true, windowSize: 1 << 20 });
+    conn.start(3.1);
+    this.#spdyConns.add(conn);
+    stream.on("close", () => this.#spdyConns.delete(conn));
+    stream.on("error", () => {});
+    const pairs = new Map<string, { error?: SpdyStream; data?: SpdyStream }>();
+    conn.on("error", () => {});
+    conn.on("stream", (st: SpdyStream) => {
+      st.on("error", () => {});
+      st.respond(200, {});
+      const h = st.headers;
+      const id = String(h["requestid"] ?? "");
+      const port = Number(h["port"]);
+      const pair = pairs.get(id) ?? {};
+      pairs.set(id, pair);
+      if (h["streamtype"] === "error") pair.error = st;
+      else if (h["streamtype"] === "data") pair.data = st;
+      if (!pair.error || !pair.data) return;
+      pairs.delete(id);
+      const to = this.#opts.portForwardTarget?.(namespace, pod, port) ?? { host: podIP, port };
+      this.portForwardDials++;
+      const c = net.connect({ host: to.host, port: to.port });
+      const { error, data } = pair;
+      c.on("error", (e: Error) => {
+        error.end(`error forwarding port ${port} to pod ${pod}: ${e.message}`);
+        data.end();
+      });
+      data.pipe(c);
+      c.pipe(data);
+      data.on("close", () => c.destroy());
+    });
+  }
+
   /** Open port-forward WebSockets (for tests that check a stream closed). */
   get openWebSockets(): number {
     return this.#wss.clients.size;
@@ -732,6 +822,7 @@ export class ApiServerDouble {
 
   async close(): Promise<void> {
     for (const ws of this.#wss.clients) ws.terminate();
+    for (const c of this.#spdyConns) c.destroyStreams();
     this.#watchers.clear();
     for (const s of this.#sockets) s.destroy();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));

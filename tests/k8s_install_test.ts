@@ -1,6 +1,7 @@
 /**
  * The API server double checked against the real client, kubectl (which must be on PATH: these tests fail naming
- * it), and `tp install` / `tp uninstall` against the double. kubectl needs no KUBECTL_* switch for these requests.
+ * it), and `tp install` / `tp uninstall` against the double. kubectl needs no KUBECTL_* switch: its port-forward
+ * tries a WebSocket tunnel first, which the double refuses, and falls back to SPDY, as against an older API server.
  */
 import assert from "node:assert/strict";
 import { parseAllDocuments } from "yaml";
@@ -199,6 +200,84 @@ Deno.test("tp install against a forbidden cluster exits 1 naming the verb and re
     const r = await exec([...TP, "install", "--kubeconfig", f.kubeconfig(), "--no-wait"]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /tp: RBAC forbids tp to create clusterroles\.rbac\.authorization\.k8s\.io/);
+  } finally {
+    await f.close();
+  }
+});
+
+/** Runs `kubectl port-forward`, sends a line through the local port it opens, returns the echo; kills kubectl by pid. */
+async function kubectlPortForward(kubeconfig: string, env: Record<string, string>): Promise<string> {
+  requireTools("kubectl");
+  const child = new Deno.Command("kubectl", {
+    args: [
+      "--kubeconfig",
+      kubeconfig,
+      "port-forward",
+      "-n",
+      "tp",
+      "--address",
+      "127.0.0.1",
+      "pod/tp-manager-6d5f",
+      ":8081",
+    ],
+    env,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    let out = "";
+    const timeout = setTimeout(() => child.kill("SIGKILL"), 15_000);
+    let port = 0;
+    for (let i = 0; i < 50 && !port; i++) {
+      const r = await reader.read();
+      if (r.done) break;
+      out += r.value;
+      port = Number(out.match(/Forwarding from 127\.0\.0\.1:(\d+)/)?.[1] ?? 0);
+    }
+    clearTimeout(timeout);
+    if (!port) {
+      const err = await Promise.race([
+        stderr.read(),
+        new Promise<{ value: string }>((r) => setTimeout(() => r({ value: "" }), 2000)),
+      ]);
+      assert.fail(`kubectl port-forward printed no port: ${out} ${err.value ?? ""}`);
+    }
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const line = `through kubectl ${crypto.randomUUID()}\n`;
+    await conn.write(new TextEncoder().encode(line));
+    let back = "";
+    const buf = new Uint8Array(4096);
+    for (let i = 0; i < 100 && back.length < line.length; i++) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      back += new TextDecoder().decode(buf.subarray(0, n));
+    }
+    conn.close();
+    return back === line ? "echoed" : `got ${JSON.stringify(back)}`;
+  } finally {
+    try {
+      child.kill("SIGTERM");
+    } catch { /* it ended already */ }
+    await child.status;
+    await reader.cancel().catch(() => {});
+    await stderr.cancel().catch(() => {});
+  }
+}
+
+Deno.test("kubectl port-forward through the double reaches the echo (SPDY, by kubectl's own fallback or forced)", async () => {
+  const f = await fixture();
+  try {
+    const kc = f.kubeconfig();
+    assert.equal(await kubectlPortForward(kc, {}), "echoed");
+    assert.equal(await kubectlPortForward(kc, { KUBECTL_PORT_FORWARD_WEBSOCKETS: "false" }), "echoed");
+    assert.equal(f.double.spdyUpgrades, 2);
+    const upgrades = f.double.requests.filter((r) => r.status === 101).map((r) => r.path);
+    assert.deepEqual(upgrades, [
+      "/api/v1/namespaces/tp/pods/tp-manager-6d5f/portforward",
+      "/api/v1/namespaces/tp/pods/tp-manager-6d5f/portforward",
+    ]);
   } finally {
     await f.close();
   }
