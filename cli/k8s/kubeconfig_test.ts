@@ -1,0 +1,76 @@
+import assert from "node:assert/strict";
+import type { V1Pod } from "@kubernetes/client-node";
+import { Command } from "@commander-js/extra-typings";
+import { K8sError } from "./errors.ts";
+import { addKubeOptions, invokingUser, kubeconfigFiles, loadKube } from "./kubeconfig.ts";
+import { pickManagerPod } from "./portforward.ts";
+
+const env = (vars: Record<string, string>, uid = 1000) => ({ get: (n: string) => vars[n], uid: () => uid });
+
+Deno.test("addKubeOptions() registers kubectl's flags and --manager-namespace (default tp)", () => {
+  const cmd = addKubeOptions(new Command("x")).exitOverride();
+  cmd.parse(["--kubeconfig", "/k", "--context", "c", "-n", "dev"], { from: "user" });
+  assert.deepEqual(cmd.opts(), { kubeconfig: "/k", context: "c", namespace: "dev", managerNamespace: "tp" });
+});
+
+Deno.test("kubeconfigFiles() follows kubectl: --kubeconfig, else KUBECONFIG's files, else ~/.kube/config", () => {
+  assert.deepEqual(kubeconfigFiles({ kubeconfig: "/a" }, env({ KUBECONFIG: "/b:/c" })), ["/a"]);
+  assert.deepEqual(kubeconfigFiles({}, env({ KUBECONFIG: "/b::/c", HOME: "/h" })), ["/b", "/c"]);
+  assert.deepEqual(kubeconfigFiles({}, env({ HOME: "/home/me" })), ["/home/me/.kube/config"]);
+});
+
+Deno.test("under sudo, the kubeconfig is the invoking user's, not root's", () => {
+  const sudo = env({ HOME: "/root", SUDO_USER: "nobody", SUDO_UID: "65534", SUDO_GID: "65534" }, 0);
+  const who = invokingUser(sudo);
+  assert.equal(who?.uid, 65534);
+  assert.ok(who?.home && who.home !== "/root");
+  assert.deepEqual(kubeconfigFiles({}, sudo), [`${who!.home}/.kube/config`]);
+  assert.equal(invokingUser(env({ SUDO_USER: "nobody", SUDO_UID: "65534", SUDO_GID: "65534" }, 1000)), undefined);
+});
+
+Deno.test("under sudo, exec credential plugins run as the invoking user through setpriv", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    Deno.writeTextFileSync(
+      `${dir}/config`,
+      JSON.stringify({
+        apiVersion: "v1",
+        kind: "Config",
+        clusters: [{ name: "c", cluster: { server: "https://127.0.0.1:6443" } }],
+        users: [{
+          name: "u",
+          user: { exec: { apiVersion: "client.authentication.k8s.io/v1", command: "aws", args: ["eks"] } },
+        }],
+        contexts: [{ name: "x", context: { cluster: "c", user: "u" } }],
+        "current-context": "x",
+      }),
+    );
+    const t = loadKube(
+      { kubeconfig: `${dir}/config` },
+      env({ SUDO_USER: "nobody", SUDO_UID: "65534", SUDO_GID: "65534" }, 0),
+    );
+    const exec = t.kc.getCurrentUser()?.exec as { command: string; args: string[] };
+    assert.equal(exec.command, "setpriv");
+    assert.deepEqual(exec.args, ["--reuid=65534", "--regid=65534", "--init-groups", "--", "aws", "eks"]);
+    assert.equal(t.namespace, "default");
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("pickManagerPod() takes the newest ready pod and skips terminating ones", () => {
+  const pod = (name: string, created: string, ready: boolean, deleting = false): V1Pod => ({
+    metadata: { name, creationTimestamp: new Date(created), ...(deleting ? { deletionTimestamp: new Date() } : {}) },
+    status: { phase: "Running", conditions: [{ type: "Ready", status: ready ? "True" : "False" }] },
+  });
+  const t = { context: "lab", managerNamespace: "tp" };
+  const pods = [
+    pod("old", "2025-01-01", true),
+    pod("new", "2025-02-01", true),
+    pod("newest-unready", "2025-03-01", false),
+    pod("gone", "2025-04-01", true, true),
+  ];
+  assert.equal(pickManagerPod(pods, t).metadata?.name, "new");
+  assert.throws(() => pickManagerPod([pods[3]!], t), (e) => e instanceof K8sError && e.kind === "no-manager");
+  assert.throws(() => pickManagerPod([pods[2]!], t), (e) => e instanceof K8sError && e.kind === "manager-not-ready");
+});
