@@ -107,7 +107,7 @@ Deno.test("emitIpv4() refuses options that are not a multiple of 4 or longer tha
 });
 
 const u32 = fc.nat({ max: 0xffffffff });
-export const ipv4Repr: fc.Arbitrary<Ipv4Repr> = fc.record({
+const ipv4Repr: fc.Arbitrary<Ipv4Repr> = fc.record({
   src: u32,
   dst: u32,
   protocol: fc.nat({ max: 255 }),

@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { foldSum, pseudoHeaderSumV4, pseudoHeaderSumV6 } from "./checksum.ts";
-import { emitTcp, parseTcp, tcpBufferLen, tcpHeaderLen, TcpSegment } from "./tcp.ts";
+import { emitTcp, parseTcp, tcpBufferLen, TcpSegment } from "./tcp.ts";
 import { TcpFlags, type TcpRepr } from "./tcp_repr.ts";
+import { tcpRepr } from "./testdata/arbitrary.ts";
 import { sack, tcp4, tcp6 } from "./testdata/captured.ts";
 import { at, filled } from "./testdata/hex.ts";
 
@@ -76,7 +77,7 @@ Deno.test("parseTcp() reads the SACK block of a captured duplicate ACK", () => {
 const ALL = [...tcp4.map((_, i) => v4(at(tcp4, i))), ...tcp6.map((_, i) => v6(at(tcp6, i))), v4(at(sack, 0))];
 
 Deno.test("emitTcp() rebuilds every captured segment byte for byte around the checksum", () => {
-  for (const [seg, sum] of ALL) {
+  for (const [seg] of ALL) {
     const repr = parsed(seg, null);
     const out = filled(tcpBufferLen(repr));
     emitTcp(repr, new TcpSegment(out), null);
@@ -161,24 +162,6 @@ Deno.test("emitTcp() refuses more than 40 bytes of options, 5 SACK blocks, or a 
 });
 
 const u32 = fc.nat({ max: 0xffffffff });
-const u16 = fc.nat({ max: 0xffff });
-export const tcpRepr: fc.Arbitrary<TcpRepr> = fc.record({
-  srcPort: u16,
-  dstPort: u16,
-  seq: u32,
-  ack: u32,
-  flags: fc.nat({ max: 255 }),
-  window: u16,
-  urgent: u16,
-  mss: u16,
-  windowScale: fc.nat({ max: 14 }),
-  sackPermitted: fc.constant(true),
-  sackBlocks: fc.array(fc.tuple(u32, u32), { minLength: 1, maxLength: 4 }),
-  timestamps: fc.tuple(u32, u32),
-  payload: fc.uint8Array({ maxLength: 200 }),
-}, { requiredKeys: ["srcPort", "dstPort", "seq", "ack", "flags", "window", "urgent", "payload"] })
-  .map((r) => ({ ...r }) as TcpRepr)
-  .filter((r) => tcpHeaderLen(r) <= 60);
 
 Deno.test("parseTcp(emitTcp(x)) equals x for any options that fit", () => {
   fc.assert(
