@@ -14,7 +14,7 @@ import type { IcmpRepr } from "./icmp.ts";
 import { Icmpv4Unreachable, isIcmpv4ErrorType } from "./icmpv4.ts";
 import { Icmpv6Unreachable, isIcmpv6ErrorType } from "./icmpv6.ts";
 import { IpProtocol } from "./ip_protocol.ts";
-import { checkIpv6, findIpv6Transport, type Ipv6Transport } from "./ipv6.ts";
+import { findIpv6Transport, type Ipv6Transport } from "./ipv6.ts";
 
 /** Why the destination is unreachable, mapped to the ICMPv4 / ICMPv6 code. */
 export type UnreachableReason = "port" | "host" | "net" | "adminProhibited";
@@ -69,8 +69,8 @@ function answerableLength(offending: Uint8Array, allowMulticastDst: boolean): nu
   if (version === 4) {
     if (offending.length < 20) return 0;
     const hl = (offending[0]! & 0x0f) * 4;
-    const total = read16(offending, 2);
-    if (hl < 20 || total < hl || total > offending.length) return 0;
+    const total = Math.min(read16(offending, 2), offending.length); // a kept prefix is quoted as is
+    if (hl < 20 || total < hl) return 0;
     if ((read16(offending, 6) & 0x1fff) !== 0) return 0; // not the first fragment
     const src = read32(offending, 12), dst = read32(offending, 16);
     if (src === 0 || src >>> 28 === 0xe || src === 0xffffffff) return 0;
@@ -79,12 +79,12 @@ function answerableLength(offending: Uint8Array, allowMulticastDst: boolean): nu
     return total;
   }
   if (version === 6) {
-    if (checkIpv6(offending) !== null) return 0;
+    if (offending.length < 40) return 0;
     let unspecified = true;
     for (let i = 8; i < 24; i++) if (offending[i] !== 0) unspecified = false;
     if (unspecified || offending[8] === 0xff) return 0;
     if (offending[24] === 0xff && !allowMulticastDst) return 0;
-    const total = 40 + read16(offending, 4);
+    const total = Math.min(40 + read16(offending, 4), offending.length);
     const dropped = findIpv6Transport(offending, transport);
     if (dropped === "fragment") return 0; // a non-first fragment cannot be told from a first one without parsing
     if (dropped === null && transport.protocol === IpProtocol.ICMPV6) {
@@ -125,8 +125,8 @@ function build(out: Uint8Array, offending: Uint8Array, repr: IcmpRepr, options: 
 }
 
 /**
- * Writes into `out` an ICMP destination-unreachable answering `offending` (a raw IP packet as received),
- * quoting as much of it as the size limit allows. Returns the length, or 0 if no error may be sent.
+ * Writes into `out` an ICMP destination-unreachable answering `offending` (a raw IP packet as received, or a
+ * prefix of one that the caller kept), quoting as much of it as the size limit allows. Returns the length, or 0 if no error may be sent.
  */
 export function buildUnreachable(out: Uint8Array, offending: Uint8Array, options: UnreachableOptions): number {
   const total = answerableLength(offending, false);

@@ -52,6 +52,17 @@ Deno.test("buildUnreachable() quotes at most 576 bytes over IPv4 and 1280 over I
   assert.equal(buildUnreachable(out, big6, { reason: "port" }), ICMPV6_ERROR_MAX_LEN);
 });
 
+Deno.test("buildUnreachable() quotes a kept prefix of a longer packet as it is", () => {
+  const prefix = at(special, 6).subarray(0, 60); // IPv6 + hop-by-hop + destination options + 4 bytes of UDP
+  const out = filled();
+  const n = buildUnreachable(out, prefix, { reason: "port" });
+  assert.equal(n, 40 + 8 + 60);
+  assert.deepEqual(out.subarray(48, n), prefix);
+  const prefix4 = QUERY4.subarray(0, 24);
+  assert.equal(buildUnreachable(out, prefix4, { reason: "port" }), 20 + 8 + 24);
+  assert.equal(buildUnreachable(out, QUERY4.subarray(0, 19), { reason: "port" }), 0);
+});
+
 Deno.test("buildUnreachable() sends nothing in answer to an ICMP error", () => {
   assert.equal(buildUnreachable(filled(), UNREACH4, { reason: "port" }), 0);
   assert.equal(buildUnreachable(filled(), UNREACH6, { reason: "port" }), 0);

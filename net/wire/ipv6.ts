@@ -81,7 +81,8 @@ export interface Ipv6Transport {
  */
 export function findIpv6Transport(packet: Ipv6Packet | Uint8Array, out: Ipv6Transport): DropReason | null {
   const b = packet instanceof Uint8Array ? packet : packet.buffer;
-  const end = IPV6_HEADER_LEN + read16(b, 4);
+  // Bounded by the buffer too, so that a truncated quote (ICMP error builders) is walked safely.
+  const end = Math.min(IPV6_HEADER_LEN + read16(b, 4), b.length);
   let next = b[6]!;
   let off = IPV6_HEADER_LEN;
   for (let n = 0;; n++) {
