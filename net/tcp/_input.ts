@@ -121,7 +121,8 @@ function synAcked(t: Tcb, seg: TcpRepr, now: number): void {
 
 /** The receive window the peer may fill: up to the edge we advertised. */
 function rcvWnd(t: Tcb): number {
-  return Math.max(0, seqDiff(t.rcvAdvEdge, t.rcvNxt));
+  // Never more than the buffer can hold, whatever was advertised.
+  return Math.max(0, Math.min(seqDiff(t.rcvAdvEdge, t.rcvNxt), t.cfg.recvBufferLimit - t.rcvBuf.length));
 }
 
 /** RFC 9293 section 3.10.7.4, the synchronized states (and SYN-RECEIVED). */

@@ -68,7 +68,8 @@ function windowField(t: Tcb): number {
     edge = seqMax(t.rcvAdvEdge, t.rcvNxt);
   }
   const win = seqDiff(edge, t.rcvNxt);
-  const field = Math.min(0xffff, (win + (1 << s) - 1) >>> s);
+  // Round down, as Linux's tcp_select_window() does: rounding up would promise bytes the buffer cannot hold.
+  const field = Math.min(0xffff, win >>> s);
   t.rcvAdvEdge = seqAdd(t.rcvNxt, field << s);
   return field;
 }
