@@ -69,11 +69,14 @@ export function inNs(node: "ws" | "cluster", cmd: string[], opts: ExecOptions = 
   return exec(["ip", "netns", "exec", ns, ...cmd], opts);
 }
 
-/** Runs a command and waits for it, bounded by a timeout; its process is killed by pid if it overruns. */
+/**
+ * Runs a command and waits for it, bounded by a timeout. It runs in a session of its own (setsid), so on a timeout
+ * its whole process group is killed, children included, by the group's id.
+ */
 export async function exec(cmd: string[], opts: ExecOptions = {}): Promise<ExecResult> {
   const t0 = performance.now();
-  const child = new Deno.Command(cmd[0]!, {
-    args: cmd.slice(1),
+  const child = new Deno.Command("setsid", {
+    args: cmd,
     stdin: opts.stdin === undefined ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",
@@ -83,7 +86,7 @@ export async function exec(cmd: string[], opts: ExecOptions = {}): Promise<ExecR
   const timer = setTimeout(() => {
     timedOut = true;
     try {
-      child.kill("SIGKILL");
+      Deno.kill(-child.pid, "SIGKILL");
     } catch { /* already gone */ }
   }, opts.timeoutMs ?? 30_000);
   try {
