@@ -22,10 +22,12 @@ export async function runUdpTunnel(ctx: TunnelContext): Promise<TunnelOutcome> {
   try {
     await new Promise<void>((resolve, reject) => {
       sock.once("error", reject);
-      sock.bind(0, () => {
-        sock.off("error", reject);
-        resolve();
-      });
+      // A connected socket: the kernel then reports the destination's ICMP port unreachable as ECONNREFUSED.
+      sock.bind(0, () =>
+        sock.connect(dst.port, dst.ip, () => {
+          sock.off("error", reject);
+          resolve();
+        }));
     });
   } catch (e) {
     ctx.dialed({ code: DialCode.unreachable, message: e instanceof Error ? e.message : String(e) });
@@ -72,8 +74,13 @@ export async function runUdpTunnel(ctx: TunnelContext): Promise<TunnelOutcome> {
     metrics.bytes.add({ protocol: "udp", direction: "outbound" }, msg.length);
     out.writeFrame(encodeDataFrame([msg], msg.length));
   });
-  // ICMP errors surface as socket errors (ECONNREFUSED on a later send); UDP carries on, as the kernel would.
-  sock.on("error", () => {});
+  // The destination's ICMP port unreachable surfaces as ECONNREFUSED: the client is told with a reset whose reason
+  // says "refused", and answers its app with an ICMP port unreachable. Other errors: UDP carries on.
+  sock.on("error", (e: Error & { code?: string }) => {
+    if (finished || e.code !== "ECONNREFUSED") return;
+    out.writeMessage(encodeTunnelFrame({ kind: "reset", reason: "refused: the destination port is closed" }));
+    finish({ code: Status.OK, message: "destination port unreachable" });
+  });
 
   const inbound = async () => {
     for (;;) {
@@ -85,7 +92,7 @@ export async function runUdpTunnel(ctx: TunnelContext): Promise<TunnelOutcome> {
         case "data":
           touch();
           metrics.bytes.add({ protocol: "udp", direction: "inbound" }, frame.data.length);
-          sock.send(frame.data, dst.port, dst.ip);
+          sock.send(frame.data, (e) => e && sock.emit("error", e));
           break;
         case "fin":
           out.writeMessage(FIN);
