@@ -8,6 +8,9 @@ import { versionCommand } from "./version_command.ts";
 import { managerCommand } from "./manager_command.ts";
 import { installCommand, uninstallCommand } from "./install_command.ts";
 import { ExitWith, UsageError } from "./errors.ts";
+import { connectCommand } from "./connect_command.ts";
+import { statusCommand } from "./status_command.ts";
+import { quitCommand } from "./quit_command.ts";
 import { ExitCode } from "./exit_code.ts";
 
 export { ExitCode };
@@ -22,6 +25,9 @@ export function program(): Command {
     .version(VERSION, "--version", "print tp's version");
   tp.addCommand(versionCommand());
   tp.addCommand(managerCommand());
+  tp.addCommand(connectCommand());
+  tp.addCommand(statusCommand());
+  tp.addCommand(quitCommand());
   tp.addCommand(installCommand());
   tp.addCommand(uninstallCommand());
   configureTree(tp as unknown as Command);

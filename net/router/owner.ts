@@ -70,7 +70,10 @@ export interface UdpFlow {
   readonly flow: Flow;
   /** Lets the flow's datagrams through (the first one included). */
   accept(): void;
-  /** Drops the flow's datagrams and answers the first with an ICMP unreachable for the reason. */
+  /**
+   * Answers with an ICMP unreachable for the reason and ends the flow: before `accept`, the held first datagram is
+   * the one quoted; after it (the cluster side found the port closed later), the flow's most recent inbound one.
+   */
   refuse(reason: RefuseReason): void;
   /** An outbound datagram for the app; dropped and counted when larger than the path allows. */
   send(datagram: Uint8Array): void;

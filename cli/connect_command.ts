@@ -1,0 +1,226 @@
+import { Command, Option } from "@commander-js/extra-typings";
+import { outputOption, printJson } from "./output.ts";
+import { controlRequest, NotRunningError } from "./daemon/control.ts";
+import { jsonProgress, type ProgressEvent, textProgress } from "./daemon/progress.ts";
+import { type ConnectSettings, settingsDiff, validateSettings } from "./daemon/settings.ts";
+import { ExitWith } from "./errors.ts";
+import { cleanupStale, runDaemon } from "./daemon/daemon.ts";
+import { type StatePaths, statePaths } from "./daemon/state.ts";
+import { quitDaemon } from "./quit_command.ts";
+import { ExitCode } from "./exit_code.ts";
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+/** `tp connect`: start the daemon (or find it running), optionally run a command while connected. */
+export function connectCommand() {
+  return new Command("connect")
+    .description(
+      "Connect this machine to the cluster's network: start tp's daemon, which creates a network interface, routes " +
+        "the cluster's pod and service subnets to it, and carries every connection to them through the " +
+        "traffic-manager. With -- CMD ARGS, run CMD while connected, then disconnect and exit with CMD's exit code.",
+    )
+    .addOption(
+      new Option("--manager-url <url>", "the traffic-manager, http://HOST:PORT (h2c) or https://HOST:PORT").env(
+        "TP_MANAGER_URL",
+      ),
+    )
+    .addOption(new Option("--token <token>", "the token the traffic-manager requires").env("TP_TOKEN"))
+    .option("-n, --namespace <name>", "the namespace short DNS names resolve in", "default")
+    .option("--also-proxy <cidr>", "route this subnet through the cluster too (repeatable)", collect, [] as string[])
+    .option("--never-proxy <cidr>", "never route this subnet through the cluster (repeatable)", collect, [] as string[])
+    .option(
+      "--allow-conflicting-subnets <cidr>",
+      "route cluster subnets inside this CIDR even where this machine already has a route (repeatable)",
+      collect,
+      [] as string[],
+    )
+    .option("--foreground", "run the daemon in this process instead of the background (containers, CI)", false)
+    .addOption(
+      new Option("--progress <format>", "how the daemon reports progress").choices(["text", "json"] as const)
+        .hideHelp(),
+    )
+    .addOption(outputOption())
+    .argument("[command...]", "a command to run while connected (after --)")
+    .action(async (cmdArgs, opts) => {
+      const settings = validateSettings(opts);
+      const code = await connect(settings, {
+        foreground: opts.foreground,
+        progressFormat: opts.progress ?? "text",
+        output: opts.output,
+        command: cmdArgs,
+      });
+      if (code !== ExitCode.ok) throw new ExitWith(code);
+    });
+}
+
+interface ConnectRun {
+  foreground: boolean;
+  progressFormat: "text" | "json";
+  output: "text" | "json";
+  command: string[];
+}
+
+async function connect(settings: ConnectSettings, run: ConnectRun): Promise<number> {
+  const paths = statePaths();
+  const say = (s: string) => console.error(`tp: ${s}`);
+  // A daemon already running: the same settings are fine, other settings are an error.
+  try {
+    const status = await controlRequest(paths.socket, { op: "status" }) as { settings: ConnectSettings };
+    const diff = settingsDiff(status.settings, settings);
+    if (diff.length) {
+      say(`already connected with other settings (${diff.join("; ")}); run tp quit first`);
+      return ExitCode.failure;
+    }
+    say(`already connected to ${settings.managerUrl}`);
+    if (run.command.length) return await runCommand(run.command);
+    if (run.output === "json") printJson(status);
+    return ExitCode.ok;
+  } catch (e) {
+    if (!(e instanceof NotRunningError)) throw e;
+  }
+  const cleaned = await cleanupStale(paths);
+  if (cleaned) say(cleaned);
+
+  if (run.foreground) {
+    const progress = run.progressFormat === "json" ? jsonProgress(Deno.stdout) : textProgress();
+    const ac = new AbortController();
+    const onSignal = () => ac.abort();
+    Deno.addSignalListener("SIGINT", onSignal);
+    Deno.addSignalListener("SIGTERM", onSignal);
+    try {
+      let commandCode: number | undefined;
+      const code = await runDaemon(settings, {
+        paths,
+        progress,
+        log: run.progressFormat === "json" ? fileLog(paths.log) : (line) => console.error(`tp: ${line}`),
+        signal: ac.signal,
+        whenReady: run.command.length
+          ? async () => {
+            commandCode = await runCommand(run.command);
+            ac.abort();
+          }
+          : undefined,
+      });
+      return commandCode ?? code;
+    } finally {
+      Deno.removeSignalListener("SIGINT", onSignal);
+      Deno.removeSignalListener("SIGTERM", onSignal);
+    }
+  }
+
+  const started = await startBackground(settings, paths, run.output);
+  if (started !== ExitCode.ok || !run.command.length) return started;
+  const code = await runCommand(run.command);
+  await quitDaemon(paths, () => {});
+  return code;
+}
+
+/** A log that appends timestamped lines to a file (the background daemon's log); write errors are ignored. */
+function fileLog(path: string): (line: string) => void {
+  try {
+    Deno.mkdirSync(path.replace(/\/[^/]*$/, ""), { recursive: true });
+  } catch { /* the write below says it */ }
+  return (line) => {
+    try {
+      Deno.writeTextFileSync(path, `${new Date().toISOString()} ${line}\n`, { append: true });
+    } catch { /* nowhere to say it */ }
+  };
+}
+
+/** Runs a user's command with the terminal's stdio and returns its exit code (128 + signal when killed). */
+async function runCommand(argv: string[]): Promise<number> {
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(argv[0]!, { args: argv.slice(1), stdin: "inherit", stdout: "inherit", stderr: "inherit" })
+      .spawn();
+  } catch (e) {
+    console.error(`tp: cannot run "${argv[0]}": ${(e as Error).message}`);
+    return 127;
+  }
+  const st = await child.status;
+  return st.signal ? 128 + (Deno.build.os === "linux" ? signalNumber(st.signal) : 0) : st.code;
+}
+
+function signalNumber(sig: Deno.Signal): number {
+  const n: Partial<Record<Deno.Signal, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGTERM: 15 };
+  return n[sig] ?? 0;
+}
+
+/** The argv that runs this same tp again: the compiled binary, or `deno run` of this entry point. */
+export function selfArgv(): string[] {
+  const exe = Deno.execPath();
+  if (/(^|\/)deno$/.test(exe)) {
+    const main = new URL("./main.ts", import.meta.url).pathname;
+    return [exe, "run", "--allow-all", "--quiet", main];
+  }
+  return [exe];
+}
+
+function flagsOf(s: ConnectSettings): string[] {
+  const f = ["--manager-url", s.managerUrl, "--namespace", s.namespace];
+  for (const c of s.alsoProxy) f.push("--also-proxy", c);
+  for (const c of s.neverProxy) f.push("--never-proxy", c);
+  for (const c of s.allowConflictingSubnets) f.push("--allow-conflicting-subnets", c);
+  return f;
+}
+
+/** Starts the daemon in the background (through sudo when not root) and relays its progress until it is ready. */
+async function startBackground(settings: ConnectSettings, paths: StatePaths, output: "text" | "json"): Promise<number> {
+  const argv = [...selfArgv(), "connect", "--foreground", "--progress", "json", ...flagsOf(settings)];
+  const env: Record<string, string> = { TP_STATE_DIR: paths.dir };
+  if (settings.token) env.TP_TOKEN = settings.token; // not on the command line, where ps would show it
+  let cmd: string[];
+  if (Deno.uid() === 0) {
+    cmd = ["setsid", ...argv];
+  } else {
+    console.error("tp: the daemon needs root to create a network interface; starting it with sudo");
+    cmd = ["sudo", `--preserve-env=${Object.keys(env).join(",")}`, "setsid", ...argv];
+  }
+  const child = new Deno.Command(cmd[0]!, {
+    args: cmd.slice(1),
+    env,
+    stdin: Deno.uid() === 0 ? "null" : "inherit",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const text = textProgress();
+  let result: number | undefined;
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = "";
+  try {
+    while (result === undefined) {
+      const { value, done } = await lines.read();
+      if (done) break;
+      buf += value;
+      for (let nl = buf.indexOf("\n"); nl >= 0 && result === undefined; nl = buf.indexOf("\n")) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        let e: ProgressEvent;
+        try {
+          e = JSON.parse(line) as ProgressEvent;
+        } catch {
+          continue;
+        }
+        if (e.kind === "stage") text.stage(e.stage, e.message);
+        else if (e.kind === "ready") {
+          if (output === "json") printJson(e.status);
+          else text.ready(e.status, e.ms);
+          result = ExitCode.ok;
+        } else {
+          text.error(e.message, e.exitCode);
+          result = e.exitCode;
+        }
+      }
+    }
+  } finally {
+    await lines.cancel().catch(() => {});
+  }
+  if (result === undefined) {
+    const st = await child.status;
+    console.error(`tp: the daemon exited (code ${st.code}) before it was ready; its log is ${paths.log}`);
+    return ExitCode.failure;
+  }
+  if (result === ExitCode.ok) child.unref();
+  else await child.status;
+  return result;
+}

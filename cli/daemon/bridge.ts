@@ -1,0 +1,162 @@
+/**
+ * Joins the router's connections to tunnel streams: each TCP connection or UDP flow an app opens to the cluster
+ * becomes one Tunnel stream to the traffic-manager. Backpressure both ways: while the tunnel's write buffer is full
+ * the router stops taking the app's bytes (its TCP window closes); while the app's send buffer is full the bridge
+ * stops reading the tunnel (the HTTP/2 window closes).
+ */
+import { DialCode, type ManagerSession, type Tunnel, TunnelResetError } from "../../proto/mod.ts";
+import type { Flow, RefuseReason, TcpSocket, UdpFlow } from "../../net/router/owner.ts";
+
+export interface BridgeStats {
+  tcpOpened: number;
+  tcpRefused: number;
+  tcpActive: number;
+  udpOpened: number;
+  udpRefused: number;
+  udpActive: number;
+  bytesInbound: number;
+  bytesOutbound: number;
+  dialResults: Record<string, number>;
+}
+
+export function newBridgeStats(): BridgeStats {
+  return {
+    tcpOpened: 0,
+    tcpRefused: 0,
+    tcpActive: 0,
+    udpOpened: 0,
+    udpRefused: 0,
+    udpActive: 0,
+    bytesInbound: 0,
+    bytesOutbound: 0,
+    dialResults: {},
+  };
+}
+
+function refuseReason(code: number): RefuseReason {
+  switch (code) {
+    case DialCode.refused:
+      return "refused";
+    case DialCode.timeout:
+      return "timeout";
+    case DialCode.denied:
+      return "denied";
+    default:
+      return "unreachable";
+  }
+}
+
+function endpoints(flow: Flow) {
+  return { source: { ip: flow.src, port: flow.srcPort }, destination: { ip: flow.dst, port: flow.dstPort } };
+}
+
+async function open(
+  session: ManagerSession,
+  protocol: "tcp" | "udp",
+  flow: Flow,
+  stats: BridgeStats,
+): Promise<Tunnel | RefuseReason> {
+  let t: Tunnel;
+  try {
+    t = await session.openTunnel({ protocol, ...endpoints(flow) });
+  } catch {
+    stats.dialResults["error"] = (stats.dialResults["error"] ?? 0) + 1;
+    return "unreachable";
+  }
+  const name = Object.entries(DialCode).find(([, v]) => v === t.dial.code)?.[0] ?? String(t.dial.code);
+  stats.dialResults[name] = (stats.dialResults[name] ?? 0) + 1;
+  if (t.dial.code === DialCode.ok) return t;
+  t.reset("not dialed");
+  return refuseReason(t.dial.code);
+}
+
+/** Carries one TCP connection; returns once it is set up (the rest runs on its own). */
+export async function bridgeTcp(session: ManagerSession, sock: TcpSocket, stats: BridgeStats): Promise<void> {
+  const t = await open(session, "tcp", sock.flow, stats);
+  if (typeof t === "string") {
+    stats.tcpRefused++;
+    sock.refuse(t);
+    return;
+  }
+  stats.tcpOpened++;
+  stats.tcpActive++;
+  let closed = false;
+  let paused = false;
+  let writable: (() => void) | undefined;
+  sock.onData = (data) => {
+    if (paused) return false;
+    stats.bytesInbound += data.length;
+    // The tunnel keeps the array to coalesce it into a frame; the router's is only valid during this call.
+    if (!t.write(data.slice())) {
+      paused = true;
+      t.drained().then(() => {
+        paused = false;
+        if (!closed) sock.resume();
+      });
+    }
+    return true;
+  };
+  sock.onEnd = () => t.closeWrite();
+  sock.onReset = (reason) => t.reset(reason);
+  sock.onWritable = () => {
+    const w = writable;
+    writable = undefined;
+    w?.();
+  };
+  sock.onClose = () => {
+    closed = true;
+    stats.tcpActive--;
+    t.reset("the connection closed");
+    sock.onWritable();
+  };
+  sock.accept();
+  (async () => {
+    try {
+      for (let c = await t.read(); c && !closed; c = await t.read()) {
+        stats.bytesOutbound += c.length;
+        for (let off = sock.write(c); off < c.length && !closed; off += sock.write(c.subarray(off))) {
+          await new Promise<void>((r) => (writable = r));
+        }
+      }
+      if (!closed) sock.end();
+    } catch (e) {
+      if (!closed) sock.abort();
+      if (!(e instanceof TunnelResetError)) t.reset("read failed");
+    }
+  })();
+}
+
+/** Carries one UDP flow; the first datagram waits in the router until the tunnel is dialed. */
+export async function bridgeUdp(session: ManagerSession, flow: UdpFlow, stats: BridgeStats): Promise<void> {
+  const t = await open(session, "udp", flow.flow, stats);
+  if (typeof t === "string") {
+    stats.udpRefused++;
+    flow.refuse(t);
+    return;
+  }
+  stats.udpOpened++;
+  stats.udpActive++;
+  let closed = false;
+  flow.onDatagram = (d) => {
+    stats.bytesInbound += d.length;
+    t.write(d.slice());
+  };
+  flow.onClose = () => {
+    closed = true;
+    stats.udpActive--;
+    t.reset("the flow ended");
+  };
+  flow.accept();
+  (async () => {
+    try {
+      for (let d = await t.read(); d && !closed; d = await t.read()) {
+        stats.bytesOutbound += d.length;
+        flow.send(d);
+      }
+      if (!closed) flow.close();
+    } catch (e) {
+      // The manager resets a UDP stream whose destination port answered ICMP unreachable.
+      if (!closed) flow.refuse(e instanceof TunnelResetError && /refused/i.test(e.message) ? "refused" : "unreachable");
+    }
+  })();
+}

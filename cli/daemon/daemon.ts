@@ -1,0 +1,238 @@
+/**
+ * The daemon: joins the device (ffi/), the router (net/router) and the tunnel (proto/) into this machine's
+ * connection to the cluster, and serves `tp status` and `tp quit` on its control socket until it is told to stop.
+ *
+ * Order on the way up (each stage reported as progress): traffic-manager, session, route plan and conflict check,
+ * device, routes, router, control socket. On the way down the reverse; closing the device removes its routes.
+ */
+import { connect, GrpcError, type ManagerSession, Status } from "../../proto/mod.ts";
+import { createTun, type TunDevice } from "../../ffi/mod.ts";
+import { Netlink } from "../../ffi/netlink.ts";
+import { type Cidr, formatAddress, formatCidr } from "../../net/cidr.ts";
+import { Router } from "../../net/router/router.ts";
+import type { TcpSocket, UdpFlow } from "../../net/router/owner.ts";
+import { VERSION } from "../version.ts";
+import { ExitCode } from "../exit_code.ts";
+import { bridgeTcp, bridgeUdp, newBridgeStats } from "./bridge.ts";
+import { serveControl } from "./control.ts";
+import type { Progress } from "./progress.ts";
+import { conflictMessage, findConflicts, planRoutes } from "./routes.ts";
+import type { ConnectSettings } from "./settings.ts";
+import { type DaemonState, pidAlive, readState, removeState, type StatePaths, writeState } from "./state.ts";
+
+export interface DaemonEnv {
+  paths: StatePaths;
+  progress: Progress;
+  signal: AbortSignal;
+  /** Called once connected; the daemon runs until `signal` aborts. */
+  whenReady?: (() => Promise<void>) | undefined;
+  log?: (line: string) => void;
+}
+
+/** A failure the user can act on: the message says what and how; `exitCode` is tp's. */
+export class DaemonError extends Error {
+  constructor(message: string, readonly exitCode: number = ExitCode.failure) {
+    super(message);
+    this.name = "DaemonError";
+  }
+}
+
+const DEVICE_MTU = 1500;
+
+/** Runs the daemon until `env.signal` aborts, a `tp quit` arrives, or the session is lost. Returns tp's exit code. */
+export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Promise<number> {
+  const t0 = performance.now();
+  const { progress, paths } = env;
+  const log = env.log ?? (() => {});
+  const cleanup: (() => Promise<void> | void)[] = [];
+  const stop = new AbortController();
+  const onAbort = () => stop.abort();
+  // A bug in a callback must not end the daemon silently: log it and carry on.
+  const onUnhandled = (e: PromiseRejectionEvent | ErrorEvent) => {
+    e.preventDefault();
+    const err = "reason" in e ? e.reason : e.error;
+    log(`internal error: ${(err as Error)?.stack ?? String(err)}`);
+  };
+  globalThis.addEventListener("unhandledrejection", onUnhandled);
+  globalThis.addEventListener("error", onUnhandled);
+  env.signal.addEventListener("abort", onAbort, { once: true });
+  let exitCode: number = ExitCode.ok;
+  try {
+    if (Deno.uid() !== 0) {
+      throw new DaemonError("tp needs root or CAP_NET_ADMIN to create its network interface: run it with sudo");
+    }
+    progress.stage("manager", `connecting to the traffic-manager at ${settings.managerUrl}`);
+    let lost: Error | undefined;
+    let session: ManagerSession;
+    try {
+      session = await connect(settings.managerUrl, settings.token, {
+        clientName: `${Deno.hostname()}`,
+        namespace: settings.namespace,
+        onLost: (e: Error) => {
+          lost = e;
+          log(`session lost: ${e.message}`);
+          stop.abort();
+        },
+      });
+    } catch (e) {
+      throw new DaemonError(managerErrorMessage(settings.managerUrl, e as Error));
+    }
+    cleanup.push(() => session.close());
+    cleanup.push(() => (lost ? undefined : session.depart().catch(() => {})));
+    const info = session.clusterInfo;
+    progress.stage(
+      "session",
+      `session ${session.id.slice(0, 8)} in namespace ${settings.namespace}; the cluster has pods in ` +
+        `${info.podSubnets.join(", ") || "(none)"} and services in ${info.serviceSubnets.join(", ") || "(none)"}`,
+    );
+
+    const routes = planRoutes({ ...info, alsoProxy: settings.alsoProxy, neverProxy: settings.neverProxy });
+    if (routes.length === 0) {
+      throw new DaemonError("there is nothing to route: the cluster reported no subnets and --also-proxy adds none");
+    }
+    const nl = Netlink.open();
+    cleanup.push(() => nl.close());
+    const existing = nl.routes().map((r) => ({ dst: r.dst, dev: r.dev, table: r.table, type: r.type }));
+    const conflicts = findConflicts(routes, existing, { allow: settings.allowConflictingSubnets });
+    if (conflicts.length) throw new DaemonError(conflictMessage(conflicts));
+
+    let tun: TunDevice;
+    try {
+      tun = createTun({ mtu: DEVICE_MTU });
+    } catch (e) {
+      throw new DaemonError((e as Error).message);
+    }
+    cleanup.push(() => tun.close());
+    nl.disableIpv6AddrGen(tun.name); // no link-local address: no router solicitations or MLD reports on tp's device
+    nl.setLinkUp(tun.name);
+    const addresses = deviceAddresses(routes);
+    for (const a of addresses) nl.addAddress(tun.name, a, { noPrefixRoute: true });
+    progress.stage("device", `created the network interface ${tun.name} (${addresses.join(", ")})`);
+    for (const r of routes) nl.addRoute({ dst: formatCidr(r), dev: tun.name });
+    progress.stage("routes", `routing ${routes.map(formatCidr).join(", ")} to ${tun.name}`);
+
+    const bridge = newBridgeStats();
+    const router = new Router(tun, {
+      openTcp: (s: TcpSocket) => void bridgeTcp(session, s, bridge),
+      openUdp: (f: UdpFlow) => void bridgeUdp(session, f, bridge),
+    }, { onError: (e) => log(`router: ${(e as Error)?.stack ?? String(e)}`) });
+    const routing = router.run().catch((e) => {
+      log(`router stopped: ${(e as Error)?.stack ?? String(e)}`);
+      stop.abort();
+    });
+    cleanup.push(async () => {
+      router.stop(); // resets every connection towards its app
+      tun.close(); // ends the router's pending read; the kernel removes the device and its routes
+      await routing.catch(() => {});
+    });
+
+    const state: DaemonState = {
+      pid: Deno.pid,
+      startedAt: new Date().toISOString(),
+      settings: { ...settings, token: settings.token ? "(set)" : "" },
+      device: tun.name,
+      routes: routes.map(formatCidr),
+    };
+    const status = () => ({
+      pid: Deno.pid,
+      version: VERSION,
+      startedAt: state.startedAt,
+      manager: { url: settings.managerUrl, version: info.managerVersion, session: session.id },
+      namespace: settings.namespace,
+      device: { name: tun.name, mtu: tun.mtu, ...tun.stats },
+      subnets: { pod: info.podSubnets, service: info.serviceSubnets, routed: state.routes },
+      dns: { clusterDomain: info.clusterDomain, server: info.dnsServer },
+      connections: bridge,
+      router: router.stats(),
+      settings,
+    });
+    await Deno.mkdir(paths.dir, { recursive: true, mode: 0o755 });
+    const sudoGid = Number(Deno.env.get("SUDO_GID"));
+    const control = await serveControl(paths.socket, async (req) => {
+      if (req.op === "quit") {
+        queueMicrotask(() => stop.abort());
+        return { quitting: true };
+      }
+      return await Promise.resolve(status());
+    }, { signal: stop.signal, ...(Number.isInteger(sudoGid) && sudoGid > 0 ? { gid: sudoGid } : {}) });
+    cleanup.push(() => control.finished);
+    await writeState(paths, state);
+    cleanup.push(() => removeState(paths));
+
+    progress.ready(status(), performance.now() - t0);
+    log(`connected: ${tun.name}, routes ${state.routes!.join(" ")}`);
+    if (env.whenReady) {
+      env.whenReady().catch((e) => log(`command failed: ${(e as Error).message}`));
+    }
+    await new Promise<void>((resolve) => {
+      if (stop.signal.aborted) resolve();
+      stop.signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+    if (lost) {
+      log(`disconnected: the session with the traffic-manager was lost (${(lost as Error).message})`);
+      exitCode = ExitCode.failure;
+    }
+  } catch (e) {
+    const err = e instanceof DaemonError ? e : new DaemonError((e as Error).message ?? String(e));
+    progress.error(err.message, err.exitCode);
+    log(`error: ${err.message}`);
+    exitCode = err.exitCode;
+  } finally {
+    env.signal.removeEventListener("abort", onAbort);
+    globalThis.removeEventListener("unhandledrejection", onUnhandled);
+    globalThis.removeEventListener("error", onUnhandled);
+    stop.abort();
+    for (const f of cleanup.reverse()) {
+      try {
+        await f();
+      } catch (e) {
+        log(`cleanup: ${(e as Error).message}`);
+      }
+    }
+  }
+  return exitCode;
+}
+
+/**
+ * The device's own addresses, one per family it routes: the network address of the first routed block of that
+ * family (as a host address, with no prefix route). The kernel needs one to add routes and to pick a source address
+ * for the apps' packets; a subnet's network address is never a pod or a service, so taking it costs nothing.
+ */
+export function deviceAddresses(routes: readonly Cidr[]): string[] {
+  const out: string[] = [];
+  for (const family of [4, 6] as const) {
+    const hostBits = family === 4 ? 32 : 128;
+    const block = routes.find((r) => r.family === family && r.prefix <= hostBits - 2);
+    if (block) out.push(`${formatAddress(family, block.base)}/${hostBits}`);
+  }
+  return out;
+}
+
+function managerErrorMessage(url: string, e: Error): string {
+  const m = e.message;
+  if (e instanceof GrpcError && (e.code === Status.UNAUTHENTICATED || e.code === Status.PERMISSION_DENIED)) {
+    return `the traffic-manager at ${url} refused the token (${m}): pass the right one with --token or TP_TOKEN`;
+  }
+  return `cannot reach the traffic-manager at ${url} (${m}): check --manager-url, and that tp manager runs there`;
+}
+
+/**
+ * Cleans up after a daemon that ended without `tp quit` (kill -9, a crash): its socket and state file. Its device
+ * and routes went with its process (the kernel's doing). Returns what it did, for the user, or null if nothing.
+ */
+export async function cleanupStale(paths: StatePaths): Promise<string | null> {
+  const state = await readState(paths);
+  const socketThere = await Deno.stat(paths.socket).then(() => true, () => false);
+  if (!state && !socketThere) return null;
+  if (state && pidAlive(state.pid) && state.pid !== Deno.pid) {
+    throw new Error(
+      `a tp daemon (pid ${state.pid}) is running but does not answer on ${paths.socket}; stop it (kill ${state.pid}) and retry`,
+    );
+  }
+  await removeState(paths);
+  const what = [`removed its control socket and state`];
+  if (state?.device) what.push(`its network interface ${state.device} and its routes went with its process`);
+  return `cleaned up after a daemon that ended without tp quit${state ? ` (pid ${state.pid})` : ""}: ${
+    what.join("; ")
+  }`;
+}

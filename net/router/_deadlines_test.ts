@@ -1,0 +1,17 @@
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { Deadlines } from "./_deadlines.ts";
+
+Deno.test("Deadlines pops items in deadline order, only once due", () => {
+  fc.assert(
+    fc.property(fc.array(fc.integer({ min: 0, max: 1000 }), { maxLength: 200 }), (ts) => {
+      const d = new Deadlines<number>();
+      ts.forEach((t, i) => d.push(t, i));
+      assert.equal(d.popDue(-1), undefined);
+      const out: number[] = [];
+      for (let x = d.popDue(1000); x !== undefined; x = d.popDue(1000)) out.push(ts[x]!);
+      assert.deepEqual(out, [...ts].sort((a, b) => a - b));
+      assert.equal(d.peek(), Number.POSITIVE_INFINITY);
+    }),
+  );
+});

@@ -1,0 +1,118 @@
+/**
+ * The end-to-end setup of `tp connect` tests: the lab, `tp manager` running in its cluster namespace (a real
+ * process), and `tp` commands run in its workstation namespace with a state directory of the test's own.
+ * Every process started here is ended here, by pid.
+ */
+import { ensureLab, exec, type ExecOptions, type ExecResult, inNs, LAB, ROOT } from "./lab.ts";
+
+export const TP = `${ROOT}/scripts/tp`;
+export const MANAGER_URL = `http://${LAB.manager.ip}:${LAB.manager.port}`;
+export const STATE_DIR = `/run/tp-test-${LAB.id}`;
+
+export interface LabManager {
+  pid: number;
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** Starts `tp manager` in the cluster namespace for the lab's subnets and waits until it serves. */
+export async function startLabManager(extra: string[] = []): Promise<LabManager> {
+  await ensureLab();
+  const args = ["--listen", `${LAB.manager.ip}:${LAB.manager.port}`];
+  for (const c of LAB.subnets.pod) args.push("--pod-cidr", c);
+  for (const c of LAB.subnets.service) args.push("--service-cidr", c);
+  args.push("--dns-server", `${LAB.clusterDns.ip}:${LAB.clusterDns.port}`, ...extra);
+  const child = new Deno.Command("ip", {
+    args: ["netns", "exec", LAB.namespaces.cluster, TP, "manager", ...args],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const stderr = child.stderr.pipeThrough(new TextDecoderStream());
+  let log = "";
+  const drain = (async () => {
+    for await (const s of stderr) log = (log + s).slice(-20_000);
+  })();
+  const stop = async () => {
+    try {
+      child.kill("SIGTERM");
+    } catch { /* gone */ }
+    const t = setTimeout(() => {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* gone */ }
+    }, 3000);
+    await child.status;
+    clearTimeout(t);
+    await drain;
+  };
+  for (let i = 0; i < 100; i++) {
+    const r = await inNs("ws", [
+      "curl",
+      "-s",
+      "-o",
+      "/dev/null",
+      "-m",
+      "1",
+      "-w",
+      "%{http_code}",
+      `${MANAGER_URL}/metrics`,
+    ], {
+      timeoutMs: 3000,
+    });
+    if (r.stdout === "200") return { pid: child.pid, url: MANAGER_URL, stop };
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await stop();
+  throw new Error(`tp manager did not serve ${MANAGER_URL} within 10 s:\n${log}`);
+}
+
+/** Runs `tp ARGS` in the workstation namespace with the test's state directory. */
+export function tp(args: string[], opts: ExecOptions = {}): Promise<ExecResult> {
+  return inNs("ws", [TP, ...args], {
+    timeoutMs: 60_000,
+    ...opts,
+    env: { ...Deno.env.toObject(), TP_STATE_DIR: STATE_DIR, NO_COLOR: "1", ...(opts.env ?? {}) },
+  });
+}
+
+/** The daemon's pid from its state file, if any. */
+export async function daemonPid(): Promise<number | null> {
+  try {
+    return JSON.parse(await Deno.readTextFile(`${STATE_DIR}/daemon.json`)).pid;
+  } catch {
+    return null;
+  }
+}
+
+/** Ends whatever daemon a test left running, and its state. */
+export async function forceQuit(): Promise<void> {
+  const pid = await daemonPid();
+  await tp(["quit"], { timeoutMs: 15_000 });
+  if (pid !== null) {
+    try {
+      Deno.kill(pid, "SIGKILL");
+    } catch { /* gone */ }
+  }
+  await Deno.remove(STATE_DIR, { recursive: true }).catch(() => {});
+}
+
+/** Links in the workstation namespace whose names start with "tp" (tp's devices), e.g. ["tp0"]. */
+export async function tpLinks(): Promise<string[]> {
+  const r = await inNs("ws", ["ip", "-j", "link"]);
+  return (JSON.parse(r.stdout) as { ifname: string }[]).map((l) => l.ifname).filter((n) => /^tp\d+$/.test(n));
+}
+
+/** Routes in the workstation namespace that go to tp's device. */
+export async function tpRoutes(): Promise<string[]> {
+  const out: string[] = [];
+  for (const fam of ["-4", "-6"]) {
+    const r = await inNs("ws", ["ip", "-j", fam, "route", "show", "table", "all"]);
+    for (const rt of JSON.parse(r.stdout || "[]") as { dst: string; dev?: string }[]) {
+      if (rt.dev && /^tp\d+$/.test(rt.dev)) out.push(`${rt.dst} dev ${rt.dev}`);
+    }
+  }
+  return out;
+}
+
+export { exec, inNs, LAB };

@@ -1,0 +1,271 @@
+/**
+ * `tp connect` end to end on the lab: the real kernel TCP of the workstation namespace, tp's TUN and userspace
+ * stack, the gRPC-web tunnel over the lab's one veth, `tp manager` in the cluster namespace, and the lab's services.
+ */
+import assert from "node:assert/strict";
+import { labService } from "./lab.ts";
+import {
+  daemonPid,
+  forceQuit,
+  inNs,
+  LAB,
+  MANAGER_URL,
+  startLabManager,
+  STATE_DIR,
+  tp,
+  tpLinks,
+  tpRoutes,
+} from "./connect_fixture.ts";
+
+const echo = labService(LAB, "echo");
+const HTTP = echo.ports["http"]!.port;
+const TCP_ECHO = echo.ports["tcp-echo"]!.port;
+const UDP_ECHO = echo.ports["udp-echo"]!.port;
+const br = (ip: string) => ip.includes(":") ? `[${ip}]` : ip;
+
+/** Runs `fn` with a manager in the cluster and tp connected on the workstation; tears both down after. */
+async function connected(fn: () => Promise<void>, connectArgs: string[] = []): Promise<void> {
+  const manager = await startLabManager();
+  try {
+    const c = await tp(["connect", "--manager-url", MANAGER_URL, ...connectArgs]);
+    assert.equal(c.code, 0, `tp connect failed:\n${c.stderr}`);
+    await fn();
+  } finally {
+    await forceQuit();
+    await manager.stop();
+  }
+}
+
+Deno.test("tp connect reports each stage, and curl reaches a service IP and a pod IP, IPv4 and IPv6", async () => {
+  const manager = await startLabManager();
+  try {
+    const c = await tp(["connect", "--manager-url", MANAGER_URL]);
+    assert.equal(c.code, 0, c.stderr);
+    for (
+      const stage of [
+        /connecting to the traffic-manager/,
+        /session \w+/,
+        /created the network interface tp\d/,
+        /routing 198\.19\.0\.0\/24/,
+        /connected in \d+ ms/,
+      ]
+    ) {
+      assert.match(c.stderr, stage);
+    }
+    for (const ip of [echo.serviceIp, echo.podIp, echo.serviceIp6, echo.podIp6]) {
+      const r = await inNs("ws", ["curl", "-sS", "-m", "10", `http://${br(ip)}:${HTTP}/through-tp?ip=${ip}`]);
+      assert.equal(r.code, 0, `curl ${ip}: ${r.stderr}`);
+      const body = JSON.parse(r.stdout);
+      assert.equal(body.service, "echo");
+      assert.equal(body.path, `/through-tp?ip=${ip}`);
+    }
+  } finally {
+    await forceQuit();
+    await manager.stop();
+  }
+});
+
+Deno.test("a TCP connection carries 50 MB each way through tp, verified by hash, with half-close", async () => {
+  await connected(async () => {
+    const script = `head -c 50000000 /dev/urandom > /tmp/tp-50m.$$; ` +
+      `a=$(sha256sum < /tmp/tp-50m.$$); ` +
+      `b=$(socat -b 65536 -t 30 - TCP:${echo.serviceIp}:${TCP_ECHO} < /tmp/tp-50m.$$ | sha256sum); ` +
+      `rm -f /tmp/tp-50m.$$; echo "$a"; echo "$b"`;
+    const r = await inNs("ws", ["sh", "-c", script], { timeoutMs: 120_000 });
+    assert.equal(r.code, 0, r.stderr);
+    const [a, b] = r.stdout.trim().split("\n");
+    assert.ok(a && a.length > 60);
+    assert.equal(b, a, "the echoed stream differs from what was sent");
+  });
+});
+
+Deno.test("500 concurrent connections through tp all complete", async () => {
+  await connected(async () => {
+    const r = await inNs("ws", [
+      "curl",
+      "-s",
+      "-Z",
+      "--parallel-max",
+      "500",
+      "-H",
+      "Connection: close",
+      "-m",
+      "30",
+      "-w",
+      "%{http_code}\n",
+      "-o",
+      "/dev/null",
+      `http://${echo.serviceIp}:${HTTP}/n[1-500]`,
+    ], { timeoutMs: 60_000 });
+    const codes = r.stdout.trim().split("\n");
+    assert.equal(codes.length, 500, r.stderr);
+    assert.deepEqual(codes.filter((c) => c !== "200"), []);
+  });
+});
+
+Deno.test("a closed port fails at once with Connection refused", async () => {
+  await connected(async () => {
+    const r = await inNs("ws", ["curl", "-sS", "-m", "10", `http://${echo.serviceIp}:${LAB.closedPort}/`]);
+    assert.equal(r.code, 7, r.stderr); // curl: "Couldn't connect to server"
+    assert.ok(r.ms < 2000, `refusal took ${Math.round(r.ms)} ms`);
+    // socat names the errno: ECONNREFUSED, from tp's RST, not a timeout or an unreachable.
+    const s = await inNs("ws", ["socat", "-T", "5", "-", `TCP:${echo.serviceIp}:${LAB.closedPort}`], { stdin: "x" });
+    assert.notEqual(s.code, 0);
+    assert.match(s.stderr, /Connection refused/);
+    assert.ok(s.ms < 2000, `refusal took ${Math.round(s.ms)} ms`);
+  });
+});
+
+Deno.test("UDP round trips through tp, and a closed UDP port answers ICMP port unreachable", async () => {
+  await connected(async () => {
+    for (const ip of [echo.serviceIp, echo.podIp6]) {
+      const line = `udp ${crypto.randomUUID()}\n`;
+      const r = await inNs("ws", ["socat", "-t", "2", "-T", "3", "-", `UDP:${br(ip)}:${UDP_ECHO}`], { stdin: line });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, line);
+    }
+    // socat reports the ICMP port unreachable as ECONNREFUSED on its connected UDP socket.
+    const closed = await inNs("ws", [
+      "sh",
+      "-c",
+      `for i in 1 2 3; do echo x; sleep 0.3; done | socat -T 3 - UDP:${echo.serviceIp}:${LAB.closedPort}`,
+    ]);
+    assert.notEqual(closed.code, 0);
+    assert.match(closed.stderr, /Connection refused/);
+  });
+});
+
+Deno.test("tp status -o json parses and its counters move when traffic flows", async () => {
+  await connected(async () => {
+    const before = JSON.parse((await tp(["status", "-o", "json"])).stdout);
+    assert.equal(before.connected, true);
+    assert.match(before.device.name, /^tp\d+$/);
+    assert.deepEqual(before.subnets.service, LAB.subnets.service);
+    const r = await inNs("ws", [
+      "curl",
+      "-sS",
+      "-m",
+      "10",
+      `http://${echo.serviceIp}:${HTTP}/bytes/100000`,
+      "-o",
+      "/dev/null",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const after = JSON.parse((await tp(["status", "-o", "json"])).stdout);
+    assert.ok(after.connections.tcpOpened > before.connections.tcpOpened);
+    assert.ok(after.connections.bytesOutbound >= before.connections.bytesOutbound + 100000);
+    assert.ok(after.device.readPackets > before.device.readPackets);
+    const text = await tp(["status"]);
+    assert.equal(text.code, 0);
+    assert.match(text.stdout, /connected/);
+  });
+});
+
+Deno.test("tp connect -- CMD returns CMD's exit code and leaves nothing behind", async () => {
+  const manager = await startLabManager();
+  try {
+    const r = await tp([
+      "connect",
+      "--manager-url",
+      MANAGER_URL,
+      "--",
+      "sh",
+      "-c",
+      `curl -sSf -m 10 http://${echo.serviceIp}:${HTTP}/from-ci && exit 3`,
+    ]);
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.stdout, /"path":"\/from-ci"/);
+    assert.deepEqual(await tpLinks(), []);
+    assert.deepEqual(await tpRoutes(), []);
+    assert.equal(await Deno.stat(`${STATE_DIR}/daemon.sock`).then(() => true, () => false), false);
+    const st = await tp(["status"]);
+    assert.equal(st.code, 3);
+  } finally {
+    await forceQuit();
+    await manager.stop();
+  }
+});
+
+Deno.test("connecting again with the same settings exits 0, with other settings non-zero", async () => {
+  await connected(async () => {
+    const same = await tp(["connect", "--manager-url", MANAGER_URL]);
+    assert.equal(same.code, 0, same.stderr);
+    assert.match(same.stderr, /already connected/);
+    const other = await tp(["connect", "--manager-url", MANAGER_URL, "--never-proxy", "198.19.0.128/25"]);
+    assert.equal(other.code, 1);
+    assert.match(other.stderr, /already connected with other settings.*--never-proxy.*tp quit/s);
+  });
+});
+
+Deno.test("after kill -9 of the daemon, the device and routes are gone and tp status and connect recover", async () => {
+  await connected(async () => {
+    const pid = await daemonPid();
+    assert.ok(pid);
+    assert.equal((await tpLinks()).length, 1);
+    Deno.kill(pid, "SIGKILL");
+    for (let i = 0; i < 50 && (await tpLinks()).length; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(await tpLinks(), []);
+    assert.deepEqual(await tpRoutes(), []);
+    const st = await tp(["status"]);
+    assert.equal(st.code, 3);
+    assert.match(st.stdout, /not connected/);
+    const again = await tp(["connect", "--manager-url", MANAGER_URL]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stderr, /cleaned up after a daemon that ended without tp quit/);
+    const r = await inNs("ws", ["curl", "-sS", "-m", "10", `http://${echo.serviceIp}:${HTTP}/after-crash`]);
+    assert.equal(r.code, 0, r.stderr);
+  });
+});
+
+Deno.test("tp quit removes the device and routes", async () => {
+  await connected(async () => {
+    assert.equal((await tpLinks()).length, 1);
+    assert.ok((await tpRoutes()).length >= 4);
+    const q = await tp(["quit"]);
+    assert.equal(q.code, 0, q.stderr);
+    assert.match(q.stderr, /disconnected/);
+    assert.deepEqual(await tpLinks(), []);
+    assert.deepEqual(await tpRoutes(), []);
+    const again = await tp(["quit"]);
+    assert.equal(again.code, 0);
+    assert.match(again.stderr, /not connected; nothing to do/);
+  });
+});
+
+Deno.test("a route that overlaps the service subnet stops tp connect with a clear error", async () => {
+  const manager = await startLabManager();
+  const route = ["198.19.0.0/25", "via", LAB.veth.clusterIp];
+  await inNs("ws", ["ip", "route", "add", ...route]);
+  try {
+    const r = await tp(["connect", "--manager-url", MANAGER_URL]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /cluster subnet 198\.19\.0\.0\/24 overlaps the route 198\.19\.0\.0\/25 on tp-ws0/);
+    assert.match(r.stderr, /--allow-conflicting-subnets 198\.19\.0\.0\/25/);
+    assert.deepEqual(await tpLinks(), []);
+    const ok = await tp(["connect", "--manager-url", MANAGER_URL, "--allow-conflicting-subnets", "198.19.0.0/25"]);
+    assert.equal(ok.code, 0, ok.stderr);
+  } finally {
+    await inNs("ws", ["ip", "route", "del", ...route]);
+    await forceQuit();
+    await manager.stop();
+  }
+});
+
+Deno.test("tp connect fails fast and clearly when the manager is unreachable or the flags are wrong", async () => {
+  await Deno.mkdir(STATE_DIR, { recursive: true });
+  try {
+    const down = await tp(["connect", "--manager-url", `http://${LAB.veth.clusterIp}:1`]);
+    assert.equal(down.code, 1);
+    assert.match(down.stderr, /cannot reach the traffic-manager at http:\/\/198\.18\.0\.2:1/);
+    assert.ok(down.ms < 15_000);
+    assert.deepEqual(await tpLinks(), []);
+    const bad = await tp(["connect", "--manager-url", MANAGER_URL, "--also-proxy", "10.0.0/8"]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--also-proxy: Cannot parse CIDR "10\.0\.0\/8"/);
+    const none = await tp(["connect"], { env: { TP_MANAGER_URL: "" } });
+    assert.equal(none.code, 2);
+    assert.match(none.stderr, /--manager-url is required/);
+  } finally {
+    await forceQuit();
+  }
+});
