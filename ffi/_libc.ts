@@ -26,6 +26,9 @@ const SYMBOLS = {
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   send: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
   recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
+  connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  /** getsockname(fd, addr, socklen_t *addrlen) */
+  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
@@ -59,6 +62,13 @@ export const SO_SNDBUF = 7;
 export const SO_RCVBUF = 8;
 export const MSG_DONTWAIT = 0x40;
 export const MSG_TRUNC = 0x20;
+export const AF_INET = 2; // linux/socket.h
+export const AF_INET6 = 10;
+export const SOCK_DGRAM = 2; // linux/net.h
+export const SOCK_NONBLOCK = O_NONBLOCK;
+export const EMSGSIZE = 90; // asm-generic/errno.h
+export const ENOBUFS = 105;
+export const ECONNREFUSED = 111;
 export const NETLINK_ROUTE = 0;
 export const SOL_NETLINK = 270;
 export const NETLINK_EXT_ACK = 11; // linux/netlink.h: error messages from the kernel in NLMSGERR_ATTR_MSG

@@ -20,3 +20,11 @@ export {
 export { formatAddress, formatPrefix, networkOf, parseAddress, parseCidr, parseNetwork, type Prefix } from "./cidr.ts";
 export { errnoName, NEED_NET_ADMIN, OsError } from "./errors.ts";
 export { type Libc, openLibc } from "./_libc.ts";
+export {
+  ECONNREFUSED,
+  type UdpConnectOptions,
+  UdpPoller,
+  type UdpPollerOptions,
+  UdpSocket,
+  type UdpSocketStats,
+} from "./udp_socket.ts";

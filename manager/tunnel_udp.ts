@@ -1,37 +1,42 @@
 /**
- * One UDP flow on the manager: a socket of its own per flow, one datagram per data frame each way, ended by a FIN
- * or reset from the client, by the session, or by `udpIdleTimeoutMs` without a datagram either way.
+ * One UDP flow on the manager: a socket of its own per flow, connected to the destination, one datagram per data
+ * frame each way, ended by a FIN or reset from the client, by the session, or by `udpIdleTimeoutMs` without a datagram
+ * either way.
  *
- * UDP has no backpressure of its own: an outbound datagram that finds the response queue full is dropped and
- * counted (tp_manager_datagrams_dropped_total), as a full socket buffer would drop it.
+ * The socket is an FFI one (`ffi/udp_socket.ts`), not `node:dgram`: under Deno, node:dgram never reports the
+ * destination's ICMP port unreachable (no ECONNREFUSED, neither as an error event nor in a send callback), and tp
+ * must answer such a flow with ICMP port unreachable on the workstation.
+ *
+ * UDP has no backpressure of its own: an outbound datagram that finds the response queue full, or an inbound one that
+ * finds the socket buffer full, is dropped and counted (tp_manager_datagrams_dropped_total), as a full socket buffer
+ * would drop it.
  */
-import dgram from "node:dgram";
-import ipaddr from "ipaddr.js";
+import { OsError } from "../ffi/errors.ts";
+import { ECONNREFUSED, UdpPoller, type UdpSocket } from "../ffi/udp_socket.ts";
 import { GrpcError, Status } from "../proto/grpc_web.ts";
 import { DialCode, encodeDataFrame, encodeTunnelFrame } from "../proto/messages.ts";
 import type { TunnelContext, TunnelOutcome } from "./tunnel.ts";
 
 const FIN = encodeTunnelFrame({ kind: "fin" });
 const KEEPALIVE = encodeTunnelFrame({ kind: "keepalive" });
+const REFUSED = encodeTunnelFrame({ kind: "reset", reason: "refused: the destination port is closed" });
+
+/**
+ * The process's UDP poller, opened with the first flow: one poll() for every flow's socket. Module-level (against
+ * STYLE's "dependencies are passed in") because TunnelContext has no place for it yet; it holds no pending call while
+ * no flow is open, so it keeps neither a process nor a test alive.
+ */
+let poller: UdpPoller | undefined;
 
 export async function runUdpTunnel(ctx: TunnelContext): Promise<TunnelOutcome> {
   const { open, out, reader, signal, config, metrics } = ctx;
   const dst = open.destination!;
-  const dstAddr = ipaddr.process(dst.ip).toString();
-  const sock = dgram.createSocket({ type: dst.ip.includes(":") ? "udp6" : "udp4" });
+  let sock: UdpSocket;
   try {
-    await new Promise<void>((resolve, reject) => {
-      sock.once("error", reject);
-      // A connected socket: the kernel then reports the destination's ICMP port unreachable as ECONNREFUSED.
-      sock.bind(0, () =>
-        sock.connect(dst.port, dst.ip, () => {
-          sock.off("error", reject);
-          resolve();
-        }));
-    });
+    poller ??= new UdpPoller();
+    sock = poller.connect({ hostname: dst.ip, port: dst.port });
   } catch (e) {
     ctx.dialed({ code: DialCode.unreachable, message: e instanceof Error ? e.message : String(e) });
-    sock.close();
     return { code: Status.OK, message: "" };
   }
   ctx.dialed({ code: DialCode.ok, message: "" });
@@ -64,23 +69,40 @@ export async function runUdpTunnel(ctx: TunnelContext): Promise<TunnelOutcome> {
   signal.addEventListener("abort", onAbort, { once: true });
   touch();
 
-  sock.on("message", (msg: Uint8Array, rinfo: { address: string; port: number }) => {
-    if (finished || rinfo.port !== dst.port || ipaddr.process(rinfo.address).toString() !== dstAddr) return;
-    touch();
-    if (out.queued >= out.highWaterBytes) {
-      metrics.datagramsDropped.add({}, 1);
-      return;
-    }
-    metrics.bytes.add({ protocol: "udp", direction: "outbound" }, msg.length);
-    out.writeFrame(encodeDataFrame([msg], msg.length));
-  });
-  // The destination's ICMP port unreachable surfaces as ECONNREFUSED: the client is told with a reset whose reason
-  // says "refused", and answers its app with an ICMP port unreachable. Other errors: UDP carries on.
-  sock.on("error", (e: Error & { code?: string }) => {
-    if (finished || e.code !== "ECONNREFUSED") return;
-    out.writeMessage(encodeTunnelFrame({ kind: "reset", reason: "refused: the destination port is closed" }));
+  // The destination's ICMP port unreachable surfaces as ECONNREFUSED on the next receive or send: the client is told
+  // with a reset whose reason says "refused", and answers its app with an ICMP port unreachable.
+  const refused = () => {
+    out.writeMessage(REFUSED);
     finish({ code: Status.OK, message: "destination port unreachable" });
-  });
+  };
+  const isRefused = (e: unknown) => e instanceof OsError && e.errno === ECONNREFUSED;
+
+  const outbound = async () => {
+    // Ends when the socket closes (receive() returns []); each error is the kernel's report of one ICMP message.
+    for (;;) {
+      let datagrams: Uint8Array[];
+      try {
+        datagrams = await sock.receive();
+      } catch (e) {
+        if (finished) return;
+        if (isRefused(e)) return refused();
+        continue; // other ICMP errors (host unreachable, ...): UDP carries on
+      }
+      if (finished || datagrams.length === 0) return;
+      touch();
+      for (const msg of datagrams) {
+        if (out.queued >= out.highWaterBytes) {
+          metrics.datagramsDropped.add({}, 1);
+          continue;
+        }
+        metrics.bytes.add({ protocol: "udp", direction: "outbound" }, msg.length);
+        out.writeFrame(encodeDataFrame([msg], msg.length));
+      }
+    }
+  };
+  outbound().catch((e) =>
+    finish({ code: Status.INTERNAL, message: `UDP socket: ${e instanceof Error ? e.message : e}` })
+  );
 
   const inbound = async () => {
     for (;;) {
@@ -92,7 +114,12 @@ export async function runUdpTunnel(ctx: TunnelContext): Promise<TunnelOutcome> {
         case "data":
           touch();
           metrics.bytes.add({ protocol: "udp", direction: "inbound" }, frame.data.length);
-          sock.send(frame.data, (e) => e && sock.emit("error", e));
+          try {
+            if (!sock.send(frame.data)) metrics.datagramsDropped.add({}, 1);
+          } catch (e) {
+            if (isRefused(e)) return refused();
+            // other errors (EMSGSIZE, host unreachable, ...): this datagram is lost, UDP carries on
+          }
           break;
         case "fin":
           out.writeMessage(FIN);

@@ -1,0 +1,463 @@
+/**
+ * Connected UDP sockets through FFI into libc, for the one thing `node:dgram` under Deno does not do: report the
+ * destination's ICMP port unreachable. On a connected UDP socket Linux turns that ICMP error into a pending socket
+ * error (`sk_err`, see `__udp4_lib_err` in net/ipv4/udp.c) that the next `recv()` or `send()` returns as ECONNREFUSED.
+ *
+ * Every socket is opened through a `UdpPoller`, which waits for all of its sockets in ONE `poll()` on a Deno worker
+ * thread (a nonblocking FFI symbol), woken through an eventfd when its set of sockets changes. One poll per socket
+ * would not do: Deno runs nonblocking FFI calls on a pool of 32 blocking threads (measured on Deno 2.9: a 33rd
+ * pending `poll()` never starts), shared with file system calls and DNS lookups, so 32 idle UDP flows would stall
+ * the whole process.
+ *
+ * Receiving: when a socket is readable the poller reads its datagrams (synchronous `recv()` until EAGAIN, at most
+ * `batchSize` per wake) into a queue of the socket's own, which `receive()` empties. A socket whose queue holds
+ * `maxQueuedBytes` is left out of the poll until `receive()` takes from it, so the kernel's socket buffer fills and
+ * drops, as it would for any slow UDP reader. Sending: a synchronous `send()`; a full socket buffer drops.
+ */
+import {
+  AF_INET,
+  AF_INET6,
+  check,
+  EAGAIN,
+  ECONNREFUSED,
+  EFD_CLOEXEC,
+  EFD_NONBLOCK,
+  EINTR,
+  EMSGSIZE,
+  ENOBUFS,
+  type Libc,
+  openLibc,
+  POLLIN,
+  POLLNVAL,
+  SOCK_CLOEXEC,
+  SOCK_DGRAM,
+  SOCK_NONBLOCK,
+} from "./_libc.ts";
+import { parseAddress } from "./cidr.ts";
+import { errnoName, OsError } from "./errors.ts";
+
+export { ECONNREFUSED };
+
+/** Room for any UDP payload: 65535 - 8 (UDP header) - 20 (IPv4 header) or - 0 (IPv6, no jumbograms). */
+const RECEIVE_BUFFER = 65536;
+const DEFAULT_BATCH_SIZE = 64;
+const DEFAULT_MAX_QUEUED_BYTES = 256 * 1024;
+/** Consecutive failed `poll()` calls (errno is not readable there) after which the poller gives up. */
+const MAX_POLL_FAILURES = 1000;
+const SOCKADDR_IN_LEN = 16; // struct sockaddr_in, linux/in.h
+const SOCKADDR_IN6_LEN = 28; // struct sockaddr_in6, linux/in6.h
+
+export interface UdpPollerOptions {
+  /** libc bindings to use; by default the poller opens its own and closes them in `close()`. */
+  libc?: Libc;
+  /** Most datagrams read from one socket per wake-up, so one busy flow cannot starve the others (default 64). */
+  batchSize?: number;
+}
+
+export interface UdpConnectOptions {
+  /** Received bytes a socket queues before it stops reading and lets the kernel drop (default 256 KiB). */
+  maxQueuedBytes?: number;
+}
+
+/** Counters of one socket. */
+export interface UdpSocketStats {
+  sentDatagrams: number;
+  receivedDatagrams: number;
+  /** Datagrams `send()` dropped because the socket buffer was full (EAGAIN, ENOBUFS). */
+  sendDrops: number;
+}
+
+/** Opens connected UDP sockets and waits for all of them in one `poll()`. */
+export class UdpPoller {
+  readonly #libc: Libc;
+  readonly #ownLibc: boolean;
+  readonly #batchSize: number;
+  readonly #eventFd: number;
+  readonly #sockets = new Set<UdpSocket>();
+  /** The sockets of the pending poll, in pollfd order after the eventfd. */
+  #polled: UdpSocket[] = [];
+  /** struct pollfd[]: the eventfd, then `#polled`. */
+  #pollFds = new Uint8Array(8 * 16);
+  /** File descriptors of sockets closed while a poll may still watch them: closed once it returns. */
+  #deferredClose: number[] = [];
+  readonly #scratch = new Uint8Array(RECEIVE_BUFFER);
+  #dirty = true;
+  #woken = false;
+  #loop: Promise<void> | null = null;
+  #closed = false;
+  #released = false;
+
+  constructor(options: UdpPollerOptions = {}) {
+    this.#batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
+    if (!Number.isInteger(this.#batchSize) || this.#batchSize < 1) {
+      throw new RangeError(`Batch size ${options.batchSize} is out of range: use a positive integer`);
+    }
+    this.#ownLibc = options.libc === undefined;
+    this.#libc = options.libc ?? openLibc();
+    try {
+      this.#eventFd = check(
+        this.#libc,
+        this.#libc.symbols.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK),
+        "eventfd",
+        (e) => `Cannot create the eventfd that wakes the UDP poller (${describe(e)})`,
+      );
+    } catch (e) {
+      if (this.#ownLibc) this.#libc.close();
+      throw e;
+    }
+  }
+
+  /** Open sockets. */
+  get size(): number {
+    return this.#sockets.size;
+  }
+
+  /**
+   * Opens a UDP socket (IPv4 or IPv6 by the address; non-blocking, close-on-exec), binds it to an ephemeral port on
+   * every local address and connects it to `remote`: it then sends only there and receives only from there. Throws
+   * an OsError when the kernel refuses (ENETUNREACH: no route), a SyntaxError for a bad address.
+   */
+  connect(remote: { hostname: string; port: number }, options: UdpConnectOptions = {}): UdpSocket {
+    if (this.#closed) throw new TypeError("UdpPoller.connect() called after close()");
+    const { hostname, port } = remote;
+    if (!Number.isInteger(port) || port < 1 || port > 65535) {
+      throw new RangeError(`UDP port ${port} is out of range: use an integer from 1 to 65535`);
+    }
+    const { family, address } = parseAddress(hostname);
+    const libc = this.#libc;
+    const what = `UDP socket to ${family === 6 ? `[${hostname}]` : hostname}:${port}`;
+    const fd = check(
+      libc,
+      libc.symbols.socket(family === 4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0),
+      "socket",
+      (e) => `Cannot open a ${what} (${describe(e)})`,
+    );
+    try {
+      const any = sockaddr(family, new Uint8Array(family === 4 ? 4 : 16), 0);
+      check(libc, libc.symbols.bind(fd, any, any.length), "bind", (e) => `Cannot bind a ${what} (${describe(e)})`);
+      const to = sockaddr(family, address, port);
+      check(
+        libc,
+        libc.symbols.connect(fd, to, to.length),
+        "connect",
+        (e) => `Cannot connect a ${what} (${describe(e)})`,
+      );
+      const local = new Uint8Array(SOCKADDR_IN6_LEN);
+      const len = new Uint8Array(4);
+      new DataView(len.buffer).setUint32(0, local.length, true);
+      check(libc, libc.symbols.getsockname(fd, local, len), "getsockname", (e) => `${what}: ${describe(e)}`);
+      const localPort = new DataView(local.buffer).getUint16(2);
+      const socket = new UdpSocket(this, fd, { hostname, port }, localPort, options.maxQueuedBytes);
+      this.#sockets.add(socket);
+      this.#changed();
+      return socket;
+    } catch (e) {
+      libc.symbols.close(fd);
+      throw e;
+    }
+  }
+
+  /** Closes every socket, waits for the pending poll to return and releases the eventfd (and libc, if its own). */
+  async close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      for (const s of [...this.#sockets]) s.close();
+    }
+    await this.#loop;
+    this.#release();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  /** @internal The libc bindings, for the sockets' synchronous calls. */
+  get libc(): Libc {
+    return this.#libc;
+  }
+
+  /** @internal A socket closed: forget it; its fd is closed now, or after the pending poll if one may watch it. */
+  remove(socket: UdpSocket, fd: number): void {
+    this.#sockets.delete(socket);
+    if (this.#loop === null) this.#libc.symbols.close(fd);
+    else this.#deferredClose.push(fd);
+    this.#changed();
+  }
+
+  /** @internal The set of sockets to poll changed (one opened, closed, paused or resumed). */
+  changed(): void {
+    this.#changed();
+  }
+
+  #changed(): void {
+    this.#dirty = true;
+    if (this.#loop === null) {
+      if (this.#sockets.size > 0) this.#loop = this.#run();
+      return;
+    }
+    if (this.#woken) return;
+    this.#woken = true;
+    const one = new Uint8Array(8);
+    one[0] = 1;
+    this.#libc.symbols.write(this.#eventFd, one, 8n);
+  }
+
+  /** Polls while there are sockets; ends when the last one closes. */
+  async #run(): Promise<void> {
+    const { pollAsync, read } = this.#libc.symbols;
+    const counter = new Uint8Array(8);
+    let failures = 0;
+    try {
+      while (this.#sockets.size > 0 || this.#deferredClose.length > 0) {
+        // The first iteration runs synchronously inside connect(): start the poll from a fresh task instead.
+        await Promise.resolve();
+        const count = this.#build();
+        const result = await pollAsync(this.#pollFds, BigInt(count), -1);
+        for (const fd of this.#deferredClose.splice(0)) this.#libc.symbols.close(fd);
+        if (result < 0) {
+          if (++failures >= MAX_POLL_FAILURES) {
+            const error = new OsError(`poll() on UDP sockets failed ${failures} times in a row`, "poll", 5);
+            for (const s of this.#sockets) s.fail(error);
+            return;
+          }
+          continue;
+        }
+        failures = 0;
+        const view = new DataView(this.#pollFds.buffer);
+        if (view.getInt16(6, true) !== 0) {
+          read(this.#eventFd, counter, 8n);
+          this.#woken = false;
+        }
+        for (let i = 0; i < this.#polled.length; i++) {
+          const revents = view.getInt16(8 * (i + 1) + 6, true);
+          if (revents === 0) continue;
+          const socket = this.#polled[i]!;
+          if (socket.closed) continue;
+          if (revents & POLLNVAL) {
+            socket.fail(new OsError(`${socket}: the socket's file descriptor is gone`, "poll", 9));
+          } else if (socket.drain(this.#scratch, this.#batchSize)) this.#dirty = true;
+        }
+      }
+    } finally {
+      for (const fd of this.#deferredClose.splice(0)) this.#libc.symbols.close(fd);
+      this.#loop = null;
+      this.#woken = false;
+      this.#dirty = true;
+      if (this.#closed) this.#release();
+    }
+  }
+
+  /** Rebuilds the pollfd array when the set changed; returns how many entries it has. */
+  #build(): number {
+    if (!this.#dirty) return this.#polled.length + 1;
+    this.#dirty = false;
+    this.#polled = [...this.#sockets].filter((s) => !s.paused);
+    const need = 8 * (this.#polled.length + 1);
+    if (this.#pollFds.length < need) this.#pollFds = new Uint8Array(Math.max(need, this.#pollFds.length * 2));
+    const view = new DataView(this.#pollFds.buffer);
+    const entry = (i: number, fd: number) => {
+      view.setInt32(8 * i, fd, true);
+      view.setInt16(8 * i + 4, POLLIN, true); // POLLERR is always reported
+      view.setInt16(8 * i + 6, 0, true);
+    };
+    entry(0, this.#eventFd);
+    this.#polled.forEach((s, i) => entry(i + 1, s.fd));
+    return this.#polled.length + 1;
+  }
+
+  #release(): void {
+    if (this.#released || this.#loop !== null) return;
+    this.#released = true;
+    this.#libc.symbols.close(this.#eventFd);
+    if (this.#ownLibc) this.#libc.close();
+  }
+}
+
+/**
+ * One connected UDP socket. Open it with `UdpPoller.connect`; close it when done (its poller does not close it
+ * before its own `close()`).
+ */
+export class UdpSocket {
+  /** Where the socket sends to and receives from. */
+  readonly remote: { readonly hostname: string; readonly port: number };
+  /** The ephemeral port the kernel chose. */
+  readonly localPort: number;
+  readonly stats: UdpSocketStats = { sentDatagrams: 0, receivedDatagrams: 0, sendDrops: 0 };
+
+  readonly #poller: UdpPoller;
+  readonly #fd: number;
+  readonly #maxQueuedBytes: number;
+  /** Datagrams and errors in arrival order. */
+  #queue: (Uint8Array | OsError)[] = [];
+  #queuedBytes = 0;
+  #waiter: ((value: void) => void) | null = null;
+  #paused = false;
+  #failed = false;
+  #closed = false;
+
+  /** @internal Use `UdpPoller.connect`. */
+  constructor(
+    poller: UdpPoller,
+    fd: number,
+    remote: { hostname: string; port: number },
+    localPort: number,
+    maxQueuedBytes = DEFAULT_MAX_QUEUED_BYTES,
+  ) {
+    if (!Number.isInteger(maxQueuedBytes) || maxQueuedBytes < 1) {
+      throw new RangeError(`maxQueuedBytes ${maxQueuedBytes} is out of range: use a positive integer`);
+    }
+    this.#poller = poller;
+    this.#fd = fd;
+    this.remote = { ...remote };
+    this.localPort = localPort;
+    this.#maxQueuedBytes = maxQueuedBytes;
+  }
+
+  /** @internal */
+  get fd(): number {
+    return this.#fd;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** @internal True while the queue is full and the poller leaves the socket out. */
+  get paused(): boolean {
+    return this.#paused || this.#failed;
+  }
+
+  /**
+   * Sends one datagram, synchronously. Returns true when the kernel took it, false when it dropped it for a full
+   * socket buffer (counted in `stats.sendDrops`). Throws an OsError for an error the kernel reports instead: a
+   * pending one from the network (`errno` ECONNREFUSED after the destination's ICMP port unreachable, EHOSTUNREACH,
+   * ...; reported once, by whichever of `send` or `receive` comes first) or EMSGSIZE for a datagram too large.
+   * The socket stays usable after such an error.
+   */
+  send(datagram: Uint8Array): boolean {
+    if (this.#closed) throw new TypeError(`${this}: send() called after close()`);
+    const libc = this.#poller.libc;
+    for (let attempt = 0; attempt < 100; attempt++) {
+      const n = libc.symbols.send(this.#fd, datagram as Uint8Array<ArrayBuffer>, BigInt(datagram.length), 0);
+      if (n >= 0) {
+        this.stats.sentDatagrams++;
+        return true;
+      }
+      const errno = libc.errno();
+      if (errno === EINTR) continue;
+      if (errno === EAGAIN || errno === ENOBUFS) break;
+      throw this.#error(errno, "send");
+    }
+    this.stats.sendDrops++;
+    return false;
+  }
+
+  /**
+   * Waits for datagrams and returns every one queued, oldest first, each a copy of its own; `[]` once the socket is
+   * closed. Rejects with an OsError when the kernel reported an error after the datagrams before it were taken:
+   * `errno` ECONNREFUSED when the destination answered with ICMP port unreachable, EHOSTUNREACH and the like for
+   * other ICMP errors. The socket stays usable: call `receive()` again to go on. One `receive()` at a time.
+   */
+  async receive(): Promise<Uint8Array[]> {
+    if (this.#waiter !== null) throw new TypeError(`${this}: receive() called while another receive() is pending`);
+    if (this.#queue.length === 0 && !this.#closed) {
+      await new Promise<void>((resolve) => (this.#waiter = resolve));
+      this.#waiter = null;
+    }
+    if (this.#closed) return [];
+    const head = this.#queue[0];
+    if (head instanceof OsError) {
+      this.#queue.shift();
+      throw head;
+    }
+    const errorAt = this.#queue.findIndex((item) => item instanceof OsError);
+    const datagrams = (errorAt < 0 ? this.#queue.splice(0) : this.#queue.splice(0, errorAt)) as Uint8Array[];
+    for (const d of datagrams) this.#queuedBytes -= d.length;
+    if (this.#paused && this.#queuedBytes < this.#maxQueuedBytes) {
+      this.#paused = false;
+      this.#poller.changed();
+    }
+    return datagrams;
+  }
+
+  /** Closes the socket; a pending `receive()` returns `[]`. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#queue = [];
+    this.#queuedBytes = 0;
+    this.#poller.remove(this, this.#fd);
+    this.#waiter?.();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /**
+   * @internal Called by the poller when the socket is readable: reads up to `batchSize` datagrams or one error into
+   * the queue. Returns true when the queue became full and the socket must leave the poll.
+   */
+  drain(scratch: Uint8Array<ArrayBuffer>, batchSize: number): boolean {
+    const libc = this.#poller.libc;
+    let full = false;
+    for (let i = 0, interrupts = 0; i < batchSize;) {
+      const n = libc.symbols.recv(this.#fd, scratch, BigInt(scratch.length), 0);
+      if (n < 0) {
+        const errno = libc.errno();
+        if (errno === EAGAIN) break;
+        if (errno === EINTR && ++interrupts < 100) continue;
+        this.#queue.push(this.#error(errno, "recv"));
+        break;
+      }
+      i++;
+      this.#queue.push(scratch.slice(0, n));
+      this.#queuedBytes += n;
+      this.stats.receivedDatagrams++;
+      if (this.#queuedBytes >= this.#maxQueuedBytes) {
+        full = this.#paused = true;
+        break;
+      }
+    }
+    if (this.#queue.length > 0) this.#waiter?.();
+    return full;
+  }
+
+  /** @internal The socket cannot be polled any more: `error` is its last word, and the poller leaves it out. */
+  fail(error: OsError): void {
+    this.#queue.push(error);
+    this.#failed = true;
+    this.#poller.changed();
+    this.#waiter?.();
+  }
+
+  #error(errno: number, syscall: string): OsError {
+    const why = errno === ECONNREFUSED
+      ? "the destination port is closed (ICMP port unreachable)"
+      : errno === EMSGSIZE
+      ? "the datagram is larger than the path allows"
+      : describe(errno);
+    return new OsError(`${this}: ${why}`, syscall, errno);
+  }
+
+  toString(): string {
+    const { hostname, port } = this.remote;
+    return `UDP ${this.localPort} -> ${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`;
+  }
+}
+
+/** struct sockaddr_in or sockaddr_in6 (port in network order). */
+function sockaddr(family: 4 | 6, address: Uint8Array, port: number): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(family === 4 ? SOCKADDR_IN_LEN : SOCKADDR_IN6_LEN);
+  const view = new DataView(out.buffer);
+  view.setUint16(0, family === 4 ? AF_INET : AF_INET6, true);
+  view.setUint16(2, port);
+  out.set(address, family === 4 ? 4 : 8);
+  return out;
+}
+
+/** "ECONNREFUSED, errno 111" style detail for messages. */
+function describe(errno: number): string {
+  const name = errno === ECONNREFUSED ? "ECONNREFUSED" : errnoName(errno);
+  return name.startsWith("errno") ? name : `${name}, errno ${errno}`;
+}
