@@ -199,6 +199,9 @@ export class Resolver {
         aborted,
       ]);
       if (r === "timeout" || r === "error") return r;
+      // A plain Uint8Array of our own: a forwarder may hand back a Node Buffer (protobufjs does), whose slice()
+      // is a view, not a copy, and the answers below are copied with slice() before each client's id goes in.
+      r.a = new Uint8Array(r.a);
       const aInfo = scanMessage(r.a);
       const aq = aInfo?.question;
       if (!aInfo || (aInfo.flags & Flags.QR) === 0 || !aq || aq.name !== name || aq.type !== q.type) return "error";

@@ -228,3 +228,21 @@ Deno.test("Resolver.close() ends lookups in flight with SERVFAIL", async () => {
   resolver.close();
   assert.equal(decode((await pending)!).rcode, "SERVFAIL");
 });
+
+Deno.test("Resolver gives each client sharing one lookup its own id, even when the forwarder answers with a Buffer", async () => {
+  // protobufjs hands the manager's answer back as a Node Buffer, whose slice() is a view: the clients waiting on
+  // one lookup must still get copies of their own.
+  const { Buffer } = await import("node:buffer");
+  const zone = zoneForwarder(CLUSTER, { negativeSoa: soa(D, 60, 30) });
+  const resolver = new Resolver({
+    routing: { clusterDomain: D, namespace: "default" },
+    cluster: async (q, signal) => Buffer.from(await zone(q, signal)),
+    upstream: zone,
+  });
+  const ids = [101, 102, 103, 104, 105];
+  const answers = await Promise.all(ids.map((id) => resolver.resolve(query(ECHO, "A", { id }), 0)));
+  assert.deepEqual(answers.map((a) => decode(a!).id), ids);
+  const again = await Promise.all(ids.map((id) => resolver.resolve(query(ECHO, "A", { id: id + 100 }), 1)));
+  assert.deepEqual(again.map((a) => decode(a!).id), ids.map((id) => id + 100));
+  resolver.close();
+});
