@@ -102,6 +102,8 @@ function dnsmasqClusterConf(cfg: LabConfig): string {
     "no-poll",
     "log-queries",
     `log-facility=${cfg.stateDir}/cluster-dns.log`,
+    // CoreDNS's kubernetes plugin answers with a TTL of 5 s by default; dnsmasq's own records would have 0.
+    "local-ttl=5",
     "user=root",
     `local=/${d}/`,
     "local=/19.198.in-addr.arpa/",
@@ -134,6 +136,7 @@ function dnsmasqWorkstationConf(cfg: LabConfig): string {
     "no-poll",
     "log-queries",
     `log-facility=${cfg.stateDir}/ws-dns.log`,
+    "local-ttl=60",
     "user=root",
     `local=/${w.searchDomain}/`,
     `host-record=${w.hostName},${w.hostIp}`,

@@ -14,6 +14,7 @@ import type { TcpSocket, UdpFlow } from "../../net/router/owner.ts";
 import { VERSION } from "../version.ts";
 import { ExitCode } from "../exit_code.ts";
 import { bridgeTcp, bridgeUdp, newBridgeStats } from "./bridge.ts";
+import { DaemonDns, repairDns } from "./dns.ts";
 import { serveControl } from "./control.ts";
 import type { Progress } from "./progress.ts";
 import { conflictMessage, findConflicts, planRoutes } from "./routes.ts";
@@ -112,9 +113,10 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
     progress.stage("routes", `routing ${routes.map(formatCidr).join(", ")} to ${tun.name}`);
 
     const bridge = newBridgeStats();
+    let dns: DaemonDns | undefined;
     const router = new Router(tun, {
-      openTcp: (s: TcpSocket) => void bridgeTcp(session, s, bridge),
-      openUdp: (f: UdpFlow) => void bridgeUdp(session, f, bridge),
+      openTcp: (s: TcpSocket) => dns?.handles(s.flow) ? dns.serveTcp(s) : void bridgeTcp(session, s, bridge),
+      openUdp: (f: UdpFlow) => dns?.handles(f.flow) ? dns.serveUdp(f) : void bridgeUdp(session, f, bridge),
     }, { onError: (e) => log(`router: ${(e as Error)?.stack ?? String(e)}`) });
     const routing = router.run().catch((e) => {
       log(`router stopped: ${(e as Error)?.stack ?? String(e)}`);
@@ -125,6 +127,28 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
       tun.close(); // ends the router's pending read; the kernel removes the device and its routes
       await routing.catch(() => {});
     });
+
+    progress.stage("dns", `pointing this machine's DNS at tp for ${info.clusterDomain || "cluster.local"} names`);
+    try {
+      dns = await DaemonDns.start({
+        stateDir: paths.dir,
+        namespace: settings.namespace,
+        clusterInfo: info,
+        routes,
+        device: tun.name,
+        cluster: (q, signal) => session.dns(q, signal),
+        log,
+      });
+    } catch (e) {
+      throw new DaemonError(`cannot set up DNS: ${(e as Error).message}`);
+    }
+    const started = dns;
+    cleanup.push(async () => log(await started.stop()));
+    progress.stage(
+      "dns",
+      `DNS: cluster names answered at ${dns.address} (${dns.mode}); other names still go to ` +
+        `${dns.upstreams.join(", ") || "(no nameserver)"}`,
+    );
 
     const state: DaemonState = {
       pid: Deno.pid,
@@ -141,7 +165,7 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
       namespace: settings.namespace,
       device: { name: tun.name, mtu: tun.mtu, ...tun.stats },
       subnets: { pod: info.podSubnets, service: info.serviceSubnets, routed: state.routes },
-      dns: { clusterDomain: info.clusterDomain, server: info.dnsServer },
+      dns: { clusterDomain: info.clusterDomain, clusterServer: info.dnsServer, ...started.status() },
       connections: bridge,
       router: router.stats(),
       settings,
@@ -223,7 +247,11 @@ function managerErrorMessage(url: string, e: Error): string {
 export async function cleanupStale(paths: StatePaths): Promise<string | null> {
   const state = await readState(paths);
   const socketThere = await Deno.stat(paths.socket).then(() => true, () => false);
-  if (!state && !socketThere) return null;
+  if (!state && !socketThere) {
+    // A daemon that died before writing its state may still have changed DNS.
+    const note = await repairDns(paths.dir);
+    return note ? `cleaned up after a daemon that ended without tp quit: ${note}` : null;
+  }
   if (state && pidAlive(state.pid) && state.pid !== Deno.pid) {
     throw new Error(
       `a tp daemon (pid ${state.pid}) is running but does not answer on ${paths.socket}; stop it (kill ${state.pid}) and retry`,
@@ -231,6 +259,8 @@ export async function cleanupStale(paths: StatePaths): Promise<string | null> {
   }
   await removeState(paths);
   const what = [`removed its control socket and state`];
+  const dnsNote = await repairDns(paths.dir);
+  if (dnsNote) what.push(dnsNote);
   if (state?.device) what.push(`its network interface ${state.device} and its routes went with its process`);
   return `cleaned up after a daemon that ended without tp quit${state ? ` (pid ${state.pid})` : ""}: ${
     what.join("; ")

@@ -70,6 +70,11 @@ export function findConflicts(
 
 /** The message for conflicts: each one named, and the flag that overrides. */
 export function conflictMessage(conflicts: readonly Conflict[]): string {
+  const tpDevices = [...new Set(conflicts.map((c) => c.dev).filter((d) => /^tp\d+$/.test(d)))];
+  if (tpDevices.length && tpDevices.length === new Set(conflicts.map((c) => c.dev)).size) {
+    return `another tp connection already routes the cluster's subnets through ${tpDevices.join(", ")}: ` +
+      `run tp quit for it first (with its TP_STATE_DIR, if it has its own)`;
+  }
   const lines = conflicts.map((c) => `  cluster subnet ${c.ours} overlaps the route ${c.theirs} on ${c.dev}`);
   return `the cluster's subnets overlap routes this machine already has:\n${lines.join("\n")}\n` +
     `tp does not take over those addresses. If you do want them routed to the cluster, add ` +

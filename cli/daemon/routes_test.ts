@@ -45,3 +45,11 @@ Deno.test("findConflicts() lets --allow-conflicting-subnets cover an overlap", (
   assert.deepEqual(findConflicts(ours, existing, { allow: ["198.19.0.0/24"] }), []);
   assert.equal(findConflicts(ours, existing, { allow: ["198.19.0.0/26"] }).length, 1);
 });
+
+Deno.test("conflictMessage() says when the routes belong to another tp connection", () => {
+  const c = [{ ours: "198.19.0.0/24", theirs: "198.19.0.0/24", dev: "tp0" }];
+  assert.match(
+    conflictMessage(c),
+    /another tp connection already routes the cluster's subnets through tp0: run tp quit/,
+  );
+});

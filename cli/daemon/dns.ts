@@ -1,0 +1,205 @@
+/**
+ * The daemon's DNS: an address routed to tp's device answers queries (UDP and TCP, terminated by the router, never
+ * tunneled); cluster names go to the traffic-manager's raw-DNS call, every other name to the machine's original
+ * nameservers. The system is pointed at it through systemd-resolved when that runs, else /etc/resolv.conf (rewritten
+ * in place and restored byte for byte on quit; after a crash the next tp restores it).
+ */
+import { type Cidr, formatAddress, lastAddress, parseCidr } from "../../net/cidr.ts";
+import { frameTcp, NameRouter, Resolver, TcpDeframer } from "../../net/dns/mod.ts";
+import type { Flow, TcpSocket, UdpFlow } from "../../net/router/owner.ts";
+import {
+  applyResolvConf,
+  applyResolved,
+  detectResolved,
+  type NameserverForwarder,
+  nameserverForwarder,
+  repairResolvConf,
+  resolvedUpstreams,
+  restoreResolvConf,
+  revertResolved,
+} from "../dns/mod.ts";
+import type { ClusterInfo } from "../../proto/mod.ts";
+
+export const DNS_PORT = 53;
+
+/**
+ * tp's DNS address: the last address of the first IPv4 service subnet (else the first routed block). Kubernetes never
+ * allocates a service CIDR's broadcast address, so it collides with no service, and it is routed to tp's device.
+ */
+export function dnsAddress(serviceSubnets: readonly string[], routes: readonly Cidr[]): string {
+  const svc = serviceSubnets.map((s) => parseCidr(s, { loose: true }));
+  const pick = svc.find((c) => c.family === 4 && c.prefix <= 30) ??
+    svc.find((c) => c.family === 6 && c.prefix <= 126) ??
+    routes.find((c) => c.prefix <= (c.family === 4 ? 30 : 126));
+  if (!pick) throw new Error("no subnet is large enough to hold tp's DNS address");
+  return formatAddress(pick.family, lastAddress(pick));
+}
+
+export interface DaemonDnsOptions {
+  stateDir: string;
+  namespace: string;
+  clusterInfo: ClusterInfo;
+  routes: readonly Cidr[];
+  device: string;
+  /** The manager's raw-DNS call. */
+  cluster: (query: Uint8Array, signal: AbortSignal) => Promise<Uint8Array>;
+  log: (line: string) => void;
+}
+
+export class DaemonDns {
+  readonly address: string;
+  readonly mode: "resolv.conf" | "systemd-resolved";
+  readonly upstreams: string[];
+  readonly searchDomains: string[];
+  readonly #resolver: Resolver;
+  readonly #upstream: NameserverForwarder | null;
+  readonly #stateDir: string;
+  readonly #device: string;
+  readonly #resolvectl: string | undefined;
+
+  private constructor(init: {
+    address: string;
+    mode: "resolv.conf" | "systemd-resolved";
+    upstreams: string[];
+    searchDomains: string[];
+    resolver: Resolver;
+    upstream: NameserverForwarder | null;
+    stateDir: string;
+    device: string;
+    resolvectl: string | undefined;
+  }) {
+    this.address = init.address;
+    this.mode = init.mode;
+    this.upstreams = init.upstreams;
+    this.searchDomains = init.searchDomains;
+    this.#resolver = init.resolver;
+    this.#upstream = init.upstream;
+    this.#stateDir = init.stateDir;
+    this.#device = init.device;
+    this.#resolvectl = init.resolvectl;
+  }
+
+  /** Points the system at tp's DNS address. Call once the router serves it. */
+  static async start(o: DaemonDnsOptions): Promise<DaemonDns> {
+    const info = o.clusterInfo;
+    const address = dnsAddress(info.serviceSubnets, o.routes);
+    const names = new NameRouter({
+      clusterDomain: info.clusterDomain || "cluster.local",
+      namespace: o.namespace,
+      namespaces: [o.namespace],
+      subnets: [...info.serviceSubnets, ...info.podSubnets],
+    });
+    const searchDomains = names.searchDomains();
+    const resolved = detectResolved();
+    let upstreams: string[];
+    let mode: "resolv.conf" | "systemd-resolved";
+    if (resolved.running && resolved.resolvectl) {
+      mode = "systemd-resolved";
+      upstreams = await resolvedUpstreams();
+      await applyResolved({
+        link: o.device,
+        dnsAddress: address,
+        searchDomains,
+        routingDomains: names.routingDomains(),
+      }, resolved.resolvectl);
+    } else {
+      mode = "resolv.conf";
+      const r = await applyResolvConf({ stateDir: o.stateDir }, { dnsAddress: address, searchDomains });
+      if (r.repaired) o.log(r.repaired);
+      upstreams = r.upstreams;
+    }
+    // The original nameservers answer every name that is not the cluster's. With none (a machine with no DNS),
+    // those names get SERVFAIL.
+    const upstream = upstreams.length ? nameserverForwarder(upstreams.map((ip) => ({ ip }))) : null;
+    const resolver = new Resolver({
+      routing: names,
+      cluster: o.cluster,
+      upstream: upstream ?? (() => Promise.reject(new Error("this machine has no nameserver"))),
+    });
+    return new DaemonDns({
+      address,
+      mode,
+      upstreams,
+      searchDomains,
+      resolver,
+      upstream,
+      stateDir: o.stateDir,
+      device: o.device,
+      resolvectl: resolved.resolvectl ?? undefined,
+    });
+  }
+
+  /** Whether a connection or flow is addressed to tp's DNS server. */
+  handles(flow: Flow): boolean {
+    return flow.dstPort === DNS_PORT && flow.dst === this.address;
+  }
+
+  /** Answers the queries of one UDP flow (a client socket), one datagram each. */
+  serveUdp(flow: UdpFlow): void {
+    flow.onDatagram = (query) => {
+      const q = query.slice();
+      this.#resolver.resolve(q, performance.now(), { transport: "udp" }).then((a) => a && flow.send(a), () => {});
+    };
+    flow.accept();
+  }
+
+  /** Answers the queries of one TCP connection (RFC 7766: length-prefixed messages, answered in any order). */
+  serveTcp(sock: TcpSocket): void {
+    const deframer = new TcpDeframer();
+    let closed = false;
+    const pending: Uint8Array[] = [];
+    const flush = () => {
+      while (pending.length && !closed) {
+        const head = pending[0]!;
+        const n = sock.write(head);
+        if (n < head.length) {
+          pending[0] = head.subarray(n);
+          return;
+        }
+        pending.shift();
+      }
+    };
+    sock.onData = (data) => {
+      for (const q of deframer.push(data)) {
+        this.#resolver.resolve(q.slice(), performance.now(), { transport: "tcp" }).then((a) => {
+          if (!a || closed) return;
+          pending.push(frameTcp(a));
+          flush();
+        }, () => {});
+      }
+      if (deframer.broken) sock.abort();
+      return true;
+    };
+    sock.onWritable = flush;
+    sock.onEnd = () => sock.end();
+    sock.onReset = () => (closed = true);
+    sock.onClose = () => (closed = true);
+    sock.accept();
+  }
+
+  status(): Record<string, unknown> {
+    return {
+      address: this.address,
+      mode: this.mode,
+      upstreams: this.upstreams,
+      searchDomains: this.searchDomains,
+      ...this.#resolver.counters,
+    };
+  }
+
+  /** Restores the system's DNS settings and ends the resolver. */
+  async stop(): Promise<string> {
+    this.#resolver.close();
+    await this.#upstream?.close();
+    if (this.mode === "systemd-resolved") {
+      await revertResolved(this.#device, this.#resolvectl);
+      return `reverted systemd-resolved's settings for ${this.#device}`;
+    }
+    return (await restoreResolvConf({ stateDir: this.#stateDir })).message;
+  }
+}
+
+/** After a crash: puts back DNS settings a dead daemon left; the message says what, or null. */
+export function repairDns(stateDir: string): Promise<string | null> {
+  return repairResolvConf(stateDir);
+}
