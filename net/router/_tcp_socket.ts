@@ -1,7 +1,7 @@
 /** The router's TcpSocket: one TcpConnection plus what the owner sees of it (owner.ts). */
 import { TcpEvent } from "../tcp/options.ts";
 import type { TcpConnection } from "../tcp/connection.ts";
-import { addressText, type Parsed } from "./_packet.ts";
+import { type IpAddress, type IpHeader, ipToString, type PacketInfo } from "../wire/mod.ts";
 import type { Flow, RefuseReason, TcpSocket } from "./owner.ts";
 
 export interface TcpSocketHost {
@@ -11,15 +11,21 @@ export interface TcpSocketHost {
   icmp(s: RouterTcpSocket, reason: RefuseReason): void;
 }
 
+/** Bytes of the SYN kept while held, to quote in an ICMP error (RFC 1812 4.3.2.3 asks for up to 576). */
+const SYN_QUOTE_LEN = 576;
+
 const noop = () => {};
 
 export class RouterTcpSocket implements TcpSocket {
   readonly flow: Flow;
+  /** The inbound 5-tuple key (`PacketInfo.flowKey`). */
   readonly key: string;
   readonly family: 4 | 6;
-  /** Our side (the cluster address the app dialed) and the app's side, as bytes for building packets. */
-  readonly localAddr: Uint8Array;
-  readonly remoteAddr: Uint8Array;
+  /** Our side (the cluster address the app dialed) and the app's side. */
+  readonly local: IpAddress;
+  readonly remote: IpAddress;
+  /** For building outbound packets: from `local` to `remote`, reused for every packet. */
+  readonly outboundHeader: IpHeader;
   /** A copy of the SYN's packet while held, to quote in an ICMP error. */
   synPacket: Uint8Array | undefined;
   closed = false;
@@ -36,19 +42,32 @@ export class RouterTcpSocket implements TcpSocket {
   #resetSent = false;
   #delivering = false;
 
-  constructor(readonly conn: TcpConnection, p: Parsed, synPacket: Uint8Array, readonly host: TcpSocketHost) {
-    this.family = p.family;
-    this.key = p.key;
-    this.localAddr = p.dst.slice();
-    this.remoteAddr = p.src.slice();
-    this.synPacket = synPacket.slice(0, Math.min(synPacket.length, 576));
+  constructor(
+    readonly conn: TcpConnection,
+    key: string,
+    info: PacketInfo,
+    synPacket: Uint8Array,
+    readonly host: TcpSocketHost,
+  ) {
+    this.family = info.version;
+    this.key = key;
+    this.local = info.dstAddress(synPacket);
+    this.remote = info.srcAddress(synPacket);
+    this.outboundHeader = { src: this.local, dst: this.remote } as IpHeader;
+    this.synPacket = synPacket.slice(0, Math.min(info.ipLength, SYN_QUOTE_LEN));
     this.flow = {
-      family: p.family,
-      src: addressText(this.remoteAddr),
-      srcPort: p.srcPort,
-      dst: addressText(this.localAddr),
-      dstPort: p.dstPort,
+      family: info.version,
+      src: ipToString(this.remote),
+      srcPort: info.srcPort,
+      dst: ipToString(this.local),
+      dstPort: info.dstPort,
     };
+  }
+
+  /** True if an IPv4 packet classified into `info` belongs to this connection (the router's fast path). */
+  matches4(info: PacketInfo): boolean {
+    return info.src4 === this.remote && info.dst4 === this.local && info.srcPort === this.flow.srcPort &&
+      info.dstPort === this.flow.dstPort && info.version === 4;
   }
 
   accept(): void {

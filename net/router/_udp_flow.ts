@@ -1,91 +1,66 @@
-/** The router's UdpFlow: datagrams of one 5-tuple; the first ones wait while the owner decides. */
-import { addressText, type Parsed } from "./_packet.ts";
+/**
+ * The router's UdpFlow (owner.ts): a thin adapter over one entry of `net/udp`'s `UdpFlowTable`, which holds the
+ * state (pending/open, held datagrams, the packet to quote, idle times and counters).
+ */
+import type { UdpFlow as TableFlow, UdpFlowTable } from "../udp/mod.ts";
+import { ipToString } from "../wire/mod.ts";
 import type { Flow, RefuseReason, UdpFlow } from "./owner.ts";
 
 export interface UdpFlowHost {
+  readonly table: UdpFlowTable<RouterUdpFlow>;
+  /** Builds and writes an outbound datagram of an open flow. */
   send(flow: RouterUdpFlow, datagram: Uint8Array): void;
+  /** Answers `quote` (an inbound packet's start) with an ICMP unreachable. */
   icmp(quote: Uint8Array, reason: RefuseReason): void;
-  closed(flow: RouterUdpFlow): void;
 }
-
-/** Datagrams held before `accept` (more are dropped: the app retries, as it would on a lossy network). */
-const MAX_HELD = 16;
-/** Bytes of the last inbound packet kept to quote in an ICMP error (RFC 1812 4.3.2.3 asks for up to 576). */
-const QUOTE_LEN = 576;
 
 const noop = () => {};
 
 export class RouterUdpFlow implements UdpFlow {
   readonly flow: Flow;
-  readonly key: string;
-  readonly family: 4 | 6;
-  readonly localAddr: Uint8Array;
-  readonly remoteAddr: Uint8Array;
-  readonly localPort: number;
-  readonly remotePort: number;
-  lastActive: number;
   onDatagram: (datagram: Uint8Array) => void = noop;
   onClose: () => void = noop;
+  #closed = false;
 
-  #state: "held" | "open" | "closed" = "held";
-  #held: Uint8Array[] = [];
-  readonly #quote = new Uint8Array(QUOTE_LEN);
-  #quoteLen = 0;
-  heldDrops = 0;
-
-  constructor(p: Parsed, now: number, readonly host: UdpFlowHost) {
-    this.family = p.family;
-    this.key = p.key;
-    this.localAddr = p.dst.slice();
-    this.remoteAddr = p.src.slice();
-    this.localPort = p.dstPort;
-    this.remotePort = p.srcPort;
-    this.lastActive = now;
+  constructor(readonly entry: TableFlow<RouterUdpFlow>, readonly host: UdpFlowHost) {
     this.flow = {
-      family: p.family,
-      src: addressText(this.remoteAddr),
-      srcPort: p.srcPort,
-      dst: addressText(this.localAddr),
-      dstPort: p.dstPort,
+      family: typeof entry.app === "number" ? 4 : 6,
+      src: ipToString(entry.app),
+      srcPort: entry.appPort,
+      dst: ipToString(entry.remote),
+      dstPort: entry.remotePort,
     };
   }
 
-  /** An inbound datagram of this flow (`packet` is the whole IP packet it came in). */
-  inbound(packet: Uint8Array, datagram: Uint8Array, now: number): void {
-    this.lastActive = now;
-    this.#quoteLen = Math.min(packet.length, QUOTE_LEN);
-    this.#quote.set(packet.subarray(0, this.#quoteLen));
-    if (this.#state === "open") this.onDatagram(datagram);
-    else if (this.#state === "held") {
-      if (this.#held.length < MAX_HELD) this.#held.push(datagram.slice());
-      else this.heldDrops++;
+  accept(): void {
+    if (this.#closed) return;
+    for (const d of this.host.table.accept(this.entry, this)) {
+      if (this.#closed) break; // the owner closed it while taking the held datagrams
+      this.onDatagram(d);
     }
   }
 
-  accept(): void {
-    if (this.#state !== "held") return;
-    this.#state = "open";
-    const held = this.#held;
-    this.#held = [];
-    for (const d of held) this.onDatagram(d);
-  }
-
   refuse(reason: RefuseReason): void {
-    if (this.#state === "closed") return;
-    if (this.#quoteLen) this.host.icmp(this.#quote.subarray(0, this.#quoteLen), reason);
-    this.close();
+    if (this.#closed) return;
+    const quote = this.host.table.refuse(this.entry);
+    if (quote !== null && quote.length > 0) this.host.icmp(quote, reason);
+    this.fireClose();
   }
 
   send(datagram: Uint8Array): void {
-    if (this.#state !== "open") return;
-    this.host.send(this, datagram);
+    if (!this.#closed) this.host.send(this, datagram);
   }
 
   close(): void {
-    if (this.#state === "closed") return;
-    this.#state = "closed";
-    this.#held = [];
-    this.host.closed(this);
+    if (this.#closed) return;
+    this.host.table.close(this.entry);
+    this.fireClose();
+  }
+
+  /** The table dropped the entry (expiry, router stop) or the owner ended it: tell the owner, once. */
+  fireClose(): void {
+    if (this.#closed) return;
+    this.#closed = true;
     this.onClose();
   }
 }

@@ -2,42 +2,52 @@
  * The router: reads batches of IP packets from the device (inbound), terminates each TCP connection and UDP flow
  * in the userspace stack, hands them to its owner (`owner.ts`), and writes the stack's answers back (outbound).
  *
- * One parse per packet (`_packet.ts`), then: the hooks in order (a hook may answer a packet itself), then dispatch
- * by 5-tuple. Connections are sans-IO (`net/tcp`); the router owns their clock: it polls a connection after input,
- * after an owner call, or when its deadline comes (a min-heap of deadlines and one timer). Every drop is counted by
- * name (`stats()`), never thrown.
+ * One parse per packet (`net/wire`'s `classify`, then `parseTcp` for TCP), then: the hooks in order (a hook may
+ * answer a packet itself), then dispatch by 5-tuple: TCP to a `TcpConnection` (`net/tcp`), UDP to `net/udp`'s
+ * `UdpFlowTable`. Connections are sans-IO; the router owns their clock: it polls a connection after input, after an
+ * owner call, or when its deadline comes (a min-heap of deadlines and one timer). Outbound packets are built by
+ * `net/wire` into pooled buffers and written in batches; with a device that offloads TCP segmentation, consecutive
+ * segments of a connection are joined into super-packets (`_super_packet.ts`). Every drop is counted by name
+ * (`stats()`), never thrown.
  */
 import type { TunDevice } from "../../ffi/tun.ts";
-import type { TcpRepr } from "../wire/tcp_repr.ts";
-import { TcpFlags } from "../wire/tcp_repr.ts";
 import { TcpConnection } from "../tcp/connection.ts";
 import { newTcpCounters, resolveConfig, type TcpConfig, type TcpCounters, type TcpOptions } from "../tcp/options.ts";
-import { Deadlines } from "./_deadlines.ts";
+import { rstForUnmatched } from "../tcp/reset.ts";
+import { seqGt } from "../tcp/seq.ts";
+import { type UdpFlowCounters, UdpFlowTable } from "../udp/mod.ts";
 import {
-  addressText,
-  type DropReason,
-  IPPROTO_ICMP,
-  IPPROTO_ICMPV6,
-  IPPROTO_TCP,
-  IPPROTO_UDP,
-  newParsed,
-  type Parsed,
-  parseInbound,
-  writeIcmpUnreachable,
-  writeTcpPacket,
-  writeUdpPacket,
-} from "./_packet.ts";
-import type { RouterOwner } from "./owner.ts";
+  buildTcpPacket,
+  buildUdpPacket,
+  buildUnreachable,
+  classify,
+  type ClassifyOptions,
+  type IpHeader,
+  IpProtocol,
+  PacketInfo,
+  parseTcp,
+  TcpFlags,
+  type TcpRepr,
+  TcpSegment,
+  type UnreachableReason,
+} from "../wire/mod.ts";
+import { Deadlines } from "./_deadlines.ts";
+import { appendToSuperPacket, finishSuperPacket, MAX_SUPER_PACKET } from "./_super_packet.ts";
+import type { RefuseReason, RouterOwner } from "./owner.ts";
 import { RouterTcpSocket } from "./_tcp_socket.ts";
-import { RouterUdpFlow } from "./_udp_flow.ts";
+import { RouterUdpFlow, type UdpFlowHost } from "./_udp_flow.ts";
 
 /** What a hook decides for a packet. `drop` counts it under the hook's name; `drop-silently` does not. */
 export type HookVerdict = "accept" | "drop" | "drop-silently";
 
-/** A hook sees each inbound packet, parsed once, before dispatch; it may answer with `router.inject()`. */
+/**
+ * A hook sees each inbound packet, classified once (`net/wire`'s `PacketInfo`: version, protocol, addresses,
+ * ports, payload range), before dispatch; it may answer with `router.inject()`. `info` is reused for the next
+ * packet: read it during the call.
+ */
 export interface Hook {
   name: string;
-  inspect(packet: Uint8Array, parsed: Readonly<Parsed>): HookVerdict;
+  inspect(packet: Uint8Array, info: Readonly<PacketInfo>): HookVerdict;
 }
 
 export interface RouterOptions {
@@ -47,8 +57,23 @@ export interface RouterOptions {
   maxConnections?: number;
   /** Most UDP flows at once; beyond it a datagram is dropped and counted. */
   maxUdpFlows?: number;
-  /** A UDP flow with no datagram either way for this long ends. */
+  /**
+   * A UDP flow with no datagram either way for this long ends. Default: Linux conntrack's timeouts (30 s until a
+   * datagram went back to the app, 120 s after; `net/udp`).
+   */
   udpIdleMs?: number;
+  /**
+   * The device segments outbound TCP packets larger than its MTU (TSO/GSO: a Linux TUN opened with
+   * `offload: true`): consecutive segments of a connection are written as one super-packet of up to 64 KiB.
+   * Default: the device's own `offload` property when it has one, else false.
+   */
+  offload?: boolean;
+  /**
+   * Verify inbound IPv4 header and transport checksums (default true). A kernel TUN's packets come from this
+   * machine's own IP stack (and an offloading device completes their checksums itself), so the daemon may turn
+   * this off to save a pass over every byte; malformed lengths are still dropped and counted.
+   */
+  verifyChecksums?: boolean;
   /** The clock, in milliseconds (default `performance.now`). */
   now?: () => number;
   /** Told of an internal error that cost a packet (it is also counted as the drop `internalError`). */
@@ -61,16 +86,26 @@ export interface RouterCounters {
   packetsOut: number;
   tcpConnections: number;
   udpFlows: number;
-  /** Drops by reason: malformed input, limits, unsupported protocols. */
+  /** Drops by reason: malformed input (`net/wire`'s `DropReason` names), limits, unsupported protocols. */
   drops: Record<string, number>;
 }
 
 const DEFAULT_MAX_CONNECTIONS = 65_536;
 const DEFAULT_MAX_UDP_FLOWS = 16_384;
-const DEFAULT_UDP_IDLE_MS = 60_000;
 /** IPv4 (20) + TCP (20) and IPv6 (40) + TCP (20) headers: MSS = MTU minus these (RFC 9293 section 3.7.1). */
 const TCP4_OVERHEAD = 40;
 const TCP6_OVERHEAD = 60;
+/** Super-packet buffers: each holds one packet of up to 64 KiB; the batch is written when they run out. */
+const SUPER_BUFFERS = 16;
+
+const UNREACHABLE: Record<RefuseReason, UnreachableReason> = {
+  refused: "port",
+  unreachable: "host",
+  timeout: "host",
+  denied: "adminProhibited",
+};
+
+const { SYN, ACK, RST } = TcpFlags;
 
 export class Router {
   readonly #dev: TunDevice;
@@ -79,32 +114,43 @@ export class Router {
   readonly #onError: (e: unknown) => void;
   readonly #hooks: Hook[];
   readonly #tcp = new Map<string, RouterTcpSocket>();
-  readonly #udp = new Map<string, RouterUdpFlow>();
+  readonly #udp: UdpFlowTable<RouterUdpFlow>;
   readonly #maxConnections: number;
-  readonly #maxUdpFlows: number;
-  readonly #udpIdleMs: number;
   readonly #cfg4: TcpConfig;
   readonly #cfg6: TcpConfig;
   readonly #tcpCounters: TcpCounters = newTcpCounters();
   readonly #counters: RouterCounters = { packetsIn: 0, packetsOut: 0, tcpConnections: 0, udpFlows: 0, drops: {} };
-  readonly #parsed = newParsed();
+  readonly #info = new PacketInfo();
+  readonly #classify: ClassifyOptions;
+  readonly #offload: boolean;
+  /** The connection of the last TCP packet: a bulk flow's packets skip the key and the map lookup. */
+  #last: RouterTcpSocket | undefined;
 
   // Outbound batch: packets built into pooled buffers, written to the device in one call.
   readonly #pool: Uint8Array[] = [];
   #poolNext = 0;
+  readonly #superPool: Uint8Array[] = [];
+  #superNext = 0;
   readonly #batch: Uint8Array[] = [];
+  /** The super-packet being grown (offload only): its buffer, length, batch slot, connection and next seq. */
+  #superBuf: Uint8Array | undefined;
+  #superLen = 0;
+  #superSlot = -1;
+  #superFor: RouterTcpSocket | undefined;
+  #superSeq = 0;
 
   // Timers and deferred work.
   readonly #deadlines = new Deadlines<RouterTcpSocket>();
   readonly #dirty = new Set<RouterTcpSocket>();
+  readonly #byConn = new Map<TcpConnection, RouterTcpSocket>();
   #serviceQueued = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Number.POSITIVE_INFINITY;
-  #nextUdpSweep = 0;
   #stopped = false;
   #emitFor: RouterTcpSocket | undefined;
   readonly #emit = (seg: TcpRepr) => this.#emitTcp(seg);
   readonly #wake = (conn: TcpConnection) => this.#onWake(conn);
+  readonly #udpHost: UdpFlowHost;
 
   constructor(dev: TunDevice, owner: RouterOwner, options: RouterOptions = {}) {
     this.#dev = dev;
@@ -113,13 +159,29 @@ export class Router {
     this.#onError = options.onError ?? (() => {});
     this.#hooks = [...(options.hooks ?? [])];
     this.#maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
-    this.#maxUdpFlows = options.maxUdpFlows ?? DEFAULT_MAX_UDP_FLOWS;
-    this.#udpIdleMs = options.udpIdleMs ?? DEFAULT_UDP_IDLE_MS;
+    const idle = options.udpIdleMs;
+    this.#udp = new UdpFlowTable<RouterUdpFlow>({
+      maxFlows: options.maxUdpFlows ?? DEFAULT_MAX_UDP_FLOWS,
+      ...(idle === undefined ? {} : { unrepliedTimeoutMs: idle, repliedTimeoutMs: idle }),
+    });
+    this.#udpHost = {
+      table: this.#udp,
+      send: (f, datagram) => this.#udpOut(f, datagram),
+      icmp: (quote, reason) => this.#icmpUnreachable(quote, reason),
+    };
+    this.#classify = { verifyChecksums: options.verifyChecksums ?? true };
+    const devOffload = (dev as { offload?: unknown }).offload === true;
+    this.#offload = options.offload ?? devOffload;
     const mtu = dev.mtu;
     this.#cfg4 = resolveConfig({ mss: Math.min(65495, mtu - TCP4_OVERHEAD), ...options.tcp });
     this.#cfg6 = resolveConfig({ mss: Math.min(65475, mtu - TCP6_OVERHEAD), ...options.tcp });
-    const bufLen = Math.max(mtu, 1280) + 64;
+    const bufLen = Math.min(Math.max(mtu, 1280) + 64, 65536 + 40);
     for (let i = 0; i < Math.max(64, dev.batchSize); i++) this.#pool.push(new Uint8Array(bufLen));
+    if (this.#offload) {
+      for (let i = 0; i < SUPER_BUFFERS; i++) {
+        this.#superPool.push(new Uint8Array(MAX_SUPER_PACKET));
+      }
+    }
   }
 
   /** Adds a hook after the others. */
@@ -133,9 +195,9 @@ export class Router {
       const packets = await this.#dev.read();
       if (packets.length === 0) break;
       const now = this.#now();
-      for (const p of packets) {
+      for (let i = 0; i < packets.length; i++) {
         try {
-          this.#inbound(p, now);
+          this.#inbound(packets[i]!, now);
         } catch (e) {
           // A bug must cost one packet, not the session: count it and go on.
           this.#drop("internalError");
@@ -158,108 +220,130 @@ export class Router {
       this.#service(this.#now());
     } catch { /* the device may be closed already */ }
     for (const s of [...this.#tcp.values()]) this.#closeTcp(s);
-    for (const f of [...this.#udp.values()]) f.close();
+    for (const f of [...this.#udp.flows()]) f.owner?.close();
   }
 
-  /** Counters: packets, connections, named drops, and the TCP stack's own counters. */
-  stats(): RouterCounters & { tcp: TcpCounters } {
+  /** Counters: packets, connections, named drops, and the TCP stack's and UDP table's own counters. */
+  stats(): RouterCounters & { tcp: TcpCounters; udp: UdpFlowCounters } {
     return {
       ...this.#counters,
       tcpConnections: this.#tcp.size,
       udpFlows: this.#udp.size,
       drops: { ...this.#counters.drops },
       tcp: { ...this.#tcpCounters },
+      udp: { ...this.#udp.counters },
     };
   }
 
   /** Writes an outbound packet built by a hook (e.g. a DNS answer). */
   inject(packet: Uint8Array): void {
+    this.#closeSuper();
     this.#batch.push(packet);
     this.#flushBatch();
   }
 
-  #drop(reason: DropReason | string): void {
+  #drop(reason: string, n = 1): void {
     const d = this.#counters.drops;
-    d[reason] = (d[reason] ?? 0) + 1;
+    d[reason] = (d[reason] ?? 0) + n;
   }
 
   // ---- inbound ----
 
   #inbound(packet: Uint8Array, now: number): void {
     this.#counters.packetsIn++;
-    const p = this.#parsed;
-    const bad = parseInbound(packet, p);
+    const info = this.#info;
+    const bad = classify(packet, info, this.#classify);
     if (bad !== null) return this.#drop(bad);
-    for (const h of this.#hooks) {
-      const v = h.inspect(packet, p);
+    // tp terminates unicast only (an ICMP error may not answer the others either: RFC 1122 3.2.2, RFC 4443 2.4).
+    if (info.version === 4 ? info.dst4 >>> 28 === 0xe || info.dst4 === 0xffffffff : packet[24] === 0xff) {
+      return this.#drop("multicastOrBroadcast");
+    }
+    const hooks = this.#hooks;
+    for (let i = 0; i < hooks.length; i++) {
+      const h = hooks[i]!;
+      const v = h.inspect(packet, info);
       if (v === "accept") continue;
       if (v === "drop") this.#drop(`hook:${h.name}`);
       return;
     }
-    switch (p.protocol) {
-      case IPPROTO_TCP:
-        return this.#tcpIn(packet, p, now);
-      case IPPROTO_UDP:
-        return this.#udpIn(packet, p, now);
-      case IPPROTO_ICMP:
-      case IPPROTO_ICMPV6:
+    switch (info.protocol) {
+      case IpProtocol.TCP:
+        return this.#tcpIn(packet, info, now);
+      case IpProtocol.UDP:
+        return this.#udpIn(packet, info, now);
+      default: // classify() passes TCP, UDP, ICMP and ICMPv6 only
         return this.#drop("icmpIgnored");
-      default:
-        return this.#drop("unsupportedProtocol");
     }
   }
 
-  #tcpIn(packet: Uint8Array, p: Parsed, now: number): void {
-    const seg = p.tcp;
-    let s = this.#tcp.get(p.key);
-    if (s === undefined) {
-      const f = seg.flags;
-      if ((f & (TcpFlags.SYN | TcpFlags.ACK | TcpFlags.RST)) !== TcpFlags.SYN) {
-        if (!(f & TcpFlags.RST)) this.#rstUnmatched(p);
-        return this.#drop("tcpNoConnection");
-      }
-      if (this.#tcp.size >= this.#maxConnections) {
-        this.#rstUnmatched(p);
-        return this.#drop("tcpConnectionLimit");
-      }
-      const conn = TcpConnection.fromSyn(seg, now, {
-        config: p.family === 4 ? this.#cfg4 : this.#cfg6,
-        counters: this.#tcpCounters,
-        wake: this.#wake,
-      });
-      s = new RouterTcpSocket(conn, p, packet, {
-        kick: (x) => this.#kick(x),
-        icmp: (x, reason) => this.#icmpUnreachable(x.synPacket!, reason, IPPROTO_TCP),
-      });
-      this.#tcp.set(p.key, s);
-      this.#byConn.set(conn, s);
-      this.#afterEvents(s);
+  #tcpIn(packet: Uint8Array, info: PacketInfo, now: number): void {
+    // classify() checked the header length; parseTcp() reads the options (its repr is fresh per packet: the
+    // measured cost of that allocation is small next to the rest of a segment's way, see bench_stack_router.ts).
+    const seg = parseTcp(new TcpSegment(packet.subarray(info.transportOffset, info.ipLength)), null) as TcpRepr;
+    let s = this.#last;
+    let key: string | undefined;
+    if (s === undefined || s.closed || !s.matches4(info)) {
+      key = info.flowKey(packet);
+      s = this.#tcp.get(key);
+    }
+    const bareSyn = (seg.flags & (SYN | ACK | RST)) === SYN;
+    if (s !== undefined && bareSyn && s.conn.state === "TIME-WAIT" && seqGt(seg.seq, s.conn.info().rcvNxt)) {
+      // RFC 9293 section 3.10.7.4 / RFC 6191: a new SYN above the old sequence space may reopen a TIME-WAIT pair.
+      this.#closeTcp(s);
+      s = undefined;
+    }
+    if (s !== undefined) {
+      this.#last = s;
+      s.conn.input(seg, now);
       this.#dirty.add(s);
       return;
     }
-    s.conn.input(seg, now);
+    key ??= info.flowKey(packet);
+    if (!bareSyn) {
+      this.#rstUnmatched(packet, info, seg);
+      return this.#drop("tcpNoConnection");
+    }
+    if (this.#tcp.size >= this.#maxConnections) {
+      this.#rstUnmatched(packet, info, seg);
+      return this.#drop("tcpConnectionLimit");
+    }
+    const conn = TcpConnection.fromSyn(seg, now, {
+      config: info.version === 4 ? this.#cfg4 : this.#cfg6,
+      counters: this.#tcpCounters,
+      wake: this.#wake,
+    });
+    s = new RouterTcpSocket(conn, key, info, packet, {
+      kick: (x) => this.#kick(x),
+      icmp: (x, reason) => {
+        if (x.synPacket !== undefined) this.#icmpUnreachable(x.synPacket, reason);
+      },
+    });
+    this.#tcp.set(key, s);
+    this.#byConn.set(conn, s);
+    this.#afterEvents(s);
     this.#dirty.add(s);
   }
 
-  readonly #byConn = new Map<TcpConnection, RouterTcpSocket>();
-
-  #udpIn(packet: Uint8Array, p: Parsed, now: number): void {
-    let f = this.#udp.get(p.key);
-    if (f === undefined) {
-      if (this.#udp.size >= this.#maxUdpFlows) return this.#drop("udpFlowLimit");
-      f = new RouterUdpFlow(p, now, {
-        send: (flow, datagram) => this.#udpOut(flow, datagram),
-        icmp: (quote, reason) => this.#icmpUnreachable(quote, reason, IPPROTO_UDP),
-        closed: (flow) => {
-          this.#udp.delete(flow.key);
-        },
-      });
-      this.#udp.set(p.key, f);
-      f.inbound(packet, p.udpPayload, now);
-      this.#owner.openUdp(f);
-      return;
+  #udpIn(packet: Uint8Array, info: PacketInfo, now: number): void {
+    const table = this.#udp;
+    switch (table.inbound(packet, info, now)) {
+      case "created": {
+        const entry = table.flow!;
+        const f = new RouterUdpFlow(entry, this.#udpHost);
+        entry.owner = f;
+        this.#owner.openUdp(f);
+        return;
+      }
+      case "deliver":
+        table.flow!.owner?.onDatagram(packet.subarray(info.payloadOffset, info.payloadEnd));
+        return;
+      case "held":
+        return;
+      case "heldFull":
+        return this.#drop("udpHeldFull");
+      case "tableFull":
+        return this.#drop("udpFlowLimit");
     }
-    f.inbound(packet, p.udpPayload, now);
   }
 
   // ---- connection servicing ----
@@ -291,7 +375,8 @@ export class Router {
       s.queuedDeadline = Number.POSITIVE_INFINITY;
       if (!s.closed) this.#poll(s, now);
     }
-    if (now >= this.#nextUdpSweep) this.#sweepUdp(now);
+    const udpDue = this.#udp.nextDeadline();
+    if (udpDue !== null && udpDue <= now) this.#expireUdp(now);
     this.#flushBatch();
     this.#arm(now);
   }
@@ -333,15 +418,17 @@ export class Router {
   #closeTcp(s: RouterTcpSocket): void {
     if (s.closed) return;
     s.closed = true;
-    this.#tcp.delete(s.key);
+    if (this.#tcp.get(s.key) === s) this.#tcp.delete(s.key);
     this.#byConn.delete(s.conn);
     this.#dirty.delete(s);
+    if (this.#last === s) this.#last = undefined;
     s.fireClose();
   }
 
   #arm(now: number): void {
     let at = this.#deadlines.peek();
-    if (this.#udp.size) at = Math.min(at, this.#nextUdpSweep);
+    const udpDue = this.#udp.nextDeadline();
+    if (udpDue !== null) at = Math.min(at, udpDue);
     if (at === Number.POSITIVE_INFINITY || this.#stopped) return;
     if (this.#timer !== undefined && this.#timerAt <= at) return;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
@@ -353,13 +440,10 @@ export class Router {
     }, Math.max(0, Math.ceil(at - now)));
   }
 
-  #sweepUdp(now: number): void {
-    this.#nextUdpSweep = now + Math.max(100, this.#udpIdleMs / 4);
-    for (const f of [...this.#udp.values()]) {
-      if (now - f.lastActive >= this.#udpIdleMs) {
-        this.#drop("udpIdleExpired");
-        f.close();
-      }
+  #expireUdp(now: number): void {
+    for (const entry of this.#udp.expire(now)) {
+      this.#drop("udpIdleExpired");
+      entry.owner?.fireClose();
     }
   }
 
@@ -370,13 +454,13 @@ export class Router {
     return this.#pool[this.#poolNext++]!;
   }
 
-  #push(buf: Uint8Array, len: number): void {
-    if (len <= 0) return this.#drop("outboundBuildFailed");
-    this.#batch.push(buf.subarray(0, len));
+  #push(packet: Uint8Array): void {
+    this.#batch.push(packet);
     if (this.#batch.length >= this.#dev.batchSize) this.#flushBatch();
   }
 
   #flushBatch(): void {
+    this.#closeSuper();
     if (this.#batch.length) {
       const n = this.#batch.length;
       let written = 0;
@@ -386,70 +470,99 @@ export class Router {
         written = 0;
       }
       this.#counters.packetsOut += written;
-      if (written < n) {
-        const d = this.#counters.drops;
-        d["deviceWrite"] = (d["deviceWrite"] ?? 0) + (n - written);
-      }
+      if (written < n) this.#drop("deviceWrite", n - written);
       this.#batch.length = 0;
     }
     this.#poolNext = 0;
+    this.#superNext = 0;
   }
 
   #emitTcp(seg: TcpRepr): void {
     const s = this.#emitFor;
     if (!s) return;
+    const n = seg.payload.length;
+    // A plain data segment (ACK, no FIN, no SACK blocks) may grow or start a super-packet.
+    if (this.#offload && n > 0 && seg.flags === ACK && seg.sackBlocks === undefined) {
+      if (
+        this.#superFor === s && this.#superSeq === seg.seq && this.#superLen + n <= MAX_SUPER_PACKET &&
+        this.#batch.length === this.#superSlot + 1
+      ) {
+        this.#superLen = appendToSuperPacket(this.#superBuf!, this.#superLen, seg.payload, seg.ack, seg.window);
+        this.#batch[this.#superSlot] = this.#superBuf!.subarray(0, this.#superLen);
+        this.#superSeq = (seg.seq + n) >>> 0;
+        return;
+      }
+      this.#closeSuper();
+      if (this.#superNext >= this.#superPool.length) this.#flushBatch();
+      const buf = this.#superPool[this.#superNext++]!;
+      const len = this.#build(buf, s.outboundHeader, seg, "none");
+      if (len === 0) return;
+      this.#superBuf = buf;
+      this.#superLen = len;
+      this.#superFor = s;
+      this.#superSeq = (seg.seq + n) >>> 0;
+      this.#superSlot = this.#batch.length;
+      this.#batch.push(buf.subarray(0, len));
+      return;
+    }
+    this.#closeSuper();
     const buf = this.#buffer();
-    this.#push(buf, writeTcpPacket(buf, s.family, s.localAddr, s.remoteAddr, seg));
+    const len = this.#build(buf, s.outboundHeader, seg, "full");
+    if (len > 0) this.#push(buf.subarray(0, len));
+  }
+
+  /** Finishes the super-packet being grown, if any (its checksums), so that nothing more joins it. */
+  #closeSuper(): void {
+    const buf = this.#superBuf;
+    if (buf === undefined) return;
+    this.#superBuf = undefined;
+    this.#superFor = undefined;
+    // A packet the device will segment gets its checksum from the device; a small one needs it now.
+    finishSuperPacket(buf, this.#superLen, this.#superLen <= this.#dev.mtu);
+    if (this.#batch.length >= this.#dev.batchSize) this.#flushBatch();
+  }
+
+  #build(buf: Uint8Array, ip: IpHeader, seg: TcpRepr, checksum: "full" | "none"): number {
+    try {
+      return buildTcpPacket(buf, ip, seg, { checksum });
+    } catch (e) {
+      // A segment that does not fit the buffer is a bug upstream: count it, lose the packet, not the session.
+      this.#drop("outboundBuildFailed");
+      this.#onError(e);
+      return 0;
+    }
   }
 
   #udpOut(f: RouterUdpFlow, datagram: Uint8Array): void {
-    f.lastActive = this.#now();
+    const e = f.entry;
+    const v4 = typeof e.app === "number";
+    if (datagram.length + (v4 ? 28 : 48) > this.#dev.mtu) return this.#drop("udpOutboundTooBig");
+    if (!this.#udp.outbound(e, datagram.length, this.#now())) return;
+    this.#closeSuper();
     const buf = this.#buffer();
-    const need = datagram.length + (f.family === 4 ? 28 : 48);
-    if (need > buf.length || need > this.#dev.mtu) {
-      this.#drop("udpOutboundTooBig");
-      return;
-    }
-    this.#push(buf, writeUdpPacket(buf, f.family, f.localAddr, f.localPort, f.remoteAddr, f.remotePort, datagram));
+    const len = buildUdpPacket(buf, e.outboundHeader, { srcPort: e.remotePort, dstPort: e.appPort, payload: datagram });
+    this.#push(buf.subarray(0, len));
     this.#flushBatch();
   }
 
-  #icmpUnreachable(quote: Uint8Array, reason: string, _proto: number): void {
+  #icmpUnreachable(quote: Uint8Array, reason: RefuseReason): void {
+    this.#closeSuper();
     const buf = this.#buffer();
-    this.#push(buf, writeIcmpUnreachable(buf, quote, reason));
+    const len = buildUnreachable(buf, quote, { reason: UNREACHABLE[reason] });
+    if (len === 0) return this.#drop("icmpNotAllowed");
+    this.#push(buf.subarray(0, len));
     this.#flushBatch();
   }
 
   /** RFC 9293 section 3.10.7.1: a segment for no connection gets an RST (unless it is one). */
-  #rstUnmatched(p: Parsed): void {
-    const seg = p.tcp;
-    const len = seg.payload.length + (seg.flags & TcpFlags.SYN ? 1 : 0) + (seg.flags & TcpFlags.FIN ? 1 : 0);
-    const rst: TcpRepr = seg.flags & TcpFlags.ACK
-      ? {
-        srcPort: seg.dstPort,
-        dstPort: seg.srcPort,
-        seq: seg.ack,
-        ack: 0,
-        flags: TcpFlags.RST,
-        window: 0,
-        urgent: 0,
-        payload: EMPTY,
-      }
-      : {
-        srcPort: seg.dstPort,
-        dstPort: seg.srcPort,
-        seq: 0,
-        ack: (seg.seq + len) >>> 0,
-        flags: TcpFlags.RST | TcpFlags.ACK,
-        window: 0,
-        urgent: 0,
-        payload: EMPTY,
-      };
+  #rstUnmatched(packet: Uint8Array, info: PacketInfo, seg: TcpRepr): void {
+    const rst = rstForUnmatched(seg);
+    if (rst === null) return;
+    this.#tcpCounters.resetsSent++;
+    this.#closeSuper();
     const buf = this.#buffer();
-    this.#push(buf, writeTcpPacket(buf, p.family, p.dst, p.src, rst));
+    const ip = { src: info.dstAddress(packet), dst: info.srcAddress(packet) } as IpHeader;
+    const len = this.#build(buf, ip, rst, "full");
+    if (len > 0) this.#push(buf.subarray(0, len));
   }
 }
-
-const EMPTY = new Uint8Array(0);
-
-export { addressText };

@@ -95,7 +95,9 @@ function emitSeg(t: Tcb, emit: Emit, seq: number, flags: number, payload: Uint8A
     o.timestamps = t.tsPair;
   }
   if (t.sackOk && t.ooo.size > 0) o.sackBlocks = t.ooo.sackBlocks(t.tsOk ? 3 : 4);
-  else if (o.sackBlocks !== undefined) delete o.sackBlocks;
+  // Cleared by assignment, not `delete`: deleting a property of this reused object would turn it into a slow
+  // dictionary-mode object for the rest of the connection.
+  else if (o.sackBlocks !== undefined) (o as { sackBlocks: unknown }).sackBlocks = undefined;
   t.ackNow = false;
   t.ackAt = NEVER;
   t.unackedBytes = 0;

@@ -1,0 +1,175 @@
+import assert from "node:assert/strict";
+import { ACK, APP_ISN, Harness, pattern, RST, settle, SYN } from "./_harness.ts";
+import type { Hook } from "./router.ts";
+
+/** Rewrites the IPv4 header checksum after a test changed header bytes. */
+function fixIpv4Checksum(p: Uint8Array): Uint8Array {
+  p[10] = 0;
+  p[11] = 0;
+  let s = 0;
+  for (let i = 0; i < 20; i += 2) s += (p[i]! << 8) | p[i + 1]!;
+  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+  s = ~s & 0xffff;
+  p[10] = s >> 8;
+  p[11] = s & 0xff;
+  return p;
+}
+
+Deno.test("Router drops a malformed packet of each kind and counts it by name", async () => {
+  const h = new Harness();
+  try {
+    const good = () => h.tcpPacket({ seq: APP_ISN, flags: SYN });
+    const cases: Record<string, Uint8Array> = {
+      truncated: good().subarray(0, 10),
+      badVersion: (() => {
+        const p = good();
+        p[0] = 0x55;
+        return p;
+      })(),
+      badHeaderLength: fixIpv4Checksum((() => {
+        const p = good();
+        p[0] = 0x44;
+        return p;
+      })()),
+      badLength: fixIpv4Checksum((() => {
+        const p = good();
+        p[2] = 0;
+        p[3] = 8;
+        return p;
+      })()),
+      badChecksum: (() => {
+        const p = good();
+        p[p.length - 1]! ^= 0xff;
+        p[38] = 0x12; // the TCP checksum field
+        return p;
+      })(),
+      fragment: fixIpv4Checksum((() => {
+        const p = good();
+        p[6] = 0x20; // more fragments
+        return p;
+      })()),
+      badExtensionHeader: (() => {
+        const p = h.tcpPacket({ seq: APP_ISN, flags: SYN }, { family: 6 });
+        // A destination-options header (8 bytes, over the TCP ports) followed by hop-by-hop, which must be first.
+        p[6] = 60;
+        p[40] = 0;
+        p[41] = 0;
+        return p;
+      })(),
+      unsupportedProtocol: fixIpv4Checksum((() => {
+        const p = good();
+        p[9] = 47; // GRE
+        return p;
+      })()),
+      multicastOrBroadcast: (() => {
+        const p = h.tcpPacket({ seq: APP_ISN, flags: SYN });
+        p[16] = 224;
+        p[17] = 0;
+        p[18] = 0;
+        p[19] = 1;
+        // Rebuild both checksums: the destination is in the pseudo-header too.
+        return rebuilt(p);
+      })(),
+    };
+    for (const p of Object.values(cases)) h.tun.inject(p);
+    await settle();
+    const drops = h.router.stats().drops;
+    for (const name of Object.keys(cases)) assert.equal(drops[name], 1, `drops.${name}: ${JSON.stringify(drops)}`);
+    assert.equal(Object.values(drops).reduce((a, b) => a + b, 0), Object.keys(cases).length);
+    assert.equal(h.owner.sockets.length, 0);
+    assert.deepEqual(await h.drain(), [], "no answer to a malformed packet");
+    assert.deepEqual(h.errors, []);
+  } finally {
+    await h.close();
+  }
+});
+
+/** Re-encodes a TCP/IPv4 packet after its addresses changed (both checksums). */
+function rebuilt(p: Uint8Array): Uint8Array {
+  fixIpv4Checksum(p);
+  p[36] = 0;
+  p[37] = 0;
+  let s = 6 + (p.length - 20);
+  for (let i = 12; i < 20; i += 2) s += (p[i]! << 8) | p[i + 1]!;
+  for (let i = 20; i < p.length; i += 2) s += (p[i]! << 8) | (p[i + 1] ?? 0);
+  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+  s = ~s & 0xffff;
+  p[36] = s >> 8;
+  p[37] = s & 0xff;
+  return p;
+}
+
+Deno.test("Router answers a segment that matches no connection with an RST, counted", async () => {
+  const h = new Harness();
+  try {
+    h.sendTcp({ seq: 5, ack: 77, flags: ACK, payload: pattern(10) });
+    const [rst] = await h.recv();
+    assert.equal(rst!.tcp!.flags, RST);
+    assert.equal(rst!.tcp!.seq, 77);
+    h.sendTcp({ seq: 5, flags: RST });
+    await settle();
+    assert.deepEqual(await h.drain(), [], "an RST is never answered");
+    assert.equal(h.router.stats().drops["tcpNoConnection"], 2);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("Router ignores ICMP from the app, counted", async () => {
+  const h = new Harness();
+  try {
+    await h.advance(0); // sends an ICMP echo request
+    assert.equal(h.router.stats().drops["icmpIgnored"], 1);
+    assert.deepEqual(await h.drain(), []);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("Router runs hooks in order before dispatch; drop is counted under the hook's name, drop-silently not", async () => {
+  const seen: string[] = [];
+  const hook = (name: string, verdict: (port: number) => "accept" | "drop" | "drop-silently"): Hook => ({
+    name,
+    inspect(_packet, info) {
+      seen.push(`${name}:${info.dstPort}`);
+      return verdict(info.dstPort);
+    },
+  });
+  const h = new Harness({ hooks: [hook("first", () => "accept")] });
+  try {
+    h.router.addHook(hook("dns", (port) => (port === 53 ? "drop" : port === 54 ? "drop-silently" : "accept")));
+    h.router.addHook(hook("last", () => "accept"));
+    h.tun.inject(h.udpPacket(pattern(1), { svcPort: 53 }));
+    await settle();
+    h.tun.inject(h.udpPacket(pattern(1), { svcPort: 54 }));
+    await settle();
+    h.tun.inject(h.udpPacket(pattern(1), { svcPort: 55 }));
+    await settle();
+    assert.deepEqual(seen, ["first:53", "dns:53", "first:54", "dns:54", "first:55", "dns:55", "last:55"]);
+    assert.equal(h.router.stats().drops["hook:dns"], 1);
+    assert.equal(h.owner.flows.length, 1, "only the accepted packet reaches dispatch");
+    assert.equal(h.owner.flows[0]!.flow.dstPort, 55);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("Router: a hook may answer a packet itself with inject()", async () => {
+  const h = new Harness();
+  try {
+    const answer = h.udpPacket(pattern(3), { svcPort: 9 });
+    h.router.addHook({
+      name: "answer",
+      inspect: () => {
+        h.router.inject(answer);
+        return "drop-silently";
+      },
+    });
+    h.tun.inject(h.udpPacket(pattern(1)));
+    const [out] = await h.recv();
+    assert.deepEqual(out!.bytes, answer);
+    assert.deepEqual(h.router.stats().drops, {});
+  } finally {
+    await h.close();
+  }
+});
