@@ -2,30 +2,32 @@ import { Command, Option } from "@commander-js/extra-typings";
 import { outputOption, printJson } from "./output.ts";
 import { controlRequest, NotRunningError } from "./daemon/control.ts";
 import { jsonProgress, type ProgressEvent, textProgress } from "./daemon/progress.ts";
-import { type ConnectSettings, settingsDiff, validateSettings } from "./daemon/settings.ts";
+import { type ConnectSettings, describeTarget, settingsDiff, validateSettings } from "./daemon/settings.ts";
 import { ExitWith } from "./errors.ts";
 import { cleanupStale, runDaemon } from "./daemon/daemon.ts";
 import { type StatePaths, statePaths } from "./daemon/state.ts";
 import { quitDaemon } from "./quit_command.ts";
 import { ExitCode } from "./exit_code.ts";
+import { addKubeOptions, loadKube } from "./k8s/kubeconfig.ts";
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
 /** `tp connect`: start the daemon (or find it running), optionally run a command while connected. */
 export function connectCommand() {
-  return new Command("connect")
+  return addKubeOptions(new Command("connect"))
     .description(
       "Connect this machine to the cluster's network: start tp's daemon, which creates a network interface, routes " +
         "the cluster's pod and service subnets to it, and carries every connection to them through the " +
         "traffic-manager. With -- CMD ARGS, run CMD while connected, then disconnect and exit with CMD's exit code.",
     )
     .addOption(
-      new Option("--manager-url <url>", "the traffic-manager, http://HOST:PORT (h2c) or https://HOST:PORT").env(
-        "TP_MANAGER_URL",
-      ),
+      new Option(
+        "--manager-url <url>",
+        "connect to this traffic-manager directly, http://HOST:PORT (h2c) or https://HOST:PORT; without it, tp " +
+          "reaches the manager through the Kubernetes API server (a port-forward, like kubectl's)",
+      ).env("TP_MANAGER_URL"),
     )
     .addOption(new Option("--token <token>", "the token the traffic-manager requires").env("TP_TOKEN"))
-    .option("-n, --namespace <name>", "the namespace short DNS names resolve in", "default")
     .option("--also-proxy <cidr>", "route this subnet through the cluster too (repeatable)", collect, [] as string[])
     .option("--never-proxy <cidr>", "never route this subnet through the cluster (repeatable)", collect, [] as string[])
     .option(
@@ -42,7 +44,10 @@ export function connectCommand() {
     .addOption(outputOption())
     .argument("[command...]", "a command to run while connected (after --)")
     .action(async (cmdArgs, opts) => {
-      const settings = validateSettings(opts);
+      const settings = validateSettings(opts, (f) => {
+        const t = loadKube(f);
+        return { context: t.context, namespace: t.namespace };
+      });
       const code = await connect(settings, {
         foreground: opts.foreground,
         progressFormat: opts.progress ?? "text",
@@ -71,7 +76,7 @@ async function connect(settings: ConnectSettings, run: ConnectRun): Promise<numb
       say(`already connected with other settings (${diff.join("; ")}); run tp quit first`);
       return ExitCode.failure;
     }
-    say(`already connected to ${settings.managerUrl}`);
+    say(`already connected to ${describeTarget(settings)}`);
     if (run.command.length) return await runCommand(run.command);
     if (run.output === "json") printJson(status);
     return ExitCode.ok;
@@ -157,7 +162,14 @@ export function selfArgv(): string[] {
 }
 
 function flagsOf(s: ConnectSettings): string[] {
-  const f = ["--manager-url", s.managerUrl, "--namespace", s.namespace];
+  const f = s.managerUrl ? ["--manager-url", s.managerUrl] : [
+    ...(s.kubeconfig ? ["--kubeconfig", s.kubeconfig] : []),
+    "--context",
+    s.context,
+    "--manager-namespace",
+    s.managerNamespace,
+  ];
+  f.push("--namespace", s.namespace);
   for (const c of s.alsoProxy) f.push("--also-proxy", c);
   for (const c of s.neverProxy) f.push("--never-proxy", c);
   for (const c of s.allowConflictingSubnets) f.push("--allow-conflicting-subnets", c);
@@ -168,6 +180,8 @@ function flagsOf(s: ConnectSettings): string[] {
 async function startBackground(settings: ConnectSettings, paths: StatePaths, output: "text" | "json"): Promise<number> {
   const argv = [...selfArgv(), "connect", "--foreground", "--progress", "json", ...flagsOf(settings)];
   const env: Record<string, string> = { TP_STATE_DIR: paths.dir };
+  const kubeconfigEnv = Deno.env.get("KUBECONFIG");
+  if (kubeconfigEnv) env.KUBECONFIG = kubeconfigEnv; // through sudo too: the kubeconfig is the invoking user's
   if (settings.token) env.TP_TOKEN = settings.token; // not on the command line, where ps would show it
   let cmd: string[];
   if (Deno.uid() === 0) {

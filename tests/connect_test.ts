@@ -262,9 +262,10 @@ Deno.test("tp connect fails fast and clearly when the manager is unreachable or 
     const bad = await tp(["connect", "--manager-url", MANAGER_URL, "--also-proxy", "10.0.0/8"]);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--also-proxy: Cannot parse CIDR "10\.0\.0\/8"/);
-    const none = await tp(["connect"], { env: { TP_MANAGER_URL: "" } });
-    assert.equal(none.code, 2);
-    assert.match(none.stderr, /--manager-url is required/);
+    // No --manager-url: tp goes through Kubernetes, and says what it lacks.
+    const none = await tp(["connect"], { env: { TP_MANAGER_URL: "", KUBECONFIG: "/nonexistent/kubeconfig" } });
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /no kubeconfig: .*Pass --kubeconfig <file> or set KUBECONFIG/);
   } finally {
     await forceQuit();
   }

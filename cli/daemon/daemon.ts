@@ -5,7 +5,8 @@
  * Order on the way up (each stage reported as progress): traffic-manager, session, route plan and conflict check,
  * device, routes, router, control socket. On the way down the reverse; closing the device removes its routes.
  */
-import { connect, GrpcError, type ManagerSession, Status } from "../../proto/mod.ts";
+import { connect, type DuplexFactory, GrpcError, type ManagerSession, Status } from "../../proto/mod.ts";
+import { type ManagerStream, openManagerStream } from "../k8s/portforward.ts";
 import { createTun, type TunDevice } from "../../ffi/mod.ts";
 import { Netlink } from "../../ffi/netlink.ts";
 import { type Cidr, formatAddress, formatCidr } from "../../net/cidr.ts";
@@ -18,7 +19,7 @@ import { DaemonDns, repairDns } from "./dns.ts";
 import { serveControl } from "./control.ts";
 import type { Progress } from "./progress.ts";
 import { conflictMessage, findConflicts, planRoutes } from "./routes.ts";
-import type { ConnectSettings } from "./settings.ts";
+import { type ConnectSettings, describeTarget } from "./settings.ts";
 import { type DaemonState, pidAlive, readState, removeState, type StatePaths, writeState } from "./state.ts";
 
 export interface DaemonEnv {
@@ -62,11 +63,30 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
     if (Deno.uid() !== 0) {
       throw new DaemonError("tp needs root or CAP_NET_ADMIN to create its network interface: run it with sudo");
     }
-    progress.stage("manager", `connecting to the traffic-manager at ${settings.managerUrl}`);
     let lost: Error | undefined;
     let session: ManagerSession;
+    let target: string | DuplexFactory = settings.managerUrl;
+    let forward: ManagerStream | undefined;
+    if (!settings.managerUrl) {
+      try {
+        forward = await openManagerStream({
+          ...(settings.kubeconfig ? { kubeconfig: settings.kubeconfig } : {}),
+          context: settings.context,
+          namespace: settings.namespace,
+          managerNamespace: settings.managerNamespace,
+          onProgress: (m) => progress.stage("kubernetes", m),
+        });
+      } catch (e) {
+        throw new DaemonError((e as Error).message);
+      }
+      const stream = forward;
+      cleanup.push(() => void stream.destroy());
+      stream.on("error", (e: Error) => log(`port-forward: ${e.message}`));
+      target = () => stream;
+    }
+    progress.stage("manager", `connecting to the traffic-manager at ${describeTarget(settings)}`);
     try {
-      session = await connect(settings.managerUrl, settings.token, {
+      session = await connect(target, settings.token, {
         clientName: `${Deno.hostname()}`,
         namespace: settings.namespace,
         onLost: (e: Error) => {
@@ -76,7 +96,7 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
         },
       });
     } catch (e) {
-      throw new DaemonError(managerErrorMessage(settings.managerUrl, e as Error));
+      throw new DaemonError(managerErrorMessage(settings, e as Error));
     }
     cleanup.push(() => session.close());
     cleanup.push(() => (lost ? undefined : session.depart().catch(() => {})));
@@ -161,7 +181,12 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
       pid: Deno.pid,
       version: VERSION,
       startedAt: state.startedAt,
-      manager: { url: settings.managerUrl, version: info.managerVersion, session: session.id },
+      manager: {
+        url: settings.managerUrl || undefined,
+        portForward: forward ? { ...forward.info, ...forward.counters } : undefined,
+        version: info.managerVersion,
+        session: session.id,
+      },
       namespace: settings.namespace,
       device: { name: tun.name, mtu: tun.mtu, ...tun.stats },
       subnets: { pod: info.podSubnets, service: info.serviceSubnets, routed: state.routes },
@@ -232,12 +257,17 @@ export function deviceAddresses(routes: readonly Cidr[]): string[] {
   return out;
 }
 
-function managerErrorMessage(url: string, e: Error): string {
+function managerErrorMessage(settings: ConnectSettings, e: Error): string {
+  const where = describeTarget(settings);
   const m = e.message;
   if (e instanceof GrpcError && (e.code === Status.UNAUTHENTICATED || e.code === Status.PERMISSION_DENIED)) {
-    return `the traffic-manager at ${url} refused the token (${m}): pass the right one with --token or TP_TOKEN`;
+    return `the traffic-manager at ${where} refused the token (${m}): pass the right one with --token or TP_TOKEN`;
   }
-  return `cannot reach the traffic-manager at ${url} (${m}): check --manager-url, and that tp manager runs there`;
+  const fix = settings.managerUrl
+    ? "check --manager-url, and that tp manager runs there"
+    : `check that the traffic-manager runs: kubectl --context ${settings.context} -n ${settings.managerNamespace} ` +
+      `get pods; tp install installs it`;
+  return `cannot reach the traffic-manager at ${where} (${m}): ${fix}`;
 }
 
 /**

@@ -5,9 +5,14 @@
 import { type Cidr, formatCidr, parseCidr } from "../../net/cidr.ts";
 
 export interface ConnectSettings {
+  /** A direct traffic-manager URL; "" means Kubernetes: a port-forward through the API server (the `kube` fields). */
   managerUrl: string;
   token: string;
   namespace: string;
+  /** Kubernetes mode: the kubeconfig file ("" for KUBECONFIG or ~/.kube/config), its context, the manager's namespace. */
+  kubeconfig: string;
+  context: string;
+  managerNamespace: string;
   alsoProxy: string[];
   neverProxy: string[];
   allowConflictingSubnets: string[];
@@ -31,6 +36,9 @@ function cidrs(flag: string, values: readonly string[]): string[] {
 
 export interface ConnectFlags {
   managerUrl?: string | undefined;
+  kubeconfig?: string | undefined;
+  context?: string | undefined;
+  managerNamespace?: string | undefined;
   token?: string | undefined;
   namespace?: string | undefined;
   alsoProxy?: string[] | undefined;
@@ -38,11 +46,37 @@ export interface ConnectFlags {
   allowConflictingSubnets?: string[] | undefined;
 }
 
-export function validateSettings(flags: ConnectFlags): ConnectSettings {
+/**
+ * Validates the flags. Without --manager-url tp goes through Kubernetes, and `kube` resolves the kubeconfig (as the
+ * invoking user) to its context and namespace; its errors say the fix.
+ */
+export function validateSettings(
+  flags: ConnectFlags,
+  kube: (f: ConnectFlags) => { context: string; namespace: string } = () => {
+    throw new UsageError("--manager-url is required");
+  },
+): ConnectSettings {
+  const common = {
+    token: flags.token ?? "",
+    alsoProxy: cidrs("--also-proxy", flags.alsoProxy ?? []),
+    neverProxy: cidrs("--never-proxy", flags.neverProxy ?? []),
+    allowConflictingSubnets: cidrs("--allow-conflicting-subnets", flags.allowConflictingSubnets ?? []),
+  };
   const url = flags.managerUrl ?? "";
   if (!url) {
+    const k = kube(flags);
+    return {
+      managerUrl: "",
+      namespace: namespaceName(flags.namespace ?? k.namespace),
+      kubeconfig: flags.kubeconfig ?? "",
+      context: k.context,
+      managerNamespace: namespaceName(flags.managerNamespace ?? "tp", "--manager-namespace"),
+      ...common,
+    };
+  }
+  if (flags.kubeconfig || flags.context) {
     throw new UsageError(
-      "--manager-url is required: the traffic-manager's address, like http://198.18.0.2:8081 (h2c) or https://... (TLS)",
+      "--manager-url connects directly: leave out --kubeconfig and --context, or leave out --manager-url",
     );
   }
   let parsed: URL;
@@ -54,18 +88,21 @@ export function validateSettings(flags: ConnectFlags): ConnectSettings {
   if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
     throw new UsageError(`--manager-url: "${url}" must start with http:// (h2c) or https:// (TLS)`);
   }
-  const ns = flags.namespace ?? "default";
-  if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(ns)) {
-    throw new UsageError(`--namespace: "${ns}" is not a Kubernetes namespace name (lower-case letters, digits, '-')`);
-  }
   return {
     managerUrl: parsed.href.replace(/\/$/, ""),
-    token: flags.token ?? "",
-    namespace: ns,
-    alsoProxy: cidrs("--also-proxy", flags.alsoProxy ?? []),
-    neverProxy: cidrs("--never-proxy", flags.neverProxy ?? []),
-    allowConflictingSubnets: cidrs("--allow-conflicting-subnets", flags.allowConflictingSubnets ?? []),
+    namespace: namespaceName(flags.namespace ?? "default"),
+    kubeconfig: "",
+    context: "",
+    managerNamespace: "",
+    ...common,
   };
+}
+
+function namespaceName(ns: string, flag = "--namespace"): string {
+  if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(ns)) {
+    throw new UsageError(`${flag}: "${ns}" is not a Kubernetes namespace name (lower-case letters, digits, '-')`);
+  }
+  return ns;
 }
 
 /** The settings that differ between two requests, as "flag: a vs b" phrases (the token is never shown). */
@@ -73,6 +110,9 @@ export function settingsDiff(running: ConnectSettings, wanted: ConnectSettings):
   const out: string[] = [];
   const flag: Record<keyof ConnectSettings, string> = {
     managerUrl: "--manager-url",
+    kubeconfig: "--kubeconfig",
+    context: "--context",
+    managerNamespace: "--manager-namespace",
     token: "--token",
     namespace: "--namespace",
     alsoProxy: "--also-proxy",
@@ -86,4 +126,9 @@ export function settingsDiff(running: ConnectSettings, wanted: ConnectSettings):
     out.push(k === "token" ? `${flag[k]} differs` : `${flag[k]}: ${a} now, ${b} asked`);
   }
   return out;
+}
+
+/** Where the manager is, for messages: its URL, or the Kubernetes context and namespace. */
+export function describeTarget(s: ConnectSettings): string {
+  return s.managerUrl || `namespace ${s.managerNamespace} of Kubernetes context "${s.context}" (port-forward)`;
 }

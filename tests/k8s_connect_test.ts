@@ -1,0 +1,130 @@
+/**
+ * `tp connect --kubeconfig ... --context lab -n default`: tp reaches the lab's traffic-manager through a port-forward
+ * of the API server test double (a process in the lab's cluster namespace, as an API server would be), and every
+ * tunnel, DNS query and control call shares that ONE WebSocket connection.
+ */
+import assert from "node:assert/strict";
+import { labService, requireTools, ROOT } from "./lab.ts";
+import { forceQuit, inNs, LAB, startLabManager, tp } from "./connect_fixture.ts";
+
+const echo = labService(LAB, "echo");
+const API = `${LAB.manager.ip}:6443`;
+
+interface Double {
+  dir: string;
+  /** Stops the double; returns what it counted. */
+  stop(): Promise<{ webSocketUpgrades: number; portForwardDials: number; requests: number }>;
+}
+
+async function startDouble(): Promise<Double> {
+  requireTools("openssl");
+  const dir = await Deno.makeTempDir({ prefix: "tp-k8s-connect-" });
+  const child = new Deno.Command("ip", {
+    args: [
+      "netns",
+      "exec",
+      LAB.namespaces.cluster,
+      Deno.execPath(),
+      "run",
+      "-A",
+      `${ROOT}/tests/k8s_double_process.ts`,
+      "--listen",
+      API,
+      "--forward",
+      `${LAB.manager.ip}:${LAB.manager.port}`,
+      "--dir",
+      dir,
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const stderr = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  let err = "";
+  const drain = (async () => {
+    for (;;) {
+      const { value, done } = await stderr.read();
+      if (done) break;
+      err += value;
+    }
+  })();
+  const stop = async () => {
+    try {
+      child.kill("SIGTERM");
+    } catch { /* gone */ }
+    const t = setTimeout(() => {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* gone */ }
+    }, 5000);
+    await child.status;
+    clearTimeout(t);
+    await drain;
+    let stats = { webSocketUpgrades: -1, portForwardDials: -1, requests: -1 };
+    try {
+      stats = JSON.parse(await Deno.readTextFile(`${dir}/stats.json`));
+    } catch { /* it did not get that far */ }
+    await Deno.remove(dir, { recursive: true });
+    return stats;
+  };
+  for (let i = 0; i < 150; i++) {
+    if (await Deno.stat(`${dir}/ready`).then(() => true, () => false)) return { dir, stop };
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await stop();
+  throw new Error(`the API server double did not start within 15 s:\n${err}`);
+}
+
+Deno.test("tp connect through the API server's port-forward carries HTTP, a 20 MB TCP echo and DNS over one WebSocket", async () => {
+  const manager = await startLabManager();
+  const double = await startDouble();
+  let stats;
+  try {
+    const c = await tp(["connect", "--kubeconfig", `${double.dir}/kubeconfig`, "--context", "lab", "-n", "default"]);
+    assert.equal(c.code, 0, c.stderr);
+    assert.match(c.stderr, /finding the traffic-manager in namespace "tp"/);
+    assert.match(c.stderr, /port-forward to pod "tp-manager-7c9d"/);
+    const r = await inNs("ws", ["curl", "-sS", "-m", "10", `http://${echo.serviceIp}:${echo.ports["http"]!.port}/k8s`]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).path, "/k8s");
+    const hash = await inNs("ws", [
+      "sh",
+      "-c",
+      `head -c 20000000 /dev/urandom > /tmp/tp-20m.$$; a=$(sha256sum < /tmp/tp-20m.$$); ` +
+      `b=$(socat -b 65536 -t 30 - TCP:${echo.serviceIp}:${
+        echo.ports["tcp-echo"]!.port
+      } < /tmp/tp-20m.$$ | sha256sum); ` +
+      `rm -f /tmp/tp-20m.$$; [ "$a" = "$b" ] && echo same`,
+    ], { timeoutMs: 90_000 });
+    assert.equal(hash.stdout.trim(), "same", hash.stderr);
+    const g = await inNs("ws", ["getent", "ahostsv4", "echo.default"]);
+    assert.match(g.stdout, new RegExp(`^${echo.serviceIp.replaceAll(".", "\\.")}\\s`));
+    const st = JSON.parse((await tp(["status", "-o", "json"])).stdout);
+    assert.equal(st.manager.portForward.pod, "tp-manager-7c9d");
+    assert.ok(st.manager.portForward.bytesIn > 20_000_000);
+    assert.equal((await tp(["quit"])).code, 0);
+  } finally {
+    await forceQuit();
+    stats = await double.stop();
+    await manager.stop();
+  }
+  assert.equal(stats.webSocketUpgrades, 1, "one WebSocket connection carried everything");
+});
+
+Deno.test("tp connect through Kubernetes names the problem: wrong token, unknown context, no kubeconfig", async () => {
+  const double = await startDouble();
+  try {
+    const bad = await tp(["connect", "--kubeconfig", `${double.dir}/kubeconfig-wrong-token`]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /401|[Uu]nauthori[sz]ed|credentials/);
+    const ctx = await tp(["connect", "--kubeconfig", `${double.dir}/kubeconfig`, "--context", "nope"]);
+    assert.equal(ctx.code, 1);
+    assert.match(ctx.stderr, /context "nope"/);
+    const none = await tp(["connect", "--kubeconfig", `${double.dir}/missing`]);
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /no kubeconfig: --kubeconfig ".*missing" does not exist/);
+  } finally {
+    await forceQuit();
+    await double.stop();
+  }
+});

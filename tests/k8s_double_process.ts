@@ -1,0 +1,49 @@
+/**
+ * The API server test double (`k8s_apiserver_double.ts`) as a process of its own, so it can run inside the lab's
+ * cluster namespace like a real API server: `tp connect` in the workstation namespace reaches it over the lab's one
+ * veth, and its port-forward reaches the traffic-manager inside the cluster.
+ *
+ *   deno run -A tests/k8s_double_process.ts --listen 198.18.0.2:6443 --forward 198.18.0.2:8081 --dir DIR
+ *
+ * Writes DIR/kubeconfig (context "lab", a bearer token), then DIR/ready. On SIGTERM writes DIR/stats.json (requests
+ * and port-forward connections counted) and exits. A test double: no real API server can run on this network.
+ */
+import { ApiServerDouble } from "./k8s_apiserver_double.ts";
+import { makePki } from "./k8s_certs.ts";
+
+export const DOUBLE_TOKEN = "token-lab-user";
+
+const args = new Map<string, string>();
+for (let i = 0; i < Deno.args.length; i += 2) args.set(Deno.args[i]!.replace(/^--/, ""), Deno.args[i + 1] ?? "");
+const [host, port] = (args.get("listen") ?? "198.18.0.2:6443").split(":");
+const [fhost, fport] = (args.get("forward") ?? "198.18.0.2:8081").split(":");
+const dir = args.get("dir");
+if (!dir) throw new TypeError("--dir is required");
+
+const pki = makePki();
+const double = await ApiServerDouble.start({
+  pki,
+  host: host!,
+  port: Number(port),
+  tokens: { [DOUBLE_TOKEN]: "lab-user" },
+  portForwardTarget: () => ({ host: fhost!, port: Number(fport) }),
+});
+double.put({ apiVersion: "v1", kind: "Namespace", metadata: { name: "tp" } });
+double.addPod("tp", "tp-manager-7c9d", { labels: { "app.kubernetes.io/name": "tp-manager" }, ports: [Number(fport)] });
+Deno.writeTextFileSync(`${dir}/kubeconfig`, double.kubeconfig({ token: DOUBLE_TOKEN, context: "lab" }));
+Deno.writeTextFileSync(`${dir}/kubeconfig-wrong-token`, double.kubeconfig({ token: "not-the-token", context: "lab" }));
+Deno.writeTextFileSync(`${dir}/ready`, `${Deno.pid}\n`);
+
+Deno.addSignalListener("SIGTERM", async () => {
+  Deno.writeTextFileSync(
+    `${dir}/stats.json`,
+    JSON.stringify({
+      webSocketUpgrades: double.webSocketUpgrades,
+      portForwardDials: double.portForwardDials,
+      requests: double.requests.length,
+    }),
+  );
+  await double.close();
+  pki.remove();
+  Deno.exit(0);
+});
