@@ -74,6 +74,15 @@ export class ManagerSession {
     this.#onLost = onLost;
     this.#lastOk = Date.now();
     this.#schedule();
+    // A connection that closes (the manager went away, a port-forward broke) loses the session at once; keepalives
+    // catch the connections that hang without closing.
+    client.channel.closed.then(() => {
+      if (this.#closed || this.#lost) return;
+      this.#lost = true;
+      clearTimeout(this.#timer);
+      const why = client.channel.error?.message;
+      this.#onLost?.(new Error(`the connection to the manager closed${why ? `: ${why}` : ""}`));
+    });
   }
 
   get channel(): Channel {

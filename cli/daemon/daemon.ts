@@ -5,8 +5,6 @@
  * Order on the way up (each stage reported as progress): traffic-manager, session, route plan and conflict check,
  * device, routes, router, control socket. On the way down the reverse; closing the device removes its routes.
  */
-import { connect, type DuplexFactory, GrpcError, type ManagerSession, Status } from "../../proto/mod.ts";
-import { type ManagerStream, openManagerStream } from "../k8s/portforward.ts";
 import { createTun, type TunDevice } from "../../ffi/mod.ts";
 import { Netlink } from "../../ffi/netlink.ts";
 import { type Cidr, formatAddress, formatCidr } from "../../net/cidr.ts";
@@ -19,7 +17,8 @@ import { DaemonDns, repairDns } from "./dns.ts";
 import { serveControl } from "./control.ts";
 import type { Progress } from "./progress.ts";
 import { conflictMessage, findConflicts, planRoutes } from "./routes.ts";
-import { type ConnectSettings, describeTarget } from "./settings.ts";
+import type { ConnectSettings } from "./settings.ts";
+import { ManagerLink } from "./link.ts";
 import { type DaemonState, pidAlive, readState, removeState, type StatePaths, writeState } from "./state.ts";
 
 export interface DaemonEnv {
@@ -63,47 +62,27 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
     if (Deno.uid() !== 0) {
       throw new DaemonError("tp needs root or CAP_NET_ADMIN to create its network interface: run it with sudo");
     }
+    let link: ManagerLink;
     let lost: Error | undefined;
-    let session: ManagerSession;
-    let target: string | DuplexFactory = settings.managerUrl;
-    let forward: ManagerStream | undefined;
-    if (!settings.managerUrl) {
-      try {
-        forward = await openManagerStream({
-          ...(settings.kubeconfig ? { kubeconfig: settings.kubeconfig } : {}),
-          context: settings.context,
-          namespace: settings.namespace,
-          managerNamespace: settings.managerNamespace,
-          onProgress: (m) => progress.stage("kubernetes", m),
-        });
-      } catch (e) {
-        throw new DaemonError((e as Error).message);
-      }
-      const stream = forward;
-      cleanup.push(() => void stream.destroy());
-      stream.on("error", (e: Error) => log(`port-forward: ${e.message}`));
-      target = () => stream;
-    }
-    progress.stage("manager", `connecting to the traffic-manager at ${describeTarget(settings)}`);
     try {
-      session = await connect(target, settings.token, {
-        clientName: `${Deno.hostname()}`,
-        namespace: settings.namespace,
-        onLost: (e: Error) => {
+      link = await ManagerLink.open(settings, {
+        stage: (stage, message) => progress.stage(stage, message),
+        log,
+        gaveUp: (e) => {
           lost = e;
-          log(`session lost: ${e.message}`);
+          log(e.message);
           stop.abort();
         },
       });
     } catch (e) {
-      throw new DaemonError(managerErrorMessage(settings, e as Error));
+      throw new DaemonError((e as Error).message);
     }
-    cleanup.push(() => session.close());
-    cleanup.push(() => (lost ? undefined : session.depart().catch(() => {})));
-    const info = session.clusterInfo;
+    cleanup.push(() => link.close());
+    const session = () => link.session;
+    const info = link.session.clusterInfo;
     progress.stage(
       "session",
-      `session ${session.id.slice(0, 8)} in namespace ${settings.namespace}; the cluster has pods in ` +
+      `session ${link.session.id.slice(0, 8)} in namespace ${settings.namespace}; the cluster has pods in ` +
         `${info.podSubnets.join(", ") || "(none)"} and services in ${info.serviceSubnets.join(", ") || "(none)"}`,
     );
 
@@ -135,8 +114,8 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
     const bridge = newBridgeStats();
     let dns: DaemonDns | undefined;
     const router = new Router(tun, {
-      openTcp: (s: TcpSocket) => dns?.handles(s.flow) ? dns.serveTcp(s) : void bridgeTcp(session, s, bridge),
-      openUdp: (f: UdpFlow) => dns?.handles(f.flow) ? dns.serveUdp(f) : void bridgeUdp(session, f, bridge),
+      openTcp: (s: TcpSocket) => dns?.handles(s.flow) ? dns.serveTcp(s) : void bridgeTcp(session(), s, bridge),
+      openUdp: (f: UdpFlow) => dns?.handles(f.flow) ? dns.serveUdp(f) : void bridgeUdp(session(), f, bridge),
     }, { onError: (e) => log(`router: ${(e as Error)?.stack ?? String(e)}`) });
     const routing = router.run().catch((e) => {
       log(`router stopped: ${(e as Error)?.stack ?? String(e)}`);
@@ -156,7 +135,7 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
         clusterInfo: info,
         routes,
         device: tun.name,
-        cluster: (q, signal) => session.dns(q, signal),
+        cluster: (q, signal) => session().dns(q, signal),
         log,
       });
     } catch (e) {
@@ -181,12 +160,7 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
       pid: Deno.pid,
       version: VERSION,
       startedAt: state.startedAt,
-      manager: {
-        url: settings.managerUrl || undefined,
-        portForward: forward ? { ...forward.info, ...forward.counters } : undefined,
-        version: info.managerVersion,
-        session: session.id,
-      },
+      manager: link.status(),
       namespace: settings.namespace,
       device: { name: tun.name, mtu: tun.mtu, ...tun.stats },
       subnets: { pod: info.podSubnets, service: info.serviceSubnets, routed: state.routes },
@@ -255,19 +229,6 @@ export function deviceAddresses(routes: readonly Cidr[]): string[] {
     if (block) out.push(`${formatAddress(family, block.base)}/${hostBits}`);
   }
   return out;
-}
-
-function managerErrorMessage(settings: ConnectSettings, e: Error): string {
-  const where = describeTarget(settings);
-  const m = e.message;
-  if (e instanceof GrpcError && (e.code === Status.UNAUTHENTICATED || e.code === Status.PERMISSION_DENIED)) {
-    return `the traffic-manager at ${where} refused the token (${m}): pass the right one with --token or TP_TOKEN`;
-  }
-  const fix = settings.managerUrl
-    ? "check --manager-url, and that tp manager runs there"
-    : `check that the traffic-manager runs: kubectl --context ${settings.context} -n ${settings.managerNamespace} ` +
-      `get pods; tp install installs it`;
-  return `cannot reach the traffic-manager at ${where} (${m}): ${fix}`;
 }
 
 /**

@@ -1,0 +1,159 @@
+/**
+ * The daemon's link to the traffic-manager: a session over one connection (a URL, or a port-forward through the
+ * Kubernetes API server), and, when that connection breaks, reconnection with backoff while the device and routes
+ * stay. Connections open when the link broke are reset (their streams died with it); new ones use the new session.
+ */
+import { connect, type DuplexFactory, GrpcError, type ManagerSession, Status } from "../../proto/mod.ts";
+import { type ManagerStream, openManagerStream } from "../k8s/portforward.ts";
+import { type ConnectSettings, describeTarget } from "./settings.ts";
+
+/** Reconnection gives up after this many attempts (about 5 minutes with the backoff below). */
+const MAX_RECONNECTS = 80;
+const BACKOFF_MS = [250, 500, 1000, 2000, 4000];
+
+export interface LinkEvents {
+  /** Progress of the first connection, for the user. */
+  stage(stage: string, message: string): void;
+  log(line: string): void;
+  /** Reconnection gave up: the daemon should stop. */
+  gaveUp(why: Error): void;
+}
+
+export class ManagerLink {
+  session: ManagerSession;
+  forward: ManagerStream | undefined;
+  state: "connected" | "reconnecting" | "closed" = "connected";
+  reconnects = 0;
+  lastError = "";
+  readonly #settings: ConnectSettings;
+  readonly #events: LinkEvents;
+
+  private constructor(settings: ConnectSettings, events: LinkEvents, first: Dialed) {
+    this.#settings = settings;
+    this.#events = events;
+    this.session = first.session;
+    this.forward = first.forward;
+  }
+
+  /** Connects and arrives; throws an Error whose message says what failed and what to do. */
+  static async open(settings: ConnectSettings, events: LinkEvents): Promise<ManagerLink> {
+    let link: ManagerLink | undefined;
+    const first = await dial(settings, events.stage, (e) => link && link.#lost(e));
+    link = new ManagerLink(settings, events, first);
+    return link;
+  }
+
+  status(): Record<string, unknown> {
+    return {
+      state: this.state,
+      reconnects: this.reconnects,
+      ...(this.lastError ? { lastError: this.lastError } : {}),
+      url: this.#settings.managerUrl || undefined,
+      portForward: this.forward ? { ...this.forward.info, ...this.forward.counters } : undefined,
+      version: this.session.clusterInfo.managerVersion,
+      session: this.session.id,
+    };
+  }
+
+  /** Ends the link: departs the session (when it is alive) and closes the connection. */
+  async close(): Promise<void> {
+    const wasConnected = this.state === "connected";
+    this.state = "closed";
+    if (wasConnected) await this.session.depart().catch(() => {});
+    await this.session.close().catch(() => {});
+    this.forward?.destroy();
+  }
+
+  #lost(e: Error): void {
+    if (this.state !== "connected") return;
+    this.state = "reconnecting";
+    this.lastError = e.message;
+    this.#events.log(`the connection to the traffic-manager broke (${e.message}); reconnecting`);
+    void this.session.close().catch(() => {});
+    this.forward?.destroy();
+    void this.#reconnect(e);
+  }
+
+  async #reconnect(first: Error): Promise<void> {
+    for (let attempt = 1; attempt <= MAX_RECONNECTS; attempt++) {
+      await new Promise((r) => setTimeout(r, BACKOFF_MS[Math.min(attempt - 1, BACKOFF_MS.length - 1)]));
+      if (this.state === "closed") return;
+      try {
+        const d = await dial(this.#settings, () => {}, (e) => this.#lost(e));
+        if ((this.state as string) === "closed") { // close() may have run while dialing
+          await d.session.close();
+          d.forward?.destroy();
+          return;
+        }
+        const before = JSON.stringify([this.session.clusterInfo.podSubnets, this.session.clusterInfo.serviceSubnets]);
+        this.session = d.session;
+        this.forward = d.forward;
+        this.state = "connected";
+        this.reconnects++;
+        this.lastError = "";
+        this.#events.log(`reconnected to the traffic-manager after ${attempt} attempt(s): session ${d.session.id}`);
+        const after = JSON.stringify([d.session.clusterInfo.podSubnets, d.session.clusterInfo.serviceSubnets]);
+        if (before !== after) {
+          this.#events.log(`the cluster's subnets changed (${after}); tp quit and tp connect to route them`);
+        }
+        return;
+      } catch (e) {
+        this.lastError = (e as Error).message;
+      }
+    }
+    this.state = "closed";
+    this.#events.gaveUp(new Error(`could not reconnect to the traffic-manager: ${this.lastError || first.message}`));
+  }
+}
+
+interface Dialed {
+  session: ManagerSession;
+  forward: ManagerStream | undefined;
+}
+
+async function dial(
+  settings: ConnectSettings,
+  stage: (stage: string, message: string) => void,
+  onLost: (e: Error) => void,
+): Promise<Dialed> {
+  let target: string | DuplexFactory = settings.managerUrl;
+  let forward: ManagerStream | undefined;
+  if (!settings.managerUrl) {
+    const stream = await openManagerStream({
+      ...(settings.kubeconfig ? { kubeconfig: settings.kubeconfig } : {}),
+      context: settings.context,
+      namespace: settings.namespace,
+      managerNamespace: settings.managerNamespace,
+      onProgress: (m) => stage("kubernetes", m),
+    });
+    // Errors surface through the HTTP/2 session that runs over the stream.
+    stream.on("error", () => {});
+    forward = stream;
+    target = () => stream;
+  }
+  stage("manager", `connecting to the traffic-manager at ${describeTarget(settings)}`);
+  try {
+    const session = await connect(target, settings.token, {
+      clientName: Deno.hostname(),
+      namespace: settings.namespace,
+      onLost,
+    });
+    return { session, forward };
+  } catch (e) {
+    forward?.destroy();
+    throw new Error(managerErrorMessage(settings, e as Error));
+  }
+}
+
+function managerErrorMessage(settings: ConnectSettings, e: Error): string {
+  const where = describeTarget(settings);
+  const m = e.message;
+  if (e instanceof GrpcError && (e.code === Status.UNAUTHENTICATED || e.code === Status.PERMISSION_DENIED)) {
+    return `the traffic-manager at ${where} refused the token (${m}): pass the right one with --token or TP_TOKEN`;
+  }
+  const fix = settings.managerUrl
+    ? "check --manager-url, and that tp manager runs there"
+    : `check that the traffic-manager runs: kubectl --context ${settings.context} -n ${settings.managerNamespace} ` +
+      `get pods; tp install installs it`;
+  return `cannot reach the traffic-manager at ${where} (${m}): ${fix}`;
+}
