@@ -1,20 +1,76 @@
-/** `tp status` for a person: the daemon's status object as aligned lines. */
-export function formatStatus(s: Record<string, unknown>): string {
-  const lines: string[] = ["tp: connected"];
-  const walk = (v: unknown, indent: string, key: string) => {
-    if (v && typeof v === "object" && !Array.isArray(v)) {
-      lines.push(`${indent}${key}:`);
-      for (const [k, x] of Object.entries(v as Record<string, unknown>)) walk(x, indent + "  ", k);
-    } else if (Array.isArray(v)) {
-      lines.push(
-        `${indent}${key}: ${
-          v.length ? v.map((x) => typeof x === "object" ? JSON.stringify(x) : String(x)).join(", ") : "(none)"
-        }`,
-      );
-    } else {
-      lines.push(`${indent}${key}: ${v === "" || v === undefined || v === null ? "-" : String(v)}`);
-    }
-  };
-  for (const [k, v] of Object.entries(s)) if (k !== "settings") walk(v, "  ", k);
+/**
+ * `tp status` for a person: the daemon's status object in a few lines. Counters that are zero are left out; every
+ * counter is in `tp status -o json`.
+ */
+
+// deno-lint-ignore no-explicit-any
+type Status = any;
+
+function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let v = n / 1024, i = 0;
+  while (v >= 1024 && i < units.length - 1) v /= 1024, i++;
+  return `${v.toFixed(1)} ${units[i]}`;
+}
+
+function uptime(since: string): string {
+  const s = Math.max(0, Math.round((Date.now() - Date.parse(since)) / 1000));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${s % 60}s`;
+  return `${Math.floor(s / 3600)}h${Math.floor((s % 3600) / 60)}m`;
+}
+
+/** Non-zero counters as "name n, name n", or "none". */
+function nonZero(counters: Record<string, unknown> | undefined, names?: readonly string[]): string {
+  const out: string[] = [];
+  for (const [k, v] of Object.entries(counters ?? {})) {
+    if (typeof v === "number" && v > 0 && (!names || names.includes(k))) out.push(`${k} ${v}`);
+  }
+  return out.length ? out.join(", ") : "none";
+}
+
+const TCP_TROUBLE = [
+  "retransmittedSegments",
+  "fastRetransmits",
+  "rtoExpiries",
+  "timeouts",
+  "resetsSent",
+  "resetsReceived",
+  "outOfOrderOverflowDrops",
+  "connectionLimitDrops",
+  "heldSynTimeouts",
+  "dataAfterFinDrops",
+] as const;
+
+export function formatStatus(s: Status): string {
+  const m = s.manager ?? {};
+  const where = m.url ??
+    (m.portForward
+      ? `pod ${m.portForward.pod} in namespace ${m.portForward.namespace} (context ${m.portForward.context})`
+      : "?");
+  const link = m.state === "connected" ? "connected" : `${m.state}${m.lastError ? `: ${m.lastError}` : ""}`;
+  const d = s.dns ?? {};
+  const c = s.connections ?? {};
+  const r = s.router ?? {};
+  const lines = [
+    `tp: connected (pid ${s.pid}, up ${uptime(s.startedAt)})`,
+    `  manager:     ${where}, version ${m.version}, session ${String(m.session).slice(0, 8)}: ${link}` +
+    (m.reconnects ? ` (reconnected ${m.reconnects}x)` : ""),
+    `  namespace:   ${s.namespace}`,
+    `  device:      ${s.device?.name}, MTU ${s.device?.mtu}: ${s.device?.readPackets} packets in, ` +
+    `${s.device?.writtenPackets} out`,
+    `  routes:      ${(s.subnets?.routed ?? []).join(", ")}`,
+    `  dns:         ${d.address} (${d.mode}) answers ${d.clusterDomain} names; others go to ` +
+    `${(d.upstreams ?? []).join(", ") || "(no nameserver)"}; ${d.queries ?? 0} queries, ${
+      d.cacheHits ?? 0
+    } from cache, ` +
+    `${d.servfail ?? 0} SERVFAIL`,
+    `  connections: TCP ${c.tcpActive ?? 0} open, ${c.tcpOpened ?? 0} opened, ${c.tcpRefused ?? 0} refused; ` +
+    `UDP ${c.udpActive ?? 0} flows, ${c.udpOpened ?? 0} opened`,
+    `  traffic:     ${bytes(c.bytesInbound ?? 0)} to the cluster, ${bytes(c.bytesOutbound ?? 0)} back`,
+    `  drops:       ${nonZero(r.drops)}`,
+    `  tcp trouble: ${nonZero(r.tcp, TCP_TROUBLE)}`,
+  ];
   return lines.join("\n");
 }
