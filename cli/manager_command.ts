@@ -11,6 +11,8 @@ import {
   parseSize,
 } from "../manager/config.ts";
 import { jsonLogger } from "../manager/log.ts";
+import { type ClusterNetwork, watchClusterNetwork } from "../manager/k8s_discovery.ts";
+import { loadKube } from "./k8s/kubeconfig.ts";
 import { Manager, serveManager } from "../manager/server.ts";
 
 /** Wraps a parser so its error reads as a usage error naming the flag. */
@@ -117,23 +119,36 @@ export function managerCommand() {
       opt("--max-sessions <n>", "most sessions at once", "TP_MANAGER_MAX_SESSIONS").default(DEFAULTS.maxSessions)
         .argParser(arg(positiveInt)),
     )
-    .action(async (parsed) => {
+    .addOption(
+      opt(
+        "--kubeconfig <file>",
+        "learn the pod and service subnets and the cluster DNS from this cluster's API (default: in a pod, its " +
+          "service account); --pod-cidr, --service-cidr and --dns-server override what is learned",
+        "TP_MANAGER_KUBECONFIG",
+      ),
+    )
+    .action(async (parsed, cmd) => {
       // extra-typings cannot follow this many chained parsers and defaults; the parsers above give these types.
       const opts = parsed as unknown as ManagerFlags;
+      opts.clusterDomainSet = cmd.getOptionValueSource("clusterDomain") !== "default";
       if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) {
         throw new InvalidArgumentError("--tls-cert and --tls-key go together");
       }
+      const discovered = await discoverNetwork(opts);
       let dnsServer: HostPort | undefined = opts.dnsServer ? parseHostPort(opts.dnsServer, 53) : undefined;
+      if (!dnsServer && discovered?.current.dns.server) dnsServer = parseHostPort(discovered.current.dns.server, 53);
       if (!dnsServer) {
         dnsServer = firstNameserver(await Deno.readTextFile("/etc/resolv.conf").catch(() => ""));
         if (!dnsServer) throw new Error("no --dns-server given and no nameserver in /etc/resolv.conf");
       }
       const config: ManagerConfig = {
         listen: parseHostPort(opts.listen),
-        podCidrs: opts.podCidr ?? [],
-        serviceCidrs: opts.serviceCidr ?? [],
+        podCidrs: opts.podCidr ?? discovered?.current.podCidrs ?? [],
+        serviceCidrs: opts.serviceCidr ?? discovered?.current.serviceCidrs ?? [],
         dnsServer,
-        clusterDomain: opts.clusterDomain,
+        clusterDomain: discovered?.current.dns.clusterDomain && !opts.clusterDomainSet
+          ? discovered.current.dns.clusterDomain
+          : opts.clusterDomain,
         allow: opts.allow ?? [],
         token: opts.token,
         tls: opts.tlsCert && opts.tlsKey
@@ -148,12 +163,47 @@ export function managerCommand() {
         maxSessions: opts.maxSessions,
         streamBufferBytes: DEFAULTS.streamBufferBytes,
       };
-      await runManager(config);
+      await runManager(
+        config,
+        discovered && {
+          watch: discovered,
+          apply: (manager, n) =>
+            manager.setClusterInfo({
+              ...(opts.podCidr ? {} : { podSubnets: n.podCidrs }),
+              ...(opts.serviceCidr ? {} : { serviceSubnets: n.serviceCidrs }),
+            }),
+        },
+      );
     });
+}
+
+/**
+ * In a pod (or with --kubeconfig), learns the cluster's network from its API and watches it; null elsewhere, or when
+ * the flags already say everything.
+ */
+async function discoverNetwork(opts: ManagerFlags): Promise<Discovery | null> {
+  const inPod = Deno.env.get("KUBERNETES_SERVICE_HOST") !== undefined;
+  if (!opts.kubeconfig && !inPod) return null;
+  if (opts.podCidr && opts.serviceCidr && opts.dnsServer) return null;
+  const changes: ((n: ClusterNetwork) => void)[] = [];
+  const watch = await watchClusterNetwork(
+    { ...(opts.kubeconfig ? { target: loadKube({ kubeconfig: opts.kubeconfig }) } : {}) },
+    (n) => changes.forEach((f) => f(n)),
+  );
+  return { current: watch.current, close: () => watch.close(), onChange: (f) => changes.push(f) };
+}
+
+interface Discovery {
+  readonly current: ClusterNetwork;
+  close(): void;
+  onChange(f: (n: ClusterNetwork) => void): void;
 }
 
 interface ManagerFlags {
   listen: string;
+  kubeconfig?: string;
+  /** Whether --cluster-domain (or its variable) was given rather than defaulted. */
+  clusterDomainSet?: boolean;
   podCidr?: string[];
   serviceCidr?: string[];
   dnsServer?: string;
@@ -178,9 +228,16 @@ function positiveInt(s: string): number {
 }
 
 /** Serves until SIGTERM or SIGINT, then ends every session and stream and stops within 10 s. */
-export async function runManager(config: ManagerConfig): Promise<void> {
+export async function runManager(
+  config: ManagerConfig,
+  discovery?: { watch: Discovery; apply: (m: Manager, n: ClusterNetwork) => void } | null,
+): Promise<void> {
   const logger = jsonLogger();
   const manager = new Manager(config, { logger });
+  discovery?.watch.onChange((n) => {
+    logger.info("cluster network changed", { podCidrs: n.podCidrs.join(","), serviceCidrs: n.serviceCidrs.join(",") });
+    discovery.apply(manager, n);
+  });
   const server = serveManager(manager, {
     onListen: (a) =>
       logger.info("manager listening", {
@@ -200,6 +257,7 @@ export async function runManager(config: ManagerConfig): Promise<void> {
   Deno.addSignalListener("SIGINT", onInt);
   const signal = await Promise.race([stop.promise, server.finished.then(() => "server stopped")]);
   logger.info("manager stopping", { signal, sessions: manager.sessions.size, streams: manager.active.size });
+  discovery?.watch.close();
   manager.shutdown();
   let timer: ReturnType<typeof setTimeout> | undefined;
   await Promise.race([server.shutdown(), new Promise((r) => (timer = setTimeout(r, 10_000)))]);

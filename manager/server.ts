@@ -43,7 +43,7 @@ export class Manager implements TunnelHost {
   readonly metrics = new Metrics();
   readonly active = new Set<TunnelContext>();
   readonly logger: Logger;
-  readonly #allow: AllowList;
+  #allow: AllowList;
   readonly #now: () => number;
   readonly #watchers = new Set<ResponseFrames>();
   #clusterInfo: ClusterInfo;
@@ -153,6 +153,12 @@ export class Manager implements TunnelHost {
   /** Replaces the cluster info and tells every watcher. */
   setClusterInfo(info: Partial<ClusterInfo>): void {
     this.#clusterInfo = { ...this.#clusterInfo, ...info };
+    // Without --allow, the destinations follow the subnets.
+    this.#allow = AllowList.forConfig({
+      ...this.config,
+      podCidrs: this.#clusterInfo.podSubnets,
+      serviceCidrs: this.#clusterInfo.serviceSubnets,
+    });
     const msg = codecs.ClusterInfo.encode(this.#clusterInfo);
     for (const w of this.#watchers) w.writeMessage(msg);
   }

@@ -15,12 +15,18 @@ export interface LabManager {
   stop(): Promise<void>;
 }
 
-/** Starts `tp manager` in the cluster namespace for the lab's subnets and waits until it serves. */
-export async function startLabManager(extra: string[] = []): Promise<LabManager> {
+/**
+ * Starts `tp manager` in the cluster namespace and waits until it serves: for the lab's subnets, or, with
+ * `kubeconfig`, learning them from that cluster's API.
+ */
+export async function startLabManager(extra: string[] = [], opts: { kubeconfig?: string } = {}): Promise<LabManager> {
   await ensureLab();
   const args = ["--listen", `${LAB.manager.ip}:${LAB.manager.port}`];
-  for (const c of LAB.subnets.pod) args.push("--pod-cidr", c);
-  for (const c of LAB.subnets.service) args.push("--service-cidr", c);
+  if (opts.kubeconfig) args.push("--kubeconfig", opts.kubeconfig);
+  else {
+    for (const c of LAB.subnets.pod) args.push("--pod-cidr", c);
+    for (const c of LAB.subnets.service) args.push("--service-cidr", c);
+  }
   args.push("--dns-server", `${LAB.clusterDns.ip}:${LAB.clusterDns.port}`, ...extra);
   const child = new Deno.Command("ip", {
     args: ["netns", "exec", LAB.namespaces.cluster, TP, "manager", ...args],

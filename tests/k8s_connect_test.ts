@@ -12,6 +12,7 @@ const API = `${LAB.manager.ip}:6443`;
 
 interface Double {
   dir: string;
+  pid: number;
   /** Stops the double; returns what it counted. */
   stop(): Promise<{ webSocketUpgrades: number; portForwardDials: number; requests: number }>;
 }
@@ -68,7 +69,9 @@ async function startDouble(): Promise<Double> {
     return stats;
   };
   for (let i = 0; i < 150; i++) {
-    if (await Deno.stat(`${dir}/ready`).then(() => true, () => false)) return { dir, stop };
+    if (await Deno.stat(`${dir}/ready`).then(() => true, () => false)) {
+      return { dir, pid: Number((await Deno.readTextFile(`${dir}/ready`)).trim()), stop };
+    }
     await new Promise((r) => setTimeout(r, 100));
   }
   await stop();
@@ -125,6 +128,35 @@ Deno.test("tp connect through Kubernetes names the problem: wrong token, unknown
     assert.match(none.stderr, /no kubeconfig: --kubeconfig ".*missing" does not exist/);
   } finally {
     await forceQuit();
+    await double.stop();
+  }
+});
+
+Deno.test("when the cluster's pod subnets grow, tp routes the new one without reconnecting", async () => {
+  const double = await startDouble();
+  // The manager learns the subnets from the API (node podCIDRs and the service-range probe), as in a real cluster.
+  const manager = await startLabManager(["--dns-server", LAB.clusterDns.ip], {
+    kubeconfig: `${double.dir}/kubeconfig`,
+  });
+  try {
+    const c = await tp(["connect", "--kubeconfig", `${double.dir}/kubeconfig`]);
+    assert.equal(c.code, 0, c.stderr);
+    assert.match(c.stderr, /pods in 198\.19\.128\.0\/20, 2001:db8:6::\/64 and services in 198\.19\.0\.0\/24/);
+    const routes = async () => (await inNs("ws", ["ip", "-4", "route", "show", "dev", "tp0"])).stdout;
+    assert.doesNotMatch(await routes(), /198\.19\.144\.0\/24/);
+    Deno.kill(double.pid, "SIGUSR1");
+    let now = "";
+    for (let i = 0; i < 100 && !/198\.19\.144\.0\/24/.test(now); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      now = await routes();
+    }
+    assert.match(now, /198\.19\.144\.0\/24/);
+    const st = JSON.parse((await tp(["status", "-o", "json"])).stdout);
+    assert.ok(st.subnets.routed.includes("198.19.144.0/24"));
+    assert.equal(st.manager.reconnects, 0);
+  } finally {
+    await forceQuit();
+    await manager.stop();
     await double.stop();
   }
 });

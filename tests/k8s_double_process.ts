@@ -5,8 +5,9 @@
  *
  *   deno run -A tests/k8s_double_process.ts --listen 198.18.0.2:6443 --forward 198.18.0.2:8081 --dir DIR
  *
- * Writes DIR/kubeconfig (context "lab", a bearer token), then DIR/ready. On SIGTERM writes DIR/stats.json (requests
- * and port-forward connections counted) and exits. A test double: no real API server can run on this network.
+ * Writes DIR/kubeconfig (context "lab", a bearer token), then DIR/ready. Its cluster has the lab's subnets (node-a
+ * holds the pod CIDRs); SIGUSR1 adds node-b with 198.19.144.0/24. On SIGTERM writes DIR/stats.json (requests and
+ * port-forward connections counted) and exits. A test double: no real API server can run on this network.
  */
 import { ApiServerDouble } from "./k8s_apiserver_double.ts";
 import { makePki } from "./k8s_certs.ts";
@@ -27,7 +28,11 @@ const double = await ApiServerDouble.start({
   port: Number(port),
   tokens: { [DOUBLE_TOKEN]: "lab-user" },
   portForwardTarget: () => ({ host: fhost!, port: Number(fport) }),
+  serviceCidrs: ["198.19.0.0/24", "2001:db8:5::/112"], // the lab's
 });
+double.addNode("node-a", ["198.19.128.0/20", "2001:db8:6::/64"]);
+// SIGUSR1: a node joins with a pod CIDR of its own, as when a cluster grows.
+Deno.addSignalListener("SIGUSR1", () => double.addNode("node-b", ["198.19.144.0/24"]));
 double.put({ apiVersion: "v1", kind: "Namespace", metadata: { name: "tp" } });
 double.addPod("tp", "tp-manager-7c9d", { labels: { "app.kubernetes.io/name": "tp-manager" }, ports: [Number(fport)] });
 Deno.writeTextFileSync(`${dir}/kubeconfig`, double.kubeconfig({ token: DOUBLE_TOKEN, context: "lab" }));

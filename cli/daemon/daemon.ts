@@ -16,9 +16,10 @@ import { bridgeTcp, bridgeUdp, newBridgeStats } from "./bridge.ts";
 import { DaemonDns, repairDns } from "./dns.ts";
 import { serveControl } from "./control.ts";
 import type { Progress } from "./progress.ts";
-import { conflictMessage, findConflicts, planRoutes } from "./routes.ts";
+import { conflictMessage, diffRoutes, findConflicts, planRoutes } from "./routes.ts";
 import type { ConnectSettings } from "./settings.ts";
 import { ManagerLink } from "./link.ts";
+import type { ClusterInfo } from "../../proto/mod.ts";
 import { type DaemonState, pidAlive, readState, removeState, type StatePaths, writeState } from "./state.ts";
 
 export interface DaemonEnv {
@@ -62,6 +63,7 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
     if (Deno.uid() !== 0) {
       throw new DaemonError("tp needs root or CAP_NET_ADMIN to create its network interface: run it with sudo");
     }
+    let onClusterInfo: ((info: ClusterInfo) => void) | undefined;
     let link: ManagerLink;
     let lost: Error | undefined;
     try {
@@ -73,6 +75,7 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
           log(e.message);
           stop.abort();
         },
+        clusterInfo: (i) => onClusterInfo?.(i),
       });
     } catch (e) {
       throw new DaemonError((e as Error).message);
@@ -86,7 +89,7 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
         `${info.podSubnets.join(", ") || "(none)"} and services in ${info.serviceSubnets.join(", ") || "(none)"}`,
     );
 
-    const routes = planRoutes({ ...info, alsoProxy: settings.alsoProxy, neverProxy: settings.neverProxy });
+    let routes = planRoutes({ ...info, alsoProxy: settings.alsoProxy, neverProxy: settings.neverProxy });
     if (routes.length === 0) {
       throw new DaemonError("there is nothing to route: the cluster reported no subnets and --also-proxy adds none");
     }
@@ -163,7 +166,11 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
       manager: link.status(),
       namespace: settings.namespace,
       device: { name: tun.name, mtu: tun.mtu, ...tun.stats },
-      subnets: { pod: info.podSubnets, service: info.serviceSubnets, routed: state.routes },
+      subnets: {
+        pod: link.session.clusterInfo.podSubnets,
+        service: link.session.clusterInfo.serviceSubnets,
+        routed: state.routes,
+      },
       dns: { clusterDomain: info.clusterDomain, clusterServer: info.dnsServer, ...started.status() },
       connections: bridge,
       router: router.stats(),
@@ -181,6 +188,44 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
     cleanup.push(() => control.finished);
     await writeState(paths, state);
     cleanup.push(() => removeState(paths));
+    // The cluster's subnets can change (a node joins with a new pod CIDR): route what is new, drop what is gone.
+    onClusterInfo = (next) => {
+      const want = planRoutes({ ...next, alsoProxy: settings.alsoProxy, neverProxy: settings.neverProxy });
+      const { add, remove } = diffRoutes(routes, want);
+      if (!add.length && !remove.length) return;
+      const taken = findConflicts(
+        add,
+        nl.routes().map((r) => ({ dst: r.dst, dev: r.dev, table: r.table, type: r.type })),
+        {
+          ownDevice: tun.name,
+          allow: settings.allowConflictingSubnets,
+        },
+      );
+      for (const c of add) {
+        const name = formatCidr(c);
+        if (taken.some((t) => t.ours === name)) {
+          log(`not routing the cluster's new subnet ${name}: ${conflictMessage(taken.filter((t) => t.ours === name))}`);
+          continue;
+        }
+        try {
+          nl.addRoute({ dst: name, dev: tun.name });
+          log(`routing the cluster's new subnet ${name} to ${tun.name}`);
+        } catch (e) {
+          log(`cannot route ${name}: ${(e as Error).message}`);
+        }
+      }
+      for (const c of remove) {
+        try {
+          nl.deleteRoute({ dst: formatCidr(c), dev: tun.name });
+          log(`no longer routing ${formatCidr(c)}: the cluster dropped it`);
+        } catch (e) {
+          log(`cannot remove the route ${formatCidr(c)}: ${(e as Error).message}`);
+        }
+      }
+      routes = want;
+      state.routes = want.map(formatCidr);
+      void writeState(paths, state).catch(() => {});
+    };
 
     progress.ready(status(), performance.now() - t0);
     log(`connected: ${tun.name}, routes ${state.routes!.join(" ")}`);

@@ -3,7 +3,14 @@
  * Kubernetes API server), and, when that connection breaks, reconnection with backoff while the device and routes
  * stay. Connections open when the link broke are reset (their streams died with it); new ones use the new session.
  */
-import { connect, type DuplexFactory, GrpcError, type ManagerSession, Status } from "../../proto/mod.ts";
+import {
+  type ClusterInfo,
+  connect,
+  type DuplexFactory,
+  GrpcError,
+  type ManagerSession,
+  Status,
+} from "../../proto/mod.ts";
 import { type ManagerStream, openManagerStream } from "../k8s/portforward.ts";
 import { type ConnectSettings, describeTarget } from "./settings.ts";
 
@@ -17,6 +24,8 @@ export interface LinkEvents {
   log(line: string): void;
   /** Reconnection gave up: the daemon should stop. */
   gaveUp(why: Error): void;
+  /** The manager reported new cluster info (its first report, then each change), on any session. */
+  clusterInfo?(info: ClusterInfo): void;
 }
 
 export class ManagerLink {
@@ -40,7 +49,20 @@ export class ManagerLink {
     let link: ManagerLink | undefined;
     const first = await dial(settings, events.stage, (e) => link && link.#lost(e));
     link = new ManagerLink(settings, events, first);
+    link.#watch(first.session);
     return link;
+  }
+
+  /** Follows the session's cluster info until the session ends. */
+  async #watch(session: ManagerSession): Promise<void> {
+    try {
+      for await (const info of session.watchClusterInfo()) {
+        if (this.session !== session || this.state !== "connected") return;
+        this.#events.clusterInfo?.(info);
+      }
+    } catch {
+      // The session ended; a new one starts its own watch.
+    }
   }
 
   status(): Record<string, unknown> {
@@ -89,6 +111,7 @@ export class ManagerLink {
         this.session = d.session;
         this.forward = d.forward;
         this.state = "connected";
+        void this.#watch(d.session);
         this.reconnects++;
         this.lastError = "";
         this.#events.log(`reconnected to the traffic-manager after ${attempt} attempt(s): session ${d.session.id}`);

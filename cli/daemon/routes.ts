@@ -81,3 +81,10 @@ export function conflictMessage(conflicts: readonly Conflict[]): string {
     conflicts.map((c) => `--allow-conflicting-subnets ${c.theirs}`).filter((v, i, a) => a.indexOf(v) === i).join(" ") +
     `; to leave them alone, --never-proxy them.`;
 }
+
+/** What to add and remove to go from one route plan to another. */
+export function diffRoutes(current: readonly Cidr[], next: readonly Cidr[]): { add: Cidr[]; remove: Cidr[] } {
+  const has = (list: readonly Cidr[], c: Cidr) =>
+    list.some((x) => x.family === c.family && x.base === c.base && x.prefix === c.prefix);
+  return { add: next.filter((c) => !has(current, c)), remove: current.filter((c) => !has(next, c)) };
+}

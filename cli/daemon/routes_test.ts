@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { formatCidr } from "../../net/cidr.ts";
-import { conflictMessage, findConflicts, planRoutes } from "./routes.ts";
+import { conflictMessage, diffRoutes, findConflicts, planRoutes } from "./routes.ts";
 
 const lab = {
   podSubnets: ["198.19.128.0/20", "2001:db8:6::/64"],
@@ -52,4 +52,13 @@ Deno.test("conflictMessage() says when the routes belong to another tp connectio
     conflictMessage(c),
     /another tp connection already routes the cluster's subnets through tp0: run tp quit/,
   );
+});
+
+Deno.test("diffRoutes() names the blocks to add and to remove", () => {
+  const a = planRoutes({ ...lab, alsoProxy: [], neverProxy: [] });
+  const b = planRoutes({ ...lab, podSubnets: ["198.19.128.0/20", "198.19.144.0/24"], alsoProxy: [], neverProxy: [] });
+  const d = diffRoutes(a, b);
+  assert.deepEqual(d.add.map(formatCidr), ["198.19.144.0/24"]);
+  assert.deepEqual(d.remove.map(formatCidr), ["2001:db8:6::/64"]);
+  assert.deepEqual(diffRoutes(a, a), { add: [], remove: [] });
 });
