@@ -13,6 +13,7 @@ import {
 } from "../../proto/mod.ts";
 import { type ManagerStream, openManagerStream } from "../k8s/portforward.ts";
 import { type ConnectSettings, describeTarget } from "./settings.ts";
+import { VERSION } from "../version.ts";
 
 /** Reconnection gives up after this many attempts (about 5 minutes with the backoff below). */
 const MAX_RECONNECTS = 80;
@@ -49,6 +50,8 @@ export class ManagerLink {
     let link: ManagerLink | undefined;
     const first = await dial(settings, events.stage, (e) => link && link.#lost(e));
     link = new ManagerLink(settings, events, first);
+    const skew = versionSkew(VERSION, first.session.clusterInfo.managerVersion);
+    if (skew) events.stage("version", skew);
     link.#watch(first.session);
     return link;
   }
@@ -179,4 +182,23 @@ function managerErrorMessage(settings: ConnectSettings, e: Error): string {
     : `check that the traffic-manager runs: kubectl --context ${settings.context} -n ${settings.managerNamespace} ` +
       `get pods; tp install installs it`;
   return `cannot reach the traffic-manager at ${where} (${m}): ${fix}`;
+}
+
+/**
+ * A warning when tp and the traffic-manager are of different versions (both speak tp.manager.v1, so they work
+ * together, but the newer side's fixes are missing), or null when they match.
+ */
+export function versionSkew(client: string, manager: string): string | null {
+  if (!manager || manager === client) return null;
+  const older = compareVersions(client, manager) < 0 ? `this tp (${client})` : `the traffic-manager (${manager})`;
+  const fix = older.startsWith("this tp")
+    ? "install the newer tp"
+    : `run tp install --image <repository>:${client} to upgrade the manager`;
+  return `warning: tp is ${client} and the traffic-manager is ${manager}; ${older} is older: ${fix}`;
+}
+
+function compareVersions(a: string, b: string): number {
+  const pa = a.split(/[.-]/).map((x) => Number(x) || 0), pb = b.split(/[.-]/).map((x) => Number(x) || 0);
+  for (let i = 0; i < 3; i++) if (pa[i] !== pb[i]) return (pa[i] ?? 0) - (pb[i] ?? 0);
+  return 0;
 }
