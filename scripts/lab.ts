@@ -6,6 +6,7 @@
  * The lab is test infrastructure: it uses iproute2 and dnsmasq from the shell, which tp itself never does.
  */
 import { type LabConfig, labConfig } from "./lab_config.ts";
+import { pidAlive } from "../cli/process.ts";
 
 const scriptsDir = new URL(".", import.meta.url).pathname;
 const denoBin = Deno.execPath();
@@ -53,16 +54,6 @@ async function namespaces(): Promise<string[]> {
   const r = await run(["ip", "-j", "netns", "list"], { check: false });
   if (r.code !== 0 || !r.stdout.trim()) return [];
   return (JSON.parse(r.stdout) as { name: string }[]).map((n) => n.name);
-}
-
-/** Whether `pid` runs; a zombie (exited, not yet reaped by its parent) counts as ended. */
-function pidAlive(pid: number): boolean {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return false;
-  }
 }
 
 async function readPid(path: string): Promise<number | null> {

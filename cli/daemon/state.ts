@@ -3,6 +3,8 @@
  * tp can undo it after a crash) and its log. Default /run/tp; TP_STATE_DIR overrides it (tests, several labs).
  */
 
+export { pidAlive } from "../process.ts";
+
 export interface StatePaths {
   dir: string;
   socket: string;
@@ -34,17 +36,6 @@ export async function readState(paths: StatePaths): Promise<DaemonState | null> 
 export async function writeState(paths: StatePaths, state: DaemonState): Promise<void> {
   await Deno.mkdir(paths.dir, { recursive: true, mode: 0o755 });
   await Deno.writeTextFile(paths.state, JSON.stringify(state, null, 2) + "\n");
-}
-
-/** Whether a process runs with this pid; a zombie counts as ended. */
-export function pidAlive(pid: number): boolean {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    const i = stat.lastIndexOf(")");
-    return stat[i + 2] !== "Z";
-  } catch {
-    return false;
-  }
 }
 
 /** Removes the socket and state file; missing files are fine. */

@@ -14,6 +14,7 @@
  * takes the first answer, and glibc's `options rotate` spreads queries over them, so either would send cluster names
  * to servers that answer NXDOMAIN for them. After a crash the file is repaired by the next `tp connect` or `tp quit`.
  */
+import { pidAlive } from "../process.ts";
 
 export interface ResolvConf {
   nameservers: string[];
@@ -125,22 +126,15 @@ async function writeState(path: string, bytes: Uint8Array): Promise<void> {
   await Deno.rename(tmp, path);
 }
 
+/** Re-exported for callers of this module. */
+export { pidAlive };
+
 async function readRecord(stateDir: string): Promise<Record | null> {
   try {
     return JSON.parse(await Deno.readTextFile(backupFiles(stateDir).record)) as Record;
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return null;
     throw e;
-  }
-}
-
-/** Whether a process with this pid runs (a zombie counts as ended). */
-export function pidAlive(pid: number): boolean {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    return stat[stat.lastIndexOf(")") + 2] !== "Z";
-  } catch {
-    return false;
   }
 }
 
