@@ -7,7 +7,7 @@ import { connect } from "../proto/mod.ts";
 import { fixture } from "./k8s_fixture.ts";
 import { ROOT } from "./lab.ts";
 
-async function freePort(): Promise<number> {
+function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
@@ -18,7 +18,7 @@ Deno.test("tp manager --kubeconfig learns the cluster's subnets and tells client
   const f = await fixture({ serviceCidrs: ["198.19.0.0/24", "2001:db8:5::/112"], managerPod: false });
   f.double.put({ apiVersion: "v1", kind: "Namespace", metadata: { name: "tp" } }); // where the probe Service goes
   f.double.addNode("node-a", ["198.19.128.0/24", "2001:db8:6::/64"]);
-  const port = await freePort();
+  const port = freePort();
   const manager = new Deno.Command(`${ROOT}/scripts/tp`, {
     args: ["manager", "--kubeconfig", f.kubeconfig(), "--listen", `127.0.0.1:${port}`, "--dns-server", "127.0.0.1"],
     stdin: "null",

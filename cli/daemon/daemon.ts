@@ -63,7 +63,7 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
     if (Deno.uid() !== 0) {
       throw new DaemonError("tp needs root or CAP_NET_ADMIN to create its network interface: run it with sudo");
     }
-    let onClusterInfo: ((info: ClusterInfo) => void) | undefined;
+    const hooks: { clusterInfo?: (info: ClusterInfo) => void } = {};
     let link: ManagerLink;
     let lost: Error | undefined;
     try {
@@ -75,7 +75,7 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
           log(e.message);
           stop.abort();
         },
-        clusterInfo: (i) => onClusterInfo?.(i),
+        clusterInfo: (i) => hooks.clusterInfo?.(i),
       });
     } catch (e) {
       throw new DaemonError((e as Error).message);
@@ -189,7 +189,7 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
     await writeState(paths, state);
     cleanup.push(() => removeState(paths));
     // The cluster's subnets can change (a node joins with a new pod CIDR): route what is new, drop what is gone.
-    onClusterInfo = (next) => {
+    hooks.clusterInfo = (next) => {
       const want = planRoutes({ ...next, alsoProxy: settings.alsoProxy, neverProxy: settings.neverProxy });
       const { add, remove } = diffRoutes(routes, want);
       if (!add.length && !remove.length) return;

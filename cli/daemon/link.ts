@@ -47,9 +47,11 @@ export class ManagerLink {
 
   /** Connects and arrives; throws an Error whose message says what failed and what to do. */
   static async open(settings: ConnectSettings, events: LinkEvents): Promise<ManagerLink> {
-    let link: ManagerLink | undefined;
-    const first = await dial(settings, events.stage, (e) => link && link.#lost(e));
-    link = new ManagerLink(settings, events, first);
+    // The session's loss handler needs the link, which needs the session: a holder breaks the cycle.
+    const holder: { link?: ManagerLink } = {};
+    const first = await dial(settings, events.stage, (e) => holder.link && holder.link.#lost(e));
+    const link = new ManagerLink(settings, events, first);
+    holder.link = link;
     const skew = versionSkew(VERSION, first.session.clusterInfo.managerVersion);
     if (skew) events.stage("version", skew);
     link.#watch(first.session);
