@@ -153,7 +153,10 @@ export async function runRepair(cfg: LabConfig, stateDir: string): Promise<strin
   return JSON.parse(r.stdout.trim()).message;
 }
 
-/** `dig` in a lab namespace, reduced to what must match: the status line's rcode and the answer records. */
+/**
+ * `dig` in a lab namespace, reduced to what must match: the status line's rcode and the answer records, their TTLs
+ * written as "TTL" (a cached answer's TTL has aged, as it should).
+ */
 export async function dig(
   cfg: LabConfig,
   node: "ws" | "cluster",
@@ -168,7 +171,7 @@ export async function dig(
   );
   const status = r.stdout.match(/status: (\w+)/)?.[1] ?? `no answer (exit ${r.code}): ${r.stdout}${r.stderr}`;
   const answers = r.stdout.split("\n").filter((l) => l.trim() && !l.startsWith(";")).map((l) =>
-    l.split(/\s+/).join(" ")
+    l.split(/\s+/).map((f, i) => i === 1 && /^\d+$/.test(f) ? "TTL" : f).join(" ")
   );
   return { status, answers, ms: r.ms };
 }
