@@ -1,0 +1,1089 @@
+/**
+ * `scripts/bench [--profile] [--paths kernel,sshuttle,tp] [--lab-id tpb]`: the whole path through tp measured
+ * beside the kernel's own route to the same services (the physical limit) and beside sshuttle, in one run, on a lab
+ * of its own (`tpb-ws` / `tpb-cluster`, state in /run/tp-bench), printed as a table of ratios and written to
+ * `.bench/bench-<time>.json` (and `.bench/latest.json`).
+ *
+ * The same clients, in the lab's workstation namespace, reach the same services in its cluster namespace by three
+ * paths, one after the other:
+ * - kernel: a plain route to the cluster's subnets via the veth (removed after);
+ * - sshuttle: sshd in the cluster namespace (a throwaway host key and client key in a temp dir), sshuttle in the
+ *   workstation namespace for the cluster's subnets (its NAT rules live in the namespace's own nftables/iptables);
+ * - tp: `tp manager` in the cluster namespace, `tp connect --manager-url` in the workstation namespace.
+ *
+ * Measures: iperf3 upload and download (1 and 4 streams), UDP (iperf3 -u, offered 100 Mbit/s and unlimited), new
+ * HTTP connections per second (wrk, `Connection: close`), TCP request/response p50/p99 on one connection (64 bytes
+ * with the TCP echo), time from start to the first successful request, memory per idle connection, and how many of 1000 idle
+ * connections a path holds at once.
+ * For tp it also records the daemon's and the manager's CPU time per measure and the daemon's counters; with
+ * `--profile` it runs both under the V8 inspector and records CPU profiles (scripts/bench_profile.ts) during tp's
+ * single-stream runs, its HTTP run and its request/response run.
+ *
+ * Needs root and: iproute2, dnsmasq-base, iperf3, wrk, sshuttle, openssh-server, openssh-client, nftables or
+ * iptables. Every process it starts is ended by pid, and the lab goes down, even on
+ * failure. Bounded: about 2-3 minutes.
+ */
+import { type LabConfig, labConfig, labService } from "./lab_config.ts";
+import { down, up } from "./lab.ts";
+import { controlRequest } from "../cli/daemon/control.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+const TP = `${ROOT}/scripts/tp`;
+const DENO = Deno.execPath();
+const CLIENT = `${ROOT}/scripts/bench_client.ts`;
+const STATE_DIR = "/run/tp-bench";
+const IPERF_SECONDS = 3;
+const WRK_CONNECTIONS = 32;
+/**
+ * Idle connections for the memory figure. Not 1000: the manager's HTTP/2 server (Deno.serve) lets one connection
+ * carry at most 200 concurrent streams, so tp holds ~195 connections at once today, and opening more stalls until
+ * the session expires. The memory figure uses a count every path can hold; a separate probe, last, tries 1000.
+ */
+const HELD_CONNECTIONS = 150;
+const CAPACITY_CONNECTIONS = 1000;
+/**
+ * UDP goes to an iperf3 server of the bench's own, bound to the iperf service address: the lab's iperf3 (and its
+ * UDP echo) listen on the wildcard address, so over the kernel's route their UDP answers leave from the veth
+ * address (198.18.0.2) and a connected client drops them. Bound to 198.19.0.11, the answers come from it.
+ */
+const UDP_IPERF_PORT = 5202;
+
+type PathName = "kernel" | "sshuttle" | "tp";
+const ALL_PATHS: PathName[] = ["kernel", "sshuttle", "tp"];
+
+// ---------------------------------------------------------------- arguments
+
+function argValue(name: string): string | undefined {
+  const i = Deno.args.indexOf(`--${name}`);
+  return i >= 0 ? Deno.args[i + 1] : undefined;
+}
+const profile = Deno.args.includes("--profile");
+const paths = (argValue("paths") ?? ALL_PATHS.join(",")).split(",").map((p) => {
+  if (!ALL_PATHS.includes(p as PathName)) throw new TypeError(`--paths takes kernel, sshuttle, tp; got "${p}"`);
+  return p as PathName;
+});
+const cfg: LabConfig = labConfig(argValue("lab-id") ?? "tpb");
+const WS = cfg.namespaces.workstation;
+const CL = cfg.namespaces.cluster;
+const echo = labService(cfg, "echo");
+const iperf = labService(cfg, "iperf");
+const HTTP_PORT = echo.ports["http"]!.port;
+const TCP_ECHO = echo.ports["tcp-echo"]!.port;
+const IPERF_PORT = iperf.ports["iperf"]!.port;
+const V4_SUBNETS = [...cfg.subnets.service, ...cfg.subnets.pod].filter((c) => !c.includes(":"));
+
+const log = (s: string) => console.error(`bench: ${s}`);
+
+// ---------------------------------------------------------------- prerequisites
+
+/** Each tool the bench runs and the Debian package that has it. */
+const TOOLS: [string, string][] = [
+  ["ip", "iproute2"],
+  ["curl", "curl"],
+  ["dnsmasq", "dnsmasq-base"],
+  ["iperf3", "iperf3"],
+  ["wrk", "wrk"],
+  ["sshuttle", "sshuttle"],
+  ["sshd", "openssh-server"],
+  ["ssh", "openssh-client"],
+  ["ssh-keygen", "openssh-client"],
+  ["python3", "python3"],
+];
+
+function which(tool: string): string | null {
+  const dirs = [...(Deno.env.get("PATH") ?? "").split(":"), "/usr/sbin", "/sbin"];
+  for (const d of dirs) {
+    try {
+      if (Deno.statSync(`${d}/${tool}`).isFile) return `${d}/${tool}`;
+    } catch { /* not here */ }
+  }
+  return null;
+}
+
+function checkPrerequisites(): void {
+  if (Deno.uid() !== 0) throw new Error("scripts/bench needs root (network namespaces, a TUN device, routes)");
+  const missing = new Set<string>();
+  for (const [tool, pkg] of TOOLS) {
+    if (tool === "sshuttle" || tool === "sshd" || tool === "ssh" || tool === "ssh-keygen" || tool === "python3") {
+      if (!paths.includes("sshuttle")) continue;
+    }
+    if (!which(tool)) missing.add(`${pkg} (for ${tool})`);
+  }
+  if (paths.includes("sshuttle") && !which("nft") && !which("iptables")) missing.add("nftables or iptables");
+  if (missing.size) {
+    throw new Error(
+      `scripts/bench needs these Debian packages: ${[...missing].join(", ")}.\n` +
+        `  apt-get install -y ${[...missing].map((m) => m.split(" ")[0]).join(" ")}`,
+    );
+  }
+}
+
+// ---------------------------------------------------------------- processes
+
+interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+/** Runs a command to completion in its own session, killing its whole group (by its id) after `timeoutMs`. */
+async function run(cmd: string[], opts: { timeoutMs?: number; env?: Record<string, string> } = {}): Promise<RunResult> {
+  const t0 = performance.now();
+  const child = new Deno.Command("setsid", {
+    args: cmd,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    ...(opts.env ? { env: opts.env } : {}),
+  }).spawn();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    try {
+      Deno.kill(-child.pid, "SIGKILL");
+    } catch { /* gone */ }
+  }, opts.timeoutMs ?? 30_000);
+  const out = await child.output();
+  clearTimeout(timer);
+  return {
+    code: timedOut ? 124 : out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+    ms: performance.now() - t0,
+  };
+}
+
+const inWs = (cmd: string[], opts: { timeoutMs?: number; env?: Record<string, string> } = {}) =>
+  run(["ip", "netns", "exec", WS, ...cmd], opts);
+
+async function must(r: Promise<RunResult>, what: string): Promise<RunResult> {
+  const res = await r;
+  if (res.code !== 0) throw new Error(`${what} failed (exit ${res.code}): ${(res.stderr || res.stdout).trim()}`);
+  return res;
+}
+
+/** A background process of the bench's own: stdout read line by line, stderr kept (the last 20 kB). */
+class Background {
+  readonly pid: number;
+  readonly #child: Deno.ChildProcess;
+  readonly #lines: string[] = [];
+  readonly #waiters: (() => void)[] = [];
+  #stderr = "";
+  #done = false;
+  readonly #drained: Promise<void>;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array> | null;
+
+  constructor(readonly name: string, cmd: string[], opts: { stdin?: boolean; env?: Record<string, string> } = {}) {
+    // setsid: the process leads a group of its own, so its children end with it (killed by the group's id).
+    const child = new Deno.Command("setsid", {
+      args: cmd,
+      stdin: opts.stdin ? "piped" : "null",
+      stdout: "piped",
+      stderr: "piped",
+      ...(opts.env ? { env: opts.env } : {}),
+    }).spawn();
+    this.#child = child;
+    this.pid = child.pid;
+    this.#writer = opts.stdin ? child.stdin.getWriter() : null;
+    const out = (async () => {
+      let buf = "";
+      for await (const s of child.stdout.pipeThrough(new TextDecoderStream())) {
+        buf += s;
+        for (let nl = buf.indexOf("\n"); nl >= 0; nl = buf.indexOf("\n")) {
+          this.#lines.push(buf.slice(0, nl));
+          buf = buf.slice(nl + 1);
+          this.#waiters.splice(0).forEach((w) => w());
+        }
+      }
+    })();
+    const err = (async () => {
+      for await (const s of child.stderr.pipeThrough(new TextDecoderStream())) {
+        this.#stderr = (this.#stderr + s).slice(-20_000);
+      }
+    })();
+    this.#drained = Promise.all([out, err]).then(() => {
+      this.#done = true;
+      this.#waiters.splice(0).forEach((w) => w());
+    });
+  }
+
+  get stderr(): string {
+    return this.#stderr;
+  }
+
+  /** The next stdout line, or null once the process closed its stdout or `timeoutMs` passed. */
+  async line(timeoutMs: number): Promise<string | null> {
+    const deadline = performance.now() + timeoutMs;
+    while (this.#lines.length === 0 && !this.#done && performance.now() < deadline) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, Math.max(1, deadline - performance.now()));
+        this.#waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    return this.#lines.shift() ?? null;
+  }
+
+  async json<T>(timeoutMs: number): Promise<T> {
+    const l = await this.line(timeoutMs);
+    if (l === null) throw new Error(`${this.name} said nothing within ${timeoutMs} ms: ${this.#stderr.trim()}`);
+    return JSON.parse(l) as T;
+  }
+
+  async write(s: string): Promise<void> {
+    await this.#writer?.write(new TextEncoder().encode(s));
+  }
+
+  async closeStdin(): Promise<void> {
+    await this.#writer?.close().catch(() => {});
+  }
+
+  /**
+   * SIGTERM to the process (so sshuttle, sshd and tp's manager clean up as they do on Ctrl-C), SIGKILL to it after
+   * `graceMs`; then SIGKILL to what is left of its process group (its children), by the group's id.
+   */
+  async stop(graceMs = 3000): Promise<void> {
+    await this.closeStdin();
+    const kill = (pid: number, sig: Deno.Signal) => {
+      try {
+        Deno.kill(pid, sig);
+      } catch { /* gone */ }
+    };
+    kill(this.pid, "SIGTERM");
+    const t = setTimeout(() => kill(this.pid, "SIGKILL"), graceMs);
+    await this.#child.status;
+    clearTimeout(t);
+    kill(-this.pid, "SIGKILL");
+    await this.#drained;
+  }
+
+  get status(): Promise<Deno.CommandStatus> {
+    return this.#child.status;
+  }
+}
+
+const started: Background[] = [];
+function background(name: string, cmd: string[], opts: { stdin?: boolean; env?: Record<string, string> } = {}) {
+  const b = new Background(name, cmd, opts);
+  started.push(b);
+  return b;
+}
+
+/** Stops one background process and forgets it. */
+async function finish(b: Background): Promise<void> {
+  const i = started.indexOf(b);
+  if (i >= 0) started.splice(i, 1);
+  await b.stop();
+}
+
+async function stopAll(): Promise<void> {
+  for (const b of started.splice(0).reverse()) await b.stop();
+}
+
+// ---------------------------------------------------------------- /proc
+
+/** Resident memory of one process, in KiB (0 when it is gone). */
+function rssKiB(pid: number): number {
+  try {
+    const m = Deno.readTextFileSync(`/proc/${pid}/status`).match(/^VmRSS:\s+(\d+) kB/m);
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** `pid` and all its descendants. */
+function processTree(pid: number): number[] {
+  const parent = new Map<number, number>();
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
+      parent.set(Number(e.name), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+    } catch { /* gone */ }
+  }
+  const out = [pid];
+  for (let i = 0; i < out.length && i < 10_000; i++) {
+    for (const [child, ppid] of parent) if (ppid === out[i] && !out.includes(child)) out.push(child);
+  }
+  return out;
+}
+
+/** CPU time (user + system) of one process, in seconds. */
+function cpuSeconds(pid: number): number {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100 on Linux)
+  } catch {
+    return 0;
+  }
+}
+
+// ---------------------------------------------------------------- measures
+
+interface Measures {
+  tcpUp1Gbps?: number;
+  tcpUp4Gbps?: number;
+  tcpDown1Gbps?: number;
+  tcpDown4Gbps?: number;
+  udp100LossPct?: number;
+  udpMaxMbps?: number;
+  udpMaxLossPct?: number;
+  httpConnPerSec?: number;
+  rrP50Us?: number;
+  rrP99Us?: number;
+  firstRequestMs?: number;
+  idleKiBPerConn?: number;
+  connectionsHeld?: number;
+}
+
+interface PathResult {
+  measures: Measures;
+  details: Record<string, unknown>;
+  errors: string[];
+}
+
+async function iperfTcp(reverse: boolean, streams: number): Promise<{ gbps: number; detail: unknown }> {
+  const args = ["iperf3", "-c", iperf.serviceIp, "-p", String(IPERF_PORT), "-t", String(IPERF_SECONDS), "-J"];
+  args.push("--connect-timeout", "3000", "-P", String(streams));
+  if (reverse) args.push("-R");
+  const r = await inWs(args, { timeoutMs: (IPERF_SECONDS + 12) * 1000 });
+  const j = JSON.parse(r.stdout || "{}");
+  if (j.error || r.code !== 0) throw new Error(`iperf3 ${args.slice(1).join(" ")}: ${j.error ?? r.stderr.trim()}`);
+  const rx = j.end.sum_received.bits_per_second as number;
+  return {
+    gbps: rx / 1e9,
+    detail: { receivedBps: rx, sentBps: j.end.sum_sent.bits_per_second, retransmits: j.end.sum_sent.retransmits },
+  };
+}
+
+async function iperfUdp(rate: string): Promise<{ mbps: number; lossPct: number; detail: unknown }> {
+  const args = ["iperf3", "-c", iperf.serviceIp, "-p", String(UDP_IPERF_PORT), "-t", String(IPERF_SECONDS), "-J", "-u"];
+  args.push("--connect-timeout", "3000", "-b", rate, "-l", "1200");
+  const r = await inWs(args, { timeoutMs: (IPERF_SECONDS + 12) * 1000 });
+  const j = JSON.parse(r.stdout || "{}");
+  if (j.error || r.code !== 0) throw new Error(`iperf3 ${args.slice(1).join(" ")}: ${j.error ?? r.stderr.trim()}`);
+  // iperf3 3.12 puts the receiver's view of a UDP test in end.sum (bits_per_second, lost_percent).
+  const s = j.end.sum_received ?? j.end.sum;
+  const sent = j.end.sum_sent ?? j.end.sum;
+  const lostPct = (j.end.sum.lost_percent ?? 0) as number;
+  return {
+    mbps: (s.bits_per_second as number) * (1 - lostPct / 100) / 1e6,
+    lossPct: lostPct,
+    detail: { end: j.end.sum, sentBps: sent.bits_per_second, packets: j.end.sum.packets, lost: j.end.sum.lost_packets },
+  };
+}
+
+async function wrk(): Promise<{ perSec: number; detail: unknown }> {
+  const url = `http://${echo.serviceIp}:${HTTP_PORT}/`;
+  const r = await inWs(
+    ["wrk", "-t2", `-c${WRK_CONNECTIONS}`, `-d${IPERF_SECONDS}s`, "--timeout", "2s", "-H", "Connection: close", url],
+    { timeoutMs: (IPERF_SECONDS + 15) * 1000 },
+  );
+  const m = r.stdout.match(/Requests\/sec:\s+([\d.]+)/);
+  if (r.code !== 0 || !m) throw new Error(`wrk: ${r.stderr.trim() || r.stdout.trim()}`);
+  const errors = r.stdout.match(/Socket errors:.*/)?.[0] ?? null;
+  const non2xx = r.stdout.match(/Non-2xx or 3xx responses: (\d+)/)?.[1] ?? "0";
+  return {
+    perSec: Number(m[1]),
+    detail: { connections: WRK_CONNECTIONS, socketErrors: errors, non2xx: Number(non2xx) },
+  };
+}
+
+async function rr(): Promise<{ p50: number; p99: number; detail: unknown }> {
+  const r = await inWs([DENO, "run", "--allow-net", CLIENT, "rr", echo.serviceIp, String(TCP_ECHO)], {
+    timeoutMs: 20_000,
+  });
+  if (r.code !== 0) throw new Error(`rr client: ${r.stderr.trim()}`);
+  const j = JSON.parse(r.stdout) as { p50Us: number; p99Us: number };
+  return { p50: j.p50Us, p99: j.p99Us, detail: j };
+}
+
+/** Opens `count` idle connections to the TCP echo and returns the KiB per connection of `pids`' RSS. */
+async function idleMemory(
+  pids: () => number[],
+  notes: string[],
+  count = HELD_CONNECTIONS,
+): Promise<{ perConn: number; detail: Record<string, unknown> }> {
+  const sum = () => pids().reduce((a, p) => a + rssKiB(p), 0);
+  await new Promise((r) => setTimeout(r, 500));
+  const before = sum();
+  const holder = background("hold client", [
+    "ip",
+    "netns",
+    "exec",
+    WS,
+    DENO,
+    "run",
+    "--allow-net",
+    "--allow-read",
+    CLIENT,
+    "hold",
+    echo.serviceIp,
+    String(TCP_ECHO),
+    "--count",
+    String(count),
+  ], { stdin: true });
+  try {
+    const h = await holder.json<{ opened: number; failed: number; firstError: string; ms: number }>(90_000);
+    await new Promise((r) => setTimeout(r, 1000));
+    const after = sum();
+    if (pids().length && (before === 0 || after === 0)) throw new Error("the measured process is gone");
+    if (h.opened === 0) throw new Error(`no connection opened: ${h.firstError}`);
+    if (h.opened < count) {
+      notes.push(`held only ${h.opened} of ${count} idle connections (then: ${h.firstError})`);
+    }
+    return {
+      perConn: (after - before) / h.opened,
+      detail: { rssBeforeKiB: before, rssAfterKiB: after, ...h },
+    };
+  } finally {
+    await finish(holder);
+  }
+}
+
+/** Starts the "first request" prober; `go()` starts its clock and resolves to its result. */
+async function firstRequestProber(): Promise<{ go: () => Promise<void>; result: () => Promise<number> }> {
+  const p = background("first-request prober", [
+    "ip",
+    "netns",
+    "exec",
+    WS,
+    DENO,
+    "run",
+    "--allow-net",
+    "--allow-read",
+    CLIENT,
+    "first",
+    echo.serviceIp,
+    String(HTTP_PORT),
+  ], { stdin: true });
+  await p.json<{ ready: boolean }>(30_000);
+  return {
+    go: () => p.write("go\n"),
+    result: async () => {
+      const j = await p.json<{ ok: boolean; ms: number; attempts: number }>(15_000);
+      await finish(p);
+      if (!j.ok) throw new Error(`no request succeeded within ${Math.round(j.ms)} ms (${j.attempts} attempts)`);
+      return j.ms;
+    },
+  };
+}
+
+/** One HTTP GET through whatever path is up; throws when it fails. */
+async function checkReachable(what: string): Promise<void> {
+  const r = await inWs([
+    "curl",
+    "-sS",
+    "-m",
+    "5",
+    "-o",
+    "/dev/null",
+    "-w",
+    "%{http_code}",
+    `http://${echo.serviceIp}:${HTTP_PORT}/bench-check`,
+  ]);
+  if (r.stdout !== "200") throw new Error(`${what}: the echo service is not reachable (${r.stderr.trim()})`);
+}
+
+/** What a measure costs: CPU seconds of the given processes while it runs, and the daemon's counters moved. */
+interface Observer {
+  before(): Promise<void>;
+  after(): Promise<Record<string, unknown>>;
+}
+
+/** Runs every measure of the suite over the path that is up, recording each failure rather than stopping. */
+async function suite(
+  name: PathName,
+  res: PathResult,
+  observer: Observer | null,
+  opts: { udp: boolean; wrap?: (key: string, f: () => Promise<void>) => Promise<void> },
+): Promise<void> {
+  const m = res.measures;
+  const step = async (key: string, f: () => Promise<void>) => {
+    const t0 = performance.now();
+    try {
+      await observer?.before();
+      await (opts.wrap ? opts.wrap(key, f) : f());
+      if (observer) res.details[`${key}.observed`] = await observer.after();
+    } catch (e) {
+      res.errors.push(`${key}: ${(e as Error).message}`);
+      log(`${name} ${key} failed: ${(e as Error).message}`);
+    }
+    log(`${name} ${key} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+  };
+  const tcp = (key: keyof Measures, reverse: boolean, streams: number) =>
+    step(key, async () => {
+      const r = await iperfTcp(reverse, streams);
+      m[key] = r.gbps;
+      res.details[key] = r.detail;
+    });
+  await tcp("tcpUp1Gbps", false, 1);
+  await tcp("tcpDown1Gbps", true, 1);
+  await tcp("tcpUp4Gbps", false, 4);
+  await tcp("tcpDown4Gbps", true, 4);
+  if (opts.udp) {
+    await step("udp100", async () => {
+      const r = await iperfUdp("100M");
+      m.udp100LossPct = r.lossPct;
+      res.details.udp100 = r.detail;
+    });
+    await step("udpMax", async () => {
+      const r = await iperfUdp("0");
+      m.udpMaxMbps = r.mbps;
+      m.udpMaxLossPct = r.lossPct;
+      res.details.udpMax = r.detail;
+    });
+  }
+  await step("httpConnPerSec", async () => {
+    const r = await wrk();
+    m.httpConnPerSec = r.perSec;
+    res.details.httpConnPerSec = r.detail;
+  });
+  await step("rr", async () => {
+    const r = await rr();
+    m.rrP50Us = r.p50;
+    m.rrP99Us = r.p99;
+    res.details.rr = r.detail;
+  });
+}
+
+// ---------------------------------------------------------------- V8 profiles (--profile)
+
+const PROFILER = `${ROOT}/scripts/bench_profile.ts`;
+const DAEMON_INSPECT = "127.0.0.1:9239";
+const MANAGER_INSPECT = "127.0.0.1:9240";
+
+/** Runs `f` while V8 profiles the daemon and the manager; writes .bench/profile-<tag>-*.cpuprofile. */
+async function profileDuring(tag: string, res: PathResult, f: () => Promise<void>): Promise<void> {
+  const clients = ([["daemon", WS, DAEMON_INSPECT], ["manager", CL, MANAGER_INSPECT]] as const).map((
+    [who, ns, at],
+  ) => ({
+    who,
+    b: background(`profiler ${who}`, [
+      "ip",
+      "netns",
+      "exec",
+      ns,
+      DENO,
+      "run",
+      "--allow-net",
+      "--allow-write",
+      PROFILER,
+      at,
+      `${ROOT}/.bench/profile-${tag}-${who}.cpuprofile`,
+    ], { stdin: true }),
+  }));
+  try {
+    for (const c of clients) await c.b.json<{ ready: boolean }>(15_000);
+    await f();
+  } finally {
+    const out: Record<string, unknown> = {};
+    for (const c of clients) {
+      await c.b.closeStdin();
+      out[c.who] = await c.b.json(30_000).catch((e) => `no profile: ${(e as Error).message}`);
+      await finish(c.b);
+    }
+    res.details[`${tag}.profile`] = out;
+    log(`profiles: .bench/profile-${tag}-{daemon,manager}.cpuprofile`);
+  }
+}
+
+// ---------------------------------------------------------------- the paths
+
+async function kernelPath(): Promise<PathResult> {
+  const res: PathResult = { measures: {}, details: {}, errors: [] };
+  const added: string[] = [];
+  try {
+    for (const c of V4_SUBNETS) {
+      await must(inWs(["ip", "route", "add", c, "via", cfg.veth.clusterIp]), `ip route add ${c}`);
+      added.push(c);
+    }
+    await checkReachable("kernel route");
+    await suite("kernel", res, null, { udp: true });
+    const cap = await idleMemory(() => [], res.errors, CAPACITY_CONNECTIONS);
+    res.measures.connectionsHeld = cap.detail.opened as number;
+  } catch (e) {
+    res.errors.push((e as Error).message);
+  } finally {
+    for (const c of added) await inWs(["ip", "route", "del", c, "via", cfg.veth.clusterIp]);
+  }
+  return res;
+}
+
+async function sshuttlePath(): Promise<PathResult> {
+  const res: PathResult = { measures: {}, details: {}, errors: [] };
+  const dir = await Deno.makeTempDir({ prefix: "tp-bench-ssh-" });
+  const added: string[] = [];
+  let sshd: Background | null = null;
+  let sshuttle: Background | null = null;
+  try {
+    for (const k of ["host_key", "client_key"]) {
+      await must(run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", `${dir}/${k}`]), "ssh-keygen");
+    }
+    await Deno.copyFile(`${dir}/client_key.pub`, `${dir}/authorized_keys`);
+    const port = 2222;
+    await Deno.writeTextFile(
+      `${dir}/sshd_config`,
+      [
+        `ListenAddress ${cfg.veth.clusterIp}:${port}`,
+        `HostKey ${dir}/host_key`,
+        `AuthorizedKeysFile ${dir}/authorized_keys`,
+        "PermitRootLogin prohibit-password",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "UsePAM no",
+        "StrictModes no", // the temp dir is not root's ~/.ssh
+        `PidFile ${dir}/sshd.pid`,
+      ].join("\n") + "\n",
+    );
+    await Deno.mkdir("/run/sshd", { recursive: true }); // sshd's privilege separation directory
+    const sshdBin = which("sshd")!;
+    sshd = background("sshd", ["ip", "netns", "exec", CL, sshdBin, "-D", "-e", "-f", `${dir}/sshd_config`]);
+    for (let i = 0; i < 100; i++) {
+      const r = await run(["ip", "netns", "exec", CL, "ss", "-Htln", `sport = :${port}`]);
+      if (r.stdout.trim()) break;
+      if (i === 99) throw new Error(`sshd did not listen on ${cfg.veth.clusterIp}:${port}: ${sshd.stderr}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    // A route for connect() to find (as a laptop's default route would be): to the lab's silent next hop, so a
+    // packet that sshuttle's NAT rule does not catch goes nowhere, and nothing is measured by mistake.
+    for (const c of V4_SUBNETS) {
+      await must(inWs(["ip", "route", "add", c, "via", cfg.veth.silentNextHop]), `ip route add ${c}`);
+      added.push(c);
+    }
+    const ssh = `ssh -i ${dir}/client_key -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null ` +
+      `-o LogLevel=ERROR -o BatchMode=yes`;
+    const prober = await firstRequestProber();
+    await prober.go();
+    sshuttle = background("sshuttle", [
+      "ip",
+      "netns",
+      "exec",
+      WS,
+      "sshuttle",
+      "-r",
+      `root@${cfg.veth.clusterIp}:${port}`,
+      "-e",
+      ssh,
+      ...V4_SUBNETS,
+    ]);
+    try {
+      res.measures.firstRequestMs = await prober.result();
+    } catch (e) {
+      throw new Error(`sshuttle: ${(e as Error).message}; sshuttle said: ${sshuttle.stderr.trim()}`);
+    }
+    const method = (await inWs(["nft", "list", "ruleset"])).stdout.includes("sshuttle") ? "nft" : "iptables?";
+    res.details.firewall = method;
+    await checkReachable("sshuttle");
+    const shPid = sshuttle.pid;
+    try {
+      const mem = await idleMemory(() => processTree(shPid), res.errors);
+      res.measures.idleKiBPerConn = mem.perConn;
+      res.details.idleMemory = { ...mem.detail, what: "sshuttle's client processes (sshuttle, its firewall, ssh)" };
+    } catch (e) {
+      res.errors.push(`idleMemory: ${(e as Error).message}`);
+    }
+    const observer = cpuObserver({ sshuttle: () => processTree(shPid) }, null);
+    await suite("sshuttle", res, observer, { udp: false });
+    res.errors.push(
+      "udp: not measured; sshuttle's nat/nft methods carry TCP only (UDP needs --method tproxy with policy routing)",
+    );
+  } catch (e) {
+    res.errors.push((e as Error).message);
+  } finally {
+    for (const b of [sshuttle, sshd]) {
+      if (b) await finish(b);
+    }
+    for (const c of added) await inWs(["ip", "route", "del", c, "via", cfg.veth.silentNextHop]);
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+  return res;
+}
+
+/** CPU seconds of named process sets across a measure, and (for tp) the daemon's counters moved. */
+function cpuObserver(sets: Record<string, () => number[]>, status: (() => Promise<unknown>) | null): Observer {
+  let t0 = 0;
+  let cpu0: Record<string, number> = {};
+  let s0: unknown = null;
+  const cpu = () =>
+    Object.fromEntries(Object.entries(sets).map(([k, f]) => [k, f().reduce((a, p) => a + cpuSeconds(p), 0)]));
+  return {
+    async before() {
+      s0 = status ? await status() : null;
+      cpu0 = cpu();
+      t0 = performance.now();
+    },
+    async after() {
+      const wall = (performance.now() - t0) / 1000;
+      const c1 = cpu();
+      const out: Record<string, unknown> = { wallSeconds: round(wall, 2) };
+      for (const k of Object.keys(c1)) out[`${k}CpuPct`] = round((100 * (c1[k]! - cpu0[k]!)) / wall, 0);
+      for (const [k, f] of Object.entries(sets)) {
+        out[`${k}RssMiB`] = round(f().reduce((a, p) => a + rssKiB(p), 0) / 1024, 0);
+      }
+      if (status) out.counters = diff(s0, await status());
+      return out;
+    },
+  };
+}
+
+/** Numeric fields that changed between two snapshots of the same shape. */
+function diff(a: unknown, b: unknown): unknown {
+  if (typeof a === "number" && typeof b === "number") return b - a || undefined;
+  if (a && b && typeof a === "object" && typeof b === "object") {
+    const out: Record<string, unknown> = {};
+    for (const k of Object.keys(b as object)) {
+      const d = diff((a as Record<string, unknown>)[k] ?? 0, (b as Record<string, unknown>)[k]);
+      if (d !== undefined && !(typeof d === "object" && Object.keys(d as object).length === 0)) out[k] = d;
+    }
+    return out;
+  }
+  return undefined;
+}
+
+async function tpPath(): Promise<PathResult> {
+  const res: PathResult = { measures: {}, details: {}, errors: [] };
+  const env = { ...Deno.env.toObject(), TP_STATE_DIR: STATE_DIR, NO_COLOR: "1" };
+  let manager: Background | null = null;
+  let foreground: Background | null = null;
+  let daemon: number | null = null;
+  try {
+    await must(run([TP, "version"], { timeoutMs: 60_000 }), "tp version (warming Deno's module cache)");
+    const args = ["--listen", `${cfg.manager.ip}:${cfg.manager.port}`];
+    for (const c of cfg.subnets.pod) args.push("--pod-cidr", c);
+    for (const c of cfg.subnets.service) args.push("--service-cidr", c);
+    args.push("--dns-server", `${cfg.clusterDns.ip}:${cfg.clusterDns.port}`);
+    const main = `${ROOT}/cli/main.ts`;
+    manager = background(
+      "tp manager",
+      profile
+        ? [
+          "ip",
+          "netns",
+          "exec",
+          CL,
+          DENO,
+          "run",
+          "-A",
+          "--quiet",
+          `--inspect=${MANAGER_INSPECT}`,
+          main,
+          "manager",
+          ...args,
+        ]
+        : ["ip", "netns", "exec", CL, TP, "manager", ...args],
+    );
+    const managerUrl = `http://${cfg.manager.ip}:${cfg.manager.port}`;
+    for (let i = 0; i < 100; i++) {
+      const r = await inWs(["curl", "-s", "-o", "/dev/null", "-m", "1", "-w", "%{http_code}", `${managerUrl}/metrics`]);
+      if (r.stdout === "200") break;
+      if (i === 99) throw new Error(`tp manager did not serve ${managerUrl}: ${manager.stderr}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const prober = await firstRequestProber();
+    await prober.go();
+    if (profile) {
+      // The daemon in the foreground under the inspector: the start-up figure then includes the inspector's cost.
+      foreground = background("tp daemon (inspected)", [
+        "ip",
+        "netns",
+        "exec",
+        WS,
+        DENO,
+        "run",
+        "-A",
+        "--quiet",
+        `--inspect=${DAEMON_INSPECT}`,
+        main,
+        "connect",
+        "--foreground",
+        "--manager-url",
+        managerUrl,
+      ], { env });
+      res.measures.firstRequestMs = await prober.result();
+      res.details.connect = { note: "--profile: the daemon ran in the foreground under --inspect" };
+    } else {
+      const c = await inWs([TP, "connect", "--manager-url", managerUrl], { timeoutMs: 30_000, env });
+      if (c.code !== 0) throw new Error(`tp connect failed (exit ${c.code}): ${c.stderr.trim()}`);
+      res.measures.firstRequestMs = await prober.result();
+      const said = c.stderr.match(/connected in (\d+) ms/)?.[1];
+      res.details.connect = { commandMs: round(c.ms, 0), daemonSays: said === undefined ? null : Number(said) };
+    }
+    for (let i = 0; i < 100 && !(await Deno.stat(`${STATE_DIR}/daemon.json`).catch(() => null)); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    daemon = JSON.parse(await Deno.readTextFile(`${STATE_DIR}/daemon.json`)).pid as number;
+    res.details.daemonPid = daemon;
+    await checkReachable("tp");
+    const d = daemon;
+    const m = manager.pid;
+    // Memory first, while the daemon's heap is young: after the throughput runs, garbage collection moves its RSS
+    // by more than the held connections do.
+    try {
+      const managerBefore = rssKiB(m);
+      const mem = await idleMemory(() => [d], res.errors);
+      res.measures.idleKiBPerConn = mem.perConn;
+      res.details.idleMemory = {
+        ...mem.detail,
+        what: "the daemon's RSS",
+        managerRssKiB: { before: managerBefore, after: rssKiB(m) },
+      };
+    } catch (e) {
+      res.errors.push(`idleMemory: ${(e as Error).message}`);
+    }
+    const status = () => controlRequest(`${STATE_DIR}/daemon.sock`, { op: "status" });
+    const observer = cpuObserver({ daemon: () => [d], manager: () => [m] }, status);
+    await suite("tp", res, observer, {
+      udp: true,
+      wrap: (key, f) =>
+        profile && ["tcpUp1Gbps", "tcpDown1Gbps", "httpConnPerSec", "rr"].includes(key)
+          ? profileDuring(key, res, f)
+          : f(),
+    });
+    // The capacity probe last: opening more connections than the session can carry can end the session.
+    try {
+      const cap = await idleMemory(() => [d], res.errors, CAPACITY_CONNECTIONS);
+      res.details.capacity = { attempted: CAPACITY_CONNECTIONS, ...cap.detail };
+      res.measures.connectionsHeld = cap.detail.opened as number;
+    } catch (e) {
+      res.errors.push(`capacity: ${(e as Error).message}`);
+    }
+    res.details.finalStatus = await status();
+  } catch (e) {
+    res.errors.push((e as Error).message);
+  } finally {
+    const q = await inWs([TP, "quit"], { timeoutMs: 15_000, env });
+    if (q.code !== 0) log(`tp quit: ${q.stderr.trim()}`);
+    if (foreground) await finish(foreground);
+    if (daemon !== null) {
+      try {
+        Deno.kill(daemon, "SIGKILL");
+      } catch { /* ended by tp quit */ }
+    }
+    await Deno.copyFile(`${STATE_DIR}/daemon.log`, `${ROOT}/.bench/daemon.log`).catch(() => {});
+    if (manager) {
+      await finish(manager);
+      await Deno.writeTextFile(`${ROOT}/.bench/manager.log`, manager.stderr);
+    }
+    await Deno.remove(STATE_DIR, { recursive: true }).catch(() => {});
+  }
+  return res;
+}
+
+// ---------------------------------------------------------------- report
+
+function round(x: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+interface Row {
+  key: keyof Measures;
+  label: string;
+  unit: string;
+  better: "higher" | "lower";
+  digits: number;
+}
+
+const ROWS: Row[] = [
+  { key: "tcpUp1Gbps", label: "TCP upload, 1 stream", unit: "Gbit/s", better: "higher", digits: 2 },
+  { key: "tcpDown1Gbps", label: "TCP download, 1 stream", unit: "Gbit/s", better: "higher", digits: 2 },
+  { key: "tcpUp4Gbps", label: "TCP upload, 4 streams", unit: "Gbit/s", better: "higher", digits: 2 },
+  { key: "tcpDown4Gbps", label: "TCP download, 4 streams", unit: "Gbit/s", better: "higher", digits: 2 },
+  { key: "udp100LossPct", label: "UDP loss at 100 Mbit/s", unit: "%", better: "lower", digits: 2 },
+  { key: "udpMaxMbps", label: "UDP received, unlimited", unit: "Mbit/s", better: "higher", digits: 0 },
+  { key: "udpMaxLossPct", label: "UDP loss, unlimited", unit: "%", better: "lower", digits: 1 },
+  { key: "httpConnPerSec", label: "HTTP new connections", unit: "/s", better: "higher", digits: 0 },
+  { key: "rrP50Us", label: "TCP req/resp p50", unit: "us", better: "lower", digits: 0 },
+  { key: "rrP99Us", label: "TCP req/resp p99", unit: "us", better: "lower", digits: 0 },
+  { key: "firstRequestMs", label: "start to first request", unit: "ms", better: "lower", digits: 0 },
+  { key: "idleKiBPerConn", label: "memory per idle conn", unit: "KiB", better: "lower", digits: 1 },
+  {
+    key: "connectionsHeld",
+    label: `idle conns held of ${CAPACITY_CONNECTIONS}`,
+    unit: "",
+    better: "higher",
+    digits: 0,
+  },
+];
+
+interface Target {
+  what: string;
+  met: boolean | null;
+  value: string;
+}
+
+function targets(r: Partial<Record<PathName, PathResult>>): Target[] {
+  const tp = r.tp?.measures ?? {};
+  const sh = r.sshuttle?.measures ?? {};
+  const out: Target[] = [];
+  const add = (what: string, v: number | undefined, ok: (v: number) => boolean, show: string) =>
+    out.push({ what, met: v === undefined ? null : ok(v), value: v === undefined ? "n/a" : show });
+  for (const [k, dir] of [["tcpUp1Gbps", "upload"], ["tcpDown1Gbps", "download"]] as const) {
+    const v = tp[k];
+    add(`single-stream TCP ${dir} >= 1 Gbit/s`, v, (x) => x >= 1, `${v?.toFixed(2)} Gbit/s`);
+    const s = sh[k];
+    if (v !== undefined && s !== undefined) {
+      add(`single-stream TCP ${dir} >= 3x sshuttle`, v / s, (x) => x >= 3, `${(v / s).toFixed(1)}x`);
+    }
+  }
+  add("TCP req/resp p50 <= 150 us", tp.rrP50Us, (x) => x <= 150, `${tp.rrP50Us?.toFixed(0)} us`);
+  add("new HTTP connections >= 5,000/s", tp.httpConnPerSec, (x) => x >= 5000, `${tp.httpConnPerSec?.toFixed(0)}/s`);
+  if (tp.httpConnPerSec !== undefined && sh.httpConnPerSec !== undefined) {
+    const x = tp.httpConnPerSec / sh.httpConnPerSec;
+    add("new HTTP connections >= 2x sshuttle", x, (v) => v >= 2, `${x.toFixed(1)}x`);
+  }
+  add("tp connect to first request < 1 s", tp.firstRequestMs, (x) => x < 1000, `${tp.firstRequestMs?.toFixed(0)} ms`);
+  add(
+    "daemon memory < 20 KiB per idle connection",
+    tp.idleKiBPerConn,
+    (x) => x < 20,
+    `${tp.idleKiBPerConn?.toFixed(1)} KiB`,
+  );
+  return out;
+}
+
+function table(r: Partial<Record<PathName, PathResult>>): string {
+  const fmt = (v: number | undefined, d: number) => v === undefined ? "n/a" : v.toFixed(d);
+  const ratio = (a: number | undefined, b: number | undefined) =>
+    a === undefined || b === undefined || b === 0 ? "n/a" : `${(a / b).toFixed(a / b < 0.1 ? 3 : 2)}x`;
+  const head = ["measure", "unit", "kernel", "sshuttle", "tp", "tp/kernel", "tp/sshuttle"];
+  const rows = ROWS.map((row) => {
+    const v = (p: PathName) => r[p]?.measures[row.key];
+    return [
+      row.label + (row.better === "lower" ? " (lower is better)" : ""),
+      row.unit,
+      fmt(v("kernel"), row.digits),
+      fmt(v("sshuttle"), row.digits),
+      fmt(v("tp"), row.digits),
+      ratio(v("tp"), v("kernel")),
+      ratio(v("tp"), v("sshuttle")),
+    ];
+  });
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: string[]) =>
+    "| " + cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(" | ") + " |";
+  return [line(head), "|" + widths.map((w, i) => (i < 2 ? "-" : "-").repeat(w + 2)).join("|") + "|", ...rows.map(line)]
+    .join("\n");
+}
+
+// ---------------------------------------------------------------- main
+
+async function machine(): Promise<Record<string, unknown>> {
+  const cpu = (await Deno.readTextFile("/proc/cpuinfo")).match(/^model name\s*:\s*(.*)$/m)?.[1] ?? "unknown";
+  const ver = async (cmd: string[]) => (await run(cmd).catch(() => null))?.stdout.split("\n")[0]?.trim() ?? null;
+  return {
+    cpu,
+    cores: navigator.hardwareConcurrency,
+    kernel: Deno.osRelease(),
+    deno: Deno.version.deno,
+    iperf3: await ver(["iperf3", "--version"]),
+    wrk: (await run(["wrk", "-v"]).catch(() => null))?.stdout.split("\n")[0]?.trim() ?? null,
+    sshuttle: paths.includes("sshuttle") ? await ver(["sshuttle", "--version"]) : null,
+  };
+}
+
+async function main(): Promise<number> {
+  checkPrerequisites();
+  const t0 = performance.now();
+  await Deno.mkdir(`${ROOT}/.bench`, { recursive: true });
+  const startedAt = new Date().toISOString();
+  const results: Partial<Record<PathName, PathResult>> = {};
+  let failure: Error | null = null;
+  const onSignal = () => {
+    log("interrupted: cleaning up");
+    void cleanup().finally(() => Deno.exit(130));
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+  try {
+    log(`lab ${cfg.id} up`);
+    await down(cfg); // a fresh lab: nothing left from an earlier, interrupted run
+    await up(cfg);
+    const udpServer = background("iperf3 UDP server", [
+      "ip",
+      "netns",
+      "exec",
+      CL,
+      "iperf3",
+      "-s",
+      "-B",
+      iperf.serviceIp,
+      "-p",
+      String(UDP_IPERF_PORT),
+    ]);
+    for (let i = 0; i < 100; i++) {
+      if ((await run(["ip", "netns", "exec", CL, "ss", "-Htln", `sport = :${UDP_IPERF_PORT}`])).stdout.trim()) break;
+      if (i === 99) {
+        throw new Error(`iperf3 did not listen on ${iperf.serviceIp}:${UDP_IPERF_PORT}: ${udpServer.stderr}`);
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    for (const p of paths) {
+      log(`--- ${p}`);
+      results[p] = p === "kernel" ? await kernelPath() : p === "sshuttle" ? await sshuttlePath() : await tpPath();
+    }
+  } catch (e) {
+    failure = e as Error;
+  } finally {
+    await cleanup();
+    Deno.removeSignalListener("SIGINT", onSignal);
+    Deno.removeSignalListener("SIGTERM", onSignal);
+  }
+  const t = targets(results);
+  const report = {
+    startedAt,
+    seconds: round((performance.now() - t0) / 1000, 1),
+    lab: cfg.id,
+    machine: await machine(),
+    settings: {
+      iperfSeconds: IPERF_SECONDS,
+      wrkConnections: WRK_CONNECTIONS,
+      heldConnections: HELD_CONNECTIONS,
+      capacityProbe: CAPACITY_CONNECTIONS,
+      rr: "64 bytes, one connection, Deno client (scripts/bench_client.ts rr), after 200 warm-up round trips",
+      udp: "iperf3 -u -l 1200, offered 100 Mbit/s and unlimited (-b 0), upload",
+    },
+    results,
+    targets: t,
+    error: failure?.message ?? null,
+  };
+  const file = `${ROOT}/.bench/bench-${startedAt.replace(/[:.]/g, "-")}.json`;
+  const json = JSON.stringify(report, (_k, v) => typeof v === "number" ? round(v, 3) : v, 2) + "\n";
+  await Deno.writeTextFile(file, json);
+  await Deno.writeTextFile(`${ROOT}/.bench/latest.json`, json);
+
+  console.log(table(results));
+  console.log();
+  for (const x of t) console.log(`${x.met === null ? "  ?" : x.met ? " ok" : "MISS"}  ${x.what}: ${x.value}`);
+  for (const p of paths) for (const e of results[p]?.errors ?? []) console.log(`note (${p}): ${e}`);
+  console.log(`\nwritten: ${file.replace(ROOT + "/", "")} (${report.seconds} s)`);
+  if (failure) {
+    console.error(`bench: ${failure.message}`);
+    return 1;
+  }
+  return 0;
+}
+
+let cleaned = false;
+async function cleanup(): Promise<void> {
+  if (cleaned) return;
+  cleaned = true;
+  await stopAll();
+  await down(cfg).catch((e) => log(`lab down: ${(e as Error).message}`));
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await main());
+  } catch (e) {
+    console.error(`bench: ${(e as Error).message}`);
+    await cleanup();
+    Deno.exit(1);
+  }
+}

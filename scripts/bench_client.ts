@@ -1,0 +1,191 @@
+/**
+ * The small clients `scripts/bench` runs inside the lab's workstation namespace, each printing one JSON line:
+ *
+ *   rr HOST PORT [--size 64] [--count 5000] [--ms 1500]   request/response latency on ONE connection (TCP echo)
+ *   hold HOST PORT [--count 1000]                         opens up to COUNT connections, echoes a byte on each,
+ *                                                         prints {"opened":N,"failed":F}, holds them until stdin
+ *                                                         closes
+ *   first HOST PORT [--timeout-ms 10000]                  prints {"ready":true}, waits for a line on stdin, then
+ *                                                         tries an HTTP GET every few ms until one succeeds and
+ *                                                         prints the milliseconds since that line
+ *
+ * Every loop is bounded in count and time; every connection is closed before the process exits.
+ */
+
+function flag(args: string[], name: string, fallback: number): number {
+  const i = args.indexOf(`--${name}`);
+  const v = i >= 0 ? Number(args[i + 1]) : fallback;
+  if (!Number.isFinite(v) || v <= 0) throw new RangeError(`--${name} must be a positive number, got "${args[i + 1]}"`);
+  return v;
+}
+
+function say(obj: unknown): void {
+  Deno.stdout.writeSync(new TextEncoder().encode(JSON.stringify(obj) + "\n"));
+}
+
+/** Reads exactly `buf.length` bytes; false on EOF first. */
+async function readFull(conn: Deno.Conn, buf: Uint8Array): Promise<boolean> {
+  let got = 0;
+  while (got < buf.length) {
+    const n = await conn.read(buf.subarray(got));
+    if (n === null) return false;
+    got += n;
+  }
+  return true;
+}
+
+async function writeAll(conn: Deno.Conn, buf: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < buf.length) off += await conn.write(buf.subarray(off));
+}
+
+function quantile(sorted: Float64Array, q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+
+/** Ping-pongs `size` bytes with an echo server: a warm-up, then up to `count` round trips within `ms`. */
+async function rr(host: string, port: number, args: string[]): Promise<void> {
+  const size = flag(args, "size", 64);
+  const count = flag(args, "count", 5000);
+  const ms = flag(args, "ms", 1500);
+  const conn = await Deno.connect({ hostname: host, port });
+  conn.setNoDelay(true);
+  const out = new Uint8Array(size).fill(0x61);
+  const back = new Uint8Array(size);
+  try {
+    for (let i = 0; i < 200; i++) {
+      await writeAll(conn, out);
+      if (!(await readFull(conn, back))) throw new Error("the echo server closed the connection during warm-up");
+    }
+    const samples = new Float64Array(count);
+    let n = 0;
+    const deadline = performance.now() + ms;
+    for (; n < count && performance.now() < deadline; n++) {
+      const t0 = performance.now();
+      await writeAll(conn, out);
+      if (!(await readFull(conn, back))) throw new Error("the echo server closed the connection");
+      samples[n] = performance.now() - t0;
+    }
+    const s = samples.subarray(0, n).sort();
+    const mean = s.reduce((a, b) => a + b, 0) / n;
+    say({
+      n,
+      size,
+      p50Us: quantile(s, 0.5) * 1000,
+      p99Us: quantile(s, 0.99) * 1000,
+      meanUs: mean * 1000,
+      minUs: s[0]! * 1000,
+    });
+  } finally {
+    conn.close();
+  }
+}
+
+/**
+ * Opens up to `count` connections, 50 at a time, each proven open by one echoed byte within 3 s, and holds them.
+ * It stops opening at the first batch with a failure (a path that cannot hold more), closing the failed ones.
+ */
+async function hold(host: string, port: number, args: string[]): Promise<void> {
+  const count = flag(args, "count", 1000);
+  const held: Deno.Conn[] = [];
+  const t0 = performance.now();
+  let failed = 0;
+  let firstError = "";
+  const one = async () => {
+    let c: Deno.Conn | undefined;
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      c?.close();
+    }, 3000);
+    try {
+      c = await Deno.connect({ hostname: host, port });
+      if (timedOut) throw new Error("no connection within 3 s");
+      await writeAll(c, new Uint8Array([0x61]));
+      if (!(await readFull(c, new Uint8Array(1)))) throw new Error("closed before echoing");
+      held.push(c);
+    } catch (e) {
+      failed++;
+      firstError ||= timedOut ? "no connection and echo within 3 s" : (e as Error).message;
+      if (!timedOut) c?.close();
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  for (let i = 0; i < count && failed === 0; i += 50) {
+    await Promise.all(Array.from({ length: Math.min(50, count - i) }, one));
+  }
+  say({ opened: held.length, failed, firstError, ms: performance.now() - t0 });
+  // Hold until the bench closes our stdin (bounded: at most 5 minutes).
+  const timer = setTimeout(() => {}, 300_000);
+  const buf = new Uint8Array(64);
+  for (let i = 0; i < 1000; i++) if ((await Deno.stdin.read(buf)) === null) break;
+  clearTimeout(timer);
+  for (const c of held) {
+    try {
+      c.close();
+    } catch { /* already closed */ }
+  }
+}
+
+/** One HTTP GET with a deadline: true when the answer starts with a 200 status line. */
+async function httpOk(host: string, port: number, timeoutMs: number): Promise<boolean> {
+  let conn: Deno.Conn | undefined;
+  const timer = setTimeout(() => conn?.close(), timeoutMs);
+  try {
+    conn = await Deno.connect({ hostname: host, port });
+    await writeAll(conn, new TextEncoder().encode(`GET /bench-first HTTP/1.0\r\nHost: ${host}\r\n\r\n`));
+    const buf = new Uint8Array(64);
+    const n = await conn.read(buf);
+    return n !== null && /^HTTP\/1\.[01] 200/.test(new TextDecoder().decode(buf.subarray(0, n)));
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn?.close();
+    } catch { /* closed by the timer */ }
+  }
+}
+
+/** Waits for a line on stdin, then retries an HTTP GET every 2 ms until one succeeds. */
+async function first(host: string, port: number, args: string[]): Promise<void> {
+  const timeoutMs = flag(args, "timeout-ms", 10_000);
+  say({ ready: true });
+  const buf = new Uint8Array(64);
+  if ((await Deno.stdin.read(buf)) === null) return;
+  const t0 = performance.now();
+  let attempts = 0;
+  while (performance.now() - t0 < timeoutMs && attempts < 100_000) {
+    attempts++;
+    if (await httpOk(host, port, 1000)) {
+      say({ ok: true, ms: performance.now() - t0, attempts });
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  say({ ok: false, ms: performance.now() - t0, attempts });
+}
+
+if (import.meta.main) {
+  const [cmd, host, portText, ...rest] = Deno.args;
+  const port = Number(portText);
+  if (!host || !Number.isInteger(port) || port <= 0 || port > 65535) {
+    console.error("usage: bench_client.ts rr|hold|first HOST PORT [flags]");
+    Deno.exit(2);
+  }
+  switch (cmd) {
+    case "rr":
+      await rr(host, port, rest);
+      break;
+    case "hold":
+      await hold(host, port, rest);
+      break;
+    case "first":
+      await first(host, port, rest);
+      break;
+    default:
+      console.error(`bench_client.ts: unknown client "${cmd}"`);
+      Deno.exit(2);
+  }
+}
