@@ -28,30 +28,9 @@ export async function startLabManager(extra: string[] = [], opts: { kubeconfig?:
     for (const c of LAB.subnets.service) args.push("--service-cidr", c);
   }
   args.push("--dns-server", `${LAB.clusterDns.ip}:${LAB.clusterDns.port}`, ...extra);
-  const child = new Deno.Command("ip", {
-    args: ["netns", "exec", LAB.namespaces.cluster, TP, "manager", ...args],
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const stderr = child.stderr.pipeThrough(new TextDecoderStream());
-  let log = "";
-  const drain = (async () => {
-    for await (const s of stderr) log = (log + s).slice(-20_000);
-  })();
-  const stop = async () => {
-    try {
-      child.kill("SIGTERM");
-    } catch { /* gone */ }
-    const t = setTimeout(() => {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* gone */ }
-    }, 3000);
-    await child.status;
-    clearTimeout(t);
-    await drain;
-  };
+  const child = spawnInCluster([TP, "manager", ...args]);
+  const stop = () => child.stop();
+  const log = () => child.log();
   for (let i = 0; i < 100; i++) {
     const r = await inNs("ws", [
       "curl",
@@ -70,7 +49,46 @@ export async function startLabManager(extra: string[] = [], opts: { kubeconfig?:
     await new Promise((r) => setTimeout(r, 100));
   }
   await stop();
-  throw new Error(`tp manager did not serve ${MANAGER_URL} within 10 s:\n${log}`);
+  throw new Error(`tp manager did not serve ${MANAGER_URL} within 10 s:\n${log()}`);
+}
+
+export interface ClusterProcess {
+  pid: number;
+  /** The last 20 kB of its stderr. */
+  log(): string;
+  /** SIGTERM, then SIGKILL after 3 s; resolves once it has exited. */
+  stop(): Promise<void>;
+}
+
+/** Starts a long-running process in the lab's cluster namespace, its stderr kept for error messages. */
+export function spawnInCluster(argv: string[]): ClusterProcess {
+  const child = new Deno.Command("ip", {
+    args: ["netns", "exec", LAB.namespaces.cluster, ...argv],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  let log = "";
+  const drain = (async () => {
+    for await (const s of child.stderr.pipeThrough(new TextDecoderStream())) log = (log + s).slice(-20_000);
+  })();
+  return {
+    pid: child.pid,
+    log: () => log,
+    stop: async () => {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* gone */ }
+      const t = setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* gone */ }
+      }, 3000);
+      await child.status;
+      clearTimeout(t);
+      await drain;
+    },
+  };
 }
 
 /** Runs `tp ARGS` in the workstation namespace with the test's state directory. */

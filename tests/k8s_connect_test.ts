@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { labService, requireTools, ROOT } from "./lab.ts";
-import { forceQuit, inNs, LAB, startLabManager, tp } from "./connect_fixture.ts";
+import { forceQuit, inNs, LAB, spawnInCluster, startLabManager, tp } from "./connect_fixture.ts";
 
 const echo = labService(LAB, "echo");
 const API = `${LAB.manager.ip}:6443`;
@@ -20,47 +20,20 @@ interface Double {
 async function startDouble(): Promise<Double> {
   requireTools("openssl");
   const dir = await Deno.makeTempDir({ prefix: "tp-k8s-connect-" });
-  const child = new Deno.Command("ip", {
-    args: [
-      "netns",
-      "exec",
-      LAB.namespaces.cluster,
-      Deno.execPath(),
-      "run",
-      "-A",
-      `${ROOT}/tests/k8s_double_process.ts`,
-      "--listen",
-      API,
-      "--forward",
-      `${LAB.manager.ip}:${LAB.manager.port}`,
-      "--dir",
-      dir,
-    ],
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const stderr = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  let err = "";
-  const drain = (async () => {
-    for (;;) {
-      const { value, done } = await stderr.read();
-      if (done) break;
-      err += value;
-    }
-  })();
+  const child = spawnInCluster([
+    Deno.execPath(),
+    "run",
+    "-A",
+    `${ROOT}/tests/k8s_double_process.ts`,
+    "--listen",
+    API,
+    "--forward",
+    `${LAB.manager.ip}:${LAB.manager.port}`,
+    "--dir",
+    dir,
+  ]);
   const stop = async () => {
-    try {
-      child.kill("SIGTERM");
-    } catch { /* gone */ }
-    const t = setTimeout(() => {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* gone */ }
-    }, 5000);
-    await child.status;
-    clearTimeout(t);
-    await drain;
+    await child.stop();
     let stats = { webSocketUpgrades: -1, portForwardDials: -1, requests: -1 };
     try {
       stats = JSON.parse(await Deno.readTextFile(`${dir}/stats.json`));
@@ -75,7 +48,7 @@ async function startDouble(): Promise<Double> {
     await new Promise((r) => setTimeout(r, 100));
   }
   await stop();
-  throw new Error(`the API server double did not start within 15 s:\n${err}`);
+  throw new Error(`the API server double did not start within 15 s:\n${child.log()}`);
 }
 
 Deno.test("tp connect through the API server's port-forward carries HTTP, a 20 MB TCP echo and DNS over one WebSocket", async () => {
