@@ -505,6 +505,7 @@ async function suite(
 ): Promise<void> {
   const m = res.measures;
   const step = async (key: string, f: () => Promise<void>) => {
+    if (cleaned) return; // interrupted: the lab is going down
     const t0 = performance.now();
     try {
       await observer?.before();
