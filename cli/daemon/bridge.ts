@@ -16,8 +16,11 @@ export interface BridgeStats {
   udpActive: number;
   bytesInbound: number;
   bytesOutbound: number;
+  /** Inbound datagrams dropped because their tunnel's buffer was full. */
+  udpDatagramsDropped: number;
   dialResults: Record<string, number>;
 }
+
 
 export function newBridgeStats(): BridgeStats {
   return {
@@ -29,6 +32,7 @@ export function newBridgeStats(): BridgeStats {
     udpActive: 0,
     bytesInbound: 0,
     bytesOutbound: 0,
+    udpDatagramsDropped: 0,
     dialResults: {},
   };
 }
@@ -137,9 +141,19 @@ export async function bridgeUdp(session: ManagerSession, flow: UdpFlow, stats: B
   stats.udpOpened++;
   stats.udpActive++;
   let closed = false;
+  let blocked = false;
   flow.onDatagram = (d) => {
+    // UDP has no backpressure of its own: while the tunnel's buffer is full, a datagram is dropped (and counted),
+    // as a full socket buffer would drop it, instead of queueing without bound.
+    if (blocked) {
+      stats.udpDatagramsDropped++;
+      return;
+    }
     stats.bytesInbound += d.length;
-    t.write(d.slice());
+    if (!t.write(d.slice())) {
+      blocked = true;
+      t.drained().then(() => (blocked = false));
+    }
   };
   flow.onClose = () => {
     closed = true;
