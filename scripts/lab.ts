@@ -241,6 +241,7 @@ export async function up(cfg: LabConfig, log: (s: string) => void = () => {}): P
     `--http-port=${echo.ports["http"]!.port}`,
     `--tcp-port=${echo.ports["tcp-echo"]!.port}`,
     `--udp-port=${echo.ports["udp-echo"]!.port}`,
+    `--udp-addresses=${[echo.serviceIp, echo.podIp, echo.serviceIp6, echo.podIp6].join(",")}`,
     `--ready-file=${sd}/services.ready`,
   ], `${sd}/services.log`);
   await Deno.writeTextFile(`${sd}/services.pid`, `${svcPid}\n`);

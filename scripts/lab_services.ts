@@ -3,7 +3,7 @@
  * - HTTP echo: `GET /` answers JSON with the request and the client address it saw; `GET /bytes/N` answers N
  *   bytes; `POST` answers the body's length and SHA-256.
  * - TCP echo: writes back every byte it reads, and half-closes when the client does.
- * - UDP echo: sends every datagram back to its sender.
+ * - UDP echo: sends every datagram back to its sender, from the address it was sent to.
  * It listens on the wildcard addresses (IPv4 and IPv6), so every service and pod IP on the namespace's `lo` answers.
  * It writes a ready file once every socket is bound, and exits on SIGTERM.
  */
@@ -19,6 +19,11 @@ const httpPort = Number(args.get("http-port") ?? 8080);
 const tcpPort = Number(args.get("tcp-port") ?? 7007);
 const udpPort = Number(args.get("udp-port") ?? 7007);
 const readyFile = args.get("ready-file");
+/**
+ * UDP echo addresses: one socket bound to each, so a reply leaves from the address the request was sent to (a
+ * wildcard socket would answer a client outside the namespace from whichever address routing picks).
+ */
+const udpAddresses = (args.get("udp-addresses") ?? "::").split(",").filter(Boolean);
 
 const abort = new AbortController();
 
@@ -84,7 +89,9 @@ async function tcpEcho(listener: Deno.Listener<Deno.TcpConn>): Promise<void> {
 
 function udpEcho(address: string): Promise<dgram.Socket> {
   return new Promise((resolve, reject) => {
-    const sock = dgram.createSocket({ type: "udp6", ipv6Only: false });
+    const sock = address.includes(":")
+      ? dgram.createSocket({ type: "udp6", ipv6Only: address !== "::" })
+      : dgram.createSocket({ type: "udp4" });
     sock.on("error", reject);
     sock.on("message", (msg, rinfo) => sock.send(msg, rinfo.port, rinfo.address));
     sock.bind(udpPort, address, () => resolve(sock));
@@ -95,14 +102,14 @@ function udpEcho(address: string): Promise<dgram.Socket> {
 const server = Deno.serve({ hostname: "::", port: httpPort, signal: abort.signal, onListen() {} }, httpHandler);
 const tcp = Deno.listen({ hostname: "::", port: tcpPort });
 tcpEcho(tcp);
-const udp = await udpEcho("::");
+const udp = await Promise.all(udpAddresses.map(udpEcho));
 
 if (readyFile) await Deno.writeTextFile(readyFile, `${Deno.pid}\n`);
 
 Deno.addSignalListener("SIGTERM", async () => {
   abort.abort();
   tcp.close();
-  udp.close();
+  for (const u of udp) u.close();
   await server.finished;
   Deno.exit(0);
 });
