@@ -250,6 +250,7 @@ export async function runManager(
         token: config.token !== undefined,
       }),
   });
+  await server.listening; // fails (address in use, ...) before any signal handler is installed
   const stop = Promise.withResolvers<string>();
   const onTerm = () => stop.resolve("SIGTERM");
   const onInt = () => stop.resolve("SIGINT");
