@@ -21,7 +21,6 @@ export interface BridgeStats {
   dialResults: Record<string, number>;
 }
 
-
 export function newBridgeStats(): BridgeStats {
   return {
     tcpOpened: 0,
