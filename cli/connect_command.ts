@@ -8,7 +8,7 @@ import { cleanupStale, runDaemon } from "./daemon/daemon.ts";
 import { type StatePaths, statePaths } from "./daemon/state.ts";
 import { quitDaemon } from "./quit_command.ts";
 import { ExitCode } from "./exit_code.ts";
-import { addKubeOptions, loadKube } from "./k8s/kubeconfig.ts";
+import { addKubeOptions } from "./k8s/flags.ts";
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -44,8 +44,10 @@ export function connectCommand() {
     .addOption(outputOption())
     .argument("[command...]", "a command to run while connected (after --)")
     .action(async (cmdArgs, opts) => {
+      // The Kubernetes client loads only when tp goes through Kubernetes.
+      const kube = opts.managerUrl ? undefined : await import("./k8s/kubeconfig.ts");
       const settings = validateSettings(opts, (f) => {
-        const t = loadKube(f);
+        const t = kube!.loadKube(f);
         return { context: t.context, namespace: t.namespace };
       });
       const code = await connect(settings, {

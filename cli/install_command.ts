@@ -4,9 +4,19 @@
  */
 import { Command, Option } from "@commander-js/extra-typings";
 import { stringify } from "yaml";
-import { applyObjects, deleteObjects, type ObjectResult, waitForManager } from "./k8s/install.ts";
-import { addKubeOptions, loadKube } from "./k8s/kubeconfig.ts";
-import { DEFAULT_IMAGE, managerManifests } from "./k8s/manifests.ts";
+import type { ObjectResult } from "./k8s/install.ts";
+import { addKubeOptions } from "./k8s/flags.ts";
+import { DEFAULT_IMAGE } from "./k8s/defaults.ts";
+
+/** The Kubernetes client, loaded only by the commands that use it (it takes ~300 ms to load). */
+async function k8s() {
+  const [install, kubeconfig, manifests] = await Promise.all([
+    import("./k8s/install.ts"),
+    import("./k8s/kubeconfig.ts"),
+    import("./k8s/manifests.ts"),
+  ]);
+  return { ...install, ...kubeconfig, ...manifests };
+}
 import { printJson } from "./output.ts";
 
 function outputOption() {
@@ -29,6 +39,7 @@ export function installCommand() {
       .option("--timeout <seconds>", "how long to wait for the manager pod", "120")
       .addOption(outputOption()),
   ).action(async (opts) => {
+    const { managerManifests, loadKube, applyObjects, waitForManager } = await k8s();
     const ns = opts.managerNamespace;
     const objects = managerManifests({ namespace: ns, image: opts.image });
     if (opts.dryRun) {
@@ -61,6 +72,7 @@ export function uninstallCommand() {
       .description("remove the traffic-manager and everything tp install created")
       .addOption(outputOption()),
   ).action(async (opts) => {
+    const { managerManifests, loadKube, deleteObjects } = await k8s();
     const t = loadKube(opts);
     const objects = managerManifests({ namespace: opts.managerNamespace, image: DEFAULT_IMAGE });
     const text = opts.output === "text";

@@ -3,7 +3,6 @@
  * RBAC that its discovery needs (manager/k8s_discovery.ts), the Deployment and the Service. `tp uninstall` deletes
  * the same list in reverse.
  */
-import { VERSION } from "../version.ts";
 import { DEFAULT_MANAGER_PORT, MANAGER_SELECTOR } from "./portforward.ts";
 
 /** A Kubernetes object as sent to the API server. */
@@ -14,11 +13,7 @@ export interface K8sObject {
   [field: string]: unknown;
 }
 
-/**
- * The image `tp install` deploys unless `--image` says otherwise: deploy/Dockerfile built from the release binary.
- * "owner" stands for the repository owner, as in README's install URL, until the release workflow pushes the image.
- */
-export const DEFAULT_IMAGE = `ghcr.io/owner/tp:${VERSION}`;
+export { DEFAULT_IMAGE } from "./defaults.ts";
 
 /** The name of the Service the manager creates (and deletes) to learn the service CIDR from the API's error. */
 export const PROBE_SERVICE = "tp-service-cidr-probe";
