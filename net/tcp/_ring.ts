@@ -4,18 +4,23 @@
  * parked at their offset beyond the readable part).
  *
  * Offsets are logical: 0 is the oldest byte held. Copies use `Uint8Array.set` (at most two per call, one at the
- * wrap point); nothing loops per byte. Memory starts small and doubles, so an idle connection costs little.
+ * wrap point); nothing loops per byte. Memory is allocated at the first write, starts small and doubles, so an idle
+ * connection costs little.
  */
+const NOTHING = new Uint8Array(0);
+
 export class ByteRing {
-  #buf: Uint8Array;
+  /** Nothing is allocated until the first write: most connections of a proxy sit idle. */
+  #buf: Uint8Array = NOTHING;
   #head = 0;
   #len = 0;
+  readonly #initial: number;
   readonly limit: number;
 
   constructor(limit: number, initial = 4096) {
     if (!(limit > 0)) throw new RangeError(`Ring limit must be positive, got ${limit}`);
     this.limit = limit;
-    this.#buf = new Uint8Array(Math.min(initial, limit));
+    this.#initial = Math.max(1, Math.min(initial, limit));
   }
 
   /** Bytes held (from offset 0). */
@@ -108,7 +113,7 @@ export class ByteRing {
   }
 
   #grow(atLeast: number): void {
-    let cap = this.#buf.length;
+    let cap = Math.max(this.#buf.length, this.#initial);
     while (cap < atLeast) cap *= 2;
     cap = Math.min(cap, this.limit);
     const old = this.#buf;

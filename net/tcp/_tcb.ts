@@ -27,6 +27,8 @@ export function windowScaleFor(limit: number): number {
   return s;
 }
 
+const INITIAL_RING = 2048;
+
 export class Tcb {
   state: TcpState;
   readonly cfg: TcpConfig;
@@ -151,9 +153,11 @@ export class Tcb {
     this.sndMss = Math.min(cfg.mss, DEFAULT_PEER_MSS);
     this.rcvMss = cfg.mss;
     this.rcvScale = cfg.windowScaling ? windowScaleFor(cfg.recvBufferLimit) : 0;
-    this.sendBuf = new ByteRing(cfg.sendBufferLimit, Math.min(cfg.sendBufferLimit, 16384));
+    // Rings start at 2 KiB (at the first byte) and double: an interactive or idle connection stays small, a bulk one
+    // reaches its limit in a few doublings.
+    this.sendBuf = new ByteRing(cfg.sendBufferLimit, INITIAL_RING);
     // Slack of one scale unit: a window rounded up to the scale granularity never overruns the ring.
-    this.rcvBuf = new ByteRing(cfg.recvBufferLimit + (1 << this.rcvScale), 16384);
+    this.rcvBuf = new ByteRing(cfg.recvBufferLimit + (1 << this.rcvScale), INITIAL_RING);
     this.ooo = new OooBlocks(cfg.maxOooBlocks);
     this.rtt = new RttEstimator(cfg.initialRtoMs, cfg.minRtoMs, cfg.maxRtoMs);
     this.cc = new NewReno(this.sndMss);
