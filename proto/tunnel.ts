@@ -105,6 +105,11 @@ export class Tunnel {
     })));
   }
 
+  /** Whether `write` would throw: this side half-closed, or the stream ended (a reset, or both directions done). */
+  get done(): boolean {
+    return this.#writeClosed || this.#end !== undefined;
+  }
+
   /** Resolves with the dial result; rejects with a GrpcError when the manager refused the stream itself. */
   opened(): Promise<DialResult> {
     if (this.dial.code !== 0) return Promise.resolve(this.dial);

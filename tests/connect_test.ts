@@ -307,3 +307,30 @@ Deno.test("when the manager goes away tp status says reconnecting, and tp reconn
     await manager.stop();
   }
 });
+
+Deno.test("iperf3 runs through tp both ways, and a server that closes while the app still sends costs only that connection", async () => {
+  const iperf = labService(LAB, "iperf");
+  await connected(async () => {
+    for (const reverse of [false, true]) {
+      const r = await inNs("ws", [
+        "iperf3",
+        "-c",
+        iperf.serviceIp,
+        "-p",
+        String(iperf.ports["iperf"]!.port),
+        "-t",
+        "2",
+        "-J",
+        ...(reverse ? ["-R"] : []),
+      ], { timeoutMs: 30_000 });
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.ok(JSON.parse(r.stdout).end.sum_received.bytes > 1_000_000);
+    }
+    // iperf3's server closes its data connections while the client may still be writing: the daemon lives on.
+    const st = await tp(["status", "-o", "json"]);
+    assert.equal(st.code, 0, "still connected");
+    assert.equal(JSON.parse(st.stdout).router.drops.internalError, undefined);
+    const c = await inNs("ws", ["curl", "-sS", "-m", "10", `http://${echo.serviceIp}:${HTTP}/after-iperf`]);
+    assert.equal(c.code, 0, c.stderr);
+  });
+});

@@ -88,6 +88,12 @@ export async function bridgeTcp(session: ManagerSession, sock: TcpSocket, stats:
   let writable: (() => void) | undefined;
   sock.onData = (data) => {
     if (paused) return false;
+    if (t.done) {
+      // The cluster side is gone (it reset, or both directions ended): the app's bytes have nowhere to go, so the
+      // app gets an RST, as the kernel answers a write to a closed socket.
+      sock.abort();
+      return true;
+    }
     stats.bytesInbound += data.length;
     // The tunnel keeps the array to coalesce it into a frame; the router's is only valid during this call.
     if (!t.write(data.slice())) {
@@ -144,7 +150,7 @@ export async function bridgeUdp(session: ManagerSession, flow: UdpFlow, stats: B
   flow.onDatagram = (d) => {
     // UDP has no backpressure of its own: while the tunnel's buffer is full, a datagram is dropped (and counted),
     // as a full socket buffer would drop it, instead of queueing without bound.
-    if (blocked) {
+    if (blocked || t.done) {
       stats.udpDatagramsDropped++;
       return;
     }
