@@ -11,7 +11,8 @@ import {
   parseSize,
 } from "../manager/config.ts";
 import { jsonLogger } from "../manager/log.ts";
-import type { ClusterNetwork } from "../manager/k8s_discovery.ts";
+import { type ClusterNetwork, watchClusterNetwork } from "../manager/k8s_discovery.ts";
+import { loadKube } from "./k8s/kubeconfig.ts";
 import { Manager, serveManager } from "../manager/server.ts";
 
 /** Wraps a parser so its error reads as a usage error naming the flag. */
@@ -184,8 +185,6 @@ async function discoverNetwork(opts: ManagerFlags): Promise<Discovery | null> {
   const inPod = Deno.env.get("KUBERNETES_SERVICE_HOST") !== undefined;
   if (!opts.kubeconfig && !inPod) return null;
   if (opts.podCidr && opts.serviceCidr && opts.dnsServer) return null;
-  const { watchClusterNetwork } = await import("../manager/k8s_discovery.ts");
-  const { loadKube } = await import("./k8s/kubeconfig.ts");
   const changes: ((n: ClusterNetwork) => void)[] = [];
   const watch = await watchClusterNetwork(
     { ...(opts.kubeconfig ? { target: loadKube({ kubeconfig: opts.kubeconfig }) } : {}) },
@@ -251,7 +250,6 @@ export async function runManager(
         token: config.token !== undefined,
       }),
   });
-  await server.listening; // fails (address in use, ...) before any signal handler is installed
   const stop = Promise.withResolvers<string>();
   const onTerm = () => stop.resolve("SIGTERM");
   const onInt = () => stop.resolve("SIGINT");

@@ -27,8 +27,6 @@ import { Metrics } from "./metrics.ts";
 import { Sessions } from "./sessions.ts";
 import { ClientGoneError, MessageReader, ResponseFrames } from "./_streams.ts";
 import { serveTunnel, type TunnelContext, type TunnelHost } from "./tunnel.ts";
-import { type Exchange, type ExchangeHandler, ManagerHttpServer } from "./http_server.ts";
-import type { Readable } from "node:stream";
 
 const DNS_TIMEOUT_MS = 5_000;
 
@@ -369,117 +367,24 @@ function tokenMatches(header: string | null, token: string): boolean {
 
 export interface ServeOptions {
   signal?: AbortSignal;
-  onListen?: (addr: { hostname: string; port: number }) => void;
-}
-
-/** What serveManager returns: the shape of Deno.HttpServer that callers use. */
-export interface ManagerServer {
-  readonly finished: Promise<void>;
-  /** Resolves with the bound address once listening. */
-  readonly listening: Promise<{ hostname: string; port: number }>;
-  shutdown(graceMs?: number): Promise<void>;
-}
-
-/**
- * HTTP/2 streams a connection may hold at once: a session's tunnels plus room for its unary calls, keepalives, DNS
- * queries and cluster-info watch.
- */
-export function maxConcurrentStreams(config: ManagerConfig): number {
-  return config.maxStreamsPerSession + 256;
+  onListen?: (addr: Deno.NetAddr) => void;
 }
 
 /** Serves a manager on its config's address (TLS when the config has a certificate). */
-export function serveManager(manager: Manager, options: ServeOptions = {}): ManagerServer {
+export function serveManager(manager: Manager, options: ServeOptions = {}): Deno.HttpServer<Deno.NetAddr> {
   const { listen, tls } = manager.config;
   manager.start();
-  const onError = (e: unknown) =>
-    manager.logger.warn("handler error", { reason: e instanceof Error ? e.message : String(e) });
-  const server = new ManagerHttpServer({
+  const common = {
     hostname: listen.host,
     port: listen.port,
-    tls,
-    maxConcurrentStreams: maxConcurrentStreams(manager.config),
-    onError,
-  }, webAdapter(manager.handler, onError));
-  const listening = server.listen();
-  listening.then((a) => options.onListen?.(a), onError);
-  options.signal?.addEventListener("abort", () => server.shutdown(), { once: true });
-  return { finished: server.finished, listening, shutdown: (graceMs) => server.shutdown(graceMs) };
-}
-
-/** Runs a Request -> Response handler over exchanges: the request body and response body as web streams. */
-function webAdapter(handler: (req: Request) => Promise<Response>, onError: (e: unknown) => void): ExchangeHandler {
-  return (x) => {
-    const headers = new Headers();
-    for (const name of ["content-type", "authorization"]) {
-      const v = x.header(name);
-      if (v !== undefined) headers.set(name, v);
-    }
-    const hasBody = x.method !== "GET" && x.method !== "HEAD";
-    const init = { method: x.method, headers, ...(hasBody ? { body: webBody(x.body), duplex: "half" } : {}) };
-    let req: Request;
-    try {
-      req = new Request(`http://manager${x.path.startsWith("/") ? x.path : `/${x.path}`}`, init as RequestInit);
-    } catch {
-      x.respond(400, {}, true);
-      return;
-    }
-    handler(req).catch((e) => {
-      onError(e);
+    onListen: options.onListen ?? (() => {}),
+    onError: (e: unknown) => {
+      manager.logger.warn("handler error", { reason: e instanceof Error ? e.message : String(e) });
       return trailersOnly(Status.INTERNAL, "internal error");
-    }).then((res) => sendResponse(x, res));
+    },
+    ...(options.signal ? { signal: options.signal } : {}),
   };
-}
-
-async function sendResponse(x: Exchange, res: Response): Promise<void> {
-  const h: Record<string, string> = {};
-  res.headers.forEach((v, k) => (h[k] = v));
-  if (!res.body) return x.respond(res.status, h, true);
-  x.respond(res.status, h);
-  const reader = res.body.getReader();
-  x.onClose((aborted) => {
-    if (aborted) reader.cancel().catch(() => {});
-  });
-  try {
-    for (;;) {
-      const r = await reader.read();
-      if (r.done) break;
-      if (x.closed) return;
-      if (!x.write(r.value)) await x.drained();
-    }
-    x.end();
-  } catch {
-    x.end();
-  }
-}
-
-/** A node Readable as a web ReadableStream, paused while the stream's queue is full. */
-function webBody(src: Readable): ReadableStream<Uint8Array> {
-  let done = false;
-  return new ReadableStream<Uint8Array>({
-    start(c) {
-      src.on("data", (chunk: Uint8Array) => {
-        if (done) return;
-        c.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-        if ((c.desiredSize ?? 0) <= 0) src.pause();
-      });
-      src.once("end", () => {
-        if (done) return;
-        done = true;
-        c.close();
-      });
-      src.once("close", () => {
-        if (done) return;
-        done = true;
-        c.error(new Error("the client reset the stream"));
-      });
-    },
-    pull() {
-      src.resume();
-    },
-    cancel() {
-      done = true;
-      src.resume(); // discard the rest
-    },
-  }, { highWaterMark: 256 * 1024, size: (c) => c.byteLength });
+  return tls
+    ? Deno.serve({ ...common, cert: tls.cert, key: tls.key }, manager.handler)
+    : Deno.serve(common, manager.handler);
 }

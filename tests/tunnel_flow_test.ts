@@ -98,9 +98,7 @@ Deno.test("a FIN from the destination reaches the client, which can still send u
 });
 
 Deno.test("1000 concurrent tunnel streams share one HTTP/2 connection", async () => {
-  // 1000 SYNs at once overflow the echo listener's accept queue (backlog 511); the kernel's SYN retry comes after
-  // 1 s, the fixture's dial timeout, so this test uses the manager's default of 5 s.
-  const m = await startManager({ dialTimeoutMs: 5_000 });
+  const m = await startManager();
   const echo = tcpEchoServer();
   const s = await connect(m.url, undefined);
   try {
