@@ -10,7 +10,7 @@ import {
   parseHostPort,
   parseSize,
 } from "../manager/config.ts";
-import { jsonLogger } from "../manager/log.ts";
+import { jsonLogger, LOG_LEVELS, type LogLevel } from "../manager/log.ts";
 import { type ClusterNetwork, watchClusterNetwork } from "../manager/k8s_discovery.ts";
 import { loadKube } from "./k8s/kubeconfig.ts";
 import { Manager, serveManager } from "../manager/server.ts";
@@ -120,6 +120,10 @@ export function managerCommand() {
         .argParser(arg(positiveInt)),
     )
     .addOption(
+      opt("--log-level <level>", "log from this level up: debug (every stream), info or warn", "TP_MANAGER_LOG_LEVEL")
+        .choices(LOG_LEVELS).default("info" as LogLevel),
+    )
+    .addOption(
       opt(
         "--kubeconfig <file>",
         "learn the pod and service subnets and the cluster DNS from this cluster's API (default: in a pod, its " +
@@ -165,6 +169,7 @@ export function managerCommand() {
       };
       await runManager(
         config,
+        opts.logLevel,
         discovered && {
           watch: discovered,
           apply: (manager, n) =>
@@ -201,6 +206,7 @@ interface Discovery {
 
 interface ManagerFlags {
   listen: string;
+  logLevel: LogLevel;
   kubeconfig?: string;
   /** Whether --cluster-domain (or its variable) was given rather than defaulted. */
   clusterDomainSet?: boolean;
@@ -230,9 +236,10 @@ function positiveInt(s: string): number {
 /** Serves until SIGTERM or SIGINT, then ends every session and stream and stops within 10 s. */
 export async function runManager(
   config: ManagerConfig,
+  logLevel: LogLevel = "info",
   discovery?: { watch: Discovery; apply: (m: Manager, n: ClusterNetwork) => void } | null,
 ): Promise<void> {
-  const logger = jsonLogger();
+  const logger = jsonLogger(logLevel);
   const manager = new Manager(config, { logger });
   discovery?.watch.onChange((n) => {
     logger.info("cluster network changed", { podCidrs: n.podCidrs.join(","), serviceCidrs: n.serviceCidrs.join(",") });

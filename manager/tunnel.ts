@@ -132,7 +132,7 @@ export async function serveTunnel(host: TunnelHost, reader: MessageReader, out: 
       host.active.delete(ctx);
     }
     if (dialResult?.code === 1) {
-      logger.info("stream ended", { ...fields, status: statusName(outcome.code), reason: outcome.message });
+      logger.debug("stream ended", { ...fields, status: statusName(outcome.code), reason: outcome.message });
     }
   } catch (e) {
     outcome = e instanceof GrpcError
