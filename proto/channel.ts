@@ -1,6 +1,6 @@
 /**
  * The client's transport: one HTTP/2 connection (node:http2 under Deno) carrying every gRPC-web call as its own
- * HTTP/2 stream. The connection runs over any duplex byte stream: `http2.connect` takes a `createConnection` that
+ * HTTP/2 stream (and a further connection per ~190 concurrent streams: the manager's limit per connection). The connection runs over any duplex byte stream: `http2.connect` takes a `createConnection` that
  * may return any node Duplex, which is how a Kubernetes port-forward stream plugs in; a URL (http:// for h2c with
  * prior knowledge, https:// for TLS with ALPN "h2") is a convenience over the same code.
  *
@@ -19,7 +19,10 @@ import {
   statusFromTrailers,
 } from "./grpc_web.ts";
 
-/** Makes the byte stream the HTTP/2 connection runs over. Called once per channel. */
+/**
+ * Makes a byte stream an HTTP/2 connection runs over: called for the first connection and for each further one (when
+ * the streams outgrow the manager's limit per connection), so each call must return a new stream.
+ */
 export type DuplexFactory = () => Duplex;
 
 export interface ChannelOptions {
@@ -42,11 +45,18 @@ export interface ChannelOptions {
 export const STREAM_WINDOW = 1 << 20;
 const CONNECTION_WINDOW = 32 << 20;
 const MAX_FRAME_SIZE = 1 << 17;
+/** Streams left free on a connection before the next one is opened (calls like keepalives need room too). */
+const STREAM_MARGIN = 8;
 
 export class Channel {
+  /** The first connection: its loss is the channel's (and the session's). */
   readonly session: http2.ClientHttp2Session;
   readonly maxMessageSize: number;
   readonly #headers: Record<string, string>;
+  readonly #connect: () => http2.ClientHttp2Session;
+  /** Further connections, opened when the ones there are carry as many streams as the manager allows. */
+  readonly #extra: http2.ClientHttp2Session[] = [];
+  readonly #active = new Map<http2.ClientHttp2Session, number>();
   #error: Error | undefined;
   readonly closed: Promise<void>;
 
@@ -54,26 +64,32 @@ export class Channel {
     this.maxMessageSize = options.maxMessageSize ?? 1 << 20;
     const settings = { initialWindowSize: STREAM_WINDOW, maxFrameSize: MAX_FRAME_SIZE, enablePush: false };
     if (typeof target === "function") {
-      this.session = http2.connect(`http://${options.authority ?? "tp-manager"}`, {
-        settings,
-        createConnection: () => target() as unknown as import("node:net").Socket,
-      });
+      this.#connect = () =>
+        http2.connect(`http://${options.authority ?? "tp-manager"}`, {
+          settings,
+          createConnection: () => target() as unknown as import("node:net").Socket,
+        });
     } else {
       const url = new URL(target);
       if (url.protocol !== "http:" && url.protocol !== "https:") {
         throw new TypeError(`Manager URL must be http:// or https://, got "${url.href}"`);
       }
-      this.session = http2.connect(url.origin, {
-        settings,
-        ...(options.ca ? { ca: options.ca } : {}),
-        ...(options.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
-      });
+      this.#connect = () =>
+        http2.connect(url.origin, {
+          settings,
+          ...(options.ca ? { ca: options.ca } : {}),
+          ...(options.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
+        });
     }
+    this.session = this.#open();
     this.session.on("error", (e: Error) => (this.#error ??= e));
-    this.session.on("connect", () => {
-      this.session.setLocalWindowSize(CONNECTION_WINDOW);
-    });
-    this.closed = new Promise((resolve) => this.session.once("close", () => resolve()));
+    this.closed = new Promise((resolve) =>
+      this.session.once("close", () => {
+        // The first connection carries the session: when it goes, the others go with it.
+        for (const s of this.#extra) s.destroy();
+        resolve();
+      })
+    );
     this.#headers = {
       "content-type": CONTENT_TYPE,
       "x-grpc-web": "1",
@@ -81,9 +97,43 @@ export class Channel {
     };
   }
 
+  #open(): http2.ClientHttp2Session {
+    const s = this.#connect();
+    s.on("connect", () => s.setLocalWindowSize(CONNECTION_WINDOW));
+    this.#active.set(s, 0);
+    return s;
+  }
+
   /** The connection's error, once it failed. */
   get error(): Error | undefined {
     return this.#error;
+  }
+
+  /** HTTP/2 connections open now (more than one once the streams outgrow what the manager allows on one). */
+  get connections(): number {
+    return 1 + this.#extra.length;
+  }
+
+  /**
+   * A connection with room for one more stream. The manager's HTTP/2 server allows a limited number of concurrent
+   * streams per connection (Deno.serve: 200, not configurable); past that a request would wait for a free stream,
+   * so a further connection to the same target carries the rest.
+   */
+  #pick(): http2.ClientHttp2Session {
+    for (const s of [this.session, ...this.#extra]) {
+      if (s.closed || s.destroyed) continue;
+      // Before the peer's SETTINGS arrive, assume the protocol's recommended minimum (RFC 9113 section 6.5.2).
+      const limit = Math.min(s.remoteSettings?.maxConcurrentStreams ?? 100, 1_000_000);
+      if (this.#active.get(s)! < limit - STREAM_MARGIN) return s;
+    }
+    const s = this.#open();
+    s.on("error", () => {}); // its streams fail on their own; the channel's fate is the first connection's
+    s.once("close", () => {
+      this.#extra.splice(this.#extra.indexOf(s), 1);
+      this.#active.delete(s);
+    });
+    this.#extra.push(s);
+    return s;
   }
 
   /** Starts a call: a new HTTP/2 stream with the gRPC-web headers. */
@@ -94,7 +144,14 @@ export class Channel {
         `Connection to the manager is closed${this.#error ? `: ${this.#error.message}` : ""}`,
       );
     }
-    return this.session.request({ ":method": "POST", ":path": path, ...this.#headers }, { endStream: false });
+    const s = this.#pick();
+    const stream = s.request({ ":method": "POST", ":path": path, ...this.#headers }, { endStream: false });
+    this.#active.set(s, this.#active.get(s)! + 1);
+    stream.once("close", () => {
+      const n = this.#active.get(s);
+      if (n !== undefined) this.#active.set(s, n - 1);
+    });
+    return stream;
   }
 
   /** A unary call: one message out, one message back. Failures are GrpcErrors. */
@@ -121,13 +178,15 @@ export class Channel {
     }
   }
 
-  /** Closes the connection after its calls end; `destroy` ends them too. */
+  /** Closes the connections after their calls end; `destroy` ends them too. */
   async close(): Promise<void> {
+    for (const s of this.#extra) if (!s.closed) s.close();
     if (!this.session.closed) this.session.close();
     await this.closed;
   }
 
   destroy(): Promise<void> {
+    for (const s of this.#extra) s.destroy();
     this.session.destroy();
     return this.closed;
   }

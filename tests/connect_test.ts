@@ -3,7 +3,7 @@
  * stack, the gRPC-web tunnel over the lab's one veth, `tp manager` in the cluster namespace, and the lab's services.
  */
 import assert from "node:assert/strict";
-import { labService } from "./lab.ts";
+import { labService, ROOT } from "./lab.ts";
 import {
   daemonPid,
   forceQuit,
@@ -331,6 +331,28 @@ Deno.test("iperf3 runs through tp both ways, and a server that closes while the 
     assert.equal(st.code, 0, "still connected");
     assert.equal(JSON.parse(st.stdout).router.drops.internalError, undefined);
     const c = await inNs("ws", ["curl", "-sS", "-m", "10", `http://${echo.serviceIp}:${HTTP}/after-iperf`]);
+    assert.equal(c.code, 0, c.stderr);
+  });
+});
+
+Deno.test("1000 idle TCP connections are held open through tp at once", async () => {
+  await connected(async () => {
+    const r = await inNs("ws", [
+      Deno.execPath(),
+      "run",
+      "--allow-net",
+      "--allow-read",
+      `${ROOT}/scripts/bench_client.ts`,
+      "hold",
+      echo.serviceIp,
+      String(TCP_ECHO),
+      "--count",
+      "1000",
+    ], { stdin: "", timeoutMs: 120_000 });
+    assert.equal(r.code, 0, r.stderr);
+    const held = JSON.parse(r.stdout.trim().split("\n")[0]!);
+    assert.equal(held.opened, 1000, JSON.stringify(held));
+    const c = await inNs("ws", ["curl", "-sS", "-m", "10", `http://${echo.serviceIp}:${HTTP}/after-1000`]);
     assert.equal(c.code, 0, c.stderr);
   });
 });

@@ -133,3 +133,32 @@ Deno.test("when the cluster's pod subnets grow, tp routes the new one without re
     await double.stop();
   }
 });
+
+Deno.test("past the manager's streams per connection, tp opens a further port-forward and holds 400 connections", async () => {
+  const manager = await startLabManager();
+  const double = await startDouble();
+  let stats;
+  try {
+    const c = await tp(["connect", "--kubeconfig", `${double.dir}/kubeconfig`]);
+    assert.equal(c.code, 0, c.stderr);
+    const r = await inNs("ws", [
+      Deno.execPath(),
+      "run",
+      "--allow-net",
+      "--allow-read",
+      `${ROOT}/scripts/bench_client.ts`,
+      "hold",
+      echo.serviceIp,
+      String(echo.ports["tcp-echo"]!.port),
+      "--count",
+      "400",
+    ], { stdin: "", timeoutMs: 120_000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout.trim().split("\n")[0]!).opened, 400, r.stdout);
+  } finally {
+    await forceQuit();
+    stats = await double.stop();
+    await manager.stop();
+  }
+  assert.ok(stats.webSocketUpgrades >= 2, `port-forwards: ${stats.webSocketUpgrades}`);
+});

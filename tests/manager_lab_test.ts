@@ -88,7 +88,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "manager on the lab: dial results, 1000 concurrent streams, and DNS answers from dnsmasq",
+  name: "manager on the lab: dial results, 1000 streams (250 at a time), and DNS answers from dnsmasq",
   sanitizeResources: false,
   fn: () =>
     withManager(async () => {
