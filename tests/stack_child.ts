@@ -187,12 +187,15 @@ async function forward(s: TcpSocket, port: number): Promise<void> {
     return true;
   };
   s.onEnd = () => void writer.close().catch(() => {});
-  s.onReset = () => conn.close();
-  s.onClose = () => {
-    closed = true;
+  const close = () => {
     try {
       conn.close();
     } catch { /* closed already */ }
+  };
+  s.onReset = close;
+  s.onClose = () => {
+    closed = true;
+    close();
   };
   s.accept();
   let wake: (() => void) | undefined;
@@ -259,6 +262,7 @@ if (import.meta.main) {
   };
   const router = new Router(dev, owner, {
     verifyChecksums: flag("--verify") !== "false",
+    ...(args.includes("--no-tso") ? { offload: false } : {}),
     onError: (e) => console.error(`router: ${(e as Error)?.stack ?? e}`),
   });
   const running = router.run();
