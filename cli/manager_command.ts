@@ -11,8 +11,7 @@ import {
   parseSize,
 } from "../manager/config.ts";
 import { jsonLogger, LOG_LEVELS, type LogLevel } from "../manager/log.ts";
-import { type ClusterNetwork, watchClusterNetwork } from "../manager/k8s_discovery.ts";
-import { loadKube } from "./k8s/kubeconfig.ts";
+import type { ClusterNetwork } from "../manager/k8s_discovery.ts";
 import { Manager, serveManager } from "../manager/server.ts";
 
 /** Wraps a parser so its error reads as a usage error naming the flag. */
@@ -190,6 +189,9 @@ async function discoverNetwork(opts: ManagerFlags): Promise<Discovery | null> {
   const inPod = Deno.env.get("KUBERNETES_SERVICE_HOST") !== undefined;
   if (!opts.kubeconfig && !inPod) return null;
   if (opts.podCidr && opts.serviceCidr && opts.dnsServer) return null;
+  // The Kubernetes client loads only here: every other tp command would pay ~300 ms for it.
+  const { watchClusterNetwork } = await import("../manager/k8s_discovery.ts");
+  const { loadKube } = await import("./k8s/kubeconfig.ts");
   const changes: ((n: ClusterNetwork) => void)[] = [];
   const watch = await watchClusterNetwork(
     { ...(opts.kubeconfig ? { target: loadKube({ kubeconfig: opts.kubeconfig }) } : {}) },

@@ -39,7 +39,12 @@ export class DaemonError extends Error {
   }
 }
 
-const DEVICE_MTU = 1500;
+/**
+ * The device's MTU: the largest the kernel allows. Packets between the apps and tp never cross a wire, so the kernel
+ * hands tp whole 64 KiB TCP segments (MSS 65495) and takes them back, a fraction of the per-packet work of 1500
+ * (scripts/bench_stack.ts: upload 544 -> 988 MB/s, download 287 -> 1227 MB/s).
+ */
+const DEVICE_MTU = 65535;
 
 /** Runs the daemon until `env.signal` aborts, a `tp quit` arrives, or the session is lost. Returns tp's exit code. */
 export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Promise<number> {
@@ -119,7 +124,11 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
     const router = new Router(tun, {
       openTcp: (s: TcpSocket) => dns?.handles(s.flow) ? dns.serveTcp(s) : void bridgeTcp(session(), s, bridge),
       openUdp: (f: UdpFlow) => dns?.handles(f.flow) ? dns.serveUdp(f) : void bridgeUdp(session(), f, bridge),
-    }, { onError: (e) => log(`router: ${(e as Error)?.stack ?? String(e)}`) });
+    }, {
+      // The packets come from this machine's kernel, never from a wire: verifying their checksums finds nothing.
+      verifyChecksums: false,
+      onError: (e) => log(`router: ${(e as Error)?.stack ?? String(e)}`),
+    });
     const routing = router.run().catch((e) => {
       log(`router stopped: ${(e as Error)?.stack ?? String(e)}`);
       stop.abort();
