@@ -105,6 +105,11 @@ export class Tunnel {
     })));
   }
 
+  /** Inbound bytes waiting to be sent (the coalescing buffer and the HTTP/2 stream's). */
+  get writeBuffered(): number {
+    return this.#writeBuffered();
+  }
+
   /** Whether `write` would throw: this side half-closed, or the stream ended (a reset, or both directions done). */
   get done(): boolean {
     return this.#writeClosed || this.#end !== undefined;

@@ -21,6 +21,9 @@ export interface BridgeStats {
   dialResults: Record<string, number>;
 }
 
+/** Bytes a UDP flow's tunnel may hold unsent before inbound datagrams are dropped (a socket buffer's worth). */
+const UDP_BUFFER = 1 << 20;
+
 export function newBridgeStats(): BridgeStats {
   return {
     tcpOpened: 0,
@@ -146,19 +149,15 @@ export async function bridgeUdp(session: ManagerSession, flow: UdpFlow, stats: B
   stats.udpOpened++;
   stats.udpActive++;
   let closed = false;
-  let blocked = false;
   flow.onDatagram = (d) => {
-    // UDP has no backpressure of its own: while the tunnel's buffer is full, a datagram is dropped (and counted),
-    // as a full socket buffer would drop it, instead of queueing without bound.
-    if (blocked || t.done) {
+    // UDP has no backpressure of its own: while the tunnel holds UDP_BUFFER bytes unsent, a datagram is dropped (and
+    // counted), as a full socket buffer would drop it, instead of queueing without bound.
+    if (t.done || t.writeBuffered + d.length > UDP_BUFFER) {
       stats.udpDatagramsDropped++;
       return;
     }
     stats.bytesInbound += d.length;
-    if (!t.write(d.slice())) {
-      blocked = true;
-      t.drained().then(() => (blocked = false));
-    }
+    t.write(d.slice());
   };
   flow.onClose = () => {
     closed = true;
