@@ -3,7 +3,7 @@ import { TcpFlags, type TcpRepr } from "../wire/tcp_repr.ts";
 import { DEFAULT_PEER_MSS, type Tcb, TIMESTAMPS_LEN } from "./_tcb.ts";
 import { NewReno } from "./_congestion.ts";
 import { TcpEvent } from "./options.ts";
-import { seqAdd, seqDiff, seqGe, seqGt, seqInWindow, seqLe, seqLt } from "./seq.ts";
+import { seqAdd, seqDiff, seqGe, seqGt, seqInWindow, seqLe, seqLt, seqMax } from "./seq.ts";
 
 const { FIN, SYN, RST, ACK } = TcpFlags;
 /** RFC 7323 section 2.3: a shift count above 14 is treated as 14. */
@@ -61,7 +61,7 @@ export function takePeerSyn(t: Tcb, seg: TcpRepr): void {
   t.sndWl1 = seg.seq;
   t.sndWl2 = seg.ack;
   // The window our own SYN advertised (unscaled), until the next segment we send says otherwise.
-  t.rcvAdvEdge = seqAdd(t.rcvNxt, Math.min(t.cfg.recvBufferLimit, 0xffff));
+  t.rcvAdvEdge = t.rcvAdvMax = seqAdd(t.rcvNxt, Math.min(t.cfg.recvBufferLimit, 0xffff));
 }
 
 /** SYN-HELD: the owner has not decided yet. The peer may retransmit its SYN or give up with an RST. */
@@ -119,10 +119,18 @@ function synAcked(t: Tcb, seg: TcpRepr, now: number): void {
   t.rtxAt = Number.POSITIVE_INFINITY;
 }
 
-/** The receive window the peer may fill: up to the edge we advertised. */
+/** The data the peer may send that we can hold: up to the edge we advertised, never past the buffer. */
 function rcvWnd(t: Tcb): number {
-  // Never more than the buffer can hold, whatever was advertised.
   return Math.max(0, Math.min(seqDiff(t.rcvAdvEdge, t.rcvNxt), t.cfg.recvBufferLimit - t.rcvBuf.length));
+}
+
+/**
+ * The window for segment acceptability (RFC 9293 section 3.10.7.4 first): up to the furthest edge we ever advertised.
+ * A peer that sent up to an edge we later pulled in by rounding must still have its ACKs heard; otherwise, with our
+ * window closed, every ACK it sends (seq = its SND.NXT, past our edge) would be dropped and both sides would wait.
+ */
+function acceptWnd(t: Tcb): number {
+  return Math.max(0, seqDiff(seqMax(t.rcvAdvEdge, t.rcvAdvMax), t.rcvNxt));
 }
 
 /** RFC 9293 section 3.10.7.4, the synchronized states (and SYN-RECEIVED). */
@@ -137,11 +145,13 @@ function synchronizedSegment(t: Tcb, seg: TcpRepr, now: number): void {
   }
 
   // First: sequence number acceptability, trimming what lies outside the window.
-  const wnd = rcvWnd(t);
+  const wnd = acceptWnd(t);
   const segLen = len + (f & SYN ? 1 : 0) + (f & FIN ? 1 : 0);
   let acceptable: boolean;
   if (segLen === 0) {
-    acceptable = wnd === 0 ? seg.seq === t.rcvNxt : seqInWindow(seg.seq, t.rcvNxt, wnd);
+    // Linux's tcp_sequence() also takes a bare ACK right at the window's edge, where a peer that filled our window
+    // has its SND.NXT: its ACKs must be heard while our window is closed.
+    acceptable = seqInWindow(seg.seq, t.rcvNxt, wnd + 1);
   } else if (wnd === 0) {
     // RFC 9293 allows the ACK and RST of such segments; like Linux we also take a bare FIN at RCV.NXT, which
     // costs no buffer space, so that a zero window never holds up a close.
@@ -223,7 +233,7 @@ function synchronizedSegment(t: Tcb, seg: TcpRepr, now: number): void {
     seq = t.rcvNxt;
     t.ackNow = true;
   }
-  const edge = seqAdd(t.rcvNxt, wnd);
+  const edge = seqAdd(t.rcvNxt, rcvWnd(t));
   if (seqGt(seqAdd(seq, dlen), edge)) {
     dlen = Math.max(0, seqDiff(edge, seq));
     fin = false;

@@ -71,6 +71,7 @@ function windowField(t: Tcb): number {
   // Round down, as Linux's tcp_select_window() does: rounding up would promise bytes the buffer cannot hold.
   const field = Math.min(0xffff, win >>> s);
   t.rcvAdvEdge = seqAdd(t.rcvNxt, field << s);
+  t.rcvAdvMax = seqMax(t.rcvAdvMax, t.rcvAdvEdge);
   return field;
 }
 
@@ -143,7 +144,7 @@ function sendSyn(t: Tcb, now: number, emit: Emit): void {
   if (active ? t.cfg.sack : t.sackOk) seg.sackPermitted = true;
   if (active ? t.cfg.timestamps : t.tsOk) seg.timestamps = [now >>> 0, active ? 0 : t.tsRecent];
   if (!active) {
-    t.rcvAdvEdge = seqAdd(t.rcvNxt, window);
+    t.rcvAdvEdge = t.rcvAdvMax = seqAdd(t.rcvNxt, window);
     t.ackNow = false;
     t.ackAt = NEVER;
     t.lastAckSent = t.rcvNxt;

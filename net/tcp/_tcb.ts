@@ -70,6 +70,12 @@ export class Tcb {
   readonly rcvBuf: ByteRing;
   /** The right edge of the window we last advertised; never moved left (RFC 9293 section 3.8.6). */
   rcvAdvEdge = 0;
+  /**
+   * The furthest right edge ever advertised. Rounding the scaled window down can move the edge left by less than
+   * 2^scale bytes after the peer has sent up to it; segments up to here stay acceptable (their ACKs count), though
+   * data past the buffer is still dropped.
+   */
+  rcvAdvMax = 0;
   readonly ooo: OooBlocks;
   /** Sequence number of a FIN received out of order, or -1. */
   peerFinSeq = -1;
