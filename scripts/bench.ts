@@ -26,6 +26,7 @@
 import { type LabConfig, labConfig, labService } from "./lab_config.ts";
 import { down, up } from "./lab.ts";
 import { controlRequest } from "../cli/daemon/control.ts";
+import { exec, type ExecResult } from "../tests/lab.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const TP = `${ROOT}/scripts/tp`;
@@ -120,39 +121,10 @@ function checkPrerequisites(): void {
 
 // ---------------------------------------------------------------- processes
 
-interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
+type RunResult = ExecResult;
 
 /** Runs a command to completion in its own session, killing its whole group (by its id) after `timeoutMs`. */
-async function run(cmd: string[], opts: { timeoutMs?: number; env?: Record<string, string> } = {}): Promise<RunResult> {
-  const t0 = performance.now();
-  const child = new Deno.Command("setsid", {
-    args: cmd,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    ...(opts.env ? { env: opts.env } : {}),
-  }).spawn();
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    try {
-      Deno.kill(-child.pid, "SIGKILL");
-    } catch { /* gone */ }
-  }, opts.timeoutMs ?? 30_000);
-  const out = await child.output();
-  clearTimeout(timer);
-  return {
-    code: timedOut ? 124 : out.code,
-    stdout: new TextDecoder().decode(out.stdout),
-    stderr: new TextDecoder().decode(out.stderr),
-    ms: performance.now() - t0,
-  };
-}
+const run = exec;
 
 const inWs = (cmd: string[], opts: { timeoutMs?: number; env?: Record<string, string> } = {}) =>
   run(["ip", "netns", "exec", WS, ...cmd], opts);
