@@ -2,6 +2,7 @@
  * The traffic-manager's configuration: what `tp manager`'s flags produce, checked once.
  */
 import ipaddr from "ipaddr.js";
+import { formatCidr, parseCidr as parseNetCidr } from "../net/cidr.ts";
 
 export interface HostPort {
   host: string;
@@ -70,14 +71,9 @@ export function formatHostPort(hp: HostPort): string {
   return hp.host.includes(":") ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`;
 }
 
-/** Checks a CIDR and returns it in canonical form ("10.0.0.0/8"). */
+/** Checks a CIDR and returns it in canonical form ("10.0.0.0/8"); the errors are `net/cidr.ts`'s. */
 export function parseCidr(text: string): string {
-  try {
-    const [addr, bits] = ipaddr.parseCIDR(text);
-    return `${addr.toString()}/${bits}`;
-  } catch {
-    throw new SyntaxError(`Cannot parse CIDR "${text}"`);
-  }
+  return formatCidr(parseNetCidr(text));
 }
 
 /** The first nameserver in resolv.conf text, as the manager's default DNS server. */

@@ -14,7 +14,7 @@
  * The Kubernetes client code it uses lives in cli/k8s/ (kubeconfig, in-cluster config, REST); it belongs in a
  * shared lower folder, which is a move for later.
  */
-import net from "node:net";
+import { cidrHas, formatAddress, parseAddressValue, parseCidr } from "../net/cidr.ts";
 import { type V1Node, type V1Pod, type V1Service, Watch } from "@kubernetes/client-node";
 import { K8sError } from "../cli/k8s/errors.ts";
 import { type KubeTarget, loadKube } from "../cli/k8s/kubeconfig.ts";
@@ -149,33 +149,12 @@ export function coveringCidrs(ips: string[]): string[] {
 }
 
 function toBig(ip: string): { value: bigint; bits: 32 | 128 } | undefined {
-  if (net.isIPv4(ip)) return { value: ip.split(".").reduce((a, o) => (a << 8n) | BigInt(Number(o)), 0n), bits: 32 };
-  if (!net.isIPv6(ip) || ip.includes(".")) return undefined;
-  const [l, r] = ip.includes("::") ? ip.split("::") : [ip, undefined];
-  const left = l ? l.split(":") : [];
-  const right = r ? r.split(":") : [];
-  const groups = [...left, ...Array(8 - left.length - right.length).fill("0"), ...right];
-  return { value: groups.reduce((a, g) => (a << 16n) | BigInt(parseInt(g, 16)), 0n), bits: 128 };
+  const a = parseAddressValue(ip);
+  return a ? { value: a.value, bits: a.family === 4 ? 32 : 128 } : undefined;
 }
 
 function fromBig(v: bigint, bits: number): string {
-  if (bits === 32) return [24n, 16n, 8n, 0n].map((s) => String((v >> s) & 255n)).join(".");
-  const groups: string[] = [];
-  for (let s = 112n; s >= 0n; s -= 16n) groups.push(((v >> s) & 0xffffn).toString(16));
-  // Compress the longest run of zero groups (RFC 5952 section 4.2).
-  let best = -1, bestLen = 0;
-  for (let i = 0; i < 8;) {
-    if (groups[i] !== "0") {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === "0") j++;
-    if (j - i > bestLen && j - i > 1) [best, bestLen] = [i, j - i];
-    i = j;
-  }
-  if (best < 0) return groups.join(":");
-  return `${groups.slice(0, best).join(":")}::${groups.slice(best + bestLen).join(":")}`;
+  return formatAddress(bits === 32 ? 4 : 6, v);
 }
 
 /**
@@ -346,7 +325,9 @@ export async function watchClusterNetwork(
   }
   start("/api/v1/services", (type, obj) => {
     const ips = (obj as V1Service).spec?.clusterIPs ?? [];
-    if (type !== "DELETED" && ips.some((ip) => ip !== "None" && net.isIP(ip) && !covered(ip))) void reprobe();
+    if (type !== "DELETED" && ips.some((ip) => ip !== "None" && parseAddressValue(ip) !== null && !covered(ip))) {
+      void reprobe();
+    }
   });
   return {
     get current() {
@@ -362,10 +343,9 @@ export async function watchClusterNetwork(
 
 /** Whether `cidr` contains `ip` (same family). */
 export function cidrContains(cidr: string, ip: string): boolean {
-  const [base, len] = cidr.split("/");
-  const a = toBig(ip);
-  const b = toBig(base ?? "");
-  if (!a || !b || a.bits !== b.bits) return false;
-  const shift = BigInt(a.bits - Number(len));
-  return a.value >> shift === b.value >> shift;
+  try {
+    return cidrHas(parseCidr(cidr, { loose: true }), ip);
+  } catch {
+    return false;
+  }
 }

@@ -2,7 +2,7 @@
  * CIDR arithmetic for routing decisions: parse, contain, overlap, and subtract (for `--never-proxy`, which carves
  * holes in the routed subnets by routing only what is left). Off the packet path; addresses are bigints here.
  */
-import ipaddr from "ipaddr.js";
+import { formatAddress as formatBytes, parseCidr as parsePrefix, type Prefix } from "../ffi/cidr.ts";
 
 export interface Cidr {
   family: 4 | 6;
@@ -17,52 +17,46 @@ function bitsOf(family: 4 | 6): number {
   return BITS[family];
 }
 
-/** Parses "a.b.c.d/n" or "x::/n" (a bare address is a host route); host bits must be zero unless `loose`. */
+/**
+ * Parses "a.b.c.d/n" or "x::/n" (a bare address is a host route); host bits must be zero unless `loose`. The text is
+ * read by `ffi/cidr.ts`, the one parser tp has, which rejects shorthand forms like "10.0.0/8".
+ */
 export function parseCidr(text: string, opts: { loose?: boolean } = {}): Cidr {
-  const t = text.trim();
-  const addrText = t.split("/")[0]!;
-  if (!addrText.includes(":") && !ipaddr.IPv4.isValidFourPartDecimal(addrText)) {
-    throw new SyntaxError(`Cannot parse CIDR "${text}": expected an address and a prefix length, like 10.96.0.0/12`);
-  }
-  let addr: ipaddr.IPv4 | ipaddr.IPv6;
-  let prefix: number;
+  let p: Prefix;
   try {
-    if (t.includes("/")) {
-      [addr, prefix] = ipaddr.parseCIDR(t);
-    } else {
-      addr = ipaddr.parse(t);
-      prefix = addr.kind() === "ipv4" ? 32 : 128;
-    }
+    p = parsePrefix(text.trim());
   } catch {
     throw new SyntaxError(`Cannot parse CIDR "${text}": expected an address and a prefix length, like 10.96.0.0/12`);
   }
-  if (addr.kind() === "ipv6" && (addr as ipaddr.IPv6).isIPv4MappedAddress()) {
-    throw new SyntaxError(`Cannot parse CIDR "${text}": use the IPv4 form of an IPv4-mapped address`);
-  }
-  const family = addr.kind() === "ipv4" ? 4 : 6;
+  const family = p.family;
   let value = 0n;
-  for (const b of addr.toByteArray()) value = (value << 8n) | BigInt(b);
-  const bits = bitsOf(family);
-  const hostMask = (1n << BigInt(bits - prefix)) - 1n;
+  for (const b of p.address) value = (value << 8n) | BigInt(b);
+  const hostMask = (1n << BigInt(bitsOf(family) - p.prefixLength)) - 1n;
+  const c: Cidr = { family, base: value & ~hostMask, prefix: p.prefixLength };
   if ((value & hostMask) !== 0n && !opts.loose) {
-    throw new SyntaxError(
-      `Cannot use CIDR "${text}": it has host bits set; did you mean ${
-        formatCidr({ family, base: value & ~hostMask, prefix })
-      }?`,
-    );
+    throw new SyntaxError(`Cannot use CIDR "${text}": it has host bits set; did you mean ${formatCidr(c)}?`);
   }
-  return { family, base: value & ~hostMask, prefix };
+  return c;
+}
+
+/** An address (text) as its family and value; null when it is not one. */
+export function parseAddressValue(text: string): { family: 4 | 6; value: bigint } | null {
+  try {
+    const c = parseCidr(text);
+    return c.prefix === bitsOf(c.family) ? { family: c.family, value: c.base } : null;
+  } catch {
+    return null;
+  }
 }
 
 /** The address as text ("198.19.0.0", "2001:db8::"). */
 export function formatAddress(family: 4 | 6, value: bigint): string {
-  const n = family === 4 ? 4 : 16;
-  const bytes: number[] = new Array(n);
-  for (let i = n - 1; i >= 0; i--) {
+  const bytes = new Uint8Array(family === 4 ? 4 : 16);
+  for (let i = bytes.length - 1; i >= 0; i--) {
     bytes[i] = Number(value & 0xffn);
     value >>= 8n;
   }
-  return ipaddr.fromByteArray(bytes).toString();
+  return formatBytes(bytes);
 }
 
 export function formatCidr(c: Cidr): string {
