@@ -126,7 +126,8 @@ export class Tunnel {
 
   /**
    * Sends payload. TCP: any length, coalesced. UDP: one datagram. Returns false when the caller should wait for
-   * `drained()` before writing more.
+   * `drained()` before writing more. `data` is not kept: the caller may reuse it once `write` returns (a packet
+   * buffer, say).
    */
   write(data: Uint8Array): boolean {
     if (this.#writeClosed || this.#end) {
@@ -142,10 +143,16 @@ export class Tunnel {
     if (this.#writeBuffered() + data.length > WRITE_HARD_LIMIT) {
       throw new RangeError(`Tunnel write buffer over ${WRITE_HARD_LIMIT} bytes: the caller ignored write() === false`);
     }
-    this.#pending.push(data);
     this.#pendingBytes += data.length;
-    if (this.#pendingBytes >= MAX_FRAME_PAYLOAD) this.#flush();
-    else if (!this.#flushQueued) {
+    if (this.#pendingBytes >= MAX_FRAME_PAYLOAD) {
+      // A full frame or more: framed now, the bytes copied once into the frames.
+      this.#pending.push(data);
+      this.#flush();
+    } else {
+      // Held until the end of this tick to coalesce with what follows: a copy of our own.
+      this.#pending.push(new Uint8Array(data));
+    }
+    if (this.#pendingBytes > 0 && !this.#flushQueued) {
       this.#flushQueued = true;
       queueMicrotask(() => this.#flush());
     }

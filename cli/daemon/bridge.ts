@@ -98,8 +98,7 @@ export async function bridgeTcp(session: ManagerSession, sock: TcpSocket, stats:
       return true;
     }
     stats.bytesInbound += data.length;
-    // The tunnel keeps the array to coalesce it into a frame; the router's is only valid during this call.
-    if (!t.write(data.slice())) {
+    if (!t.write(data)) {
       paused = true;
       t.drained().then(() => {
         paused = false;
@@ -157,7 +156,7 @@ export async function bridgeUdp(session: ManagerSession, flow: UdpFlow, stats: B
       return;
     }
     stats.bytesInbound += d.length;
-    t.write(d.slice());
+    t.write(d);
   };
   flow.onClose = () => {
     closed = true;
