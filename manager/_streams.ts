@@ -4,8 +4,36 @@
  */
 import { Deframer, encodeFrame, encodeTrailers, GrpcError, Status } from "../proto/grpc_web.ts";
 
+/** Request messages of a streaming call: what the handlers read, whatever carries the call. */
+export interface MessageSource {
+  /** Bytes held for a partial message. */
+  readonly buffered: number;
+  /** The next message, or null when the body ended cleanly. GrpcError or ClientGoneError otherwise. */
+  next(): Promise<Uint8Array | null>;
+  /** Stops reading; the rest of the body is discarded. */
+  cancel(): void;
+}
+
+/** Response frames of a streaming call, bounded: what the handlers write, whatever carries the call. */
+export interface FrameSink {
+  readonly closed: boolean;
+  /** `writeFrame` says false from this many bytes queued. */
+  readonly highWaterBytes: number;
+  /** Bytes queued and not yet taken by the transport. */
+  readonly queued: number;
+  /** Queues a whole frame; false when the queue is full (the frame is still queued) or the stream is closed. */
+  writeFrame(frame: Uint8Array): boolean;
+  writeMessage(message: Uint8Array): boolean;
+  /** Resolves when the queue has room again, or the stream closed. */
+  ready(): Promise<void>;
+  /** Ends the body with the trailers frame. Later calls do nothing. */
+  end(code: Status, message?: string): void;
+  /** Called once if the client stops reading (it reset the stream or the connection closed). */
+  onCancel: (reason: unknown) => void;
+}
+
 /** Reads request messages from a body. Errors are GrpcErrors, or ClientGoneError when the client reset the stream. */
-export class MessageReader {
+export class MessageReader implements MessageSource {
   readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
   readonly #deframer: Deframer;
   #ended = false;
@@ -62,7 +90,7 @@ export class ClientGoneError extends Error {
  * `highWaterBytes` are queued; a producer then waits for `ready()`, so a slow client's HTTP/2 window stops the
  * producer instead of growing the queue.
  */
-export class ResponseFrames {
+export class ResponseFrames implements FrameSink {
   readonly body: ReadableStream<Uint8Array>;
   #controller!: ReadableStreamDefaultController<Uint8Array>;
   #waiters: (() => void)[] = [];

@@ -9,15 +9,7 @@
  * - malformed message: INVALID_ARGUMENT; oversized message: RESOURCE_EXHAUSTED.
  * Errors before any response message are sent "trailers-only" (grpc-status in the HTTP headers, HTTP 200).
  */
-import {
-  CONTENT_TYPE,
-  encodeFrame,
-  encodeGrpcMessage,
-  encodeTrailers,
-  GrpcError,
-  Status,
-  statusName,
-} from "../proto/grpc_web.ts";
+import { CONTENT_TYPE, encodeFrame, encodeTrailers, GrpcError, Status, statusName } from "../proto/grpc_web.ts";
 import { API_VERSION, type ClusterInfo, type Codec, codecs, methods, SERVICE_NAME } from "../proto/messages.ts";
 import { VERSION } from "../cli/version.ts";
 import { AllowList, formatHostPort, type ManagerConfig } from "./config.ts";
@@ -25,7 +17,8 @@ import { forwardDns } from "./dns.ts";
 import type { Logger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
 import { Sessions } from "./sessions.ts";
-import { ClientGoneError, MessageReader, ResponseFrames } from "./_streams.ts";
+import { ClientGoneError, type FrameSink, type MessageSource } from "./_streams.ts";
+import { type ServerCall, WebCall } from "./call.ts";
 import { serveTunnel, type TunnelContext, type TunnelHost } from "./tunnel.ts";
 
 const DNS_TIMEOUT_MS = 5_000;
@@ -45,7 +38,7 @@ export class Manager implements TunnelHost {
   readonly logger: Logger;
   #allow: AllowList;
   readonly #now: () => number;
-  readonly #watchers = new Set<ResponseFrames>();
+  readonly #watchers = new Set<FrameSink>();
   #clusterInfo: ClusterInfo;
   #expiryTimer: ReturnType<typeof setInterval> | undefined;
   #closing = false;
@@ -175,69 +168,78 @@ export class Manager implements TunnelHost {
     return this.#allow.allows(ip);
   }
 
-  /** The handler for Deno.serve. */
+  /** The handler for Deno.serve (HTTP/1.1; HTTP/2 comes through `serveCall` from tp's own server). */
   readonly handler = async (req: Request): Promise<Response> => {
-    const url = new URL(req.url);
-    if (req.method === "GET" && url.pathname === "/metrics") {
+    const call = new WebCall(req);
+    await this.serveCall(call);
+    return await call.response;
+  };
+
+  /** Answers one call: /metrics, /healthz, or a gRPC-web method. Never throws. */
+  async serveCall(call: ServerCall): Promise<void> {
+    if (call.method === "GET" && call.path === "/metrics") {
       let buffered = 0;
       for (const t of this.active) buffered += t.buffered();
       this.metrics.bufferedBytes.values.clear();
       this.metrics.bufferedBytes.add({}, buffered);
-      return new Response(this.metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4" } });
+      return call.text(200, "text/plain; version=0.0.4", this.metrics.render());
     }
-    if (req.method === "GET" && url.pathname === "/healthz") {
-      return new Response(this.#closing ? "shutting down\n" : "ok\n", { status: this.#closing ? 503 : 200 });
+    if (call.method === "GET" && call.path === "/healthz") {
+      return call.text(this.#closing ? 503 : 200, "text/plain", this.#closing ? "shutting down\n" : "ok\n");
     }
-    const ct = req.headers.get("content-type") ?? "";
+    const ct = call.header("content-type") ?? "";
     if (!/^application\/grpc-web(\+proto)?\s*(;|$)/i.test(ct)) {
       return await this.#reject(
-        req,
+        call,
         "content-type",
         Status.INVALID_ARGUMENT,
         `Unsupported content-type "${ct}"; this server speaks ${CONTENT_TYPE}`,
         415,
       );
     }
-    if (req.method !== "POST") {
-      return await this.#reject(req, "method", Status.UNIMPLEMENTED, `HTTP method ${req.method} is not POST`, 405);
+    if (call.method !== "POST") {
+      return await this.#reject(call, "method", Status.UNIMPLEMENTED, `HTTP method ${call.method} is not POST`, 405);
     }
-    const name = url.pathname.startsWith(`/${SERVICE_NAME}/`) ? url.pathname.slice(SERVICE_NAME.length + 2) : "";
+    const name = call.path.startsWith(`/${SERVICE_NAME}/`) ? call.path.slice(SERVICE_NAME.length + 2) : "";
     const method = methods[name];
     if (!method) {
-      return await this.#reject(req, "unknown-method", Status.UNIMPLEMENTED, `Unknown method "${url.pathname}"`);
+      return await this.#reject(call, "unknown-method", Status.UNIMPLEMENTED, `Unknown method "${call.path}"`);
     }
-    if (this.config.token !== undefined && !tokenMatches(req.headers.get("authorization"), this.config.token)) {
-      return await this.#reject(req, "token", Status.UNAUTHENTICATED, "Missing or wrong token", 200, method.name);
+    if (this.config.token !== undefined && !tokenMatches(call.header("authorization"), this.config.token)) {
+      return await this.#reject(call, "token", Status.UNAUTHENTICATED, "Missing or wrong token", 200, method.name);
     }
-    const reader = new MessageReader(req.body, this.config.maxMessageSize);
+    const reader = call.messages(this.config.maxMessageSize);
     if (method.name === "Tunnel") {
-      const out = new ResponseFrames(this.config.streamBufferBytes);
-      serveTunnel(this, reader, out);
-      return grpcResponse(out.body);
+      void serveTunnel(this, reader, call.frames(this.config.streamBufferBytes));
+      return;
     }
-    if (method.name === "WatchClusterInfo") return await this.#watch(reader);
-    return await this.#callUnary(method.name, reader);
-  };
+    if (method.name === "WatchClusterInfo") return await this.#watch(call, reader);
+    return await this.#callUnary(call, method.name, reader);
+  }
 
-  async #callUnary(name: string, reader: MessageReader): Promise<Response> {
+  async #callUnary(call: ServerCall, name: string, reader: MessageSource): Promise<void> {
     const m = this.#unary[name];
     try {
       if (!m) throw new GrpcError(Status.UNIMPLEMENTED, `Method "${name}" has no handler`);
       const request = m.req.decode(await readOne(reader));
       const response = m.res.encode(await m.fn(request));
       this.metrics.requests.add({ method: name, status: "OK" }, 1);
-      const body = new Uint8Array([...encodeFrame(response), ...encodeTrailers(Status.OK)]);
-      return grpcResponse(body);
+      const frame = encodeFrame(response);
+      const trailers = encodeTrailers(Status.OK);
+      const body = new Uint8Array(frame.length + trailers.length);
+      body.set(frame);
+      body.set(trailers, frame.length);
+      call.body(body);
     } catch (e) {
       reader.cancel();
       const err = asGrpcError(e);
       this.metrics.requests.add({ method: name, status: statusName(err.code) }, 1);
       this.logger.warn("request failed", { method: name, status: statusName(err.code), reason: err.details });
-      return trailersOnly(err.code, err.details);
+      call.trailersOnly(err.code, err.details);
     }
   }
 
-  async #watch(reader: MessageReader): Promise<Response> {
+  async #watch(call: ServerCall, reader: MessageSource): Promise<void> {
     let sessionId: string;
     try {
       sessionId = codecs.SessionRef.decode(await readOne(reader)).sessionId;
@@ -250,9 +252,9 @@ export class Manager implements TunnelHost {
         status: statusName(err.code),
         reason: err.details,
       });
-      return trailersOnly(err.code, err.details);
+      return call.trailersOnly(err.code, err.details);
     }
-    const out = new ResponseFrames(64 * 1024);
+    const out = call.frames(64 * 1024);
     const handle = {
       abort: (reason: string) => {
         this.#watchers.delete(out);
@@ -266,7 +268,6 @@ export class Manager implements TunnelHost {
     this.#watchers.add(out);
     this.sessions.get(sessionId)!.streams.add(handle);
     out.writeMessage(codecs.ClusterInfo.encode(this.#clusterInfo));
-    return grpcResponse(out.body);
   }
 
   /** The session, after recording its sign of life; NOT_FOUND when it is unknown. */
@@ -286,28 +287,28 @@ export class Manager implements TunnelHost {
   }
 
   async #reject(
-    req: Request,
+    call: ServerCall,
     reason: string,
     code: Status,
     message: string,
     httpStatus = 200,
     method = "",
-  ): Promise<Response> {
+  ): Promise<void> {
     this.metrics.rejected.add({ reason }, 1);
     this.logger.warn("request rejected", {
       reason,
       status: statusName(code),
       detail: message,
       method,
-      path: new URL(req.url).pathname,
+      path: call.path,
     });
-    await drain(req.body, this.config.maxMessageSize);
-    return trailersOnly(code, message, httpStatus);
+    await call.drain(this.config.maxMessageSize);
+    call.trailersOnly(code, message, httpStatus);
   }
 }
 
 /** Reads exactly one request message: a unary request is one message, then the end of the body. */
-async function readOne(reader: MessageReader): Promise<Uint8Array> {
+async function readOne(reader: MessageSource): Promise<Uint8Array> {
   const msg = await reader.next();
   if (msg === null) throw new GrpcError(Status.INVALID_ARGUMENT, "Request has no message");
   if ((await reader.next()) !== null) throw new GrpcError(Status.INVALID_ARGUMENT, "Request has more than one message");
@@ -321,41 +322,6 @@ function asGrpcError(e: unknown): GrpcError {
   return new GrpcError(Status.INVALID_ARGUMENT, `Cannot decode request: ${e instanceof Error ? e.message : e}`);
 }
 
-function grpcResponse(body: BodyInit): Response {
-  return new Response(body, { headers: { "content-type": CONTENT_TYPE } });
-}
-
-function trailersOnly(code: Status, message: string, httpStatus = 200): Response {
-  return new Response(null, {
-    status: httpStatus,
-    headers: { "content-type": CONTENT_TYPE, "grpc-status": String(code), "grpc-message": encodeGrpcMessage(message) },
-  });
-}
-
-/**
- * Reads and drops a rejected request's body (up to `limit` bytes, for at most 200 ms), so an HTTP/1.1 connection
- * stays usable for the next request; a longer or endless body is cancelled.
- */
-async function drain(body: ReadableStream<Uint8Array> | null, limit: number): Promise<void> {
-  if (!body) return;
-  const reader = body.getReader();
-  let n = 0;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<"timeout">((r) => (timer = setTimeout(() => r("timeout"), 200)));
-  try {
-    while (n <= limit) {
-      const r = await Promise.race([reader.read(), timeout]);
-      if (r === "timeout" || r.done) break;
-      n += r.value.length;
-    }
-  } catch {
-    // the client went away; nothing to drain
-  } finally {
-    clearTimeout(timer);
-    reader.cancel().catch(() => {});
-  }
-}
-
 /** Compares "Bearer <token>" in time independent of where the first difference is. */
 function tokenMatches(header: string | null, token: string): boolean {
   const want = new TextEncoder().encode(`Bearer ${token}`);
@@ -365,26 +331,4 @@ function tokenMatches(header: string | null, token: string): boolean {
   return diff === 0;
 }
 
-export interface ServeOptions {
-  signal?: AbortSignal;
-  onListen?: (addr: Deno.NetAddr) => void;
-}
-
-/** Serves a manager on its config's address (TLS when the config has a certificate). */
-export function serveManager(manager: Manager, options: ServeOptions = {}): Deno.HttpServer<Deno.NetAddr> {
-  const { listen, tls } = manager.config;
-  manager.start();
-  const common = {
-    hostname: listen.host,
-    port: listen.port,
-    onListen: options.onListen ?? (() => {}),
-    onError: (e: unknown) => {
-      manager.logger.warn("handler error", { reason: e instanceof Error ? e.message : String(e) });
-      return trailersOnly(Status.INTERNAL, "internal error");
-    },
-    ...(options.signal ? { signal: options.signal } : {}),
-  };
-  return tls
-    ? Deno.serve({ ...common, cert: tls.cert, key: tls.key }, manager.handler)
-    : Deno.serve(common, manager.handler);
-}
+export { type ManagerServer, serveManager, type ServeOptions } from "./listen.ts";

@@ -18,15 +18,15 @@ import type { ManagerConfig } from "./config.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Session } from "./sessions.ts";
-import type { MessageReader, ResponseFrames } from "./_streams.ts";
+import type { FrameSink, MessageSource } from "./_streams.ts";
 import { runTcpTunnel } from "./tunnel_tcp.ts";
 import { runUdpTunnel } from "./tunnel_udp.ts";
 
 /** What a runner needs; it reports its dial result once through `dialed`. */
 export interface TunnelContext {
   open: TunnelOpen;
-  reader: MessageReader;
-  out: ResponseFrames;
+  reader: MessageSource;
+  out: FrameSink;
   signal: AbortSignal;
   config: ManagerConfig;
   metrics: Metrics;
@@ -66,7 +66,7 @@ const OPEN_TIMEOUT_MS = 10_000;
 let nextStreamId = 1;
 
 /** Runs one Tunnel call to its end. Never throws. */
-export async function serveTunnel(host: TunnelHost, reader: MessageReader, out: ResponseFrames): Promise<void> {
+export async function serveTunnel(host: TunnelHost, reader: MessageSource, out: FrameSink): Promise<void> {
   const { config, logger, metrics } = host;
   const streamId = nextStreamId++;
   const abort = new AbortController();

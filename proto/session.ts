@@ -120,7 +120,8 @@ export class ManagerSession {
     const call = new Call(this.channel.open(methods.WatchClusterInfo!.path), this.channel.maxMessageSize);
     this.#watches.add(call);
     try {
-      call.stream.end(encodeFrame(codecs.SessionRef.encode({ sessionId: this.id })));
+      call.stream.write(encodeFrame(codecs.SessionRef.encode({ sessionId: this.id })));
+      call.stream.end();
       for (let m = await call.nextMessage(); m; m = await call.nextMessage()) {
         this.clusterInfo = codecs.ClusterInfo.decode(m);
         yield this.clusterInfo;

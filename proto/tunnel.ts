@@ -9,7 +9,7 @@
  * - outbound (reads): received payload waits in a queue; above READ_HIGH_WATER the HTTP/2 stream is paused, so no
  *   WINDOW_UPDATE goes out and the manager stops reading its destination socket.
  */
-import type http2 from "node:http2";
+import type { Stream } from "./h2/connection.ts";
 import { GrpcError, Status } from "./grpc_web.ts";
 import { Call, type Channel } from "./channel.ts";
 import {
@@ -69,7 +69,8 @@ export class Tunnel {
   readonly ended: Promise<TunnelEnd>;
 
   readonly #call: Call;
-  readonly #stream: http2.ClientHttp2Stream;
+  readonly #stream: Stream;
+  #drainWaiters: (() => void)[] = [];
   #pending: Uint8Array[] = [];
   #pendingBytes = 0;
   #flushQueued = false;
@@ -94,6 +95,7 @@ export class Tunnel {
     this.#call = new Call(this.#stream, channel.maxMessageSize);
     this.#call.onMessage = (msg) => this.#onMessage(msg);
     this.#call.onEnd = (s) => this.#onCallEnd(s.code, s.message);
+    this.#stream.onDrain = () => this.#wakeDrain();
     this.#stream.write(encodeFrame(encodeTunnelFrame({
       kind: "open",
       open: {
@@ -163,15 +165,7 @@ export class Tunnel {
   drained(): Promise<void> {
     this.#flush();
     if (this.#writable() || this.#end) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        this.#stream.off("drain", done);
-        this.#stream.off("close", done);
-        resolve();
-      };
-      this.#stream.on("drain", done);
-      this.#stream.on("close", done);
-    });
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
   }
 
   /** Half-closes: no more payload from this side (TCP FIN; for UDP, ends the flow). */
@@ -179,7 +173,8 @@ export class Tunnel {
     if (this.#writeClosed || this.#end) return;
     this.#flush();
     this.#writeClosed = true;
-    this.#stream.end(FIN_FRAME);
+    this.#stream.write(FIN_FRAME);
+    this.#stream.end();
   }
 
   /** Aborts both directions (TCP RST at the destination). */
@@ -189,7 +184,8 @@ export class Tunnel {
     this.#pendingBytes = 0;
     if (!this.#writeClosed) {
       this.#writeClosed = true;
-      this.#stream.end(encodeFrame(encodeTunnelFrame({ kind: "reset", reason })));
+      this.#stream.write(encodeFrame(encodeTunnelFrame({ kind: "reset", reason })));
+      this.#stream.end();
     }
     this.#failRead(new TunnelResetError(reason));
     this.#end = { how: "reset", reason };
@@ -235,11 +231,16 @@ export class Tunnel {
   }
 
   #writeBuffered(): number {
-    return this.#pendingBytes + (this.#stream.writableLength ?? 0);
+    return this.#pendingBytes + this.#stream.bufferedAmount;
   }
 
   #writable(): boolean {
-    return this.#writeBuffered() < WRITE_HIGH_WATER && !this.#stream.writableNeedDrain;
+    return this.#writeBuffered() < WRITE_HIGH_WATER;
+  }
+
+  #wakeDrain(): void {
+    if (!this.#writable() && !this.#end) return;
+    for (const w of this.#drainWaiters.splice(0)) w();
   }
 
   #flush(): void {
@@ -338,6 +339,7 @@ export class Tunnel {
       this.#dialWaiter = undefined;
     }
     this.#wakeReader();
+    this.#wakeDrain();
     this.#resolveEnd(end);
   }
 

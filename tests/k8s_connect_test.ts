@@ -134,7 +134,7 @@ Deno.test("when the cluster's pod subnets grow, tp routes the new one without re
   }
 });
 
-Deno.test("past the manager's streams per connection, tp opens a further port-forward and holds 400 connections", async () => {
+Deno.test("one port-forward carries 400 connections held open at once", async () => {
   const manager = await startLabManager();
   const double = await startDouble();
   let stats;
@@ -160,5 +160,5 @@ Deno.test("past the manager's streams per connection, tp opens a further port-fo
     stats = await double.stop();
     await manager.stop();
   }
-  assert.ok(stats.webSocketUpgrades >= 2, `port-forwards: ${stats.webSocketUpgrades}`);
+  assert.equal(stats.webSocketUpgrades, 1, `port-forwards: ${stats.webSocketUpgrades}`);
 });

@@ -123,11 +123,12 @@ Deno.test("a malformed frame inside a tunnel ends that stream only; the session'
     });
     const trailers = new Promise<string>((resolve) => {
       let text = "";
-      raw.on("data", (c: Uint8Array) => (text += new TextDecoder().decode(c)));
-      raw.on("close", () => resolve(text));
+      raw.onData = (c: Uint8Array) => (text += new TextDecoder().decode(c));
+      raw.onClose = () => resolve(text);
     });
     raw.write(encodeFrame(open));
-    raw.end(encodeFrame(new Uint8Array([0x12, 0xff, 0x01])));
+    raw.write(encodeFrame(new Uint8Array([0x12, 0xff, 0x01])));
+    raw.end();
     assert.match(await trailers, new RegExp(`grpc-status: ${Status.INVALID_ARGUMENT}`));
     good.write(new TextEncoder().encode("still here"));
     assert.equal(new TextDecoder().decode((await good.read())!), "still here");

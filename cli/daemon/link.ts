@@ -12,7 +12,6 @@ import {
   Status,
 } from "../../proto/mod.ts";
 import type { ManagerStream } from "../k8s/portforward.ts";
-import { Duplex } from "node:stream";
 import { type ConnectSettings, describeTarget } from "./settings.ts";
 import { VERSION } from "../version.ts";
 
@@ -160,13 +159,8 @@ async function dial(
     // Errors surface through the HTTP/2 session that runs over the stream.
     stream.on("error", () => {});
     forward = stream;
-    let first: Duplex | undefined = stream;
-    // Each further HTTP/2 connection (past the manager's streams per connection) gets a port-forward of its own.
-    target = () => {
-      const f = first;
-      first = undefined;
-      return f ?? laterDuplex(() => openManagerStream(opts));
-    };
+    // ONE port-forward carries everything: the manager's HTTP/2 server sets no small limit on streams.
+    target = () => stream;
   }
   stage("manager", `connecting to the traffic-manager at ${describeTarget(settings)}`);
   try {
@@ -212,60 +206,4 @@ function compareVersions(a: string, b: string): number {
   const pa = a.split(/[.-]/).map((x) => Number(x) || 0), pb = b.split(/[.-]/).map((x) => Number(x) || 0);
   for (let i = 0; i < 3; i++) if (pa[i] !== pb[i]) return (pa[i] ?? 0) - (pb[i] ?? 0);
   return 0;
-}
-
-/**
- * A duplex that exists at once (node:http2's `createConnection` must return one synchronously) and carries the bytes
- * of a stream that `open` makes later; writes before then wait; if `open` fails, the duplex fails with its error.
- */
-function laterDuplex(open: () => Promise<Duplex>): Duplex {
-  return new LaterDuplex(open);
-}
-
-class LaterDuplex extends Duplex {
-  #remote: Duplex | undefined;
-  #waiting: [Uint8Array, (e?: Error | null) => void][] = [];
-  #ending: (() => void) | undefined;
-
-  constructor(open: () => Promise<Duplex>) {
-    super();
-    open().then((r) => this.#attach(r), (e: Error) => this.destroy(e));
-  }
-
-  #attach(remote: Duplex): void {
-    if (this.destroyed) return void remote.destroy();
-    this.#remote = remote;
-    remote.on("data", (c: Uint8Array) => {
-      if (!this.push(c)) remote.pause();
-    });
-    remote.on("end", () => this.push(null));
-    remote.on("error", (e: Error) => this.destroy(e));
-    remote.on("close", () => this.destroy());
-    for (const [c, cb] of this.#waiting) remote.write(c, cb);
-    this.#waiting = [];
-    if (this.#ending) this.#ending();
-  }
-
-  override _write(chunk: Uint8Array, _enc: string, cb: (e?: Error | null) => void): void {
-    if (this.#remote) this.#remote.write(chunk, cb);
-    else this.#waiting.push([chunk, cb]);
-  }
-
-  override _read(): void {
-    this.#remote?.resume();
-  }
-
-  override _final(cb: (e?: Error | null) => void): void {
-    const end = () => {
-      this.#remote!.end();
-      cb();
-    };
-    if (this.#remote) end();
-    else this.#ending = end;
-  }
-
-  override _destroy(e: Error | null, cb: (e?: Error | null) => void): void {
-    this.#remote?.destroy();
-    cb(e);
-  }
 }

@@ -1,0 +1,867 @@
+/**
+ * One HTTP/2 connection (RFC 9113), either end, over any byte transport: tp's own, because the two it had cost too
+ * much on the tunnel's path (scripts/bench: node:http2 kept ~20 KiB per idle stream on the client and Deno.serve
+ * allows 200 streams per connection and adds web streams per chunk; see proto/h2/README.md's numbers).
+ *
+ * What it does: the connection preface and SETTINGS exchange, streams with flow control both ways (stream and
+ * connection windows; WINDOW_UPDATE sent as the reader consumes), HEADERS with CONTINUATION and trailers, DATA with
+ * padding, RST_STREAM, PING (answered, and `ping()` for keepalives), GOAWAY both ways, MAX_CONCURRENT_STREAMS (a
+ * client queues streams past the peer's limit). Frames the peer sends in one read are handled in one go; frames we
+ * produce in one tick go to the transport as one write.
+ *
+ * What it leaves out: server push (we send ENABLE_PUSH 0 and refuse PUSH_PROMISE), priorities (PRIORITY frames are
+ * read and ignored, as RFC 9113 allows), the HPACK dynamic table when encoding (see hpack.ts).
+ *
+ * Errors: a connection error (malformed frame, flow-control violation, bad header block) sends GOAWAY with its code
+ * and closes; a stream error resets that stream only.
+ */
+import {
+  DEFAULT_MAX_FRAME_SIZE,
+  DEFAULT_WINDOW,
+  emitHeader,
+  ErrorCode,
+  errorName,
+  Flag,
+  frame,
+  FrameType,
+  goawayFrame,
+  HEADER_LENGTH,
+  MAX_WINDOW,
+  parseHeader,
+  parseSettings,
+  pingFrame,
+  PREFACE,
+  readU32,
+  rstStreamFrame,
+  Setting,
+  settingsFrame,
+  windowUpdateFrame,
+} from "./frame.ts";
+import { type HeaderList, HpackDecoder, HpackEncoder, HpackError } from "./hpack.ts";
+
+/** Where a connection's bytes go. The connection calls `write` at most once per tick with everything it has. */
+export interface Transport {
+  write(bytes: Uint8Array): void;
+  /** Bytes written and not yet taken by the peer's socket (for backpressure). */
+  readonly buffered: number;
+  close(): void;
+}
+
+export interface ConnectionOptions {
+  /** Our stream receive window (SETTINGS_INITIAL_WINDOW_SIZE), default 1 MiB. */
+  streamWindow?: number;
+  /** Our connection receive window, default 32 MiB. */
+  connectionWindow?: number;
+  /** Our SETTINGS_MAX_FRAME_SIZE, default 128 KiB. */
+  maxFrameSize?: number;
+  /** Server: SETTINGS_MAX_CONCURRENT_STREAMS we allow, default 100,000. */
+  maxConcurrentStreams?: number;
+  /** Server: called with each new stream once its request headers arrived. */
+  onStream?: (stream: Stream) => void;
+  /** Stop framing DATA while the transport holds this many bytes (default 1 MiB). */
+  transportHighWater?: number;
+}
+
+/** Why a connection ended: a GOAWAY either way, the transport closing, or an error. */
+export class ConnectionError extends Error {
+  override name = "ConnectionError";
+  constructor(readonly code: number, message: string) {
+    super(message);
+  }
+}
+
+/**
+ * One stream. Callbacks are plain fields (no emitter per stream: a tunnel holds one stream per TCP connection, so
+ * their memory counts). The receive window is credited as `consume` is called; by default right after `onData`
+ * returns, unless the stream is paused.
+ */
+export class Stream {
+  /** Request headers (server) or response headers (client), once they arrived. */
+  headers: HeaderList | undefined;
+  trailers: HeaderList | undefined;
+  /** The RST_STREAM code, once reset either way; -1 when the connection ended under the stream. */
+  resetCode: number | undefined;
+  onResponse: ((headers: HeaderList) => void) | undefined;
+  onData: ((chunk: Uint8Array) => void) | undefined;
+  onTrailers: ((headers: HeaderList) => void) | undefined;
+  /** The peer ended its side (END_STREAM). */
+  onEnd: (() => void) | undefined;
+  /** Both sides done, or reset: called once, last. `code` is 0 for a clean close. */
+  onClose: ((code: number, reason: string) => void) | undefined;
+  /** The send queue emptied (after `bufferedAmount` was non-zero). */
+  onDrain: (() => void) | undefined;
+
+  /** @internal */ sendWindow: number;
+  /** @internal */ recvWindow: number;
+  /** @internal */ queue: Uint8Array[] = [];
+  /** @internal */ queued = 0;
+  /** @internal */ endQueued = false;
+  /** @internal */ endTrailers: HeaderList | undefined;
+  /** @internal */ localDone = false;
+  /** @internal */ remoteDone = false;
+  /** @internal */ started = false;
+  /** @internal */ paused = false;
+  /** @internal */ unconsumed = 0;
+  /** @internal */ toCredit = 0;
+  /** @internal */ closed = false;
+
+  constructor(readonly id: number, readonly connection: Connection, sendWindow: number, recvWindow: number) {
+    this.sendWindow = sendWindow;
+    this.recvWindow = recvWindow;
+  }
+
+  /** Payload bytes written and not yet framed (waiting for window or for the transport). */
+  get bufferedAmount(): number {
+    return this.queued;
+  }
+
+  /** Server: sends the response headers. */
+  respond(headers: HeaderList, endStream = false): void {
+    this.connection.sendHeaders(this, headers, endStream);
+  }
+
+  /** Queues payload; `chunk` is kept until framed, so the caller must not reuse it. */
+  write(chunk: Uint8Array): void {
+    if (this.localDone || this.endQueued || this.closed) return;
+    if (chunk.length === 0) return;
+    this.queue.push(chunk);
+    this.queued += chunk.length;
+    this.connection.wantsSend(this);
+  }
+
+  /** Ends our side: END_STREAM on the last DATA, or on trailers when given. */
+  end(trailers?: HeaderList): void {
+    if (this.localDone || this.endQueued || this.closed) return;
+    this.endQueued = true;
+    this.endTrailers = trailers;
+    this.connection.wantsSend(this);
+  }
+
+  /** Resets the stream (RST_STREAM with `code`, CANCEL by default). */
+  reset(code: number = ErrorCode.CANCEL): void {
+    this.connection.resetStream(this, code, `reset by this side (${errorName(code)})`);
+  }
+
+  /** Stops crediting the receive window: the peer stops sending once it used the window up. */
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    const n = this.unconsumed;
+    this.unconsumed = 0;
+    if (n > 0) this.consume(n);
+  }
+
+  /** Credits `n` received bytes back to the peer (stream and connection windows). */
+  consume(n: number): void {
+    if (this.paused) {
+      this.unconsumed += n;
+      return;
+    }
+    this.connection.credit(this, n);
+  }
+}
+
+const enum Role {
+  client,
+  server,
+}
+
+/** An HPACK dynamic table size update to 0 (RFC 7541 section 6.3). */
+const TABLE_SIZE_ZERO = new Uint8Array([0x20]);
+const DEFAULT_STREAM_WINDOW = 1 << 20;
+const DEFAULT_CONNECTION_WINDOW = 32 << 20;
+const DEFAULT_FRAME_SIZE = 1 << 17;
+
+export class Connection {
+  readonly #role: Role;
+  readonly #transport: Transport;
+  readonly #options: ConnectionOptions;
+  readonly #streams = new Map<number, Stream>();
+  readonly #decoder = new HpackDecoder();
+  readonly #encoder = new HpackEncoder();
+  readonly #streamWindow: number;
+  readonly #maxFrameSize: number;
+  readonly #highWater: number;
+
+  // Input.
+  #in: Uint8Array = new Uint8Array(0);
+  #prefaceSeen: boolean;
+  #settingsSeen = false;
+  /** The stream whose header block is open (CONTINUATION expected), and its fragments. */
+  #headerBlock: { streamId: number; flags: number; parts: Uint8Array[] } | undefined;
+  #lastPeerStream = 0;
+  #recvConnWindow: number;
+  #connToCredit = 0;
+
+  // Output.
+  #out: Uint8Array[] = [];
+  #flushQueued = false;
+  #sending = new Set<Stream>();
+  #sendConnWindow = DEFAULT_WINDOW;
+  #peerStreamWindow = DEFAULT_WINDOW;
+  #peerMaxFrame = DEFAULT_MAX_FRAME_SIZE;
+  #peerMaxStreams = Infinity;
+  #nextStreamId: number;
+  #localOpen = 0;
+  #waitingToStart: Stream[] = [];
+  #pings: { data: Uint8Array; sent: number; resolve: (ms: number) => void; reject: (e: Error) => void }[] = [];
+
+  #tableSizeUpdate = false;
+  #goaway: ConnectionError | undefined;
+  #closed: ConnectionError | undefined;
+  #resolveClosed!: (e: ConnectionError) => void;
+  /** Resolves when the connection ended, with why (code NO_ERROR for a clean close). */
+  readonly closed: Promise<ConnectionError>;
+  /** Called once when the peer sent GOAWAY (no new streams from then on). */
+  onGoaway: ((e: ConnectionError) => void) | undefined;
+
+  constructor(role: "client" | "server", transport: Transport, options: ConnectionOptions = {}) {
+    this.#role = role === "client" ? Role.client : Role.server;
+    this.#transport = transport;
+    this.#options = options;
+    this.#streamWindow = options.streamWindow ?? DEFAULT_STREAM_WINDOW;
+    this.#maxFrameSize = options.maxFrameSize ?? DEFAULT_FRAME_SIZE;
+    this.#highWater = options.transportHighWater ?? 1 << 20;
+    this.#recvConnWindow = options.connectionWindow ?? DEFAULT_CONNECTION_WINDOW;
+    this.#nextStreamId = this.#role === Role.client ? 1 : 2;
+    this.#prefaceSeen = this.#role === Role.client;
+    this.closed = new Promise((r) => (this.#resolveClosed = r));
+    if (this.#role === Role.client) this.#queue(PREFACE);
+    const settings: [number, number][] = [
+      [Setting.ENABLE_PUSH, 0],
+      [Setting.INITIAL_WINDOW_SIZE, this.#streamWindow],
+      [Setting.MAX_FRAME_SIZE, this.#maxFrameSize],
+    ];
+    if (this.#role === Role.server) {
+      settings.splice(0, 1); // ENABLE_PUSH is the client's to send (section 6.5.2)
+      settings.push([Setting.MAX_CONCURRENT_STREAMS, options.maxConcurrentStreams ?? 100_000]);
+    }
+    this.#queue(settingsFrame(settings));
+    const extra = this.#recvConnWindow - DEFAULT_WINDOW;
+    if (extra > 0) this.#queue(windowUpdateFrame(0, extra));
+  }
+
+  /** Streams open now. */
+  get streamCount(): number {
+    return this.#streams.size;
+  }
+
+  /** Whether new streams may be opened (no GOAWAY either way, not closed). */
+  get usable(): boolean {
+    return !this.#goaway && !this.#closed;
+  }
+
+  /** Why the connection ended, once it did. */
+  get error(): ConnectionError | undefined {
+    return this.#closed;
+  }
+
+  // ------------------------------------------------------------------------------------------------ client side
+
+  /** Client: opens a stream with request headers (a header list, or a block `encodeHeaders` made once). */
+  request(headers: HeaderList | Uint8Array, endStream = false): Stream {
+    if (this.#role !== Role.client) throw new TypeError("Only a client opens streams");
+    if (!this.usable) {
+      throw this.#goaway ?? this.#closed ?? new ConnectionError(ErrorCode.INTERNAL_ERROR, "connection closed");
+    }
+    const id = this.#nextStreamId;
+    this.#nextStreamId += 2;
+    const s = new Stream(id, this, this.#peerStreamWindow, this.#streamWindow);
+    this.#streams.set(id, s);
+    const block = headers instanceof Uint8Array ? headers : this.#encoder.encode(headers);
+    if (endStream) s.endQueued = true;
+    (s as { pendingBlock?: Uint8Array }).pendingBlock = block;
+    if (this.#localOpen < this.#peerMaxStreams) this.#start(s);
+    else this.#waitingToStart.push(s);
+    return s;
+  }
+
+  /** A header block for `request`, encoded once and reused. */
+  encodeHeaders(headers: HeaderList): Uint8Array {
+    return this.#encoder.encode(headers);
+  }
+
+  #start(s: Stream): void {
+    const p = s as Stream & { pendingBlock?: Uint8Array };
+    const block = p.pendingBlock!;
+    delete p.pendingBlock;
+    s.started = true;
+    this.#localOpen++;
+    const endNow = s.endQueued && s.queued === 0 && !s.endTrailers;
+    this.#queueHeaderBlock(s.id, block, endNow);
+    if (endNow) this.#localEnded(s);
+    else if (s.queued > 0 || s.endQueued) this.#sending.add(s);
+  }
+
+  // ------------------------------------------------------------------------------------------------ both sides
+
+  /** Measures a round trip with PING; rejects when the connection ends first. */
+  ping(): Promise<number> {
+    if (this.#closed) return Promise.reject(this.#closed);
+    const data = crypto.getRandomValues(new Uint8Array(8));
+    return new Promise((resolve, reject) => {
+      this.#pings.push({ data, sent: performance.now(), resolve, reject });
+      this.#queue(pingFrame(data, false));
+    });
+  }
+
+  /** Sends GOAWAY and closes once the open streams are done (at once when there are none). */
+  close(): void {
+    if (this.#closed) return;
+    if (!this.#goaway) {
+      this.#goaway = new ConnectionError(ErrorCode.NO_ERROR, "connection closing");
+      this.#queue(goawayFrame(this.#lastPeerStream, ErrorCode.NO_ERROR));
+    }
+    this.#waitingToStart.splice(0).forEach((s) => this.#closeStream(s, ErrorCode.REFUSED_STREAM, "connection closing"));
+    if (this.#streams.size === 0) this.#end(new ConnectionError(ErrorCode.NO_ERROR, "connection closed"));
+  }
+
+  /** Ends the connection now: GOAWAY with `code`, every stream reset. */
+  destroy(code: number = ErrorCode.CANCEL, reason = "connection destroyed"): void {
+    if (this.#closed) return;
+    this.#queue(goawayFrame(this.#lastPeerStream, code, reason));
+    this.#end(new ConnectionError(code, reason));
+  }
+
+  /** The transport closed (EOF or error): every stream ends with `reason`. */
+  transportClosed(reason = "connection lost"): void {
+    if (this.#closed) return;
+    this.#end(new ConnectionError(ErrorCode.INTERNAL_ERROR, reason), false);
+  }
+
+  /** The transport took what was buffered: frames held back for backpressure go on. */
+  transportDrained(): void {
+    if (this.#sending.size > 0) this.#scheduleFlush();
+  }
+
+  /** Bytes from the peer. Does not keep `bytes` past the call. */
+  receive(bytes: Uint8Array): void {
+    if (this.#closed) return;
+    let b = bytes;
+    let kept = false;
+    if (this.#in.length > 0) {
+      b = concat([this.#in, bytes]);
+      kept = true;
+    }
+    let off = 0;
+    try {
+      if (!this.#prefaceSeen) {
+        const n = Math.min(b.length, PREFACE.length);
+        for (let i = 0; i < n; i++) {
+          if (b[i] !== PREFACE[i]) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "Not an HTTP/2 preface");
+        }
+        if (b.length < PREFACE.length) {
+          this.#in = kept ? b : b.slice();
+          return;
+        }
+        this.#prefaceSeen = true;
+        off = PREFACE.length;
+      }
+      while (b.length - off >= HEADER_LENGTH && !this.#closed) {
+        const h = parseHeader(b, off);
+        if (h.length > this.#maxFrameSize) {
+          throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, `Frame of ${h.length} bytes over our maximum`);
+        }
+        if (b.length - off < HEADER_LENGTH + h.length) break;
+        const payload = b.subarray(off + HEADER_LENGTH, off + HEADER_LENGTH + h.length);
+        off += HEADER_LENGTH + h.length;
+        this.#onFrame(h.type, h.flags, h.streamId, payload);
+      }
+    } catch (e) {
+      const err = e instanceof ConnectionError
+        ? e
+        : e instanceof HpackError
+        ? new ConnectionError(ErrorCode.COMPRESSION_ERROR, e.message)
+        : new ConnectionError(ErrorCode.INTERNAL_ERROR, e instanceof Error ? e.message : String(e));
+      this.destroy(err.code, err.message);
+      return;
+    }
+    const rest = b.length - off;
+    this.#in = rest === 0 ? new Uint8Array(0) : (kept && off === 0 ? b : b.slice(off));
+    this.#creditConnection();
+  }
+
+  // ------------------------------------------------------------------------------------------------ frames in
+
+  #onFrame(type: number, flags: number, id: number, p: Uint8Array): void {
+    if (!this.#settingsSeen && type !== FrameType.SETTINGS) {
+      throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "The first frame was not SETTINGS");
+    }
+    if (this.#headerBlock && type !== FrameType.CONTINUATION) {
+      throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "A header block was interrupted by another frame");
+    }
+    switch (type) {
+      case FrameType.DATA:
+        return this.#onData(flags, id, p);
+      case FrameType.HEADERS:
+        return this.#onHeaders(flags, id, p);
+      case FrameType.CONTINUATION: {
+        const hb = this.#headerBlock;
+        if (!hb || hb.streamId !== id) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "Unexpected CONTINUATION");
+        hb.parts.push(p.slice());
+        if (flags & Flag.END_HEADERS) {
+          this.#headerBlock = undefined;
+          this.#onHeaderBlock(id, hb.flags, concat(hb.parts));
+        }
+        return;
+      }
+      case FrameType.PRIORITY:
+        if (id === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "PRIORITY on stream 0");
+        if (p.length !== 5) return this.#streamError(id, ErrorCode.FRAME_SIZE_ERROR);
+        return;
+      case FrameType.RST_STREAM: {
+        if (id === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "RST_STREAM on stream 0");
+        if (p.length !== 4) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "RST_STREAM is not 4 bytes");
+        this.#checkNotIdle(id);
+        const s = this.#streams.get(id);
+        if (s) {
+          const code = readU32(p, 0);
+          this.#closeStream(s, code, `reset by the peer (${errorName(code)})`);
+        }
+        return;
+      }
+      case FrameType.SETTINGS:
+        return this.#onSettings(flags, id, p);
+      case FrameType.PUSH_PROMISE:
+        throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "PUSH_PROMISE though push is disabled");
+      case FrameType.PING:
+        if (id !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "PING on a stream");
+        if (p.length !== 8) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "PING is not 8 bytes");
+        if (flags & Flag.ACK) {
+          const i = this.#pings.findIndex((x) => equal(x.data, p));
+          if (i >= 0) {
+            const [x] = this.#pings.splice(i, 1);
+            x!.resolve(performance.now() - x!.sent);
+          }
+        } else this.#queue(pingFrame(p.slice(), true));
+        return;
+      case FrameType.GOAWAY: {
+        if (id !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "GOAWAY on a stream");
+        if (p.length < 8) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "GOAWAY under 8 bytes");
+        const last = readU32(p, 0, true);
+        const code = readU32(p, 4);
+        const debug = new TextDecoder().decode(p.subarray(8));
+        const err = new ConnectionError(code, `GOAWAY from the peer (${errorName(code)})${debug ? `: ${debug}` : ""}`);
+        const first = !this.#goaway;
+        this.#goaway ??= err;
+        // Streams we opened past `last` were never processed: refused, so a caller may retry them.
+        for (const s of [...this.#streams.values()]) {
+          if (this.#isLocal(s.id) && s.id > last) this.#closeStream(s, ErrorCode.REFUSED_STREAM, err.message);
+        }
+        this.#waitingToStart.splice(0).forEach((s) => this.#closeStream(s, ErrorCode.REFUSED_STREAM, err.message));
+        if (first) this.onGoaway?.(err);
+        if (code !== ErrorCode.NO_ERROR || this.#streams.size === 0) this.#end(err);
+        return;
+      }
+      case FrameType.WINDOW_UPDATE: {
+        if (p.length !== 4) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "WINDOW_UPDATE is not 4 bytes");
+        const inc = readU32(p, 0, true);
+        if (id === 0) {
+          if (inc === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "WINDOW_UPDATE of 0");
+          this.#sendConnWindow += inc;
+          if (this.#sendConnWindow > MAX_WINDOW) {
+            throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, "Connection window over 2^31-1");
+          }
+          if (this.#sending.size > 0) this.#scheduleFlush();
+          return;
+        }
+        this.#checkNotIdle(id);
+        const s = this.#streams.get(id);
+        if (!s) return;
+        if (inc === 0) return this.#streamError(id, ErrorCode.PROTOCOL_ERROR);
+        s.sendWindow += inc;
+        if (s.sendWindow > MAX_WINDOW) return this.#streamError(id, ErrorCode.FLOW_CONTROL_ERROR);
+        if (s.queued > 0 || s.endQueued) this.wantsSend(s);
+        return;
+      }
+      default:
+        return; // unknown frame types are ignored (section 4.1)
+    }
+  }
+
+  #onSettings(flags: number, id: number, p: Uint8Array): void {
+    if (id !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "SETTINGS on a stream");
+    if (flags & Flag.ACK) {
+      if (p.length !== 0) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "SETTINGS ACK with a payload");
+      return;
+    }
+    const list = parseSettings(p);
+    if (!list) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "SETTINGS length not a multiple of 6");
+    this.#settingsSeen = true;
+    for (const [k, v] of list) {
+      switch (k) {
+        case Setting.ENABLE_PUSH:
+          if (v > 1) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "ENABLE_PUSH not 0 or 1");
+          break;
+        case Setting.MAX_CONCURRENT_STREAMS:
+          this.#peerMaxStreams = v;
+          this.#startWaiting();
+          break;
+        case Setting.INITIAL_WINDOW_SIZE: {
+          if (v > MAX_WINDOW) {
+            throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, "INITIAL_WINDOW_SIZE over 2^31-1");
+          }
+          const delta = v - this.#peerStreamWindow;
+          this.#peerStreamWindow = v;
+          for (const s of this.#streams.values()) {
+            s.sendWindow += delta;
+            if (s.sendWindow > MAX_WINDOW) {
+              throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, "A stream window went over 2^31-1");
+            }
+            if (delta > 0 && (s.queued > 0 || s.endQueued)) this.wantsSend(s);
+          }
+          break;
+        }
+        case Setting.MAX_FRAME_SIZE:
+          if (v < DEFAULT_MAX_FRAME_SIZE || v > 16_777_215) {
+            throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `MAX_FRAME_SIZE ${v} out of range`);
+          }
+          this.#peerMaxFrame = v;
+          break;
+        case Setting.HEADER_TABLE_SIZE:
+          // Our encoder keeps no dynamic table, but a peer that lowered its size expects an update to a size
+          // within it at the start of our next block (RFC 7541 section 4.2); 0 fits any.
+          if (v < 4096) this.#tableSizeUpdate = true;
+          break;
+        default:
+          break; // advisory or unknown
+      }
+    }
+    this.#queue(frame(FrameType.SETTINGS, Flag.ACK, 0));
+  }
+
+  #onHeaders(flags: number, id: number, p: Uint8Array): void {
+    if (id === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "HEADERS on stream 0");
+    let body = stripPadding(flags, p);
+    if (flags & Flag.PRIORITY) {
+      if (body.length < 5) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "HEADERS priority too short");
+      body = body.subarray(5);
+    }
+    if (flags & Flag.END_HEADERS) this.#onHeaderBlock(id, flags, body);
+    else this.#headerBlock = { streamId: id, flags, parts: [body.slice()] };
+  }
+
+  #onHeaderBlock(id: number, flags: number, block: Uint8Array): void {
+    // Decoded even for a stream we ignore: the decoder's table must see every block (RFC 7541 section 2.2).
+    const headers = this.#decoder.decode(block);
+    const endStream = (flags & Flag.END_STREAM) !== 0;
+    let s = this.#streams.get(id);
+    if (!s) {
+      if (this.#isLocal(id) || id <= this.#lastPeerStream) {
+        // A stream that ended: STREAM_CLOSED (section 5.1); for ours that we never opened, PROTOCOL_ERROR.
+        if (this.#isLocal(id) && id >= this.#nextStreamId) {
+          throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS on idle stream ${id}`);
+        }
+        return; // a stream that closed (reset while the peer sent): ignored
+      }
+      if (this.#role === Role.client) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "Server opened a stream");
+      this.#lastPeerStream = id;
+      if (this.#goaway) return this.#streamError(id, ErrorCode.REFUSED_STREAM);
+      if (this.#streams.size >= (this.#options.maxConcurrentStreams ?? 100_000)) {
+        return this.#streamError(id, ErrorCode.REFUSED_STREAM);
+      }
+      s = new Stream(id, this, this.#peerStreamWindow, this.#streamWindow);
+      s.started = true;
+      this.#streams.set(id, s);
+      s.headers = headers;
+      this.#options.onStream?.(s);
+    } else if (s.remoteDone) {
+      return this.#streamError(id, ErrorCode.STREAM_CLOSED);
+    } else if (s.headers === undefined) {
+      const status = headers.find(([n]) => n === ":status")?.[1];
+      if (status !== undefined && status.length === 3 && status[0] === "1") return; // informational (1xx)
+      s.headers = headers;
+      s.onResponse?.(headers);
+    } else {
+      if (!endStream) return this.#streamError(id, ErrorCode.PROTOCOL_ERROR); // trailers must end the stream
+      s.trailers = headers;
+      s.onTrailers?.(headers);
+    }
+    if (endStream && !s.closed) this.#remoteEnded(s);
+  }
+
+  #onData(flags: number, id: number, p: Uint8Array): void {
+    if (id === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "DATA on stream 0");
+    // The whole frame counts against the windows, padding included (section 6.9.1).
+    this.#recvConnWindow -= p.length;
+    if (this.#recvConnWindow < 0) {
+      throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, "Peer sent past the connection window");
+    }
+    const s = this.#streams.get(id);
+    if (!s || s.remoteDone || s.headers === undefined) {
+      this.#connToCredit += p.length; // not ours to hold: give the connection window back
+      this.#checkNotIdle(id);
+      // A stream that already closed (a reset crossing the peer's DATA): ignored, as section 5.1 allows.
+      if (s) this.#streamError(id, ErrorCode.STREAM_CLOSED);
+      return;
+    }
+    s.recvWindow -= p.length;
+    if (s.recvWindow < 0) {
+      this.#connToCredit += p.length;
+      return this.#streamError(id, ErrorCode.FLOW_CONTROL_ERROR);
+    }
+    const data = stripPadding(flags, p);
+    const padding = p.length - data.length;
+    if (padding > 0) this.#credit(s, padding);
+    if (data.length > 0) {
+      if (s.onData) {
+        s.onData(data.slice());
+        if (!s.closed) s.consume(data.length);
+      } else this.#credit(s, data.length);
+    }
+    if ((flags & Flag.END_STREAM) && !s.closed) this.#remoteEnded(s);
+  }
+
+  // ------------------------------------------------------------------------------------------------ flow control
+
+  /** @internal Stream.consume: credit the windows, sending WINDOW_UPDATEs in batches. */
+  credit(s: Stream, n: number): void {
+    this.#credit(s, n);
+    this.#creditConnection();
+  }
+
+  #credit(s: Stream, n: number): void {
+    this.#connToCredit += n;
+    if (s.remoteDone || s.closed) return;
+    s.toCredit += n;
+    // Batched: an update once a quarter of the window was taken, so one small message costs no extra frame.
+    if (s.toCredit >= this.#streamWindow >>> 2) {
+      s.recvWindow += s.toCredit;
+      this.#queue(windowUpdateFrame(s.id, s.toCredit));
+      s.toCredit = 0;
+    }
+  }
+
+  #creditConnection(): void {
+    const full = this.#options.connectionWindow ?? DEFAULT_CONNECTION_WINDOW;
+    if (this.#connToCredit >= full >>> 2 && !this.#closed) {
+      this.#recvConnWindow += this.#connToCredit;
+      this.#queue(windowUpdateFrame(0, this.#connToCredit));
+      this.#connToCredit = 0;
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------ frames out
+
+  /** @internal */
+  sendHeaders(s: Stream, headers: HeaderList, endStream: boolean): void {
+    if (s.closed || s.localDone) return;
+    if (this.#role === Role.server && s.queued === 0 && !s.endQueued) {
+      this.#queueHeaderBlock(s.id, this.#encoder.encode(headers), endStream);
+      if (endStream) this.#localEnded(s);
+    } else throw new TypeError("respond() is for a server stream, before any DATA");
+  }
+
+  /** @internal A stream has something to send. */
+  wantsSend(s: Stream): void {
+    if (!s.started || s.closed) return;
+    this.#sending.add(s);
+    this.#scheduleFlush();
+  }
+
+  /** @internal */
+  resetStream(s: Stream, code: number, reason: string): void {
+    if (s.closed) return;
+    if (s.started) this.#queue(rstStreamFrame(s.id, code));
+    this.#closeStream(s, code, reason);
+  }
+
+  #queueHeaderBlock(id: number, headerBlock: Uint8Array, endStream: boolean): void {
+    let block = headerBlock;
+    if (this.#tableSizeUpdate) {
+      this.#tableSizeUpdate = false;
+      block = concat([TABLE_SIZE_ZERO, block]);
+    }
+    const max = this.#peerMaxFrame;
+    let flags = endStream ? Flag.END_STREAM : 0;
+    if (block.length <= max) {
+      this.#queue(frame(FrameType.HEADERS, flags | Flag.END_HEADERS, id, block));
+      return;
+    }
+    let off = 0;
+    let type: number = FrameType.HEADERS;
+    while (off < block.length) {
+      const part = block.subarray(off, Math.min(block.length, off + max));
+      off += part.length;
+      this.#queue(frame(type, flags | (off === block.length ? Flag.END_HEADERS : 0), id, part));
+      type = FrameType.CONTINUATION;
+      flags = 0;
+    }
+  }
+
+  #queue(b: Uint8Array): void {
+    this.#out.push(b);
+    this.#scheduleFlush();
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushQueued) return;
+    this.#flushQueued = true;
+    queueMicrotask(() => this.#flush());
+  }
+
+  #flush(): void {
+    this.#flushQueued = false;
+    if (this.#sending.size > 0) this.#frameData();
+    if (this.#out.length === 0) return;
+    const out = this.#out.length === 1 ? this.#out[0]! : concat(this.#out);
+    this.#out = [];
+    this.#transport.write(out);
+  }
+
+  /** Cuts queued payload into DATA frames as the windows and the transport allow. */
+  #frameData(): void {
+    // Bytes the transport may still take this flush; transportDrained() brings the rest back.
+    let budget = this.#highWater - this.#transport.buffered;
+    for (const s of this.#sending) {
+      if (budget <= 0) return;
+      const hadQueued = s.queued > 0;
+      while (s.queued > 0) {
+        const room = Math.min(s.sendWindow, this.#sendConnWindow, this.#peerMaxFrame);
+        if (room <= 0) break;
+        const n = Math.min(room, s.queued);
+        const last = n === s.queued && s.endQueued && !s.endTrailers;
+        this.#out.push(this.#dataFrame(s, n, last));
+        s.sendWindow -= n;
+        this.#sendConnWindow -= n;
+        budget -= n;
+        if (budget <= 0) break;
+      }
+      if (s.queued === 0) {
+        this.#sending.delete(s);
+        if (s.endQueued && !s.localDone) {
+          if (s.endTrailers) this.#queueHeaderBlock(s.id, this.#encoder.encode(s.endTrailers), true);
+          else if (!hadQueued) this.#out.push(frame(FrameType.DATA, Flag.END_STREAM, s.id));
+          this.#localEnded(s);
+        } else if (hadQueued) s.onDrain?.();
+      } else if (this.#sendConnWindow <= 0) return;
+    }
+  }
+
+  /** One DATA frame of the next `n` queued bytes (copied once, into the frame). */
+  #dataFrame(s: Stream, n: number, endStream: boolean): Uint8Array {
+    const f = new Uint8Array(HEADER_LENGTH + n);
+    emitHeader(f, 0, { length: n, type: FrameType.DATA, flags: endStream ? Flag.END_STREAM : 0, streamId: s.id });
+    let off = HEADER_LENGTH;
+    let left = n;
+    while (left > 0) {
+      const c = s.queue[0]!;
+      if (c.length <= left) {
+        f.set(c, off);
+        off += c.length;
+        left -= c.length;
+        s.queue.shift();
+      } else {
+        f.set(c.subarray(0, left), off);
+        s.queue[0] = c.subarray(left);
+        off += left;
+        left = 0;
+      }
+    }
+    s.queued -= n;
+    return f;
+  }
+
+  // ------------------------------------------------------------------------------------------------ lifecycle
+
+  #localEnded(s: Stream): void {
+    s.localDone = true;
+    if (s.remoteDone) this.#closeStream(s, 0, "");
+    else if (this.#role === Role.server) {
+      // A complete response ends the exchange: the client may stop sending (RFC 9113 section 8.1, NO_ERROR).
+      this.#queue(rstStreamFrame(s.id, ErrorCode.NO_ERROR));
+      this.#closeStream(s, 0, "");
+    }
+  }
+
+  #remoteEnded(s: Stream): void {
+    s.remoteDone = true;
+    s.onEnd?.();
+    if (s.localDone) this.#closeStream(s, 0, "");
+  }
+
+  #closeStream(s: Stream, code: number, reason: string): void {
+    if (s.closed) return;
+    s.closed = true;
+    if (code !== 0) s.resetCode = code;
+    s.queue = [];
+    s.queued = 0;
+    this.#sending.delete(s);
+    if (this.#streams.delete(s.id) && s.started && this.#isLocal(s.id)) this.#localOpen--;
+    if (!s.started) {
+      const i = this.#waitingToStart.indexOf(s);
+      if (i >= 0) this.#waitingToStart.splice(i, 1);
+    }
+    // What the reader had not consumed goes back to the connection window.
+    this.#connToCredit += s.unconsumed;
+    s.unconsumed = 0;
+    s.onClose?.(code, reason);
+    this.#startWaiting();
+    if (this.#goaway && this.#streams.size === 0) this.#end(this.#goaway);
+  }
+
+  #startWaiting(): void {
+    while (this.#waitingToStart.length > 0 && this.#localOpen < this.#peerMaxStreams && this.usable) {
+      this.#start(this.#waitingToStart.shift()!);
+    }
+  }
+
+  #streamError(id: number, code: number): void {
+    this.#queue(rstStreamFrame(id, code));
+    const s = this.#streams.get(id);
+    if (s) this.#closeStream(s, code, `stream error ${errorName(code)}`);
+  }
+
+  /** Frames other than HEADERS on a stream that was never opened are a connection error (section 5.1). */
+  #checkNotIdle(id: number): void {
+    const idle = this.#isLocal(id) ? id >= this.#nextStreamId : id > this.#lastPeerStream;
+    if (idle) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `Frame on idle stream ${id}`);
+  }
+
+  #isLocal(id: number): boolean {
+    return (id & 1) === (this.#role === Role.client ? 1 : 0);
+  }
+
+  #end(err: ConnectionError, flush = true): void {
+    if (this.#closed) return;
+    this.#closed = err;
+    this.#goaway ??= err;
+    const code = err.code === ErrorCode.NO_ERROR ? -1 : err.code;
+    for (const s of [...this.#streams.values(), ...this.#waitingToStart]) this.#closeStream(s, code, err.message);
+    for (const p of this.#pings.splice(0)) p.reject(err);
+    if (flush) this.#flush();
+    this.#out = [];
+    this.#transport.close();
+    this.#resolveClosed(err);
+  }
+}
+
+function stripPadding(flags: number, p: Uint8Array): Uint8Array {
+  if (!(flags & Flag.PADDED)) return p;
+  if (p.length < 1) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "Padded frame without a pad length");
+  const pad = p[0]!;
+  if (pad >= p.length) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "Padding longer than the frame");
+  return p.subarray(1, p.length - pad);
+}
+
+export function concat(parts: Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+function equal(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}

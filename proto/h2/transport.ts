@@ -1,0 +1,136 @@
+/**
+ * Byte transports under an HTTP/2 connection: a Deno connection (TCP or TLS; also one still being dialled, so a
+ * client is usable at once and its first frames wait for the dial), and a node Duplex (a Kubernetes port-forward
+ * stream). Each feeds what it reads to `Connection.receive`, writes what the connection hands it in order, and
+ * reports its end with `Connection.transportClosed`.
+ */
+import type { Duplex } from "node:stream";
+import { concat, type Connection, type Transport } from "./connection.ts";
+
+const READ_BUFFER = 256 * 1024;
+
+/** A Deno.Conn (or the promise of one) as a transport. Call `run(connection)` once to start reading. */
+export class ConnTransport implements Transport {
+  #conn: Deno.Conn | undefined;
+  #queue: Uint8Array[] = [];
+  #buffered = 0;
+  #writing = false;
+  #closing = false;
+  #closed = false;
+  #h2: Connection | undefined;
+
+  constructor(readonly dial: Deno.Conn | Promise<Deno.Conn>) {}
+
+  get buffered(): number {
+    return this.#buffered;
+  }
+
+  write(bytes: Uint8Array): void {
+    if (this.#closing || this.#closed) return;
+    this.#queue.push(bytes);
+    this.#buffered += bytes.length;
+    if (this.#conn && !this.#writing) void this.#pump();
+  }
+
+  /** Closes once what was written went out. */
+  close(): void {
+    this.#closing = true;
+    if (this.#conn && !this.#writing) this.#shut();
+  }
+
+  /** Dials (when given a promise), then reads into `h2` until EOF or an error; ends `h2`'s connection then. */
+  async run(h2: Connection): Promise<void> {
+    this.#h2 = h2;
+    let reason = "connection closed by the peer";
+    try {
+      const conn = await this.dial;
+      this.#conn = conn;
+      if (this.#closing && this.#queue.length === 0) return this.#shut();
+      try {
+        (conn as Deno.TcpConn).setNoDelay?.(true);
+      } catch {
+        // not a TCP connection
+      }
+      if (this.#queue.length > 0) void this.#pump();
+      const buf = new Uint8Array(READ_BUFFER);
+      for (;;) {
+        const n = await conn.read(buf);
+        if (n === null) break;
+        h2.receive(buf.subarray(0, n));
+      }
+    } catch (e) {
+      reason = e instanceof Error ? e.message : String(e);
+    }
+    h2.transportClosed(reason);
+    this.#shut();
+  }
+
+  async #pump(): Promise<void> {
+    this.#writing = true;
+    const conn = this.#conn!;
+    try {
+      while (this.#queue.length > 0) {
+        const chunk = this.#queue.length === 1 ? this.#queue[0]! : concat(this.#queue);
+        this.#queue = [];
+        let off = 0;
+        while (off < chunk.length) off += await conn.write(chunk.subarray(off));
+        this.#buffered -= chunk.length;
+      }
+    } catch (e) {
+      this.#queue = [];
+      this.#buffered = 0;
+      this.#writing = false;
+      this.#h2?.transportClosed(e instanceof Error ? e.message : String(e));
+      this.#shut();
+      return;
+    }
+    this.#writing = false;
+    if (this.#closing) this.#shut();
+    else this.#h2?.transportDrained();
+  }
+
+  #shut(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#conn?.close();
+    } catch {
+      // already closed
+    }
+  }
+}
+
+/** A node Duplex as a transport (its own buffering; `drain` resumes framing). */
+export class DuplexTransport implements Transport {
+  constructor(readonly duplex: Duplex) {}
+
+  get buffered(): number {
+    return this.duplex.writableLength;
+  }
+
+  write(bytes: Uint8Array): void {
+    if (!this.duplex.destroyed && !this.duplex.writableEnded) this.duplex.write(bytes);
+  }
+
+  close(): void {
+    if (!this.duplex.destroyed) this.duplex.end();
+    // A peer that never closes its side must not keep the duplex: destroyed after a grace period.
+    const t = setTimeout(() => this.duplex.destroy(), 1000);
+    this.duplex.once("close", () => clearTimeout(t));
+  }
+
+  /** Starts feeding `h2` from the duplex. */
+  run(h2: Connection): void {
+    let ended = false;
+    const end = (reason: string) => {
+      if (ended) return;
+      ended = true;
+      h2.transportClosed(reason);
+    };
+    this.duplex.on("data", (b: Uint8Array) => h2.receive(b));
+    this.duplex.on("drain", () => h2.transportDrained());
+    this.duplex.on("end", () => end("connection closed by the peer"));
+    this.duplex.on("error", (e: Error) => end(e.message));
+    this.duplex.on("close", () => end("connection closed"));
+  }
+}
