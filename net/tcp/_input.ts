@@ -1,6 +1,6 @@
 /** Segment arrival (RFC 9293 section 3.10.7), for a connection that exists. */
 import { TcpFlags, type TcpRepr } from "../wire/tcp_repr.ts";
-import { DEFAULT_PEER_MSS, type Tcb, TIMESTAMPS_LEN } from "./_tcb.ts";
+import { DEFAULT_PEER_MSS, SMALL_RING, type Tcb, TIMESTAMPS_LEN } from "./_tcb.ts";
 import { NewReno } from "./_congestion.ts";
 import { TcpEvent } from "./options.ts";
 import { seqAdd, seqDiff, seqGe, seqGt, seqInWindow, seqLe, seqLt, seqMax } from "./seq.ts";
@@ -320,6 +320,7 @@ function newAck(t: Tcb, seg: TcpRepr, now: number): void {
   const dataAcked = seqDiff(finAcked ? dataEnd : ack, t.sndBufSeq);
   if (dataAcked > 0) {
     t.sendBuf.advance(dataAcked);
+    t.sendBuf.releaseIfEmpty(SMALL_RING);
     t.sndBufSeq = seqAdd(t.sndBufSeq, dataAcked);
     if (t.writeBlocked) {
       t.writeBlocked = false;

@@ -112,6 +112,18 @@ export class ByteRing {
     if (this.#head >= this.#buf.length) this.#head -= this.#buf.length;
   }
 
+  /**
+   * Gives the memory back when nothing is held and the ring is small (`maxCapacity` or less), so an idle connection
+   * that once carried a few bytes costs nothing here; a bulk flow's grown ring is kept. The caller guarantees no
+   * out-of-order bytes are parked.
+   */
+  releaseIfEmpty(maxCapacity: number): void {
+    if (this.#len === 0 && this.#buf.length <= maxCapacity) {
+      this.#buf = NOTHING;
+      this.#head = 0;
+    }
+  }
+
   #grow(atLeast: number): void {
     let cap = Math.max(this.#buf.length, this.#initial);
     while (cap < atLeast) cap *= 2;

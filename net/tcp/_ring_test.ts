@@ -38,3 +38,20 @@ Deno.test("ByteRing.writeAt() parks out-of-order bytes that extend() later expos
   assert.deepEqual(r.slice(0, 16, () => new Uint8Array(16)), bytes(0, 16));
   assert.throws(() => r.writeAt(30, bytes(0, 3)), RangeError);
 });
+
+Deno.test("ByteRing.releaseIfEmpty() frees a small empty ring, keeps a held or grown one, and the ring works after", () => {
+  const r = new ByteRing(1 << 20, 2048);
+  r.append(bytes(0, 100));
+  r.releaseIfEmpty(8192);
+  assert.equal(r.capacity, 2048, "bytes are held: kept");
+  r.advance(100);
+  r.releaseIfEmpty(8192);
+  assert.equal(r.capacity, 0);
+  r.append(bytes(7, 10));
+  assert.deepEqual(r.slice(0, 10, () => new Uint8Array(10)), bytes(7, 10));
+  r.advance(10);
+  r.append(bytes(0, 50_000));
+  r.advance(50_000);
+  r.releaseIfEmpty(8192);
+  assert.ok(r.capacity >= 50_000, "a bulk flow's grown ring is kept");
+});

@@ -28,6 +28,8 @@ export function windowScaleFor(limit: number): number {
 }
 
 const INITIAL_RING = 2048;
+/** Rings this small are freed when they empty (ByteRing.releaseIfEmpty): idle connections keep no buffers. */
+export const SMALL_RING = 4 * INITIAL_RING;
 
 export class Tcb {
   state: TcpState;

@@ -2,7 +2,7 @@
 import { TcpFlags, type TcpRepr } from "../wire/tcp_repr.ts";
 import { queueRst, segmentArrives, takePeerSyn } from "./_input.ts";
 import { type Emit, flush, windowUpdateDue } from "./_output.ts";
-import { Tcb } from "./_tcb.ts";
+import { SMALL_RING, Tcb } from "./_tcb.ts";
 import { timersExpire } from "./_timer.ts";
 import {
   newTcpCounters,
@@ -311,6 +311,7 @@ export class TcpConnection {
     if (!(n >= 0 && n <= t.rcvBuf.length)) throw new RangeError(`Cannot consume ${n} of ${t.rcvBuf.length} bytes`);
     if (n === 0) return;
     t.rcvBuf.advance(n);
+    if (t.ooo.size === 0) t.rcvBuf.releaseIfEmpty(SMALL_RING);
     if (t.finReceived || t.state === "CLOSED") return;
     if (windowUpdateDue(t)) {
       t.ackNow = true;
