@@ -1,13 +1,14 @@
 /**
  * One HTTP/2 connection (RFC 9113), either end, over any byte transport: tp's own, because the two it had cost too
  * much on the tunnel's path (scripts/bench: node:http2 kept ~20 KiB per idle stream on the client and Deno.serve
- * allows 200 streams per connection and adds web streams per chunk; see proto/h2/README.md's numbers).
+ * allows 200 streams per connection and adds web streams per chunk; scripts/bench and the README's figures).
  *
  * What it does: the connection preface and SETTINGS exchange, streams with flow control both ways (stream and
  * connection windows; WINDOW_UPDATE sent as the reader consumes), HEADERS with CONTINUATION and trailers, DATA with
  * padding, RST_STREAM, PING (answered, and `ping()` for keepalives), GOAWAY both ways, MAX_CONCURRENT_STREAMS (a
- * client queues streams past the peer's limit). Frames the peer sends in one read are handled in one go; frames we
- * produce in one tick go to the transport as one write.
+ * client queues streams past the limit the peer's SETTINGS gave; before those arrive the limit is unknown and
+ * unlimited, as RFC 9113 section 5.1.2 has it, so a server with a small limit may refuse early streams). Frames
+ * the peer sends in one read are handled in one go; frames we produce in one tick go to the transport as one write.
  *
  * What it leaves out: server push (we send ENABLE_PUSH 0 and refuse PUSH_PROMISE), priorities (PRIORITY frames are
  * read and ignored, as RFC 9113 allows), the HPACK dynamic table when encoding (see hpack.ts).
@@ -104,6 +105,8 @@ export class Stream {
   /** @internal */ unconsumed = 0;
   /** @internal */ toCredit = 0;
   /** @internal */ closed = false;
+  /** @internal The request's END_STREAM is known but not yet applied (inside onStream). */
+  endPending = false;
 
   constructor(readonly id: number, readonly connection: Connection, sendWindow: number, recvWindow: number) {
     this.sendWindow = sendWindow;
@@ -226,7 +229,7 @@ export class Connection {
     this.#streamWindow = options.streamWindow ?? DEFAULT_STREAM_WINDOW;
     this.#maxFrameSize = options.maxFrameSize ?? DEFAULT_FRAME_SIZE;
     this.#highWater = options.transportHighWater ?? 1 << 20;
-    this.#recvConnWindow = options.connectionWindow ?? DEFAULT_CONNECTION_WINDOW;
+    this.#recvConnWindow = connectionWindow(options);
     this.#nextStreamId = this.#role === Role.client ? 1 : 2;
     this.#prefaceSeen = this.#role === Role.client;
     this.closed = new Promise((r) => (this.#resolveClosed = r));
@@ -568,7 +571,11 @@ export class Connection {
       s.started = true;
       this.#streams.set(id, s);
       s.headers = headers;
+      // A request without a body (END_STREAM on its headers) is complete though onEnd comes after onStream: an
+      // answer given inside onStream must not reset a request side that only looks open (see #localEnded).
+      s.endPending = endStream;
       this.#options.onStream?.(s);
+      s.endPending = false;
     } else if (s.remoteDone) {
       return this.#streamError(id, ErrorCode.STREAM_CLOSED);
     } else if (s.headers === undefined) {
@@ -610,7 +617,9 @@ export class Connection {
     if (data.length > 0) {
       if (s.onData) {
         s.onData(data.slice());
+        // A stream the callback closed no longer counts its bytes: the connection window gets them back here.
         if (!s.closed) s.consume(data.length);
+        else this.#connToCredit += data.length;
       } else this.#credit(s, data.length);
     }
     if ((flags & Flag.END_STREAM) && !s.closed) this.#remoteEnded(s);
@@ -637,7 +646,7 @@ export class Connection {
   }
 
   #creditConnection(): void {
-    const full = this.#options.connectionWindow ?? DEFAULT_CONNECTION_WINDOW;
+    const full = connectionWindow(this.#options);
     if (this.#connToCredit >= full >>> 2 && !this.#closed) {
       this.#recvConnWindow += this.#connToCredit;
       this.#queue(windowUpdateFrame(0, this.#connToCredit));
@@ -771,7 +780,7 @@ export class Connection {
   #localEnded(s: Stream): void {
     s.localDone = true;
     if (s.remoteDone) this.#closeStream(s, 0, "");
-    else if (this.#role === Role.server) {
+    else if (this.#role === Role.server && !s.endPending) {
       // A complete response ends the exchange: the client may stop sending (RFC 9113 section 8.1, NO_ERROR).
       this.#queue(rstStreamFrame(s.id, ErrorCode.NO_ERROR));
       this.#closeStream(s, 0, "");
@@ -838,6 +847,11 @@ export class Connection {
     this.#transport.close();
     this.#resolveClosed(err);
   }
+}
+
+/** Our connection window: never under the 65,535 every connection starts with (RFC 9113 section 6.9.2). */
+function connectionWindow(options: ConnectionOptions): number {
+  return Math.max(DEFAULT_WINDOW, options.connectionWindow ?? DEFAULT_CONNECTION_WINDOW);
 }
 
 function stripPadding(flags: number, p: Uint8Array): Uint8Array {
