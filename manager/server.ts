@@ -13,7 +13,7 @@ import { CONTENT_TYPE, encodeFrame, encodeTrailers, GrpcError, Status, statusNam
 import { API_VERSION, type ClusterInfo, type Codec, codecs, methods, SERVICE_NAME } from "../proto/messages.ts";
 import { VERSION } from "../cli/version.ts";
 import { AllowList, formatHostPort, type ManagerConfig } from "./config.ts";
-import { forwardDns } from "./dns.ts";
+import { DnsForwarder } from "./dns.ts";
 import type { Logger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
 import { Sessions } from "./sessions.ts";
@@ -43,12 +43,14 @@ export class Manager implements TunnelHost {
   #expiryTimer: ReturnType<typeof setInterval> | undefined;
   #closing = false;
   readonly #unary: Record<string, { req: Codec<unknown>; res: Codec<unknown>; fn: Unary }>;
+  readonly #dns: DnsForwarder;
 
   constructor(readonly config: ManagerConfig, options: ManagerOptions) {
     this.logger = options.logger;
     this.#now = options.now ?? (() => Date.now());
     this.sessions = new Sessions(config.sessionTtlMs, config.maxSessions);
     this.#allow = AllowList.forConfig(config);
+    this.#dns = new DnsForwarder(config.dnsServer);
     this.#clusterInfo = {
       podSubnets: config.podCidrs,
       serviceSubnets: config.serviceCidrs,
@@ -106,7 +108,7 @@ export class Manager implements TunnelHost {
       Dns: u(codecs.DnsRequest, codecs.DnsResponse, async (r) => {
         this.#session(r.sessionId);
         try {
-          const answer = await forwardDns(r.query, this.config.dnsServer, DNS_TIMEOUT_MS);
+          const answer = await this.#dns.forward(r.query, DNS_TIMEOUT_MS);
           this.metrics.dnsQueries.add({ outcome: "answered" }, 1);
           return { answer };
         } catch (e) {
@@ -136,6 +138,7 @@ export class Manager implements TunnelHost {
   shutdown(): void {
     this.#closing = true;
     clearInterval(this.#expiryTimer);
+    this.#dns.close();
     for (const s of this.sessions.endAll("shutdown")) {
       this.metrics.sessions.add({}, -1);
       this.logger.info("session ended", { session: s.id, reason: "shutdown" });
