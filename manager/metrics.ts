@@ -12,15 +12,22 @@ class Family {
   constructor(readonly name: string, readonly type: "counter" | "gauge", readonly help: string) {}
 
   add(labels: Labels, delta: number): void {
-    const key = JSON.stringify(labels);
+    const key = labelKey(labels);
     const v = this.values.get(key);
     if (v) v.value += delta;
     else this.values.set(key, { labels, value: delta });
   }
 
   get(labels: Labels = {}): number {
-    return this.values.get(JSON.stringify(labels))?.value ?? 0;
+    return this.values.get(labelKey(labels))?.value ?? 0;
   }
+}
+
+/** A map key for a label set, in the order given (callers name labels in one order). Cheaper than JSON. */
+function labelKey(labels: Labels): string {
+  let k = "";
+  for (const name in labels) k += `${name}\u0000${labels[name]}\u0000`;
+  return k;
 }
 
 function escapeLabel(v: string): string {

@@ -9,7 +9,11 @@
 import net from "node:net";
 import { GrpcError, Status } from "../proto/grpc_web.ts";
 import { DialCode, type DialResult, encodeDataFrame, encodeTunnelFrame } from "../proto/messages.ts";
+import { IdleSweeper } from "./idle.ts";
 import type { TunnelContext, TunnelOutcome } from "./tunnel.ts";
+
+/** Idle timeouts of every TCP tunnel of this process: one timer for all. */
+const idleSweeper = new IdleSweeper();
 
 /** Maps a dial error to a dial result. Codes are errno names (Linux: include/uapi/asm-generic/errno.h). */
 export function classifyDialError(e: unknown): DialResult {
@@ -86,6 +90,7 @@ export async function runTcpTunnel(ctx: TunnelContext): Promise<TunnelOutcome> {
   const finish = (o: TunnelOutcome) => {
     if (finished) return;
     finished = true;
+    idle.cancel();
     signal.removeEventListener("abort", onAbort);
     sock.off("data", onData);
     reader.cancel();
@@ -101,6 +106,7 @@ export async function runTcpTunnel(ctx: TunnelContext): Promise<TunnelOutcome> {
 
   // Outbound: destination -> client.
   const onData = (chunk: Uint8Array) => {
+    idle.touch();
     metrics.bytes.add({ protocol: "tcp", direction: "outbound" }, chunk.length);
     if (!out.writeFrame(encodeDataFrame([chunk], chunk.length))) {
       sock.pause();
@@ -124,7 +130,7 @@ export async function runTcpTunnel(ctx: TunnelContext): Promise<TunnelOutcome> {
   sock.on("close", () => {
     if (!finished && !(inboundDone && outboundDone)) resetBoth("destination closed the connection");
   });
-  sock.setTimeout(config.tcpIdleTimeoutMs, () => {
+  const idle = idleSweeper.track(config.tcpIdleTimeoutMs, () => {
     if (!finished) resetBoth(`idle for ${config.tcpIdleTimeoutMs} ms`);
   });
 
@@ -145,6 +151,7 @@ export async function runTcpTunnel(ctx: TunnelContext): Promise<TunnelOutcome> {
       switch (frame.kind) {
         case "data": {
           if (inboundDone) throw new GrpcError(Status.INVALID_ARGUMENT, "Data after FIN");
+          idle.touch();
           metrics.bytes.add({ protocol: "tcp", direction: "inbound" }, frame.data.length);
           if (!sock.write(frame.data)) await drainOrClose(sock);
           break;

@@ -38,9 +38,9 @@ export type Status = (typeof Status)[keyof typeof Status];
 
 /** The name of a status code, for logs: statusName(5) === "NOT_FOUND". */
 export function statusName(code: number): string {
-  for (const [name, value] of Object.entries(Status)) if (value === code) return name;
-  return `STATUS_${code}`;
+  return STATUS_NAMES[code] ?? `STATUS_${code}`;
 }
+const STATUS_NAMES: Record<number, string> = Object.fromEntries(Object.entries(Status).map(([k, v]) => [v, k]));
 
 /** A call ended with a non-OK gRPC status. Callers catch it to read `code`. */
 export class GrpcError extends Error {
