@@ -217,6 +217,11 @@ export class Tunnel {
     }
   }
 
+  /** Whether `read()` would return null now: the manager's FIN came and every payload before it was read. */
+  get atEnd(): boolean {
+    return this.#readEof && this.#readQueue.length === 0 && this.#readError === undefined;
+  }
+
   async *[Symbol.asyncIterator](): AsyncGenerator<Uint8Array> {
     for (let c = await this.read(); c; c = await this.read()) yield c;
   }

@@ -128,6 +128,8 @@ export async function bridgeTcp(session: ManagerSession, sock: TcpSocket, stats:
         for (let off = sock.write(c); off < c.length && !closed; off += sock.write(c.subarray(off))) {
           await new Promise<void>((r) => (writable = r));
         }
+        // The FIN that came with the last payload goes out in the same segment (one packet fewer per response).
+        if (t.atEnd) break;
       }
       if (!closed) sock.end();
     } catch (e) {
