@@ -3,6 +3,7 @@
  * response frames that becomes the Response body.
  */
 import { Deframer, encodeFrame, encodeTrailers, GrpcError, Status } from "../proto/grpc_web.ts";
+import { encodeDataFrame } from "../proto/messages.ts";
 
 /** Request messages of a streaming call: what the handlers read, whatever carries the call. */
 export interface MessageSource {
@@ -24,6 +25,8 @@ export interface FrameSink {
   /** Queues a whole frame; false when the queue is full (the frame is still queued) or the stream is closed. */
   writeFrame(frame: Uint8Array): boolean;
   writeMessage(message: Uint8Array): boolean;
+  /** Queues a tunnel data frame carrying `payload`, which the sink may keep until sent (the caller gives it up). */
+  writeData(payload: Uint8Array): boolean;
   /** Resolves when the queue has room again, or the stream closed. */
   ready(): Promise<void>;
   /** Ends the body with the trailers frame. Later calls do nothing. */
@@ -136,6 +139,10 @@ export class ResponseFrames implements FrameSink {
   /** Queues one message in a data frame. */
   writeMessage(message: Uint8Array): boolean {
     return this.writeFrame(encodeFrame(message));
+  }
+
+  writeData(payload: Uint8Array): boolean {
+    return this.writeFrame(encodeDataFrame([payload], payload.length));
   }
 
   /** Resolves when the queue has room again, or the stream closed. */

@@ -16,6 +16,7 @@ import {
   GrpcError,
   Status,
 } from "../proto/grpc_web.ts";
+import { encodeDataFrameHeader } from "../proto/messages.ts";
 import { ClientGoneError, type FrameSink, type MessageSource } from "./_streams.ts";
 import type { ServerCall } from "./call.ts";
 
@@ -189,6 +190,14 @@ class H2Frames implements FrameSink {
 
   writeMessage(message: Uint8Array): boolean {
     return this.writeFrame(encodeFrame(message));
+  }
+
+  /** The frame's header, then the payload itself: no copy until the connection writes. */
+  writeData(payload: Uint8Array): boolean {
+    if (this.#closed) return false;
+    this.stream.write(encodeDataFrameHeader(payload.length));
+    this.stream.write(payload);
+    return this.stream.bufferedAmount < this.highWaterBytes;
   }
 
   ready(): Promise<void> {

@@ -8,7 +8,7 @@
  */
 import net from "node:net";
 import { GrpcError, Status } from "../proto/grpc_web.ts";
-import { DialCode, type DialResult, encodeDataFrame, encodeTunnelFrame } from "../proto/messages.ts";
+import { DialCode, type DialResult, encodeTunnelFrame } from "../proto/messages.ts";
 import { IdleSweeper } from "./idle.ts";
 import type { TunnelContext, TunnelOutcome } from "./tunnel.ts";
 
@@ -108,7 +108,8 @@ export async function runTcpTunnel(ctx: TunnelContext): Promise<TunnelOutcome> {
   const onData = (chunk: Uint8Array) => {
     idle.touch();
     metrics.bytes.add({ protocol: "tcp", direction: "outbound" }, chunk.length);
-    if (!out.writeFrame(encodeDataFrame([chunk], chunk.length))) {
+    // node:net hands each read in a buffer of its own, so the frame may reference it.
+    if (!out.writeData(chunk)) {
       sock.pause();
       out.ready().then(() => {
         if (!finished) sock.resume();

@@ -161,12 +161,31 @@ function varintLen(n: number): number {
  * Payload over 2 MiB is misuse (frames carry at most 64 KiB).
  */
 export function encodeDataFrame(chunks: readonly Uint8Array[], payloadLen: number): Uint8Array {
+  const head = encodeDataFrameHeader(payloadLen);
+  const out = new Uint8Array(head.length + payloadLen);
+  out.set(head);
+  let o = head.length;
+  for (const c of chunks) {
+    out.set(c, o);
+    o += c.length;
+  }
+  return out;
+}
+
+/**
+ * The bytes a data frame of `payloadLen` payload bytes starts with (the gRPC-web frame header and the field's tag
+ * and length): written before the payload itself, the payload need not be copied into a frame of its own.
+ */
+export function encodeDataFrameHeader(payloadLen: number): Uint8Array {
   if (payloadLen >= 1 << 21) throw new RangeError(`Data frame payload of ${payloadLen} bytes is over 2 MiB`);
   const vl = varintLen(payloadLen);
   const msgLen = 1 + vl + payloadLen;
-  const out = new Uint8Array(FRAME_HEADER_LEN + msgLen);
+  const out = new Uint8Array(FRAME_HEADER_LEN + 1 + vl);
   out[0] = 0;
-  new DataView(out.buffer).setUint32(1, msgLen);
+  out[1] = msgLen >>> 24;
+  out[2] = (msgLen >>> 16) & 0xff;
+  out[3] = (msgLen >>> 8) & 0xff;
+  out[4] = msgLen & 0xff;
   let o = FRAME_HEADER_LEN;
   out[o++] = DATA_KEY;
   let v = payloadLen;
@@ -175,10 +194,6 @@ export function encodeDataFrame(chunks: readonly Uint8Array[], payloadLen: numbe
     v >>>= 7;
   }
   out[o++] = v;
-  for (const c of chunks) {
-    out.set(c, o);
-    o += c.length;
-  }
   return out;
 }
 

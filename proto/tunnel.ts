@@ -16,6 +16,7 @@ import {
   decodeTunnelFrame,
   type DialResult,
   encodeDataFrame,
+  encodeDataFrameHeader,
   encodeTunnelFrame,
   type Endpoint,
   methods,
@@ -145,15 +146,12 @@ export class Tunnel {
     if (this.#writeBuffered() + data.length > WRITE_HARD_LIMIT) {
       throw new RangeError(`Tunnel write buffer over ${WRITE_HARD_LIMIT} bytes: the caller ignored write() === false`);
     }
+    // A copy of our own, the only one here: frames reference it (header, then these chunks) and the HTTP/2
+    // connection copies it once more, into the bytes it writes.
+    this.#pending.push(new Uint8Array(data));
     this.#pendingBytes += data.length;
-    if (this.#pendingBytes >= MAX_FRAME_PAYLOAD) {
-      // A full frame or more: framed now, the bytes copied once into the frames.
-      this.#pending.push(data);
-      this.#flush();
-    } else {
-      // Held until the end of this tick to coalesce with what follows: a copy of our own.
-      this.#pending.push(new Uint8Array(data));
-    }
+    // A full frame or more is framed now; less waits to the end of this tick to coalesce with what follows.
+    if (this.#pendingBytes >= MAX_FRAME_PAYLOAD) this.#flush();
     if (this.#pendingBytes > 0 && !this.#flushQueued) {
       this.#flushQueued = true;
       queueMicrotask(() => this.#flush());
@@ -251,23 +249,25 @@ export class Tunnel {
   #flush(): void {
     this.#flushQueued = false;
     if (this.#pendingBytes === 0 || this.#end) return;
-    // Cut the pending chunks into frames of at most MAX_FRAME_PAYLOAD.
+    // Cut the pending chunks into frames of at most MAX_FRAME_PAYLOAD: each a header, then the chunks themselves.
     let chunks: Uint8Array[] = [];
     let n = 0;
+    const emit = () => {
+      this.#stream.write(encodeDataFrameHeader(n));
+      for (const c of chunks) this.#stream.write(c);
+      chunks = [];
+      n = 0;
+    };
     for (let c of this.#pending) {
       while (c.length > 0) {
         const k = Math.min(c.length, MAX_FRAME_PAYLOAD - n);
         chunks.push(k === c.length ? c : c.subarray(0, k));
         n += k;
         c = c.subarray(k);
-        if (n === MAX_FRAME_PAYLOAD) {
-          this.#stream.write(encodeDataFrame(chunks, n));
-          chunks = [];
-          n = 0;
-        }
+        if (n === MAX_FRAME_PAYLOAD) emit();
       }
     }
-    if (n > 0) this.#stream.write(encodeDataFrame(chunks, n));
+    if (n > 0) emit();
     this.#pending = [];
     this.#pendingBytes = 0;
   }

@@ -717,7 +717,8 @@ export class Connection {
     this.#flushQueued = false;
     if (this.#sending.size > 0) this.#frameData();
     if (this.#out.length === 0) return;
-    const out = this.#out.length === 1 ? this.#out[0]! : concat(this.#out);
+    // Always a new buffer: DATA payloads are the writers' chunks, and a transport may keep what it is given.
+    const out = concat(this.#out);
     this.#out = [];
     this.#transport.write(out);
   }
@@ -734,7 +735,7 @@ export class Connection {
         if (room <= 0) break;
         const n = Math.min(room, s.queued);
         const last = n === s.queued && s.endQueued && !s.endTrailers;
-        this.#out.push(this.#dataFrame(s, n, last));
+        this.#pushDataFrame(s, n, last);
         s.sendWindow -= n;
         this.#sendConnWindow -= n;
         budget -= n;
@@ -751,28 +752,28 @@ export class Connection {
     }
   }
 
-  /** One DATA frame of the next `n` queued bytes (copied once, into the frame). */
-  #dataFrame(s: Stream, n: number, endStream: boolean): Uint8Array {
-    const f = new Uint8Array(HEADER_LENGTH + n);
-    emitHeader(f, 0, { length: n, type: FrameType.DATA, flags: endStream ? Flag.END_STREAM : 0, streamId: s.id });
-    let off = HEADER_LENGTH;
+  /**
+   * One DATA frame of the next `n` queued bytes onto the output: its 9-byte header, then the queued chunks (or parts
+   * of them) themselves. They are copied once, when the flush that follows in the same call joins the output.
+   */
+  #pushDataFrame(s: Stream, n: number, endStream: boolean): void {
+    const h = new Uint8Array(HEADER_LENGTH);
+    emitHeader(h, 0, { length: n, type: FrameType.DATA, flags: endStream ? Flag.END_STREAM : 0, streamId: s.id });
+    this.#out.push(h);
     let left = n;
     while (left > 0) {
       const c = s.queue[0]!;
       if (c.length <= left) {
-        f.set(c, off);
-        off += c.length;
+        this.#out.push(c);
         left -= c.length;
         s.queue.shift();
       } else {
-        f.set(c.subarray(0, left), off);
+        this.#out.push(c.subarray(0, left));
         s.queue[0] = c.subarray(left);
-        off += left;
         left = 0;
       }
     }
     s.queued -= n;
-    return f;
   }
 
   // ------------------------------------------------------------------------------------------------ lifecycle
