@@ -2,7 +2,10 @@
  * Benchmark (issue 8): tp connected through the Kubernetes API server's port-forward (the API server test double,
  * in the lab's cluster namespace as an API server would be) against tp connected with --manager-url, in the same
  * run, on a lab of its own: single-stream TCP upload and download (iperf3) and TCP request/response latency (64 B on
- * one connection). The port-forward layer should cost at most 20 % of throughput.
+ * one connection). The port-forward layer should cost at most 20 % of throughput. It also reports CPU seconds per GB
+ * of the daemon, the manager and the double: on this machine the double (which stands in for an API server on a
+ * machine of its own) takes its CPU from the same two cores as tp, so the throughput ratio charges its work to tp;
+ * the daemon's CPU per byte is the port-forward's cost to tp itself.
  *
  *   ./scripts/deno run -A scripts/bench_portforward.ts [-o json]
  *
@@ -60,6 +63,30 @@ interface Row {
   down: number;
   p50: number;
   p99: number;
+  /** CPU seconds per GB moved (upload and download runs together), of the daemon, the manager and the double. */
+  cpuPerGB: { daemon: number; manager: number; double: number };
+}
+
+/** CPU seconds (user + system) of a process and its descendants, from /proc. */
+function treeCpuSeconds(root: number): number {
+  const stats = new Map<number, { ppid: number; ticks: number }>();
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const t = Deno.readTextFileSync(`/proc/${e.name}/stat`);
+      const f = t.slice(t.lastIndexOf(")") + 2).split(" ");
+      stats.set(Number(e.name), { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) });
+    } catch {
+      // gone
+    }
+  }
+  let ticks = 0;
+  const todo = [root];
+  for (let i = 0; i < todo.length && i < 10_000; i++) {
+    ticks += stats.get(todo[i]!)?.ticks ?? 0;
+    for (const [pid, s] of stats) if (s.ppid === todo[i]) todo.push(pid);
+  }
+  return ticks / 100; // USER_HZ
 }
 
 const results: Record<string, Row> = {};
@@ -89,9 +116,24 @@ try {
     const c = await fx.tp(["connect", ...flags]);
     if (c.code !== 0) throw new Error(`tp connect ${flags.join(" ")}: ${c.stderr}`);
     try {
+      const daemon = (await fx.daemonPid())!;
+      const cpu = () => ({
+        daemon: treeCpuSeconds(daemon),
+        manager: treeCpuSeconds(manager.pid),
+        double: treeCpuSeconds(double.pid),
+      });
+      const before = cpu();
       const up = await iperf3(false);
       const downGbps = await iperf3(true);
-      results[name] = { up, down: downGbps, ...(await rr()) };
+      const after = cpu();
+      const gb = (up + downGbps) * 3 / 8; // two 3-second runs
+      const per = (k: "daemon" | "manager" | "double") => (after[k] - before[k]) / gb;
+      results[name] = {
+        up,
+        down: downGbps,
+        cpuPerGB: { daemon: per("daemon"), manager: per("manager"), double: per("double") },
+        ...(await rr()),
+      };
     } finally {
       await fx.tp(["quit"]);
     }
@@ -126,5 +168,17 @@ if (Deno.args.includes("-o") && Deno.args.includes("json")) {
     `throughput cost of the port-forward: up ${((1 - pf.up / direct.up) * 100).toFixed(0)} %, down ${
       ((1 - pf.down / direct.down) * 100).toFixed(0)
     } % (target: at most 20 %)`,
+  );
+  console.log(`\nCPU seconds per GB moved   ${"daemon".padStart(10)}${"manager".padStart(10)}${"double".padStart(10)}`);
+  for (const [name, r] of Object.entries(results)) {
+    const c = r.cpuPerGB;
+    console.log(`${name.padEnd(27)}${f(c.daemon)}${f(c.manager)}${f(c.double)}`);
+  }
+  console.log(
+    `the port-forward's own cost in tp's daemon: ${
+      ((pf.cpuPerGB.daemon / direct.cpuPerGB.daemon - 1) * 100).toFixed(0)
+    } % ` +
+      `more CPU per byte. The double (an API server's stand-in, here on the same 2 cores) used ` +
+      `${pf.cpuPerGB.double.toFixed(2)} s per GB that a real API server spends on its own machine.`,
   );
 }

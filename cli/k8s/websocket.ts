@@ -249,8 +249,19 @@ export class FrameDecoder {
   }
 }
 
-function unmask(p: Buffer, mask: Buffer): void {
-  for (let i = 0; i < p.length; i++) p[i]! ^= mask[i & 3]!;
+/** XORs `p` with the 4-byte `mask` (RFC 6455 section 5.3), 32 bits at a time from the first aligned byte. */
+export function unmask(p: Uint8Array, mask: Uint8Array): void {
+  const head = Math.min(p.length, (4 - (p.byteOffset & 3)) & 3);
+  for (let i = 0; i < head; i++) p[i]! ^= mask[i & 3]!;
+  const words = (p.length - head) >>> 2;
+  if (words > 0) {
+    // The mask as a little-endian word, rotated to start where the aligned part starts (x86-64 and aarch64 are LE).
+    const m = (k: number) => mask[(head + k) & 3]!;
+    const m32 = (m(0) | (m(1) << 8) | (m(2) << 16) | (m(3) << 24)) >>> 0;
+    const view = new Uint32Array(p.buffer, p.byteOffset + head, words);
+    for (let i = 0; i < words; i++) view[i]! ^= m32;
+  }
+  for (let i = head + words * 4; i < p.length; i++) p[i]! ^= mask[i & 3]!;
 }
 
 /**

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { encodeFrame, FrameDecoder, Opcode } from "./websocket.ts";
+import { encodeFrame, FrameDecoder, Opcode, unmask } from "./websocket.ts";
 
 /** A server frame (unmasked), as RFC 6455 section 5.2 lays it out. */
 function serverFrame(opcode: number, payload: Uint8Array, fin = true): Buffer {
@@ -55,4 +55,18 @@ Deno.test("FrameDecoder() decodes frames split at every byte, joined fragments, 
 
 Deno.test("FrameDecoder() rejects a frame over its limit", () => {
   assert.throws(() => new FrameDecoder(100).push(serverFrame(Opcode.binary, Buffer.alloc(101))), RangeError);
+});
+
+Deno.test("unmask() equals the byte-wise XOR of RFC 6455 section 5.3 at every alignment and length", () => {
+  const mask = new Uint8Array([0x37, 0xfa, 0x21, 0x3d]);
+  const buf = new Uint8Array(64 + 8);
+  for (let offset = 0; offset < 4; offset++) {
+    for (let len = 0; len <= 64; len++) {
+      const p = buf.subarray(offset, offset + len);
+      for (let i = 0; i < len; i++) p[i] = (i * 31 + offset) & 0xff;
+      const want = p.map((b, i) => b ^ mask[i & 3]!);
+      unmask(p, mask);
+      assert.deepEqual(p, want, `offset ${offset}, length ${len}`);
+    }
+  }
 });
