@@ -13,7 +13,7 @@ import tls from "node:tls";
 import { Connection, type ConnectionError, type Stream } from "./h2/connection.ts";
 import { ErrorCode } from "./h2/frame.ts";
 import type { HeaderList } from "./h2/hpack.ts";
-import { ConnTransport, DuplexTransport } from "./h2/transport.ts";
+import { ConnTransport, DuplexTransport, type RunnableTransport } from "./h2/transport.ts";
 import {
   CONTENT_TYPE,
   Deframer,
@@ -24,8 +24,8 @@ import {
   statusFromTrailers,
 } from "./grpc_web.ts";
 
-/** Makes the byte stream the HTTP/2 connection runs over (a port-forward stream). */
-export type DuplexFactory = () => Duplex;
+/** Makes the byte stream the HTTP/2 connection runs over: a node Duplex, or a transport of its own (a port-forward). */
+export type DuplexFactory = () => Duplex | RunnableTransport;
 
 export interface ChannelOptions {
   /** Sent as "authorization: Bearer <token>" on every call. */
@@ -66,9 +66,10 @@ export class Channel {
     let scheme = "http";
     if (typeof target === "function") {
       authority = options.authority ?? "tp-manager";
-      const t = new DuplexTransport(target());
+      const made = target();
+      const t = "run" in made && "buffered" in made ? made as RunnableTransport : new DuplexTransport(made as Duplex);
       this.connection = new Connection("client", t, h2);
-      t.run(this.connection);
+      void t.run(this.connection);
     } else {
       const url = new URL(target);
       if (url.protocol !== "http:" && url.protocol !== "https:") {

@@ -147,7 +147,7 @@ async function dial(
   let target: string | DuplexFactory = settings.managerUrl;
   let forward: ManagerStream | undefined;
   if (!settings.managerUrl) {
-    const { openManagerStream } = await import("../k8s/portforward.ts");
+    const { openManagerStream, PortForwardTransport } = await import("../k8s/portforward.ts");
     const opts = {
       ...(settings.kubeconfig ? { kubeconfig: settings.kubeconfig } : {}),
       context: settings.context,
@@ -160,7 +160,7 @@ async function dial(
     stream.on("error", () => {});
     forward = stream;
     // ONE port-forward carries everything: the manager's HTTP/2 server sets no small limit on streams.
-    target = () => stream;
+    target = () => new PortForwardTransport(stream);
   }
   stage("manager", `connecting to the traffic-manager at ${describeTarget(settings)}`);
   try {

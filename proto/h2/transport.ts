@@ -9,8 +9,13 @@ import { concat, type Connection, type Transport } from "./connection.ts";
 
 const READ_BUFFER = 256 * 1024;
 
+/** A transport that feeds a connection once `run` is called (what a channel's factory may return). */
+export interface RunnableTransport extends Transport {
+  run(h2: Connection): void | Promise<void>;
+}
+
 /** A Deno.Conn (or the promise of one) as a transport. Call `run(connection)` once to start reading. */
-export class ConnTransport implements Transport {
+export class ConnTransport implements RunnableTransport {
   #conn: Deno.Conn | undefined;
   #queue: Uint8Array[] = [];
   #buffered = 0;
@@ -101,7 +106,7 @@ export class ConnTransport implements Transport {
 }
 
 /** A node Duplex as a transport (its own buffering; `drain` resumes framing). */
-export class DuplexTransport implements Transport {
+export class DuplexTransport implements RunnableTransport {
   constructor(readonly duplex: Duplex) {}
 
   get buffered(): number {
