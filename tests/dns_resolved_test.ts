@@ -41,14 +41,14 @@ const settings = {
   routingDomains: router.routingDomains(),
 };
 
-Deno.test("detectResolved() needs resolved's runtime directory and resolvectl, and says which is missing", async () => {
+Deno.test("detectResolved() needs resolved's runtime directory and the bus or resolvectl, and says which is missing", async () => {
   await withFakeResolved(({ bin, runDir }) => {
     const yes = detectResolved({ runDir, path: `/nonexistent:${bin}` });
     assert.deepEqual([yes.running, yes.resolvectl], [true, `${bin}/resolvectl`]);
     const noDir = detectResolved({ runDir: `${runDir}/nope`, path: bin });
     assert.equal(noDir.running, false);
     assert.match(noDir.reason, /does not exist/);
-    const noTool = detectResolved({ runDir, path: "/nonexistent" });
+    const noTool = detectResolved({ runDir, path: "/nonexistent", busAddress: "unix:path=/nonexistent/bus" });
     assert.equal(noTool.running, false);
     assert.match(noTool.reason, /resolvectl is not on PATH/);
   });

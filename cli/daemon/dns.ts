@@ -9,14 +9,14 @@ import { frameTcp, NameRouter, Resolver, TcpDeframer } from "../../net/dns/mod.t
 import type { Flow, TcpSocket, UdpFlow } from "../../net/router/owner.ts";
 import {
   applyResolvConf,
-  applyResolved,
+  configureResolved,
   detectResolved,
   type NameserverForwarder,
   nameserverForwarder,
   repairResolvConf,
+  type ResolvedLink,
   resolvedUpstreams,
   restoreResolvConf,
-  revertResolved,
 } from "../dns/mod.ts";
 import type { ClusterInfo } from "../../proto/mod.ts";
 
@@ -55,7 +55,7 @@ export class DaemonDns {
   readonly #upstream: NameserverForwarder | null;
   readonly #stateDir: string;
   readonly #device: string;
-  readonly #resolvectl: string | undefined;
+  readonly #resolvedLink: ResolvedLink | null;
 
   private constructor(init: {
     address: string;
@@ -66,7 +66,7 @@ export class DaemonDns {
     upstream: NameserverForwarder | null;
     stateDir: string;
     device: string;
-    resolvectl: string | undefined;
+    resolvedLink: ResolvedLink | null;
   }) {
     this.address = init.address;
     this.mode = init.mode;
@@ -76,7 +76,7 @@ export class DaemonDns {
     this.#upstream = init.upstream;
     this.#stateDir = init.stateDir;
     this.#device = init.device;
-    this.#resolvectl = init.resolvectl;
+    this.#resolvedLink = init.resolvedLink;
   }
 
   /** Points the system at tp's DNS address. Call once the router serves it. */
@@ -93,15 +93,21 @@ export class DaemonDns {
     const resolved = detectResolved();
     let upstreams: string[];
     let mode: "resolv.conf" | "systemd-resolved";
-    if (resolved.running && resolved.resolvectl) {
+    let resolvedLink: ResolvedLink | null = null;
+    if (resolved.running) {
       mode = "systemd-resolved";
       upstreams = await resolvedUpstreams();
-      await applyResolved({
+      // D-Bus first (org.freedesktop.resolve1), resolvectl when the bus cannot be reached.
+      resolvedLink = await configureResolved({
         link: o.device,
         dnsAddress: address,
         searchDomains,
         routingDomains: names.routingDomains(),
-      }, resolved.resolvectl);
+      }, { ...(resolved.resolvectl ? { resolvectl: resolved.resolvectl } : {}) });
+      o.log(
+        `systemd-resolved: ${o.device} configured through ${resolvedLink.via}` +
+          (resolvedLink.note ? ` (${resolvedLink.note})` : ""),
+      );
     } else {
       mode = "resolv.conf";
       const r = await applyResolvConf({ stateDir: o.stateDir }, { dnsAddress: address, searchDomains });
@@ -125,7 +131,7 @@ export class DaemonDns {
       upstream,
       stateDir: o.stateDir,
       device: o.device,
-      resolvectl: resolved.resolvectl ?? undefined,
+      resolvedLink,
     });
   }
 
@@ -183,6 +189,7 @@ export class DaemonDns {
       mode: this.mode,
       upstreams: this.upstreams,
       searchDomains: this.searchDomains,
+      ...(this.#resolvedLink ? { resolvedVia: this.#resolvedLink.via } : {}),
       ...this.#resolver.counters,
     };
   }
@@ -192,8 +199,8 @@ export class DaemonDns {
     this.#resolver.close();
     await this.#upstream?.close();
     if (this.mode === "systemd-resolved") {
-      await revertResolved(this.#device, this.#resolvectl);
-      return `reverted systemd-resolved's settings for ${this.#device}`;
+      await this.#resolvedLink?.revert();
+      return `reverted systemd-resolved's settings for ${this.#device} (through ${this.#resolvedLink?.via})`;
     }
     return (await restoreResolvConf({ stateDir: this.#stateDir })).message;
   }

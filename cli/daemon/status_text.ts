@@ -61,7 +61,9 @@ export function formatStatus(s: Status): string {
     `  device:      ${s.device?.name}, MTU ${s.device?.mtu}: ${s.device?.readPackets} packets in, ` +
     `${s.device?.writtenPackets} out`,
     `  routes:      ${(s.subnets?.routed ?? []).join(", ")}`,
-    `  dns:         ${d.address} (${d.mode}) answers ${d.clusterDomain} names; others go to ` +
+    `  dns:         ${d.address} (${d.mode}${
+      d.resolvedVia ? ` through ${d.resolvedVia}` : ""
+    }) answers ${d.clusterDomain} names; others go to ` +
     `${(d.upstreams ?? []).join(", ") || "(no nameserver)"}; ${d.queries ?? 0} queries, ${
       d.cacheHits ?? 0
     } from cache, ` +

@@ -21,12 +21,16 @@ export {
 } from "./resolv_conf.ts";
 export {
   applyResolved,
+  configureResolved,
   detectResolved,
   type LinkDnsSettings,
   resolvedApplyCommands,
   type ResolvedDetection,
+  type ResolvedLink,
+  type ResolvedLinkOptions,
   resolvedRevertCommands,
   resolvedUpstreams,
+  type ResolvedVia,
   revertResolved,
 } from "./resolved.ts";
 export { type DnsServer, type DnsServerOptions, serveDns } from "./server.ts";

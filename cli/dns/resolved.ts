@@ -4,20 +4,35 @@
  * routing-only domains (`~cluster.local`, `~<ns>`, `~svc`, the reverse zones of the cluster's subnets). resolved then
  * sends only those names to tp; every other name keeps going where it went before.
  *
- * tp drives resolved with `resolvectl` (resolvectl(1): `dns`, `domain`, `default-route`, `dnssec`, `revert`).
- * Talking DBus directly (org.freedesktop.resolve1 SetLinkDNS, SetLinkDomains) would avoid the executable; it is not
- * implemented yet. When the TUN device goes away its per-link settings go with it, so `revert` on quit is belt and
- * braces, and a crash leaves nothing behind.
+ * tp talks to resolved over the system bus (org.freedesktop.resolve1's SetLinkDNS, SetLinkDomains,
+ * SetLinkDefaultRoute, SetLinkDNSSEC, RevertLink; resolved_dbus.ts), and runs `resolvectl` (resolvectl(1): `dns`,
+ * `domain`, `default-route`, `dnssec`, `revert`) when the bus cannot be reached: no socket, connection refused, or
+ * authentication rejected. `configureResolved()` is the entry point; it says which way it went. An error from resolved
+ * itself is not a reason to try resolvectl, which would ask the same resolved over the same bus. When the TUN device
+ * goes away its per-link settings go with it, so reverting on quit is belt and braces, and a crash leaves nothing
+ * behind.
  *
  * Upstreams in this mode are not the stub 127.0.0.53 (a cluster-looking name tp passes upstream would come back to
  * tp through the routing domains): they are the uplink servers resolved lists in /run/systemd/resolve/resolv.conf.
  */
+import { DBusConnectError, DBusConnection, systemBusAddress, unixSocketPath } from "./dbus.ts";
 import { parseResolvConf } from "./resolv_conf.ts";
+import {
+  applyResolvedDbus,
+  type LinkDnsSettings,
+  linkDomains,
+  linkIndex,
+  revertResolvedDbus,
+} from "./resolved_dbus.ts";
+
+export type { LinkDnsSettings } from "./resolved_dbus.ts";
 
 export interface ResolvedDetection {
   running: boolean;
   /** The resolvectl executable found on PATH, or null. */
   resolvectl: string | null;
+  /** The system bus's socket when it exists, or null. */
+  busSocket: string | null;
   /** Why it is (not) used, for the log. */
   reason: string;
 }
@@ -27,6 +42,8 @@ export interface DetectOptions {
   runDir?: string;
   /** The PATH to look for resolvectl in. Default $PATH. */
   path?: string;
+  /** The system bus's address. Default $DBUS_SYSTEM_BUS_ADDRESS, else unix:path=/run/dbus/system_bus_socket. */
+  busAddress?: string;
 }
 
 function isDir(p: string): boolean {
@@ -47,34 +64,43 @@ function findOnPath(name: string, path: string): string | null {
   return null;
 }
 
+function isSocket(p: string): boolean {
+  try {
+    return Deno.statSync(p).isSocket === true;
+  } catch {
+    return false;
+  }
+}
+
 /**
- * resolved counts as running when its runtime directory exists (it creates it at start, sd-resolved(8)) and
- * `resolvectl` is there to configure it.
+ * resolved counts as running when its runtime directory exists (it creates it at start, sd-resolved(8)) and there
+ * is a way to configure it: the system bus's socket, or `resolvectl`.
  */
 export function detectResolved(options: DetectOptions = {}): ResolvedDetection {
   const runDir = options.runDir ?? "/run/systemd/resolve";
   const resolvectl = findOnPath("resolvectl", options.path ?? Deno.env.get("PATH") ?? "");
-  if (!isDir(runDir)) return { running: false, resolvectl, reason: `${runDir} does not exist` };
-  if (!resolvectl) return { running: false, resolvectl, reason: `${runDir} exists but resolvectl is not on PATH` };
-  return { running: true, resolvectl, reason: `${runDir} exists and ${resolvectl} is on PATH` };
-}
-
-export interface LinkDnsSettings {
-  /** The TUN device's name. */
-  link: string;
-  dnsAddress: string;
-  /** Search domains, in order (`<ns>.svc.<domain>`, `svc.<domain>`, `<domain>`). */
-  searchDomains: readonly string[];
-  /** Routing-only domains, without the `~` (NameRouter.routingDomains()). */
-  routingDomains: readonly string[];
+  const busPath = unixSocketPath(options.busAddress ?? systemBusAddress());
+  const busSocket = busPath !== null && isSocket(busPath) ? busPath : null;
+  const found = { resolvectl, busSocket };
+  if (!isDir(runDir)) return { running: false, ...found, reason: `${runDir} does not exist` };
+  if (!busSocket && !resolvectl) {
+    const bus = busPath ?? options.busAddress ?? systemBusAddress();
+    return {
+      running: false,
+      ...found,
+      reason: `${runDir} exists but the system bus socket ${bus} does not, and resolvectl is not on PATH`,
+    };
+  }
+  const ways = [busSocket && `the system bus socket ${busSocket}`, resolvectl].filter(Boolean).join(" or ");
+  return { running: true, ...found, reason: `${runDir} exists, and tp can configure resolved through ${ways}` };
 }
 
 /** The resolvectl command lines that configure the link, in order. */
 export function resolvedApplyCommands(s: LinkDnsSettings, resolvectl = "resolvectl"): string[][] {
-  const routing = s.routingDomains.filter((d) => !s.searchDomains.includes(d)).map((d) => `~${d}`);
+  const domains = linkDomains(s).map((d) => d.routingOnly ? `~${d.domain}` : d.domain);
   return [
     [resolvectl, "dns", s.link, s.dnsAddress],
-    [resolvectl, "domain", s.link, ...s.searchDomains, ...routing],
+    [resolvectl, "domain", s.link, ...domains],
     // Only the domains above go to tp; this link is never the default route for other names.
     [resolvectl, "default-route", s.link, "false"],
     // The cluster's DNS does not sign its zone: validation on this link would fail every answer.
@@ -97,7 +123,10 @@ async function runAll(commands: string[][]): Promise<void> {
   }
 }
 
-/** Configures the link. On a failure part-way, the link is reverted before the error is thrown. */
+/**
+ * Configures the link with resolvectl only. On a failure part-way, the link is reverted before the error is thrown.
+ * `configureResolved()` tries the bus first.
+ */
 export async function applyResolved(s: LinkDnsSettings, resolvectl = "resolvectl"): Promise<void> {
   try {
     await runAll(resolvedApplyCommands(s, resolvectl));
@@ -107,8 +136,81 @@ export async function applyResolved(s: LinkDnsSettings, resolvectl = "resolvectl
   }
 }
 
+/** Reverts the link with resolvectl. */
 export async function revertResolved(link: string, resolvectl = "resolvectl"): Promise<void> {
   await runAll(resolvedRevertCommands(link, resolvectl));
+}
+
+/** How the link was configured, for the log and `tp status`. */
+export type ResolvedVia = "dbus" | "resolvectl";
+
+export interface ResolvedLinkOptions {
+  /** The system bus's address. Default $DBUS_SYSTEM_BUS_ADDRESS, else unix:path=/run/dbus/system_bus_socket. */
+  busAddress?: string;
+  /** resolvectl, for when the bus cannot be reached (ResolvedDetection.resolvectl); null or absent: none. */
+  resolvectl?: string | null;
+  /** Bounds connecting to the bus and each call. Default 5000 ms. */
+  timeoutMs?: number;
+  /** Where interface indexes are read. Default /sys/class/net. */
+  sysClassNet?: string;
+}
+
+/** A configured link. */
+export interface ResolvedLink {
+  readonly via: ResolvedVia;
+  /** Why resolvectl was used instead of the bus; "" when the bus was used. */
+  readonly note: string;
+  /** Undoes the settings, the way they were made (resolvectl if the bus has gone away since). */
+  revert(): Promise<void>;
+}
+
+async function connectBus(o: ResolvedLinkOptions): Promise<DBusConnection> {
+  return await DBusConnection.connect(
+    o.busAddress ?? systemBusAddress(),
+    o.timeoutMs === undefined ? {} : { timeoutMs: o.timeoutMs },
+  );
+}
+
+async function withBus(conn: DBusConnection, fn: (conn: DBusConnection) => Promise<void>): Promise<void> {
+  try {
+    await fn(conn);
+  } finally {
+    conn.close();
+    await conn.done;
+  }
+}
+
+/**
+ * Configures the link over the system bus, or with resolvectl when the bus cannot be reached (DBusConnectError) and
+ * `resolvectl` is given. On a failure part-way the link is reverted before the error is thrown.
+ */
+export async function configureResolved(s: LinkDnsSettings, options: ResolvedLinkOptions = {}): Promise<ResolvedLink> {
+  let conn: DBusConnection;
+  try {
+    conn = await connectBus(options);
+  } catch (e) {
+    if (!(e instanceof DBusConnectError)) throw e;
+    const resolvectl = options.resolvectl;
+    if (!resolvectl) throw new Error(`systemd-resolved: ${e.message}, and resolvectl is not on PATH`, { cause: e });
+    await applyResolved(s, resolvectl);
+    return { via: "resolvectl", note: e.message, revert: () => revertResolved(s.link, resolvectl) };
+  }
+  let ifindex = 0;
+  await withBus(conn, async (conn) => {
+    ifindex = await linkIndex(s.link, options.sysClassNet);
+    await applyResolvedDbus({ ...s, ifindex }, conn);
+  });
+  const revert = async () => {
+    let conn: DBusConnection;
+    try {
+      conn = await connectBus(options);
+    } catch (e) {
+      if (!(e instanceof DBusConnectError) || !options.resolvectl) throw e;
+      return await revertResolved(s.link, options.resolvectl);
+    }
+    await withBus(conn, (conn) => revertResolvedDbus(ifindex, conn));
+  };
+  return { via: "dbus", note: "", revert };
 }
 
 /** The uplink nameservers resolved uses (its non-stub resolv.conf), as tp's upstreams. */
