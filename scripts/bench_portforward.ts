@@ -261,7 +261,9 @@ if (Deno.args.includes("-o") && Deno.args.includes("json")) {
     `the port-forward's own cost in tp's daemon: ${
       ((pf.cpuPerGB.daemon / direct.cpuPerGB.daemon - 1) * 100).toFixed(0)
     } % ` +
-      `more CPU per byte. The double (an API server's stand-in, here on the same 2 cores) used ` +
+      `more CPU per byte. The double (an API server's stand-in, ${
+        PIN ? `pinned to CPU ${DOUBLE_CPU}` : "here on the same CPUs as tp"
+      }) used ` +
       `${pf.cpuPerGB.double.toFixed(2)} s per GB that a real API server spends on its own machine.`,
   );
 }
