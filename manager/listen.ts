@@ -27,8 +27,8 @@ export interface ManagerServer {
   shutdown(): Promise<void>;
 }
 
-/** HTTP/2 settings of the manager's connections: the same windows the client uses. */
-const H2_OPTIONS = { streamWindow: 1 << 20, connectionWindow: 32 << 20, maxFrameSize: 1 << 17 };
+/** HTTP/2 settings of the manager's connections: the same windows the client uses (proto/channel.ts says why). */
+const H2_OPTIONS = { streamWindow: 4 << 20, connectionWindow: 32 << 20, maxFrameSize: 1 << 17 };
 /** Bound on waiting for a connection's first bytes (or TLS handshake) before it is dropped. */
 const SNIFF_TIMEOUT_MS = 10_000;
 
