@@ -178,6 +178,10 @@ export class Tunnel {
   /** Aborts both directions (TCP RST at the destination). */
   reset(reason = "reset by the client"): void {
     if (this.#end) return;
+    // Both directions already finished (FIN each way): nothing is left to abort, and the manager ends the stream on
+    // its own. Not a reset, so no error is made for it (that cost showed per connection in the connection-rate
+    // profile, where every closed connection came here).
+    if (this.#writeClosed && this.#readEof && !this.#readError) return;
     this.#pending = [];
     this.#pendingBytes = 0;
     if (!this.#writeClosed) {
@@ -185,7 +189,7 @@ export class Tunnel {
       this.#stream.write(encodeFrame(encodeTunnelFrame({ kind: "reset", reason })));
       this.#stream.end();
     }
-    this.#failRead(new TunnelResetError(reason));
+    if (!this.#readEof && !this.#readError) this.#failRead(new TunnelResetError(reason));
     this.#end = { how: "reset", reason };
   }
 
