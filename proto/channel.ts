@@ -282,8 +282,9 @@ export class Call {
     this.#settle(s);
     this.onEnd?.(s);
     this.#wake();
-    // The response is over: a request side still open is abandoned (a server that answered early).
-    if (!this.stream.closed) this.stream.reset(ErrorCode.CANCEL);
+    // The response is over: a request side still open is abandoned (a server that answered early). A request that
+    // was ended already closes with the response, without a reset (every unary call would send one otherwise).
+    if (!this.stream.closed && !this.stream.localDone && !this.stream.endQueued) this.stream.reset(ErrorCode.CANCEL);
   }
 
   #wake(): void {
