@@ -173,6 +173,11 @@ const enum Role {
   server,
 }
 
+/**
+ * The largest header block (HEADERS and its CONTINUATIONs, still compressed) accepted: far above what gRPC-web
+ * sends, and a bound on what a peer that never sends END_HEADERS can make us hold.
+ */
+const MAX_HEADER_BLOCK = 256 * 1024;
 /** An HPACK dynamic table size update to 0 (RFC 7541 section 6.3). */
 const TABLE_SIZE_ZERO = new Uint8Array([0x20]);
 const DEFAULT_STREAM_WINDOW = 1 << 20;
@@ -195,7 +200,7 @@ export class Connection {
   #prefaceSeen: boolean;
   #settingsSeen = false;
   /** The stream whose header block is open (CONTINUATION expected), and its fragments. */
-  #headerBlock: { streamId: number; flags: number; parts: Uint8Array[] } | undefined;
+  #headerBlock: { streamId: number; flags: number; parts: Uint8Array[]; bytes: number } | undefined;
   #lastPeerStream = 0;
   #recvConnWindow: number;
   #connToCredit = 0;
@@ -406,6 +411,10 @@ export class Connection {
         const hb = this.#headerBlock;
         if (!hb || hb.streamId !== id) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "Unexpected CONTINUATION");
         hb.parts.push(p.slice());
+        hb.bytes += p.length;
+        if (hb.bytes > MAX_HEADER_BLOCK) {
+          throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, `A header block over ${MAX_HEADER_BLOCK} bytes`);
+        }
         if (flags & Flag.END_HEADERS) {
           this.#headerBlock = undefined;
           this.#onHeaderBlock(id, hb.flags, concat(hb.parts));
@@ -545,7 +554,7 @@ export class Connection {
       body = body.subarray(5);
     }
     if (flags & Flag.END_HEADERS) this.#onHeaderBlock(id, flags, body);
-    else this.#headerBlock = { streamId: id, flags, parts: [body.slice()] };
+    else this.#headerBlock = { streamId: id, flags, parts: [body.slice()], bytes: body.length };
   }
 
   #onHeaderBlock(id: number, flags: number, block: Uint8Array): void {

@@ -765,6 +765,14 @@ Deno.test("a malformed HPACK block gets GOAWAY COMPRESSION_ERROR", async () => {
   assert.equal(cut.code, ErrorCode.COMPRESSION_ERROR);
 });
 
+Deno.test("a header block that never ends (CONTINUATION without END_HEADERS) is cut off with ENHANCE_YOUR_CALM", async () => {
+  const part = new Uint8Array(16 * KiB).fill(0x40); // never decoded: the block is never complete
+  const frames = [OPENING, frame(FrameType.HEADERS, 0, 1, part)];
+  for (let i = 0; i < 20; i++) frames.push(frame(FrameType.CONTINUATION, 0, 1, part)); // 336 KiB in all
+  const goaway = await connectionError(concat(frames));
+  assert.equal(goaway.code, ErrorCode.ENHANCE_YOUR_CALM);
+});
+
 Deno.test("DATA past a stream's window resets it with FLOW_CONTROL_ERROR; another stream keeps working", async () => {
   const streams = new Map<number, Recorder>();
   const { server, t } = serverUnderTest({

@@ -8,6 +8,8 @@ import type { Duplex } from "node:stream";
 import { concat, type Connection, type Transport } from "./connection.ts";
 
 const READ_BUFFER = 256 * 1024;
+/** How long a closing connection may take to write what it still holds. */
+const CLOSE_GRACE_MS = 2_000;
 
 /** A transport that feeds a connection once `run` is called (what a channel's factory may return). */
 export interface RunnableTransport extends Transport {
@@ -37,10 +39,12 @@ export class ConnTransport implements RunnableTransport {
     if (this.#conn && !this.#writing) void this.#pump();
   }
 
-  /** Closes once what was written went out. */
+  /** Closes once what was written went out, or after a grace period when the peer does not take it. */
   close(): void {
     this.#closing = true;
-    if (this.#conn && !this.#writing) this.#shut();
+    if (this.#conn && !this.#writing) return this.#shut();
+    const t = setTimeout(() => this.#shut(), CLOSE_GRACE_MS);
+    Deno.unrefTimer(t);
   }
 
   /** Dials (when given a promise), then reads into `h2` until EOF or an error; ends `h2`'s connection then. */
