@@ -6,8 +6,8 @@
  *   ./scripts/deno run -A scripts/bench_tunnel.ts --loopback # everything on 127.0.0.1 (separate processes)
  *   ... --mib 64   total MiB per case (default 64)
  *
- * Cases: 1 and 8 streams, 1400-byte and 64 KiB writes, node:http2 transport (the one tp uses); and, for the record,
- * the same gRPC-web tunnel over Deno's fetch (h2c, one write per chunk), which the node:http2 transport replaced.
+ * Cases: 1 and 8 streams, 1400-byte and 64 KiB writes, tp's own HTTP/2 transport (proto/h2, the one tp uses); and, for
+ * the record, the same gRPC-web tunnel over Deno's fetch (h2c, one write per chunk), an earlier transport of tp's.
  * A case's time runs from the first write to the sink's byte count coming back, so it includes draining.
  */
 import { connect } from "../proto/mod.ts";
@@ -185,7 +185,7 @@ async function client(managerUrl: string, sinkHost: string, sinkPort: number, mi
         results.push(await timed("raw tcp", streams, write, total, (b) => rawTcp(sinkHost, sinkPort, b, write)));
         results.push(
           await timed(
-            "tunnel node:http2",
+            "tunnel tp h2",
             streams,
             write,
             total,

@@ -1,7 +1,7 @@
 /**
  * The one connection from tp to the traffic-manager: the API server's port-forward to the manager pod, over
- * WebSocket with subprotocol `v4.channel.k8s.io`, exposed as a Node Duplex byte stream that node:http2 can run on
- * (`http2.connect(url, { createConnection: () => duplex })`).
+ * WebSocket with subprotocol `v4.channel.k8s.io`, exposed as a Node Duplex byte stream, and as the byte transport of
+ * tp's own HTTP/2 connection (`PortForwardTransport`, which skips the Duplex's stream layers).
  *
  * The channel protocol (k8s.io/apiserver wsstream, and the kubelet's portforward/websocket.go): every binary message
  * starts with a channel byte. Port i of the `ports` query has data channel 2i and error channel 2i+1; the server's
