@@ -18,7 +18,7 @@ import { type KubeEnv, type KubeOptions, type KubeTarget, kubeTls, loadKube, whe
 import { apiCall, clients } from "./rest.ts";
 import { connectWebSocket, encodeFrame, FrameDecoder, Opcode, UpgradeRefusedError } from "./websocket.ts";
 import type { Connection } from "../../proto/h2/connection.ts";
-import type { RunnableTransport } from "../../proto/h2/transport.ts";
+import { endWith, type RunnableTransport } from "../../proto/h2/transport.ts";
 
 /** The label every traffic-manager pod carries (what `tp install` puts on the Deployment's template). */
 export const MANAGER_SELECTOR = "app.kubernetes.io/name=tp-manager";
@@ -367,16 +367,8 @@ export class PortForwardTransport implements RunnableTransport {
   }
 
   run(h2: Connection): void {
-    let ended = false;
-    const end = (reason: string) => {
-      if (ended) return;
-      ended = true;
-      h2.transportClosed(reason);
-    };
     this.stream.onPayload = (d) => h2.receive(d);
     this.stream.onSocketDrain = () => h2.transportDrained();
-    this.stream.on("end", () => end("the port-forward closed"));
-    this.stream.on("error", (e: Error) => end(e.message));
-    this.stream.on("close", () => end("the port-forward closed"));
+    endWith(h2, this.stream, "the port-forward closed");
   }
 }

@@ -130,16 +130,25 @@ export class DuplexTransport implements RunnableTransport {
 
   /** Starts feeding `h2` from the duplex. */
   run(h2: Connection): void {
-    let ended = false;
-    const end = (reason: string) => {
-      if (ended) return;
-      ended = true;
-      h2.transportClosed(reason);
-    };
     this.duplex.on("data", (b: Uint8Array) => h2.receive(b));
     this.duplex.on("drain", () => h2.transportDrained());
-    this.duplex.on("end", () => end("connection closed by the peer"));
-    this.duplex.on("error", (e: Error) => end(e.message));
-    this.duplex.on("close", () => end("connection closed"));
+    endWith(h2, this.duplex, "connection closed by the peer");
   }
+}
+
+/** Ends `h2`'s connection once, at the first of a node stream's "end", "error" or "close" (saying `closed`). */
+export function endWith(
+  h2: Connection,
+  stream: { on(event: "end" | "close", f: () => void): unknown; on(event: "error", f: (e: Error) => void): unknown },
+  closed: string,
+): void {
+  let ended = false;
+  const end = (reason: string) => {
+    if (ended) return;
+    ended = true;
+    h2.transportClosed(reason);
+  };
+  stream.on("end", () => end(closed));
+  stream.on("error", (e: Error) => end(e.message));
+  stream.on("close", () => end(closed));
 }
