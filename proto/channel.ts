@@ -9,6 +9,7 @@
  * higher with 1400-byte writes, and fetch cannot run over a caller's duplex stream.
  */
 import type { Duplex } from "node:stream";
+import { isIP } from "node:net";
 import tls from "node:tls";
 import { Connection, type ConnectionError, type Stream } from "./h2/connection.ts";
 import { ErrorCode } from "./h2/frame.ts";
@@ -90,7 +91,8 @@ export class Channel {
         const socket = tls.connect({
           host: hostname,
           port,
-          servername: hostname,
+          // SNI carries names only (RFC 6066 section 3): none for an IP address.
+          ...(isIP(hostname) ? {} : { servername: hostname }),
           ALPNProtocols: ["h2"],
           rejectUnauthorized: false,
           ...(options.ca ? { ca: options.ca } : {}),

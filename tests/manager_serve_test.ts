@@ -111,3 +111,18 @@ Deno.test("tp manager stops on SIGTERM with a tunnel open: the stream is reset a
     await echo.close();
   }
 });
+
+Deno.test("TLS without the CA: refused by default, accepted when told not to verify (rejectUnauthorized: false)", async () => {
+  const pki = makePki();
+  const m = await startManager({ tls: { cert: pki.serverCert, key: pki.serverKey } });
+  const url = `https://127.0.0.1:${m.port}`;
+  try {
+    await assert.rejects(connect(url, undefined), "an unknown CA is refused");
+    const s = await connect(url, undefined, { rejectUnauthorized: false });
+    assert.match(s.id, /\S/);
+    await s.depart();
+  } finally {
+    await m.close();
+    pki.remove();
+  }
+});
