@@ -103,7 +103,12 @@ export class Channel {
       } else {
         scheme = "https";
         const t = new ConnTransport(
-          Deno.connectTls({ hostname, port, alpnProtocols: ["h2"], ...(options.ca ? { caCerts: [options.ca] } : {}) }),
+          dialH2OverTls(url, {
+            hostname,
+            port,
+            alpnProtocols: ["h2"],
+            ...(options.ca ? { caCerts: [options.ca] } : {}),
+          }),
         );
         this.connection = new Connection("client", t, h2);
         void t.run(this.connection);
@@ -184,6 +189,31 @@ export class Channel {
     this.connection.destroy(ErrorCode.CANCEL, "closed by the client");
     return this.closed;
   }
+}
+
+/**
+ * A TLS connection on which the server agreed to HTTP/2 (ALPN "h2", RFC 9113 section 3.2); a server that did not
+ * fails the dial with a message saying so, instead of a protocol error on the first frame.
+ */
+async function dialH2OverTls(url: URL, o: Deno.ConnectTlsOptions): Promise<Deno.TlsConn> {
+  const conn = await Deno.connectTls(o);
+  const notH2 = (why: string) =>
+    new Error(`${url.origin} does not speak HTTP/2 over TLS (${why}): is it a tp manager?`);
+  try {
+    let alpn: string | null;
+    try {
+      alpn = (await conn.handshake()).alpnProtocol;
+    } catch (e) {
+      // A server that has no protocol in common ends the handshake with this alert (RFC 7301 section 3.2).
+      if (/NoApplicationProtocol|no_application_protocol/i.test(String(e))) throw notH2("it refused ALPN h2");
+      throw e;
+    }
+    if (alpn !== "h2") throw notH2(`it chose ALPN ${alpn ?? "none"}`);
+  } catch (e) {
+    conn.close();
+    throw e;
+  }
+  return conn;
 }
 
 /**

@@ -126,3 +126,30 @@ Deno.test("TLS without the CA: refused by default, accepted when told not to ver
     pki.remove();
   }
 });
+
+Deno.test("a TLS server that does not agree to HTTP/2 (ALPN) fails the connect with a message saying so", async () => {
+  const pki = makePki();
+  const l = Deno.listenTls({
+    hostname: "127.0.0.1",
+    port: 0,
+    cert: pki.serverCert,
+    key: pki.serverKey,
+    alpnProtocols: ["http/1.1"],
+  });
+  const accepted = (async () => {
+    const c = await l.accept();
+    await c.handshake().catch(() => {});
+    await c.read(new Uint8Array(1024)).catch(() => null);
+    c.close();
+  })();
+  try {
+    await assert.rejects(
+      connect(`https://127.0.0.1:${(l.addr as Deno.NetAddr).port}`, undefined, { ca: pki.caCert }),
+      /does not speak HTTP\/2 over TLS \(it refused ALPN h2\): is it a tp manager\?/,
+    );
+  } finally {
+    l.close();
+    await accepted.catch(() => {});
+    pki.remove();
+  }
+});
