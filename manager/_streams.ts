@@ -54,17 +54,8 @@ export class MessageReader implements MessageSource {
   /** The next message, or null when the body ended cleanly. */
   async next(): Promise<Uint8Array | null> {
     for (;;) {
-      const f = this.#deframer.next();
-      if (f) {
-        if (f.trailers) throw new GrpcError(Status.INVALID_ARGUMENT, "A request must not carry a trailers frame");
-        return f.message;
-      }
-      if (this.#ended) {
-        if (!this.#deframer.atBoundary) {
-          throw new GrpcError(Status.INVALID_ARGUMENT, "Request body ended inside a frame (truncated)");
-        }
-        return null;
-      }
+      const m = takeRequestMessage(this.#deframer, this.#ended);
+      if (m !== undefined) return m;
       let r: ReadableStreamReadResult<Uint8Array>;
       try {
         r = await this.#reader.read();
@@ -81,6 +72,23 @@ export class MessageReader implements MessageSource {
     this.#ended = true;
     this.#reader.cancel().catch(() => {});
   }
+}
+
+/**
+ * The next request message `deframer` holds; null when the body `ended` cleanly there; undefined when more bytes are
+ * needed. A trailers frame in a request, or a body that ended inside a frame, is INVALID_ARGUMENT.
+ */
+export function takeRequestMessage(deframer: Deframer, ended: boolean): Uint8Array | null | undefined {
+  const f = deframer.next();
+  if (f) {
+    if (f.trailers) throw new GrpcError(Status.INVALID_ARGUMENT, "A request must not carry a trailers frame");
+    return f.message;
+  }
+  if (!ended) return undefined;
+  if (!deframer.atBoundary) {
+    throw new GrpcError(Status.INVALID_ARGUMENT, "Request body ended inside a frame (truncated)");
+  }
+  return null;
 }
 
 /** The client went away mid-request (HTTP/2 RST_STREAM or a closed connection). */

@@ -7,17 +7,9 @@
  */
 import type { Stream } from "../proto/h2/connection.ts";
 import type { HeaderList } from "../proto/h2/hpack.ts";
-import {
-  CONTENT_TYPE,
-  Deframer,
-  encodeFrame,
-  encodeGrpcMessage,
-  encodeTrailers,
-  GrpcError,
-  Status,
-} from "../proto/grpc_web.ts";
+import { CONTENT_TYPE, Deframer, encodeFrame, encodeGrpcMessage, encodeTrailers, Status } from "../proto/grpc_web.ts";
 import { encodeDataFrameHeader } from "../proto/messages.ts";
-import { ClientGoneError, type FrameSink, type MessageSource } from "./_streams.ts";
+import { ClientGoneError, type FrameSink, type MessageSource, takeRequestMessage } from "./_streams.ts";
 import type { ServerCall } from "./call.ts";
 
 /** A request reader holding this much undelivered pauses the stream; it resumes below a quarter of it. */
@@ -94,7 +86,7 @@ export class H2Call implements ServerCall {
   #respond(headers: HeaderList, endStream: boolean): void {
     if (this.#responded) throw new TypeError("The call was already answered");
     this.#responded = true;
-    if (this.stream.closed) return; // the client went away first
+    if (this.stream.sendEnded) return; // the client went away first
     this.stream.respond(headers, endStream);
   }
 }
@@ -117,7 +109,7 @@ class H2Messages implements MessageSource {
       this.#ended = true;
       this.#wake();
     };
-    if (stream.remoteDone) this.#ended = true;
+    if (stream.receiveEnded) this.#ended = true;
   }
 
   get buffered(): number {
@@ -126,19 +118,12 @@ class H2Messages implements MessageSource {
 
   async next(): Promise<Uint8Array | null> {
     for (;;) {
-      const f = this.#deframer.next();
-      if (f) {
+      const m = takeRequestMessage(this.#deframer, this.#ended);
+      if (m !== undefined) {
         if (this.#deframer.buffered < READ_PAUSE_BYTES >>> 2) this.stream.resume();
-        if (f.trailers) throw new GrpcError(Status.INVALID_ARGUMENT, "A request must not carry a trailers frame");
-        return f.message;
+        return m;
       }
       if (this.#error) throw this.#error;
-      if (this.#ended) {
-        if (!this.#deframer.atBoundary) {
-          throw new GrpcError(Status.INVALID_ARGUMENT, "Request body ended inside a frame (truncated)");
-        }
-        return null;
-      }
       this.stream.resume();
       await new Promise<void>((r) => (this.#waiter = r));
     }

@@ -316,7 +316,7 @@ export class Call {
     this.#wake();
     // The response is over: a request side still open is abandoned (a server that answered early). A request that
     // was ended already closes with the response, without a reset (every unary call would send one otherwise).
-    if (!this.stream.closed && !this.stream.localDone && !this.stream.endQueued) this.stream.reset(ErrorCode.CANCEL);
+    if (!this.stream.sendEnded) this.stream.reset(ErrorCode.CANCEL);
   }
 
   #wake(): void {

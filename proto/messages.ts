@@ -65,9 +65,12 @@ export type DialCodeName = keyof typeof DialCode;
 
 /** The name of a dial code ("ok", "refused", ...), for logs and metric labels. */
 export function dialCodeName(code: number): DialCodeName {
-  for (const [name, value] of Object.entries(DialCode)) if (value === code) return name as DialCodeName;
-  return "unspecified";
+  return DIAL_CODE_NAMES[code] ?? "unspecified";
 }
+const DIAL_CODE_NAMES = Object.fromEntries(Object.entries(DialCode).map(([k, v]) => [v, k])) as Record<
+  number,
+  DialCodeName
+>;
 
 export interface Endpoint {
   ip: string;

@@ -27,6 +27,7 @@ import { type LabConfig, labConfig, labService } from "./lab_config.ts";
 import { down, up } from "./lab.ts";
 import { controlRequest } from "../cli/daemon/control.ts";
 import { exec, type ExecResult } from "../tests/lab.ts";
+import { cpuSeconds, processTree, rssKiB } from "./_proc.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const TP = `${ROOT}/scripts/tp`;
@@ -252,44 +253,6 @@ async function stopAll(): Promise<void> {
 }
 
 // ---------------------------------------------------------------- /proc
-
-/** Resident memory of one process, in KiB (0 when it is gone). */
-function rssKiB(pid: number): number {
-  try {
-    const m = Deno.readTextFileSync(`/proc/${pid}/status`).match(/^VmRSS:\s+(\d+) kB/m);
-    return m ? Number(m[1]) : 0;
-  } catch {
-    return 0;
-  }
-}
-
-/** `pid` and all its descendants. */
-function processTree(pid: number): number[] {
-  const parent = new Map<number, number>();
-  for (const e of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(e.name)) continue;
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
-      parent.set(Number(e.name), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
-    } catch { /* gone */ }
-  }
-  const out = [pid];
-  for (let i = 0; i < out.length && i < 10_000; i++) {
-    for (const [child, ppid] of parent) if (ppid === out[i] && !out.includes(child)) out.push(child);
-  }
-  return out;
-}
-
-/** CPU time (user + system) of one process, in seconds. */
-function cpuSeconds(pid: number): number {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100 on Linux)
-  } catch {
-    return 0;
-  }
-}
 
 // ---------------------------------------------------------------- measures
 

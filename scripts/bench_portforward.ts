@@ -12,6 +12,7 @@
  * Needs root, the lab's tools, iperf3 and openssl (the double's certificates).
  */
 import { LAB, ROOT } from "../tests/lab.ts";
+import { processTree, treeCpuSeconds } from "./_proc.ts";
 
 // One lab for everything (the test helpers read TP_LAB_ID when first imported): a lab of its own unless named.
 if (!Deno.env.get("TP_LAB_ID")) {
@@ -69,25 +70,6 @@ interface Row {
   cpuPerGB: { daemon: number; manager: number; double: number };
 }
 
-/** A process and its descendants, from /proc. */
-function processTree(root: number): number[] {
-  const parent = new Map<number, number>();
-  for (const e of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(e.name)) continue;
-    try {
-      const t = Deno.readTextFileSync(`/proc/${e.name}/stat`);
-      parent.set(Number(e.name), Number(t.slice(t.lastIndexOf(")") + 2).split(" ")[1]));
-    } catch {
-      // gone
-    }
-  }
-  const out = [root];
-  for (let i = 0; i < out.length && i < 10_000; i++) {
-    for (const [pid, pp] of parent) if (pp === out[i]) out.push(pid);
-  }
-  return out;
-}
-
 /**
  * With --pin (the default on a machine of 2 or more CPUs): the API server double runs on the last CPU and
  * everything else (daemon, manager, iperf3 both ends, the echo service) on CPU 0, as if the API server had a machine
@@ -102,28 +84,6 @@ async function pin(root: number, cpu: string): Promise<void> {
     await new Deno.Command("taskset", { args: ["-a", "-p", "-c", cpu, String(pid)], stdout: "null", stderr: "null" })
       .output();
   }
-}
-
-/** CPU seconds (user + system) of a process and its descendants, from /proc. */
-function treeCpuSeconds(root: number): number {
-  const stats = new Map<number, { ppid: number; ticks: number }>();
-  for (const e of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(e.name)) continue;
-    try {
-      const t = Deno.readTextFileSync(`/proc/${e.name}/stat`);
-      const f = t.slice(t.lastIndexOf(")") + 2).split(" ");
-      stats.set(Number(e.name), { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) });
-    } catch {
-      // gone
-    }
-  }
-  let ticks = 0;
-  const todo = [root];
-  for (let i = 0; i < todo.length && i < 10_000; i++) {
-    ticks += stats.get(todo[i]!)?.ticks ?? 0;
-    for (const [pid, s] of stats) if (s.ppid === todo[i]) todo.push(pid);
-  }
-  return ticks / 100; // USER_HZ
 }
 
 const results: Record<string, Row> = {};

@@ -113,6 +113,16 @@ export class Stream {
     this.recvWindow = recvWindow;
   }
 
+  /** Whether this side ended (or queued its END_STREAM) or the stream closed: nothing more may be sent. */
+  get sendEnded(): boolean {
+    return this.localDone || this.endQueued || this.closed;
+  }
+
+  /** Whether the peer ended its side (END_STREAM received) or the stream closed. */
+  get receiveEnded(): boolean {
+    return this.remoteDone || this.closed;
+  }
+
   /** Payload bytes written and not yet framed (waiting for window or for the transport). */
   get bufferedAmount(): number {
     return this.queued;
