@@ -105,6 +105,8 @@ export class Stream {
   /** @internal */ unconsumed = 0;
   /** @internal */ toCredit = 0;
   /** @internal */ closed = false;
+  /** @internal A client stream's request headers, until the peer's stream limit lets it start. */
+  pendingBlock: Uint8Array | undefined;
   /** @internal The request's END_STREAM is known but not yet applied (inside onStream). */
   endPending = false;
 
@@ -292,7 +294,7 @@ export class Connection {
     this.#streams.set(id, s);
     const block = headers instanceof Uint8Array ? headers : this.#encoder.encode(headers);
     if (endStream) s.endQueued = true;
-    (s as { pendingBlock?: Uint8Array }).pendingBlock = block;
+    s.pendingBlock = block;
     if (this.#localOpen < this.#peerMaxStreams) this.#start(s);
     else this.#waitingToStart.push(s);
     return s;
@@ -304,9 +306,8 @@ export class Connection {
   }
 
   #start(s: Stream): void {
-    const p = s as Stream & { pendingBlock?: Uint8Array };
-    const block = p.pendingBlock!;
-    delete p.pendingBlock;
+    const block = s.pendingBlock!;
+    s.pendingBlock = undefined;
     s.started = true;
     this.#localOpen++;
     const endNow = s.endQueued && s.queued === 0 && !s.endTrailers;
