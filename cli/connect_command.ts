@@ -134,12 +134,20 @@ function fileLog(path: string): (line: string) => void {
   };
 }
 
-/** Runs a user's command with the terminal's stdio and returns its exit code (128 + signal when killed). */
-async function runCommand(argv: string[]): Promise<number> {
+/**
+ * Runs a user's command with the terminal's stdio (and extra environment variables) and returns its exit code
+ * (128 + signal when killed).
+ */
+export async function runCommand(argv: string[], env: Record<string, string> = {}): Promise<number> {
   let child: Deno.ChildProcess;
   try {
-    child = new Deno.Command(argv[0]!, { args: argv.slice(1), stdin: "inherit", stdout: "inherit", stderr: "inherit" })
-      .spawn();
+    child = new Deno.Command(argv[0]!, {
+      args: argv.slice(1),
+      env,
+      stdin: "inherit",
+      stdout: "inherit",
+      stderr: "inherit",
+    }).spawn();
   } catch (e) {
     console.error(`tp: cannot run "${argv[0]}": ${(e as Error).message}`);
     return 127;

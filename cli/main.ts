@@ -12,6 +12,8 @@ import { connectCommand } from "./connect_command.ts";
 import { statusCommand } from "./status_command.ts";
 import { quitCommand } from "./quit_command.ts";
 import { ExitCode } from "./exit_code.ts";
+import { interceptCommand, leaveCommand, listCommand } from "./intercept_command.ts";
+import { agentCommand } from "./agent_command.ts";
 
 export { ExitCode };
 
@@ -30,6 +32,10 @@ export function program(): Command {
   tp.addCommand(quitCommand());
   tp.addCommand(installCommand());
   tp.addCommand(uninstallCommand());
+  tp.addCommand(interceptCommand());
+  tp.addCommand(leaveCommand());
+  tp.addCommand(listCommand());
+  tp.addCommand(agentCommand());
   configureTree(tp as unknown as Command);
   return tp as unknown as Command;
 }

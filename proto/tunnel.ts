@@ -38,6 +38,16 @@ export interface TunnelRequest {
   destination: Endpoint;
 }
 
+/** Which method carries the stream, and (for a workstation joining an intercepted connection) what it joins. */
+export interface TunnelMethod {
+  /** "Tunnel" (default), "AgentTunnel" or "InterceptTunnel". */
+  method?: "Tunnel" | "AgentTunnel" | "InterceptTunnel";
+  /** InterceptTunnel: the announced connection. */
+  connectionId?: string;
+  /** InterceptTunnel: this side's dial result, sent after the open frame (the peer waits for it). */
+  dial?: DialResult;
+}
+
 /** The manager (or the destination behind it) reset the stream. Thrown by `read()`. */
 export class TunnelResetError extends Error {
   override name = "TunnelResetError";
@@ -88,11 +98,11 @@ export class Tunnel {
   #end: TunnelEnd | undefined;
   #resolveEnd!: (e: TunnelEnd) => void;
 
-  /** Use `ManagerSession.openTunnel`. */
-  constructor(channel: Channel, sessionId: string, request: TunnelRequest) {
+  /** Use `ManagerSession.openTunnel`, `openAgentTunnel` or `joinIntercept`. */
+  constructor(channel: Channel, sessionId: string, request: TunnelRequest, how: TunnelMethod = {}) {
     this.protocol = request.protocol;
     this.ended = new Promise((r) => (this.#resolveEnd = r));
-    this.#stream = channel.open(methods.Tunnel!.path);
+    this.#stream = channel.open(methods[how.method ?? "Tunnel"]!.path);
     this.#call = new Call(this.#stream, channel.maxMessageSize);
     this.#call.onMessage = (msg) => this.#onMessage(msg);
     this.#call.onEnd = (s) => this.#onCallEnd(s.code, s.message);
@@ -104,8 +114,14 @@ export class Tunnel {
         protocol: request.protocol === "tcp" ? Protocol.tcp : Protocol.udp,
         source: request.source,
         destination: request.destination,
+        connectionId: how.connectionId ?? "",
       },
     })));
+    if (how.dial) {
+      this.dial = how.dial;
+      this.#stream.write(encodeFrame(encodeTunnelFrame({ kind: "dial", dial: how.dial })));
+      if (how.dial.code !== 1) this.#readEof = true;
+    }
   }
 
   /** Inbound bytes waiting to be sent (the coalescing buffer and the HTTP/2 stream's). */

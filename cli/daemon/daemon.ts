@@ -19,6 +19,7 @@ import type { Progress } from "./progress.ts";
 import { conflictMessage, diffRoutes, findConflicts, planRoutes } from "./routes.ts";
 import type { ConnectSettings } from "./settings.ts";
 import { ManagerLink } from "./link.ts";
+import { DaemonIntercepts } from "./intercepts.ts";
 import type { ClusterInfo } from "../../proto/mod.ts";
 import { type DaemonState, pidAlive, readState, removeState, type StatePaths, writeState } from "./state.ts";
 
@@ -69,6 +70,7 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
       throw new DaemonError("tp needs root or CAP_NET_ADMIN to create its network interface: run it with sudo");
     }
     const hooks: { clusterInfo?: (info: ClusterInfo) => void } = {};
+    const intercepts = new DaemonIntercepts(log);
     let link: ManagerLink;
     let lost: Error | undefined;
     try {
@@ -81,11 +83,15 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
           stop.abort();
         },
         clusterInfo: (i) => hooks.clusterInfo?.(i),
+        reconnected: (s) => intercepts.attach(s),
       });
     } catch (e) {
       throw new DaemonError((e as Error).message);
     }
     cleanup.push(() => link.close());
+    intercepts.attach(link.session);
+    // Before the link closes (cleanup runs in reverse): the agents go back to their apps at once.
+    cleanup.push(() => intercepts.close());
     const session = () => link.session;
     const info = link.session.clusterInfo;
     progress.stage(
@@ -182,17 +188,26 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
       },
       dns: { clusterDomain: info.clusterDomain, clusterServer: info.dnsServer, ...started.status() },
       connections: bridge,
+      intercepts: { active: intercepts.status(), ...intercepts.stats },
       router: router.stats(),
       settings,
     });
     await Deno.mkdir(paths.dir, { recursive: true, mode: 0o755 });
     const sudoGid = Number(Deno.env.get("SUDO_GID"));
     const control = await serveControl(paths.socket, async (req) => {
-      if (req.op === "quit") {
-        queueMicrotask(() => stop.abort());
-        return { quitting: true };
+      switch (req.op) {
+        case "quit":
+          queueMicrotask(() => stop.abort());
+          return { quitting: true };
+        case "intercept":
+          return await intercepts.create(String(req.workload), Number(req.appPort) || 0, Number(req.localPort));
+        case "leave":
+          return { removed: await intercepts.leave(String(req.workload ?? "")) };
+        case "list":
+          return await intercepts.list(String(req.namespace ?? ""));
+        case "status":
+          return status();
       }
-      return await Promise.resolve(status());
     }, { signal: stop.signal, ...(Number.isInteger(sudoGid) && sudoGid > 0 ? { gid: sudoGid } : {}) });
     cleanup.push(() => control.finished);
     await writeState(paths, state);

@@ -27,6 +27,8 @@ export interface LinkEvents {
   gaveUp(why: Error): void;
   /** The manager reported new cluster info (its first report, then each change), on any session. */
   clusterInfo?(info: ClusterInfo): void;
+  /** A new session replaced the lost one. */
+  reconnected?(session: ManagerSession): void;
 }
 
 export class ManagerLink {
@@ -120,6 +122,7 @@ export class ManagerLink {
         this.reconnects++;
         this.lastError = "";
         this.#events.log(`reconnected to the traffic-manager after ${attempt} attempt(s): session ${d.session.id}`);
+        this.#events.reconnected?.(d.session);
         const after = JSON.stringify([d.session.clusterInfo.podSubnets, d.session.clusterInfo.serviceSubnets]);
         if (before !== after) {
           this.#events.log(`the cluster's subnets changed (${after}); tp quit and tp connect to route them`);
