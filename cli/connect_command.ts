@@ -185,6 +185,8 @@ async function startBackground(settings: ConnectSettings, paths: StatePaths, out
   const kubeconfigEnv = Deno.env.get("KUBECONFIG");
   if (kubeconfigEnv) env.KUBECONFIG = kubeconfigEnv; // through sudo too: the kubeconfig is the invoking user's
   if (settings.token) env.TP_TOKEN = settings.token; // not on the command line, where ps would show it
+  const denoDir = Deno.env.get("DENO_DIR");
+  if (denoDir) env.DENO_DIR = denoDir; // from source, through sudo too: the cache scripts/tp filled (no network)
   let cmd: string[];
   if (Deno.uid() === 0) {
     cmd = ["setsid", ...argv];
