@@ -5,7 +5,8 @@ import { jsonProgress, type ProgressEvent, textProgress } from "./daemon/progres
 import { type ConnectSettings, describeTarget, settingsDiff, validateSettings } from "./daemon/settings.ts";
 import { ExitWith } from "./errors.ts";
 import { cleanupStale, runDaemon } from "./daemon/daemon.ts";
-import { type StatePaths, statePaths } from "./daemon/state.ts";
+import { StateAccessError, type StatePaths, statePaths } from "./daemon/state.ts";
+import { sudoProblem } from "./sudo.ts";
 import { quitDaemon } from "./quit_command.ts";
 import { ExitCode } from "./exit_code.ts";
 import { addKubeOptions } from "./k8s/flags.ts";
@@ -83,9 +84,13 @@ async function connect(settings: ConnectSettings, run: ConnectRun): Promise<numb
     if (run.output === "json") printJson(status);
     return ExitCode.ok;
   } catch (e) {
-    if (!(e instanceof NotRunningError)) throw e;
+    // A state directory root left locked: the daemon, started through sudo, repairs it (ensureStateDir).
+    if (e instanceof StateAccessError && Deno.uid() !== 0 && !run.foreground) {
+      say(`${e.message.split(";")[0]}; repairing it`);
+    } else if (!(e instanceof NotRunningError)) throw e;
   }
-  const cleaned = await cleanupStale(paths);
+  // Not root: the daemon, as root, cleans up after its predecessor.
+  const cleaned = Deno.uid() === 0 ? await cleanupStale(paths) : null;
   if (cleaned) say(cleaned);
 
   if (run.foreground) {
@@ -99,7 +104,10 @@ async function connect(settings: ConnectSettings, run: ConnectRun): Promise<numb
       const code = await runDaemon(settings, {
         paths,
         progress,
-        log: run.progressFormat === "json" ? fileLog(paths.log) : (line) => console.error(`tp: ${line}`),
+        // On a terminal the progress already printed the error: the log does not say it twice.
+        log: run.progressFormat === "json"
+          ? fileLog(paths.log)
+          : (line) => line.startsWith("error: ") || console.error(`tp: ${line}`),
         signal: ac.signal,
         whenReady: run.command.length
           ? async () => {
@@ -193,10 +201,17 @@ async function startBackground(settings: ConnectSettings, paths: StatePaths, out
   const kubeconfigEnv = Deno.env.get("KUBECONFIG");
   if (kubeconfigEnv) env.KUBECONFIG = kubeconfigEnv; // through sudo too: the kubeconfig is the invoking user's
   if (settings.token) env.TP_TOKEN = settings.token; // not on the command line, where ps would show it
+  const denoDir = Deno.env.get("DENO_DIR");
+  if (denoDir) env.DENO_DIR = denoDir; // from source, through sudo too: the cache scripts/tp filled (no network)
   let cmd: string[];
   if (Deno.uid() === 0) {
     cmd = ["setsid", ...argv];
   } else {
+    const problem = await sudoProblem({ terminal: Deno.stdin.isTerminal() });
+    if (problem) {
+      console.error(`tp: ${problem}`);
+      return ExitCode.failure;
+    }
     console.error("tp: the daemon needs root to create a network interface; starting it with sudo");
     cmd = ["sudo", `--preserve-env=${Object.keys(env).join(",")}`, "setsid", ...argv];
   }

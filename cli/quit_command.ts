@@ -1,7 +1,7 @@
 import { Command } from "@commander-js/extra-typings";
 import { controlRequest, NotRunningError } from "./daemon/control.ts";
 import { cleanupStale } from "./daemon/daemon.ts";
-import { pidAlive, readState, type StatePaths, statePaths } from "./daemon/state.ts";
+import { ensureStateDir, pidAlive, readState, type StatePaths, statePaths } from "./daemon/state.ts";
 
 /** `tp quit`: disconnect; the daemon removes its device (and with it the routes) and restores what it changed. */
 export function quitCommand() {
@@ -17,6 +17,8 @@ export function quitCommand() {
 
 /** Asks the daemon to quit and waits (at most 10 s) until its process has ended. */
 export async function quitDaemon(paths: StatePaths, say: (s: string) => void): Promise<void> {
+  const repaired = Deno.uid() === 0 && await exists(paths.dir) ? await ensureStateDir(paths) : null;
+  if (repaired) say(repaired);
   const state = await readState(paths);
   try {
     await controlRequest(paths.socket, { op: "quit" });
@@ -33,3 +35,5 @@ export async function quitDaemon(paths: StatePaths, say: (s: string) => void): P
   }
   say("disconnected");
 }
+
+const exists = (path: string) => Deno.stat(path).then(() => true, () => false);

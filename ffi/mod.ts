@@ -4,7 +4,14 @@
  */
 export type { TunDevice, TunStats } from "./tun.ts";
 export { MemoryTun, type MemoryTunOptions } from "./tun_memory.ts";
-export { createTun, LinuxTun, type LinuxTunOptions, validateInterfaceName, wrapTunFd } from "./tun_linux.ts";
+export {
+  createTun,
+  LinuxTun,
+  type LinuxTunOptions,
+  tunDeviceProblem,
+  validateInterfaceName,
+  wrapTunFd,
+} from "./tun_linux.ts";
 export {
   type AddAddressOptions,
   type AddressInfo,

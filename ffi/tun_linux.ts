@@ -514,6 +514,18 @@ function ifreqCall(libc: Libc, request: number, ifr: Uint8Array<ArrayBuffer>, wh
   }
 }
 
+/** Why this machine has no usable TUN device node (a one-line cause and fix), or null when /dev/net/tun is there. */
+export function tunDeviceProblem(): string | null {
+  if (Deno.build.os !== "linux") return null;
+  try {
+    if (Deno.statSync("/dev/net/tun").isCharDevice) return null;
+    return "/dev/net/tun is not a character device: remove it and load the tun module (modprobe tun)";
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return openTunMessage(2);
+    return null; // opening it says more (createTun)
+  }
+}
+
 function openTunMessage(errno: number): string {
   if (isPermissionErrno(errno)) return NEED_NET_ADMIN;
   if (errno === 2) {

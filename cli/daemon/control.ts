@@ -4,6 +4,8 @@
  * group may use it too (mode 0660), so `tp status` and `tp quit` work without sudo.
  */
 
+import { stateAccessError } from "./state.ts";
+
 export type ControlRequest =
   | { op: "status" }
   | { op: "quit" }
@@ -120,6 +122,7 @@ export async function controlRequest(path: string, req: ControlRequest, timeoutM
     if (e instanceof Deno.errors.ConnectionRefused) {
       throw new NotRunningError(true, `no tp daemon answers at ${path} (a stale socket)`);
     }
+    if (e instanceof Deno.errors.PermissionDenied) throw stateAccessError(path);
     throw e;
   }
   try {

@@ -5,7 +5,7 @@
  * Order on the way up (each stage reported as progress): traffic-manager, session, route plan and conflict check,
  * device, routes, router, control socket. On the way down the reverse; closing the device removes its routes.
  */
-import { createTun, type TunDevice } from "../../ffi/mod.ts";
+import { createTun, type TunDevice, tunDeviceProblem } from "../../ffi/mod.ts";
 import { Netlink } from "../../ffi/netlink.ts";
 import { type Cidr, formatAddress, formatCidr } from "../../net/cidr.ts";
 import { Router } from "../../net/router/router.ts";
@@ -21,7 +21,17 @@ import type { ConnectSettings } from "./settings.ts";
 import { ManagerLink } from "./link.ts";
 import { DaemonIntercepts } from "./intercepts.ts";
 import type { ClusterInfo } from "../../proto/mod.ts";
-import { type DaemonState, pidAlive, readState, removeState, type StatePaths, writeState } from "./state.ts";
+import {
+  type DaemonState,
+  ensureStateDir,
+  pidAlive,
+  readState,
+  removeState,
+  StateAccessError,
+  stateAccessError,
+  type StatePaths,
+  writeState,
+} from "./state.ts";
 
 export interface DaemonEnv {
   paths: StatePaths;
@@ -69,6 +79,9 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
     if (Deno.uid() !== 0) {
       throw new DaemonError("tp needs root or CAP_NET_ADMIN to create its network interface: run it with sudo");
     }
+    // Before any network work: a machine without the TUN device fails at once, saying how to get it.
+    const noTun = tunDeviceProblem();
+    if (noTun) throw new DaemonError(noTun);
     const hooks: { clusterInfo?: (info: ClusterInfo) => void } = {};
     const intercepts = new DaemonIntercepts(log);
     let link: ManagerLink;
@@ -192,7 +205,8 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
       router: router.stats(),
       settings,
     });
-    await Deno.mkdir(paths.dir, { recursive: true, mode: 0o755 });
+    const repaired = await ensureStateDir(paths);
+    if (repaired) log(repaired);
     const sudoGid = Number(Deno.env.get("SUDO_GID"));
     const control = await serveControl(paths.socket, async (req) => {
       switch (req.op) {
@@ -305,6 +319,7 @@ export function deviceAddresses(routes: readonly Cidr[]): string[] {
  * and routes went with its process (the kernel's doing). Returns what it did, for the user, or null if nothing.
  */
 export async function cleanupStale(paths: StatePaths): Promise<string | null> {
+  if (Deno.uid() !== 0) return staleForNonRoot(paths);
   const state = await readState(paths);
   const socketThere = await Deno.stat(paths.socket).then(() => true, () => false);
   if (!state && !socketThere) {
@@ -325,4 +340,24 @@ export async function cleanupStale(paths: StatePaths): Promise<string | null> {
   return `cleaned up after a daemon that ended without tp quit${state ? ` (pid ${state.pid})` : ""}: ${
     what.join("; ")
   }`;
+}
+
+/**
+ * Only root can clean up after a daemon (its files belong to root, and DNS repairs write system files): a non-root
+ * tp says what is left and how to clean it, and returns null when nothing is.
+ */
+async function staleForNonRoot(paths: StatePaths): Promise<null> {
+  const left: string[] = [];
+  try {
+    for await (const e of Deno.readDir(paths.dir)) if (e.name !== "daemon.log") left.push(e.name);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return null;
+    if (e instanceof Deno.errors.PermissionDenied) throw stateAccessError(paths.socket);
+    throw e;
+  }
+  if (!left.length) return null;
+  throw new StateAccessError(
+    `the last tp daemon ended without tp quit and left ${left.sort().join(", ")} in ${paths.dir}, which only root ` +
+      `can clean up: run "sudo tp quit"`,
+  );
 }
