@@ -3,7 +3,6 @@ import type { V1Deployment, V1Service } from "@kubernetes/client-node";
 import { parseAllDocuments } from "yaml";
 import { K8sError } from "./errors.ts";
 import {
-  AGENT_ANNOTATION,
   agentManagerUrl,
   agentRecord,
   hasAgent,
