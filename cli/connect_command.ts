@@ -46,7 +46,7 @@ export function connectCommand() {
     .argument("[command...]", "a command to run while connected (after --)")
     .action(async (cmdArgs, opts) => {
       // The Kubernetes client loads only when tp goes through Kubernetes.
-      const kube = opts.managerUrl ? undefined : await import("./k8s/kubeconfig.ts");
+      const kube = opts.managerUrl ? undefined : await import("../k8s/kubeconfig.ts");
       const settings = validateSettings(opts, (f) => {
         const t = kube!.loadKube(f);
         return { context: t.context, namespace: t.namespace };

@@ -11,7 +11,7 @@ import {
   type ManagerSession,
   Status,
 } from "../../proto/mod.ts";
-import type { ManagerStream } from "../k8s/portforward.ts";
+import type { ManagerStream } from "../../k8s/portforward.ts";
 import { type ConnectSettings, describeTarget } from "./settings.ts";
 import { VERSION } from "../version.ts";
 
@@ -150,7 +150,7 @@ async function dial(
   let target: string | DuplexFactory = settings.managerUrl;
   let forward: ManagerStream | undefined;
   if (!settings.managerUrl) {
-    const { openManagerStream, PortForwardTransport } = await import("../k8s/portforward.ts");
+    const { openManagerStream, PortForwardTransport } = await import("../../k8s/portforward.ts");
     const opts = {
       ...(settings.kubeconfig ? { kubeconfig: settings.kubeconfig } : {}),
       context: settings.context,
