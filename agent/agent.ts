@@ -11,7 +11,7 @@
  * The listeners start before the manager is reached, so the app is served whatever the manager does.
  */
 import type net from "node:net";
-import { connectAgent, DialCode, type ManagerSession, pipeSocket } from "../proto/mod.ts";
+import { connectAgent, DialCode, type ManagerSession, pipeSocket, type Tunnel } from "../proto/mod.ts";
 import type { AgentArriveRequest } from "../proto/messages.ts";
 import { VERSION } from "../cli/version.ts";
 import { type Forward, Forwarder, type Routed } from "./forward.ts";
@@ -35,6 +35,11 @@ export interface AgentEnv {
   log(line: string): void;
   /** The pod's resolver; made once the cluster domain is known (from the manager). */
   resolver(clusterDomain: string): PodResolver;
+  /**
+   * Serves one SFTP stream (a workstation mounting the pod's volumes); resolves when the stream ended. Absent: mounts
+   * are refused.
+   */
+  sftp?: (stream: Tunnel) => Promise<void>;
   /** Called each time the agent registered with the manager (tests wait for it). */
   onRegistered?: (sessionId: string) => void;
 }
@@ -117,6 +122,15 @@ async function follow(s: ManagerSession, env: AgentEnv, setPorts: (p: Set<number
     if (ev.intercepts) {
       setPorts(new Set(ev.intercepts.appPorts));
       env.log(`intercepted ports: ${ev.intercepts.appPorts.join(", ") || "(none)"}`);
+    } else if (ev.sftp) {
+      const { connectionId } = ev.sftp;
+      if (!env.sftp) {
+        s.joinMount(connectionId, { code: DialCode.denied, message: "this agent serves no volumes" }).reset();
+        continue;
+      }
+      const t = s.joinMount(connectionId, { code: DialCode.ok, message: "" });
+      env.log("a workstation mounts the pod's volumes");
+      void env.sftp(t).catch((e) => env.log(`sftp: ${(e as Error).message}`));
     } else if (ev.dnsQuery) {
       resolver ??= env.resolver(s.clusterInfo.clusterDomain || "cluster.local");
       const { id, query } = ev.dnsQuery;

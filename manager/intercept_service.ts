@@ -275,9 +275,12 @@ export class InterceptService {
 
   // --- tunnels ---------------------------------------------------------------------------------------------------
 
-  /** An agent's AgentTunnel: announce it to the intercepting workstation, wait for it to join, then relay. */
+  /**
+   * An agent's AgentTunnel. Without a connection id: a connection to an intercepted port, announced to the
+   * intercepting workstation, which joins it. With one: the agent joins a mount stream a workstation opened.
+   */
   async serveAgentTunnel(reader: MessageSource, out: FrameSink): Promise<void> {
-    const { logger, metrics } = this.#host;
+    const { metrics } = this.#host;
     const abort = new AbortController();
     out.onCancel = () => abort.abort("agent cancelled the stream");
     let open: TunnelOpen;
@@ -285,6 +288,7 @@ export class InterceptService {
     try {
       open = await this.#readOpen(reader, abort.signal);
       session = this.#agent(open.sessionId);
+      if (open.connectionId) return this.#join(open, session, { reader, out, name: "agent" });
     } catch (e) {
       return this.#refuse("AgentTunnel", e, reader, out);
     }
@@ -294,87 +298,60 @@ export class InterceptService {
     const watch = rec && this.#clientWatches.get(rec.sessionId);
     const refuse = (code: number, message: string) => {
       metrics.interceptConnections.add({ result: statusWord(code) }, 1);
-      out.writeMessage(encodeTunnelFrame({ kind: "dial", dial: { code: code as DialCode, message } }));
-      out.end(Status.OK);
-      reader.cancel();
+      dialAndEnd({ reader, out, name: "agent" }, code, message);
     };
     if (!rec) return refuse(DialCode.denied, `port ${port} of ${agent.workload} is not intercepted`);
     // A workstation that went away without leaving (kill -9) holds its intercept until its session expires; the app
     // serves its connections meanwhile (DENIED sends the agent to the app).
     if (!watch) return refuse(DialCode.denied, `the workstation ${rec.clientName} is not taking connections`);
-    if (this.#pending.size >= MAX_PENDING) return refuse(DialCode.unreachable, "too many connections waiting");
-    if (session.streams.size >= this.#host.config.maxStreamsPerSession) {
-      return refuse(DialCode.unreachable, "the agent's session holds its maximum of streams");
-    }
-    const connectionId = crypto.randomUUID();
-    const agentEnd: StreamEnd = { reader, out, name: "agent" };
-    const handle: SessionStream = { abort: (reason) => abort.abort(reason) };
-    session.streams.add(handle);
-    metrics.streams.add({ protocol: "intercept" }, 1);
-    let client: Session | undefined;
-    const clientHandle: SessionStream = { abort: (reason) => abort.abort(reason) };
-    try {
-      let givenBack = "";
-      const ws = await new Promise<StreamEnd | undefined>((resolve) => {
-        const timer = setTimeout(() => {
-          this.#pending.delete(connectionId);
-          resolve(undefined);
-        }, JOIN_TIMEOUT_MS);
-        const onAbort = () => {
-          clearTimeout(timer);
-          this.#pending.delete(connectionId);
-          resolve(undefined);
-        };
-        abort.signal.addEventListener("abort", onAbort, { once: true });
-        this.#pending.set(connectionId, {
-          agent: agentEnd,
-          sessionId: rec.sessionId,
-          timer,
-          join: (w, s) => {
-            client = s;
-            s.streams.add(clientHandle);
-            clearTimeout(timer);
-            abort.signal.removeEventListener("abort", onAbort);
-            this.#pending.delete(connectionId);
-            resolve(w);
-          },
-          giveBack: (reason) => {
-            givenBack = reason;
-            clearTimeout(timer);
-            abort.signal.removeEventListener("abort", onAbort);
-            this.#pending.delete(connectionId);
-            resolve(undefined);
-          },
-        });
+    const r = await this.#rendezvous(
+      { reader, out, name: "agent" },
+      session,
+      rec.sessionId,
+      abort,
+      (connectionId) =>
         watch.writeMessage(codecs.InterceptConnection.encode({
           connectionId,
           interceptId: rec.id,
           localPort: rec.localPort,
           source: open.source,
-        }));
-      });
-      if (!ws && givenBack) return refuse(DialCode.denied, givenBack);
-      if (!ws) {
-        return refuse(
-          DialCode.timeout,
-          abort.signal.aborted
-            ? String(abort.signal.reason)
-            : `the workstation did not answer in ${JOIN_TIMEOUT_MS} ms`,
-        );
-      }
-      metrics.interceptConnections.add({ result: "joined" }, 1);
-      const outcome = await relay(agentEnd, ws, decodeTunnelMessage, abort.signal);
-      logger.debug("intercepted connection ended", {
-        connection: connectionId,
-        workload: agent.workload,
-        status: statusName(outcome.code),
-        reason: outcome.message,
-      });
-    } finally {
-      session.streams.delete(handle);
-      client?.streams.delete(clientHandle);
-      metrics.streams.add({ protocol: "intercept" }, -1);
+        })),
+    );
+    if (r.refused) return refuse(r.refused.code, r.refused.message);
+    metrics.interceptConnections.add({ result: "joined" }, 1);
+  }
+
+  /**
+   * A workstation's MountTunnel: an SFTP stream to an agent of the workload it intercepts (open{session_id,
+   * intercept_id}). The agent is asked (a WatchAgent event) to join it with an sftp-server of its own.
+   */
+  async serveMountTunnel(reader: MessageSource, out: FrameSink): Promise<void> {
+    const abort = new AbortController();
+    out.onCancel = () => abort.abort("workstation cancelled the stream");
+    const end: StreamEnd = { reader, out, name: "workstation" };
+    let open: TunnelOpen;
+    let session: Session;
+    try {
+      open = await this.#readOpen(reader, abort.signal);
+      session = this.#client(open.sessionId);
+    } catch (e) {
+      return this.#refuse("MountTunnel", e, reader, out);
     }
+    const rec = this.table.get(open.interceptId ?? "");
+    if (!rec || rec.sessionId !== session.id) {
+      return dialAndEnd(end, DialCode.denied, `No intercept "${open.interceptId}" of this session`);
+    }
+    const agent = this.table.agentsOf(rec.namespace, rec.workload).find((a) => this.#agentWatches.has(a.sessionId));
+    if (!agent) return dialAndEnd(end, DialCode.unreachable, `no agent of ${rec.workload} is connected`);
+    const watch = this.#agentWatches.get(agent.sessionId)!;
+    const r = await this.#rendezvous(
+      end,
+      session,
+      agent.sessionId,
+      abort,
+      (connectionId) => watch.writeMessage(codecs.AgentEvent.encode({ sftp: { connectionId, interceptId: rec.id } })),
+    );
+    if (r.refused) dialAndEnd(end, r.refused.code, r.refused.message);
   }
 
   /** A workstation's InterceptTunnel: joins the announced connection it names. */
@@ -383,14 +360,92 @@ export class InterceptService {
     out.onCancel = () => abort.abort("workstation cancelled the stream");
     try {
       const open = await this.#readOpen(reader, abort.signal);
-      const s = this.#client(open.sessionId);
-      const p = this.#pending.get(open.connectionId ?? "");
-      if (!p || p.sessionId !== open.sessionId) {
-        throw new GrpcError(Status.NOT_FOUND, `No connection "${open.connectionId}" waits for this session`);
-      }
-      p.join({ reader, out, name: "workstation" }, s);
+      this.#join(open, this.#client(open.sessionId), { reader, out, name: "workstation" });
     } catch (e) {
       return this.#refuse("InterceptTunnel", e, reader, out);
+    }
+  }
+
+  /** Hands a joining stream to the stream that waits for it; NOT_FOUND when none waits for this session. */
+  #join(open: TunnelOpen, session: Session, end: StreamEnd): void {
+    const p = this.#pending.get(open.connectionId ?? "");
+    if (!p || p.sessionId !== session.id) {
+      throw new GrpcError(Status.NOT_FOUND, `No connection "${open.connectionId}" waits for this session`);
+    }
+    p.join(end, session);
+  }
+
+  /**
+   * Announces a stream (through `announce`, given its connection id) to the session that should join it, waits for
+   * the join, and relays until both ends are done. Returns what to refuse the first stream with when no join came:
+   * DENIED when the joining session's watch went away (nothing was read yet: an agent's app can serve it), TIMEOUT
+   * after JOIN_TIMEOUT_MS.
+   */
+  async #rendezvous(
+    first: StreamEnd,
+    session: Session,
+    joinerSessionId: string,
+    abort: AbortController,
+    announce: (connectionId: string) => void,
+  ): Promise<{ refused?: { code: number; message: string } }> {
+    const { metrics, config } = this.#host;
+    if (this.#pending.size >= MAX_PENDING) {
+      return { refused: { code: DialCode.unreachable, message: "too many connections waiting" } };
+    }
+    if (session.streams.size >= config.maxStreamsPerSession) {
+      return { refused: { code: DialCode.unreachable, message: "the session holds its maximum of streams" } };
+    }
+    const connectionId = crypto.randomUUID();
+    const handle: SessionStream = { abort: (reason) => abort.abort(reason) };
+    session.streams.add(handle);
+    metrics.streams.add({ protocol: "intercept" }, 1);
+    let joiner: Session | undefined;
+    try {
+      let givenBack = "";
+      const other = await new Promise<StreamEnd | undefined>((resolve) => {
+        const settle = (w: StreamEnd | undefined) => {
+          clearTimeout(timer);
+          abort.signal.removeEventListener("abort", onAbort);
+          this.#pending.delete(connectionId);
+          resolve(w);
+        };
+        const timer = setTimeout(() => settle(undefined), JOIN_TIMEOUT_MS);
+        const onAbort = () => settle(undefined);
+        abort.signal.addEventListener("abort", onAbort, { once: true });
+        this.#pending.set(connectionId, {
+          agent: first,
+          sessionId: joinerSessionId,
+          timer,
+          join: (w, s) => {
+            joiner = s;
+            s.streams.add(handle);
+            settle(w);
+          },
+          giveBack: (reason) => {
+            givenBack = reason;
+            settle(undefined);
+          },
+        });
+        announce(connectionId);
+      });
+      if (!other && givenBack) return { refused: { code: DialCode.denied, message: givenBack } };
+      if (!other) {
+        const message = abort.signal.aborted
+          ? String(abort.signal.reason)
+          : `the other end did not answer in ${JOIN_TIMEOUT_MS} ms`;
+        return { refused: { code: DialCode.timeout, message } };
+      }
+      const outcome = await relay(first, other, decodeTunnelMessage, abort.signal);
+      this.#host.logger.debug("relayed stream ended", {
+        connection: connectionId,
+        status: statusName(outcome.code),
+        reason: outcome.message,
+      });
+      return {};
+    } finally {
+      session.streams.delete(handle);
+      joiner?.streams.delete(handle);
+      metrics.streams.add({ protocol: "intercept" }, -1);
     }
   }
 
@@ -442,6 +497,13 @@ export class InterceptService {
     if (s.kind !== "agent") throw new GrpcError(Status.PERMISSION_DENIED, "This method is for traffic-agents");
     return s;
   }
+}
+
+/** Answers a stream's open with a dial result and ends it. */
+function dialAndEnd(end: StreamEnd, code: number, message: string): void {
+  end.out.writeMessage(encodeTunnelFrame({ kind: "dial", dial: { code: code as DialCode, message } }));
+  end.out.end(Status.OK);
+  end.reader.cancel();
 }
 
 function validPort(p: number): boolean {

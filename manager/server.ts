@@ -274,6 +274,10 @@ export class Manager implements TunnelHost {
       void this.intercepts.serveAgentTunnel(reader, call.frames(this.config.streamBufferBytes));
       return;
     }
+    if (method.name === "MountTunnel") {
+      void this.intercepts.serveMountTunnel(reader, call.frames(this.config.streamBufferBytes));
+      return;
+    }
     if (method.name === "InterceptTunnel") {
       void this.intercepts.serveInterceptTunnel(reader, call.frames(this.config.streamBufferBytes));
       return;

@@ -81,8 +81,10 @@ export interface TunnelOpen {
   protocol: Protocol;
   source: Endpoint | null;
   destination: Endpoint | null;
-  /** InterceptTunnel: the announced connection this stream joins ("" otherwise). */
+  /** InterceptTunnel, AgentTunnel: the announced connection this stream joins ("" otherwise). */
   connectionId?: string;
+  /** MountTunnel: the intercept whose pod's volumes to mount. */
+  interceptId?: string;
 }
 export interface DialResult {
   code: DialCode;
@@ -152,8 +154,9 @@ export interface InterceptConnection {
   source: Endpoint | null;
 }
 export type AgentEvent =
-  | { intercepts: { appPorts: number[] }; dnsQuery?: undefined }
-  | { dnsQuery: { id: number; query: Uint8Array }; intercepts?: undefined };
+  | { intercepts: { appPorts: number[] }; dnsQuery?: undefined; sftp?: undefined }
+  | { dnsQuery: { id: number; query: Uint8Array }; intercepts?: undefined; sftp?: undefined }
+  | { sftp: { connectionId: string; interceptId: string }; intercepts?: undefined; dnsQuery?: undefined };
 export interface AgentDnsAnswerRequest {
   sessionId: string;
   id: number;
@@ -375,6 +378,7 @@ export function decodeTunnelFrame(msg: Uint8Array): TunnelFrame {
           source: endpoint(o.source),
           destination: endpoint(o.destination),
           connectionId: o.connectionId ?? "",
+          interceptId: o.interceptId ?? "",
         },
       };
     }

@@ -182,7 +182,31 @@ export class ManagerSession {
     return t;
   }
 
+  /**
+   * An SFTP byte stream to an sftp-server the intercepted pod's agent runs (for `sshfs -o slave`). Rejects with a
+   * GrpcError when the manager refuses the stream; `tunnel.dial` says whether the agent's server started.
+   */
+  openMount(interceptId: string): Promise<Tunnel> {
+    return this.openTunnel({
+      protocol: "tcp",
+      source: { ip: "", port: 0 },
+      destination: { ip: "", port: 0 },
+    }, { method: "MountTunnel", interceptId });
+  }
+
   // --- the traffic-agent's side ---
+
+  /** Joins a workstation's mount stream (after an `sftp` event) with this side's result of starting its server. */
+  joinMount(connectionId: string, dial: DialResult): Tunnel {
+    const t = new Tunnel(this.channel, this.id, {
+      protocol: "tcp",
+      source: { ip: "", port: 0 },
+      destination: { ip: "", port: 0 },
+    }, { method: "AgentTunnel", connectionId, dial });
+    this.#tunnels.add(t);
+    t.ended.then(() => this.#tunnels.delete(t));
+    return t;
+  }
 
   /** The agent's events (its intercepted ports, DNS queries to answer) until the session ends. */
   watchAgent(): AsyncGenerator<AgentEvent> {

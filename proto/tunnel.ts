@@ -40,11 +40,13 @@ export interface TunnelRequest {
 
 /** Which method carries the stream, and (for a workstation joining an intercepted connection) what it joins. */
 export interface TunnelMethod {
-  /** "Tunnel" (default), "AgentTunnel" or "InterceptTunnel". */
-  method?: "Tunnel" | "AgentTunnel" | "InterceptTunnel";
-  /** InterceptTunnel: the announced connection. */
+  /** "Tunnel" (default), "AgentTunnel", "InterceptTunnel" or "MountTunnel". */
+  method?: "Tunnel" | "AgentTunnel" | "InterceptTunnel" | "MountTunnel";
+  /** InterceptTunnel, AgentTunnel: the announced connection this stream joins. */
   connectionId?: string;
-  /** InterceptTunnel: this side's dial result, sent after the open frame (the peer waits for it). */
+  /** MountTunnel: the intercept whose volumes to mount. */
+  interceptId?: string;
+  /** A joining stream's own dial result, sent after the open frame (the peer waits for it). */
   dial?: DialResult;
 }
 
@@ -115,6 +117,7 @@ export class Tunnel {
         source: request.source,
         destination: request.destination,
         connectionId: how.connectionId ?? "",
+        interceptId: how.interceptId ?? "",
       },
     })));
     if (how.dial) {
