@@ -252,6 +252,17 @@ Deno.test({
       assert.equal(await whoAnswers(), "web");
     });
 
+    await t.step("tp quit ends the intercept at once: the app serves the port again", async () => {
+      const r1 = await tp(["intercept", "web", "--port", `${LOCAL_HTTP}:${HTTP}`]);
+      assert.equal(r1.code, 0, r1.stderr);
+      await waitFor("the intercept", async () => await whoAnswers() === "laptop");
+      const q = await tp(["quit"]);
+      assert.equal(q.code, 0, q.stderr);
+      assert.equal(await whoAnswers(), "web");
+      const c = await tp(["connect", "--manager-url", MANAGER_URL]);
+      assert.equal(c.code, 0, c.stderr);
+    });
+
     await t.step("kill -9 of the daemon while intercepted: the app serves the port again", async () => {
       const r1 = await tp(["intercept", "web", "--port", `${LOCAL_HTTP}:${HTTP}`]);
       assert.equal(r1.code, 0, r1.stderr);
