@@ -293,6 +293,79 @@ function removeAnnotation(meta: V1ObjectMeta, key: string): JsonPatchOp[] {
   return [{ op: "remove", path }];
 }
 
+/** A Service port that reaches the app container, and the app port it reaches. */
+interface ServiceTarget {
+  svc: V1Service;
+  index: number;
+  appPort: number;
+}
+
+function serviceTargets(selecting: readonly V1Service[], app: V1Container, others: V1Container[]): ServiceTarget[] {
+  const targets: ServiceTarget[] = [];
+  for (const svc of selecting) {
+    (svc.spec?.ports ?? []).forEach((sp, index) => {
+      if (!isTcp(sp)) return;
+      const appPort = appPortOf(sp.targetPort ?? sp.port, app, others);
+      if (appPort !== undefined) targets.push({ svc, index, appPort });
+    });
+  }
+  return targets;
+}
+
+/** The patch re-pointing a Service's target ports to the agent, recording the values it replaces. */
+function repointPatch(
+  svc: V1Service,
+  targets: ServiceTarget[],
+  agentPortOf: (appPort: number) => number,
+  ref: string,
+): ObjectPatch {
+  const ports = svc.spec!.ports!;
+  const ops: JsonPatchOp[] = [];
+  const records: ServicePortRecord[] = [];
+  for (const t of targets.filter((t) => t.svc === svc)) {
+    const sp = ports[t.index]!;
+    const agentPort = agentPortOf(t.appPort);
+    const path = pointer("spec", "ports", t.index, "targetPort");
+    records.push({ port: sp.port, protocol: sp.protocol ?? "TCP", targetPort: sp.targetPort ?? null, agentPort });
+    if (sp.targetPort === undefined) {
+      ops.push({ op: "add", path, value: agentPort });
+    } else {
+      ops.push({ op: "test", path, value: sp.targetPort }, { op: "replace", path, value: agentPort });
+    }
+  }
+  const rec: ServiceRecord = { workload: ref, ports: records };
+  ops.push(addAnnotation(svc.metadata!, ORIGINAL_TARGET_PORTS_ANNOTATION, JSON.stringify(rec)));
+  return { apiVersion: "v1", kind: "Service", name: svc.metadata!.name!, namespace: svc.metadata!.namespace!, ops };
+}
+
+/**
+ * For a workload that has the agent: the patches re-pointing Services that select its pods but do not route to the
+ * agent yet (created since, or left over by an injection that stopped half way). Only ports the agent already
+ * forwards are re-pointed; a Service another workload's agent holds is left alone.
+ */
+export function planServiceRepair(
+  kind: WorkloadKind,
+  workload: Workload,
+  services: readonly V1Service[],
+): ObjectPatch[] {
+  const { name } = metaOf(workload, kind);
+  const rec = agentRecord(workload);
+  if (!rec) return [];
+  const containers = containersOf(workload).filter((c) => c.name !== AGENT_CONTAINER);
+  const app = containers.find((c) => c.name === rec.appContainer);
+  if (!app) return [];
+  const podLabels = workload.spec?.template?.metadata?.labels ?? {};
+  const fresh = services.filter((s) => selectsPods(s, podLabels) && !serviceRecord(s));
+  const forwarded = new Map(rec.forward.map((f) => [f.appPort, f.agentPort]));
+  const targets = serviceTargets(fresh, app, containers.filter((c) => c !== app)).filter((t) =>
+    forwarded.has(t.appPort)
+  );
+  const ref = workloadRef(kind, name);
+  return [...new Set(targets.map((t) => t.svc))].map((svc) =>
+    repointPatch(svc, targets, (p) => forwarded.get(p)!, ref)
+  );
+}
+
 /** The changes that put the agent in a workload's pods. Throws K8sError("agent") when it cannot. */
 export function planInjection(input: InjectionInput): InjectionPlan {
   const { name, namespace, meta } = metaOf(input.workload, input.kind);
@@ -324,18 +397,9 @@ export function planInjection(input: InjectionInput): InjectionPlan {
   const app = chooseApp(containers, selecting, input.container, ref);
   const others = containers.filter((c) => c !== app);
 
-  // Which app ports the Services reach, in the order they first appear.
-  const appPorts: number[] = [];
-  const targets: { svc: V1Service; index: number; appPort: number }[] = [];
-  for (const svc of selecting) {
-    (svc.spec?.ports ?? []).forEach((sp, index) => {
-      if (!isTcp(sp)) return;
-      const appPort = appPortOf(sp.targetPort ?? sp.port, app, others);
-      if (appPort === undefined) return;
-      if (!appPorts.includes(appPort)) appPorts.push(appPort);
-      targets.push({ svc, index, appPort });
-    });
-  }
+  const targets = serviceTargets(selecting, app, others);
+  // The app ports the Services reach, in the order they first appear.
+  const appPorts = [...new Set(targets.map((t) => t.appPort))];
   const used = new Set<number>();
   for (const c of containers) for (const p of c.ports ?? []) used.add(p.containerPort);
   for (const svc of selecting) {
@@ -388,26 +452,7 @@ export function planInjection(input: InjectionInput): InjectionPlan {
       addAnnotation(meta, AGENT_ANNOTATION, JSON.stringify(record)),
     ],
   };
-  const servicePatches = services.map((svc): ObjectPatch => {
-    const ports = svc.spec!.ports!;
-    const mine = targets.filter((t) => t.svc === svc);
-    const ops: JsonPatchOp[] = [];
-    const records: ServicePortRecord[] = [];
-    for (const t of mine) {
-      const sp = ports[t.index]!;
-      const agentPort = agentPortOf(t.appPort);
-      const path = pointer("spec", "ports", t.index, "targetPort");
-      records.push({ port: sp.port, protocol: sp.protocol ?? "TCP", targetPort: sp.targetPort ?? null, agentPort });
-      if (sp.targetPort === undefined) {
-        ops.push({ op: "add", path, value: agentPort });
-      } else {
-        ops.push({ op: "test", path, value: sp.targetPort }, { op: "replace", path, value: agentPort });
-      }
-    }
-    const rec: ServiceRecord = { workload: ref, ports: records };
-    ops.push(addAnnotation(svc.metadata!, ORIGINAL_TARGET_PORTS_ANNOTATION, JSON.stringify(rec)));
-    return { apiVersion: "v1", kind: "Service", name: svc.metadata!.name!, namespace, ops };
-  });
+  const servicePatches = services.map((svc) => repointPatch(svc, targets, agentPortOf, ref));
 
   return {
     kind: input.kind,
@@ -453,6 +498,28 @@ export function agentSecret(
   };
 }
 
+/**
+ * The patch putting back the target ports tp re-pointed in a Service, and removing its record; undefined when the
+ * Service has no record of tp's.
+ */
+export function planServiceRestore(svc: V1Service): ObjectPatch | undefined {
+  const rec = serviceRecord(svc);
+  const name = svc.metadata?.name;
+  const namespace = svc.metadata?.namespace;
+  if (!rec || !name || !namespace) return undefined;
+  const ops: JsonPatchOp[] = [];
+  const ports = svc.spec?.ports ?? [];
+  for (const r of rec.ports) {
+    const i = ports.findIndex((p) => p.port === r.port && (p.protocol ?? "TCP") === r.protocol);
+    if (i < 0 || ports[i]!.targetPort !== r.agentPort) continue;
+    const path = pointer("spec", "ports", i, "targetPort");
+    ops.push({ op: "test", path, value: r.agentPort });
+    ops.push(r.targetPort === null ? { op: "remove", path } : { op: "replace", path, value: r.targetPort });
+  }
+  ops.push(...removeAnnotation(svc.metadata!, ORIGINAL_TARGET_PORTS_ANNOTATION));
+  return { apiVersion: "v1", kind: "Service", name, namespace, ops };
+}
+
 export interface RemovalPlan {
   /** Undefined when the workload has nothing of tp's. */
   workloadPatch: ObjectPatch | undefined;
@@ -475,22 +542,8 @@ export function planRemoval(kind: WorkloadKind, workload: Workload, services: re
     ops.push({ op: "test", path: `${path}/name`, value: AGENT_CONTAINER }, { op: "remove", path });
   }
   ops.push(...removeAnnotation(meta, AGENT_ANNOTATION));
-  const servicePatches: ObjectPatch[] = [];
-  for (const svc of services) {
-    const rec = serviceRecord(svc);
-    if (!rec || rec.workload !== ref || !svc.metadata?.name) continue;
-    const sops: JsonPatchOp[] = [];
-    const ports = svc.spec?.ports ?? [];
-    for (const r of rec.ports) {
-      const i = ports.findIndex((p) => p.port === r.port && (p.protocol ?? "TCP") === r.protocol);
-      if (i < 0 || ports[i]!.targetPort !== r.agentPort) continue;
-      const path = pointer("spec", "ports", i, "targetPort");
-      sops.push({ op: "test", path, value: r.agentPort });
-      sops.push(r.targetPort === null ? { op: "remove", path } : { op: "replace", path, value: r.targetPort });
-    }
-    sops.push(...removeAnnotation(svc.metadata, ORIGINAL_TARGET_PORTS_ANNOTATION));
-    servicePatches.push({ apiVersion: "v1", kind: "Service", name: svc.metadata.name, namespace, ops: sops });
-  }
+  const servicePatches = services.filter((svc) => serviceRecord(svc)?.workload === ref).map(planServiceRestore)
+    .filter((p) => p !== undefined);
   return {
     workloadPatch: ops.length ? { apiVersion: APPS_V1, kind, name, namespace, ops } : undefined,
     servicePatches,

@@ -11,6 +11,7 @@ import {
   ORIGINAL_TARGET_PORTS_ANNOTATION,
   planInjection,
   planRemoval,
+  planServiceRepair,
   serviceRecord,
 } from "./inject.ts";
 import { applyJsonPatch } from "./json_patch.ts";
@@ -361,4 +362,22 @@ Deno.test("injectionYaml() prints the Secret without its token and each object's
   assert.equal(docs[1].patch[0].value.name, "tp-agent");
   assert.match(text, /# kubectl patch deployment\/echo -n default --type json/);
   assert.equal(JSON.parse(docs[1].patch[1].value).appContainer, "echo", "the record is the annotation's JSON text");
+});
+
+Deno.test("planServiceRepair() re-points a Service made after injection to the agent's existing ports only", () => {
+  const p = plan();
+  const { dep, svcs } = applied(p);
+  const late: V1Service = {
+    metadata: { name: "late", namespace: "default" },
+    spec: {
+      selector: { app: "echo" },
+      ports: [{ port: 80, protocol: "TCP", targetPort: 8080 }, { port: 81, protocol: "TCP", targetPort: 8181 }],
+    },
+  };
+  const repairs = planServiceRepair("Deployment", dep, [...svcs, late]);
+  assert.deepEqual(repairs.map((r) => r.name), ["late"], "Services already routed are left alone");
+  const fixed = applyJsonPatch(late, repairs[0]!.ops);
+  assert.deepEqual(fixed.spec!.ports!.map((x) => x.targetPort), [9901, 8181], "8181 has no agent port: untouched");
+  assert.equal(serviceRecord(fixed)?.workload, "deployment/echo");
+  assert.deepEqual(planServiceRepair("Deployment", deployment(), [late]), [], "no agent, nothing to repair");
 });

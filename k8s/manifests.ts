@@ -1,8 +1,10 @@
 /**
  * What `tp install` puts in a cluster, as plain objects: the manager's namespace, its service account, the narrowest
- * RBAC that its discovery needs (manager/k8s_discovery.ts), the Deployment and the Service. `tp uninstall` deletes
+ * RBAC that its discovery (manager/k8s_discovery.ts) and its agents' authentication (manager/agent_auth.ts) need,
+ * the Deployment and the Service (the clients' port and the agents' port). `tp uninstall` deletes
  * the same list in reverse.
  */
+import { DEFAULT_AGENT_PORT, MANAGER_SERVICE } from "./defaults.ts";
 import { DEFAULT_MANAGER_PORT, MANAGER_SELECTOR } from "./portforward.ts";
 
 /** A Kubernetes object as sent to the API server. */
@@ -22,9 +24,11 @@ export interface InstallSpec {
   namespace: string;
   image: string;
   port?: number;
+  /** The agents' port (default 8082). */
+  agentPort?: number;
 }
 
-const MANAGER = "tp-manager";
+const MANAGER = MANAGER_SERVICE;
 
 /** Labels on everything tp installs; `managed-by` tells uninstall what it may delete. */
 export function commonLabels(): Record<string, string> {
@@ -35,6 +39,7 @@ export function commonLabels(): Record<string, string> {
 export function managerManifests(spec: InstallSpec): K8sObject[] {
   const ns = spec.namespace;
   const port = spec.port ?? DEFAULT_MANAGER_PORT;
+  const agentPort = spec.agentPort ?? DEFAULT_AGENT_PORT;
   const labels = commonLabels();
   const [selKey, selValue] = MANAGER_SELECTOR.split("=") as [string, string];
   const podLabels = { [selKey]: selValue, ...labels };
@@ -47,8 +52,15 @@ export function managerManifests(spec: InstallSpec): K8sObject[] {
       apiVersion: "rbac.authorization.k8s.io/v1",
       kind: "ClusterRole",
       metadata: { name: clusterName, labels },
-      // Discovery: nodes' podCIDRs, pod IPs (when nodes have no podCIDRs), services; list and watch only.
-      rules: [{ apiGroups: [""], resources: ["nodes", "pods", "services"], verbs: ["list", "watch"] }],
+      rules: [
+        // Discovery: nodes' podCIDRs, pod IPs (when nodes have no podCIDRs), services; list and watch only.
+        { apiGroups: [""], resources: ["nodes", "pods", "services"], verbs: ["list", "watch"] },
+        // Agents: each traffic-agent authenticates with the token in Secret tp-agent-<workload> of its namespace
+        // (manager/agent_auth.ts reads it). RBAC cannot narrow get to a name prefix nor to namespaces not known
+        // yet, so this is get on secrets, cluster-wide; without list or watch the manager can read only a Secret it
+        // names, and it names only tp-agent-* ones.
+        { apiGroups: [""], resources: ["secrets"], verbs: ["get"] },
+      ],
     },
     {
       apiVersion: "rbac.authorization.k8s.io/v1",
@@ -98,11 +110,15 @@ export function managerManifests(spec: InstallSpec): K8sObject[] {
               args: ["manager"],
               env: [
                 { name: "TP_MANAGER_LISTEN", value: `0.0.0.0:${port}` },
+                { name: "TP_MANAGER_AGENT_LISTEN", value: `0.0.0.0:${agentPort}` },
                 { name: "TP_MANAGER_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
                 // A read-only root filesystem: whatever Deno caches goes to the /tmp volume.
                 { name: "DENO_DIR", value: "/tmp/deno" },
               ],
-              ports: [{ name: "grpc", containerPort: port, protocol: "TCP" }],
+              ports: [
+                { name: "grpc", containerPort: port, protocol: "TCP" },
+                { name: "agent", containerPort: agentPort, protocol: "TCP" },
+              ],
               readinessProbe: {
                 httpGet: { path: "/healthz", port: "grpc" },
                 periodSeconds: 5,
@@ -133,7 +149,11 @@ export function managerManifests(spec: InstallSpec): K8sObject[] {
       metadata: { name: MANAGER, namespace: ns, labels },
       spec: {
         selector: { [selKey]: selValue },
-        ports: [{ name: "grpc", port, targetPort: "grpc", protocol: "TCP" }],
+        ports: [
+          { name: "grpc", port, targetPort: "grpc", protocol: "TCP" },
+          // Where agents in the cluster reach the manager (k8s/inject.ts agentManagerUrl).
+          { name: "agent", port: agentPort, targetPort: "agent", protocol: "TCP" },
+        ],
       },
     },
   ];

@@ -146,6 +146,8 @@ export interface DoubleRequest {
   path: string;
   user: string;
   status: number;
+  /** The request body's Content-Type, for requests with a body. */
+  contentType?: string;
 }
 
 export class ApiServerDouble {
@@ -426,8 +428,15 @@ export class ApiServerDouble {
   ): Promise<void> {
     const url = new URL(target, "https://double");
     const who = this.#authenticate(headers, identity);
+    const contentType = headers["content-type"];
     const record = (status: number) =>
-      this.requests.push({ method, path: url.pathname + url.search, user: who?.user ?? "", status });
+      this.requests.push({
+        method,
+        path: url.pathname + url.search,
+        user: who?.user ?? "",
+        status,
+        ...(contentType && body ? { contentType } : {}),
+      });
     const reply = (status: number, value: unknown) => {
       record(status);
       const text = JSON.stringify(value);
