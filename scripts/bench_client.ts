@@ -8,6 +8,10 @@
  *   first HOST PORT [--timeout-ms 10000]                  prints {"ready":true}, waits for a line on stdin, then
  *                                                         tries an HTTP GET every few ms until one succeeds and
  *                                                         prints the milliseconds since that line
+ *   burst HOST PORT [--count 10000] [--concurrency 32]    COUNT HTTP GETs, each on a new connection, COUNT/32 at a
+ *         [--timeout-ms 5000] [--ms 120000]               time; each must answer 200 (with `"service":"NAME"` in
+ *         [--expect NAME]                                 its body when --expect is given) within the timeout;
+ *                                                         prints how many did, and why the others did not
  *
  * Every loop is bounded in count and time; every connection is closed before the process exits.
  */
@@ -167,11 +171,86 @@ async function first(host: string, port: number, args: string[]): Promise<void> 
   say({ ok: false, ms: performance.now() - t0, attempts });
 }
 
+/** How one GET of `burst` ended: "ok", or why not. */
+type BurstOutcome = "ok" | "timeout" | "wrong-status" | "wrong-service" | `error: ${string}`;
+
+/** One GET on a new connection, read to EOF (the server closes: `Connection: close`), bounded by `timeoutMs`. */
+async function burstOne(host: string, port: number, expect: string | null, timeoutMs: number): Promise<BurstOutcome> {
+  let conn: Deno.Conn | undefined;
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    try {
+      conn?.close();
+    } catch { /* closed */ }
+  }, timeoutMs);
+  try {
+    conn = await Deno.connect({ hostname: host, port });
+    if (timedOut) return "timeout";
+    await writeAll(
+      conn,
+      new TextEncoder().encode(`GET /bench-burst HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`),
+    );
+    const buf = new Uint8Array(16 * 1024);
+    let got = 0;
+    for (let i = 0; i < 1000 && got < buf.length; i++) {
+      const n = await conn.read(buf.subarray(got));
+      if (n === null) break;
+      got += n;
+    }
+    const text = new TextDecoder().decode(buf.subarray(0, got));
+    if (!/^HTTP\/1\.[01] 200 /.test(text)) return "wrong-status";
+    if (expect !== null && !text.includes(`"service":${JSON.stringify(expect)}`)) return "wrong-service";
+    return "ok";
+  } catch (e) {
+    return timedOut ? "timeout" : `error: ${(e as Error).name}: ${(e as Error).message}`;
+  } finally {
+    clearTimeout(timer);
+    if (!timedOut) {
+      try {
+        conn?.close();
+      } catch { /* closed */ }
+    }
+  }
+}
+
+/** `count` GETs with new connections by `concurrency` workers; every outcome counted, none retried. */
+async function burst(host: string, port: number, args: string[]): Promise<void> {
+  const count = flag(args, "count", 10_000);
+  const concurrency = flag(args, "concurrency", 32);
+  const timeoutMs = flag(args, "timeout-ms", 5000);
+  const ms = flag(args, "ms", 120_000);
+  const i = args.indexOf("--expect");
+  const expect = i >= 0 ? args[i + 1] ?? null : null;
+  const outcomes = new Map<string, number>();
+  const t0 = performance.now();
+  let next = 0;
+  const worker = async () => {
+    while (next < count && performance.now() - t0 < ms) {
+      next++;
+      const o = await burstOne(host, port, expect, timeoutMs);
+      outcomes.set(o, (outcomes.get(o) ?? 0) + 1);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
+  const ok = outcomes.get("ok") ?? 0;
+  outcomes.delete("ok");
+  say({
+    count,
+    sent: next,
+    ok,
+    failed: next - ok,
+    timeouts: outcomes.get("timeout") ?? 0,
+    why: Object.fromEntries(outcomes),
+    ms: performance.now() - t0,
+  });
+}
+
 if (import.meta.main) {
   const [cmd, host, portText, ...rest] = Deno.args;
   const port = Number(portText);
   if (!host || !Number.isInteger(port) || port <= 0 || port > 65535) {
-    console.error("usage: bench_client.ts rr|hold|first HOST PORT [flags]");
+    console.error("usage: bench_client.ts rr|hold|first|burst HOST PORT [flags]");
     Deno.exit(2);
   }
   switch (cmd) {
@@ -183,6 +262,9 @@ if (import.meta.main) {
       break;
     case "first":
       await first(host, port, rest);
+      break;
+    case "burst":
+      await burst(host, port, rest);
       break;
     default:
       console.error(`bench_client.ts: unknown client "${cmd}"`);
