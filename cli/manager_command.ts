@@ -13,6 +13,7 @@ import {
 import { jsonLogger, LOG_LEVELS, type LogLevel } from "../manager/log.ts";
 import type { ClusterNetwork } from "../manager/k8s_discovery.ts";
 import { Manager, serveManager } from "../manager/server.ts";
+import type { AgentAuth } from "../manager/agent_auth.ts";
 
 /** Wraps a parser so its error reads as a usage error naming the flag. */
 function arg<T>(parse: (s: string) => T) {
@@ -81,6 +82,14 @@ export function managerCommand() {
         "TP_MANAGER_ALLOW",
       ).argParser(list(parseCidr)),
     )
+    .addOption(
+      opt(
+        "--agent-listen <host:port>",
+        "also serve the traffic-agents' port here: only the agents' methods, each agent admitted by its workload's " +
+          "credential (the Secret tp-agent-<workload>, read through the Kubernetes API) or by --token",
+        "TP_MANAGER_AGENT_LISTEN",
+      ).argParser(arg((s) => formatHostPort(parseHostPort(s)))),
+    )
     .addOption(opt("--token <token>", "clients must present this token", "TP_MANAGER_TOKEN"))
     .addOption(opt("--tls-cert <file>", "PEM certificate: serve TLS (HTTP/2 by ALPN)", "TP_MANAGER_TLS_CERT"))
     .addOption(opt("--tls-key <file>", "PEM private key for --tls-cert", "TP_MANAGER_TLS_KEY"))
@@ -146,6 +155,7 @@ export function managerCommand() {
       }
       const config: ManagerConfig = {
         listen: parseHostPort(opts.listen),
+        agentListen: opts.agentListen ? parseHostPort(opts.agentListen) : undefined,
         podCidrs: opts.podCidr ?? discovered?.current.podCidrs ?? [],
         serviceCidrs: opts.serviceCidr ?? discovered?.current.serviceCidrs ?? [],
         dnsServer,
@@ -169,6 +179,7 @@ export function managerCommand() {
       await runManager(
         config,
         opts.logLevel,
+        await agentAuthFor(opts),
         discovered && {
           watch: discovered,
           apply: (manager, n) =>
@@ -206,7 +217,36 @@ interface Discovery {
   onChange(f: (n: ClusterNetwork) => void): void;
 }
 
+/**
+ * Who may use the agent port: an agent with its workload's Secret (in a pod, or with --kubeconfig), or with the
+ * manager's --token (labs). Undefined when no agent port is served.
+ */
+async function agentAuthFor(opts: ManagerFlags): Promise<AgentAuth | undefined> {
+  if (!opts.agentListen) return undefined;
+  const { anyAgentAuth, managerTokenAuth, secretAgentAuth, kubeSecretTokenReader } = await import(
+    "../manager/agent_auth.ts"
+  );
+  const auths: AgentAuth[] = [];
+  if (opts.kubeconfig || Deno.env.get("KUBERNETES_SERVICE_HOST") !== undefined) {
+    const { loadKube } = await import("../k8s/kubeconfig.ts");
+    const target = loadKube(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {});
+    auths.push(secretAgentAuth(kubeSecretTokenReader(target), {
+      onError: (e, ns, secret) =>
+        console.error(JSON.stringify({
+          level: "warn",
+          msg: "cannot read an agent's credential",
+          namespace: ns,
+          secret,
+          reason: e instanceof Error ? e.message : String(e),
+        })),
+    }));
+  }
+  if (opts.token) auths.push(managerTokenAuth(opts.token));
+  return anyAgentAuth(...auths);
+}
+
 interface ManagerFlags {
+  agentListen?: string;
   listen: string;
   logLevel: LogLevel;
   kubeconfig?: string;
@@ -239,10 +279,11 @@ function positiveInt(s: string): number {
 export async function runManager(
   config: ManagerConfig,
   logLevel: LogLevel = "info",
+  agentAuth: AgentAuth | undefined = undefined,
   discovery?: { watch: Discovery; apply: (m: Manager, n: ClusterNetwork) => void } | null,
 ): Promise<void> {
   const logger = jsonLogger(logLevel);
-  const manager = new Manager(config, { logger });
+  const manager = new Manager(config, { logger, ...(agentAuth ? { agentAuth } : {}) });
   discovery?.watch.onChange((n) => {
     logger.info("cluster network changed", { podCidrs: n.podCidrs.join(","), serviceCidrs: n.serviceCidrs.join(",") });
     discovery.apply(manager, n);
@@ -251,6 +292,7 @@ export async function runManager(
     onListen: (a) =>
       logger.info("manager listening", {
         address: formatHostPort({ host: a.hostname, port: a.port }),
+        agentPort: config.agentListen ? formatHostPort(config.agentListen) : "",
         tls: config.tls !== undefined,
         podCidrs: config.podCidrs.join(","),
         serviceCidrs: config.serviceCidrs.join(","),

@@ -11,6 +11,8 @@ export interface HostPort {
 
 export interface ManagerConfig {
   listen: HostPort;
+  /** The agent port: only the traffic-agents' methods, each agent admitted by its workload's credential. */
+  agentListen?: HostPort | undefined;
   podCidrs: string[];
   serviceCidrs: string[];
   dnsServer: HostPort;

@@ -17,7 +17,12 @@ import { Status } from "../proto/grpc_web.ts";
 export interface ServeOptions {
   signal?: AbortSignal;
   onListen?: (addr: Deno.NetAddr) => void;
+  /** Called once the agent port (config.agentListen) listens. */
+  onAgentListen?: (addr: Deno.NetAddr) => void;
 }
+
+/** Which of the manager's ports a call came in on: "main" serves everything, "agent" only the agents' methods. */
+export type ManagerPort = "main" | "agent";
 
 export interface ManagerServer {
   readonly addr: Deno.NetAddr;
@@ -66,13 +71,13 @@ export function serveManager(manager: Manager, options: ServeOptions = {}): Mana
     });
   let stopping = false;
 
-  const serveH2 = (conn: Deno.Conn, first: Uint8Array) => {
+  const serveH2 = (conn: Deno.Conn, first: Uint8Array, port: ManagerPort) => {
     const t = new ConnTransport(conn);
     const c: Connection = new Connection("server", t, {
       ...H2_OPTIONS,
       onStream: (s) => {
         const call = new H2Call(s);
-        manager.serveCall(call).catch((e) => {
+        manager.serveCall(call, port).catch((e) => {
           manager.logger.warn("handler error", { reason: e instanceof Error ? e.message : String(e) });
           if (!call.responded) call.trailersOnly(Status.INTERNAL, "internal error");
         });
@@ -102,7 +107,7 @@ export function serveManager(manager: Manager, options: ServeOptions = {}): Mana
     }
   };
 
-  const accept = async (conn: Deno.Conn) => {
+  const accept = async (conn: Deno.Conn, port: ManagerPort) => {
     try {
       const timer = setTimeout(() => close(conn), SNIFF_TIMEOUT_MS);
       let alpn: string | null = null;
@@ -110,8 +115,9 @@ export function serveManager(manager: Manager, options: ServeOptions = {}): Mana
         if ("handshake" in conn) alpn = (await (conn as Deno.TlsConn).handshake()).alpnProtocol;
         const first = alpn === "h2" ? new Uint8Array(0) : await sniff(conn);
         if (stopping) return close(conn);
-        if (alpn === "h2" || startsWithPreface(first)) serveH2(conn, first);
-        else void relay(conn, first);
+        if (alpn === "h2" || startsWithPreface(first)) serveH2(conn, first, port);
+        else if (port === "main") void relay(conn, first);
+        else close(conn); // the agent port speaks only HTTP/2
       } finally {
         clearTimeout(timer);
       }
@@ -120,19 +126,37 @@ export function serveManager(manager: Manager, options: ServeOptions = {}): Mana
     }
   };
 
-  const finished = (async () => {
-    options.onListen?.(addr);
+  const acceptAll = async (l: Deno.Listener, port: ManagerPort) => {
     try {
-      for await (const conn of listener) void accept(conn);
+      for await (const conn of l) void accept(conn, port);
     } catch (e) {
       if (!stopping) manager.logger.warn("listener failed", { reason: e instanceof Error ? e.message : String(e) });
     }
+  };
+  // The agent port: only the traffic-agents' methods, each agent admitted by its workload's credential.
+  const agentListen = manager.config.agentListen;
+  const agentListener: Deno.Listener | undefined = agentListen
+    ? tls
+      ? Deno.listenTls({
+        hostname: agentListen.host,
+        port: agentListen.port,
+        cert: tls.cert,
+        key: tls.key,
+        alpnProtocols: ["h2"],
+      })
+      : Deno.listen({ hostname: agentListen.host, port: agentListen.port })
+    : undefined;
+  const finished = (async () => {
+    options.onListen?.(addr);
+    if (agentListener) options.onAgentListen?.(agentListener.addr as Deno.NetAddr);
+    await Promise.all([acceptAll(listener, "main"), agentListener && acceptAll(agentListener, "agent")]);
   })();
 
   const shutdown = async () => {
     if (!stopping) {
       stopping = true;
       close(listener);
+      close(agentListener);
       http1.abort();
     }
     for (const c of h2) c.close();

@@ -22,16 +22,23 @@ import { type ServerCall, WebCall } from "./call.ts";
 import { serveTunnel, type TunnelContext, type TunnelHost } from "./tunnel.ts";
 import { InterceptService } from "./intercept_service.ts";
 import type { Session, SessionKind } from "./sessions.ts";
+import type { AgentAuth } from "./agent_auth.ts";
+import type { ManagerPort } from "./listen.ts";
+
+/** The methods the agent port serves: what a traffic-agent calls, nothing that reaches anywhere else. */
+const AGENT_METHODS = new Set(["AgentArrive", "Keepalive", "Depart", "WatchAgent", "AgentDnsAnswer", "AgentTunnel"]);
 
 const DNS_TIMEOUT_MS = 5_000;
 
 export interface ManagerOptions {
   logger: Logger;
+  /** Admits agents on the agent port (by their workload's credential); without it the agent port admits none. */
+  agentAuth?: AgentAuth;
   /** The clock, in ms; tests pass a fake one. */
   now?: () => number;
 }
 
-type Unary = (req: unknown) => Promise<unknown> | unknown;
+type Unary = (req: unknown, ctx: { call: ServerCall; port: ManagerPort }) => Promise<unknown> | unknown;
 
 export class Manager implements TunnelHost {
   readonly sessions: Sessions;
@@ -46,12 +53,14 @@ export class Manager implements TunnelHost {
   #closing = false;
   readonly #unary: Record<string, { req: Codec<unknown>; res: Codec<unknown>; fn: Unary }>;
   readonly #dns: DnsForwarder;
+  readonly #agentAuth: AgentAuth | undefined;
   /** Agents, intercepts and the streams of intercepted connections. */
   readonly intercepts: InterceptService;
 
   constructor(readonly config: ManagerConfig, options: ManagerOptions) {
     this.logger = options.logger;
     this.#now = options.now ?? (() => Date.now());
+    this.#agentAuth = options.agentAuth;
     this.sessions = new Sessions(config.sessionTtlMs, config.maxSessions);
     this.intercepts = new InterceptService({
       config,
@@ -70,7 +79,11 @@ export class Manager implements TunnelHost {
       dnsServer: formatHostPort(config.dnsServer),
       managerVersion: VERSION,
     };
-    const u = <Req, Res>(req: Codec<Req>, res: Codec<Res>, fn: (r: Req) => Promise<Res> | Res) => ({
+    const u = <Req, Res>(
+      req: Codec<Req>,
+      res: Codec<Res>,
+      fn: (r: Req, ctx: { call: ServerCall; port: ManagerPort }) => Promise<Res> | Res,
+    ) => ({
       req: req as Codec<unknown>,
       res: res as Codec<unknown>,
       fn: fn as Unary,
@@ -96,7 +109,16 @@ export class Manager implements TunnelHost {
         });
         return this.#arrived(s);
       }),
-      AgentArrive: u(codecs.AgentArriveRequest, codecs.ArriveResponse, (r) => {
+      AgentArrive: u(codecs.AgentArriveRequest, codecs.ArriveResponse, async (r, { call, port }) => {
+        if (port === "agent") {
+          const token = (call.header("authorization") ?? "").replace(/^Bearer /, "");
+          if (!this.#agentAuth || !(await this.#agentAuth.check(r.namespace, r.workload, token))) {
+            throw new GrpcError(
+              Status.UNAUTHENTICATED,
+              `No valid credential for the agent of ${r.workload} in ${r.namespace}`,
+            );
+          }
+        }
         const s = this.#arrive(`${r.workload}/${r.podName}`, r.namespace, "agent");
         try {
           this.intercepts.agentArrived(s, r);
@@ -122,12 +144,12 @@ export class Manager implements TunnelHost {
         codecs.AgentDnsAnswerResponse,
         (r) => this.intercepts.agentDnsAnswer(r),
       ),
-      Keepalive: u(codecs.SessionRef, codecs.KeepaliveResponse, (r) => {
-        this.#session(r.sessionId);
+      Keepalive: u(codecs.SessionRef, codecs.KeepaliveResponse, (r, { port }) => {
+        this.#session(r.sessionId, port);
         return {};
       }),
-      Depart: u(codecs.SessionRef, codecs.DepartResponse, (r) => {
-        this.#session(r.sessionId);
+      Depart: u(codecs.SessionRef, codecs.DepartResponse, (r, { port }) => {
+        this.#session(r.sessionId, port);
         this.#endSession(r.sessionId, "departed");
         return {};
       }),
@@ -232,7 +254,7 @@ export class Manager implements TunnelHost {
   };
 
   /** Answers one call: /metrics, /healthz, or a gRPC-web method. Never throws. */
-  async serveCall(call: ServerCall): Promise<void> {
+  async serveCall(call: ServerCall, port: ManagerPort = "main"): Promise<void> {
     if (call.method === "GET" && call.path === "/metrics") {
       let buffered = 0;
       for (const t of this.active) buffered += t.buffered();
@@ -261,7 +283,22 @@ export class Manager implements TunnelHost {
     if (!method) {
       return await this.#reject(call, "unknown-method", Status.UNIMPLEMENTED, `Unknown method "${call.path}"`);
     }
-    if (this.config.token !== undefined && !tokenMatches(call.header("authorization"), this.config.token)) {
+    if (port === "agent" && !AGENT_METHODS.has(method.name)) {
+      return await this.#reject(
+        call,
+        "agent-port",
+        Status.PERMISSION_DENIED,
+        `The agent port serves only traffic-agents; ${method.name} is on the manager's main port`,
+        200,
+        method.name,
+      );
+    }
+    // The main port checks the manager's token; the agent port checks each agent's workload credential (AgentArrive)
+    // and, after it, the agent's session.
+    if (
+      port === "main" && this.config.token !== undefined &&
+      !tokenMatches(call.header("authorization"), this.config.token)
+    ) {
       return await this.#reject(call, "token", Status.UNAUTHENTICATED, "Missing or wrong token", 200, method.name);
     }
     const reader = call.messages(this.config.maxMessageSize);
@@ -285,15 +322,15 @@ export class Manager implements TunnelHost {
     if (method.name === "WatchInterceptConnections" || method.name === "WatchAgent") {
       return await this.#hold(call, reader, method.name);
     }
-    return await this.#callUnary(call, method.name, reader);
+    return await this.#callUnary(call, method.name, reader, port);
   }
 
-  async #callUnary(call: ServerCall, name: string, reader: MessageSource): Promise<void> {
+  async #callUnary(call: ServerCall, name: string, reader: MessageSource, port: ManagerPort): Promise<void> {
     const m = this.#unary[name];
     try {
       if (!m) throw new GrpcError(Status.UNIMPLEMENTED, `Method "${name}" has no handler`);
       const request = m.req.decode(await readOne(reader));
-      const response = m.res.encode(await m.fn(request));
+      const response = m.res.encode(await m.fn(request, { call, port }));
       this.metrics.requests.add({ method: name, status: "OK" }, 1);
       const frame = encodeFrame(response);
       const trailers = encodeTrailers(Status.OK);
@@ -357,12 +394,13 @@ export class Manager implements TunnelHost {
     }
   }
 
-  /** The session, after recording its sign of life; NOT_FOUND when it is unknown. */
-  #session(id: string) {
-    if (!this.sessions.touch(id, this.#now())) {
+  /** The session, after recording its sign of life; NOT_FOUND when it is unknown (or, on the agent port, no agent's). */
+  #session(id: string, port: ManagerPort = "main") {
+    const s = this.sessions.get(id);
+    if (!s || (port === "agent" && s.kind !== "agent") || !this.sessions.touch(id, this.#now())) {
       throw new GrpcError(Status.NOT_FOUND, `No session "${id}" (expired or departed?)`);
     }
-    return this.sessions.get(id)!;
+    return s;
   }
 
   #endSession(id: string, reason: "departed"): void {

@@ -155,3 +155,39 @@ Deno.test("a malformed frame on an AgentTunnel ends that stream, not the agent's
     await m.close();
   }
 });
+
+Deno.test("the agent port admits agents by their workload's credential and serves nothing else", async () => {
+  const { Manager, serveManager } = await import("../manager/server.ts");
+  const { recordingLogger } = await import("../manager/log.ts");
+  const { testConfig } = await import("./manager_fixture.ts");
+  // A test double of the Secret lookup (manager/agent_auth.ts reads tp-agent-<workload> through the API).
+  const agentAuth = { check: (_ns: string, wl: string, token: string) => Promise.resolve(token === `cred-${wl}`) };
+  const manager = new Manager(
+    testConfig({ agentListen: { host: "127.0.0.1", port: 0 }, token: "main-token" }),
+    { logger: recordingLogger(), agentAuth },
+  );
+  const agentPort = Promise.withResolvers<number>();
+  const server = serveManager(manager, { onAgentListen: (a) => agentPort.resolve(a.port) });
+  const url = `http://127.0.0.1:${await agentPort.promise}`;
+  const sessions: ManagerSession[] = [];
+  try {
+    await assert.rejects(
+      () => connectAgent(url, "cred-other", AGENT),
+      (e) => e instanceof GrpcError && e.code === Status.UNAUTHENTICATED && !e.message.includes("cred-"),
+    );
+    const agent = await connectAgent(url, "cred-web", AGENT);
+    sessions.push(agent);
+    const events = agent.watchAgent();
+    assert.deepEqual(await nextOf(events), { intercepts: { appPorts: [] } });
+    await events.return(undefined);
+    // A workstation's methods are not served there, with or without the manager's token.
+    await assert.rejects(
+      () => connect(url, "main-token", { clientName: "laptop" }),
+      (e) => e instanceof GrpcError && e.code === Status.PERMISSION_DENIED,
+    );
+  } finally {
+    for (const s of sessions) await s.depart();
+    manager.shutdown();
+    await server.shutdown();
+  }
+});
