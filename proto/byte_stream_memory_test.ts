@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
-import { ByteStreamResetError } from "./byte_stream.ts";
+import { type ByteStream, ByteStreamResetError } from "./byte_stream.ts";
 import { memoryByteStreamPair } from "./byte_stream_memory.ts";
+import type { Tunnel } from "./tunnel.ts";
 
 async function readAll(s: { read(): Promise<Uint8Array | null> }): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
@@ -66,4 +67,9 @@ Deno.test("memoryByteStreamPair() reset fails reads on both ends, drops what was
   await assert.rejects(blockedRead, ByteStreamResetError);
   await assert.rejects(b.read(), /gone/);
   assert.throws(() => a.write(new Uint8Array(1)), TypeError);
+});
+
+Deno.test("a Tunnel is a ByteStream (checked by the compiler)", () => {
+  const asByteStream = (t: Tunnel): ByteStream => t;
+  assert.equal(typeof asByteStream, "function");
 });

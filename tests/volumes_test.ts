@@ -269,3 +269,49 @@ Deno.test("checkMountRequirements() names the fix when sshfs or FUSE is missing"
     return e instanceof MountError && e.code === "no-fuse" && /modprobe fuse/.test(e.message);
   });
 });
+
+Deno.test("after kill -9 of the process that made the mount, repairMounts() removes the dead mount; no process is left", async () => {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", new URL("./volumes_kill_child.ts", import.meta.url).pathname, String(NOBODY.uid)],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let line = "";
+  while (!line.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    line += value;
+  }
+  const info = JSON.parse(line) as {
+    base: string;
+    dir: string;
+    pod: string;
+    stateDir: string;
+    pids: { sshfs: number; sftpServer: number; cp: number };
+  };
+  try {
+    child.kill("SIGKILL");
+    await child.status;
+    await reader.cancel();
+    // sshfs and sftp-server lose their pipes and exit on their own; they are not this test's children, so their end
+    // is polled (at most 10 s).
+    const pids = Object.values(info.pids);
+    for (let i = 0; i < 200 && pids.some(running); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(pids.filter(running), [], "sshfs, sftp-server and the copy ended");
+    assert.match((await sh(`stat '${info.dir}'`, NOBODY)).stderr, /Transport endpoint is not connected/);
+    const written = (await Deno.stat(`${info.pod}/data/up.bin`)).size;
+    assert.ok(written < 100 * MB, `the copy stopped part way (${written} bytes in the pod)`);
+
+    assert.deepEqual(await repairMounts(info.stateDir), [{
+      dir: info.dir,
+      name: "killed",
+      was: "dead",
+      unmounted: "unmounted",
+    }]);
+    assert.equal((await sh(`findmnt --mountpoint '${info.dir}'`)).code, 1);
+    assert.deepEqual(processesMentioning("tp.killed:"), []);
+  } finally {
+    await removeBase(info.base);
+  }
+});
