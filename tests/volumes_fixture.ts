@@ -49,6 +49,11 @@ export async function volumeFixture(opts: FixtureOptions = {}): Promise<VolumeFi
   await Deno.writeTextFile(`${pod}/data/config.yaml`, "answer: 42\n");
   const stateDir = `${base}/state`;
   const dir = `${base}/mnt`;
+  if (opts.user) {
+    // Theirs to mount on, as fusermount3 would ask (root's mount point is left to mountSshfs to create).
+    await Deno.mkdir(dir);
+    await Deno.chown(dir, opts.user.uid, opts.user.gid);
+  }
   const log: string[] = [];
   const [ws, agent] = memoryByteStreamPair(opts.pair ?? {});
   const agentEnd = opts.agentStream ? opts.agentStream(agent) : agent;

@@ -235,8 +235,36 @@ Deno.test("mountSshfs() refuses a mount point that is not an empty directory, an
       assert.ok(e instanceof MountError && e.code === "mount-point", String(e));
       assert.match(e.message, why);
       assert.match(e.message, /choose an empty directory/);
-      await assert.rejects(agent.read(), /not/);
+      await assert.rejects(agent.read()); // reset
     }
+  } finally {
+    await removeBase(base);
+  }
+});
+
+Deno.test("mountSshfs() refuses a mount point the user could not mount on themselves", async () => {
+  const base = await Deno.makeTempDir({ prefix: "tp-volumes-" });
+  try {
+    await Deno.chmod(base, 0o755);
+    await Deno.mkdir(`${base}/roots`); // root's, 0755: nobody cannot write to it
+    await Deno.mkdir(`${base}/sticky`);
+    await Deno.chmod(`${base}/sticky`, 0o1777); // writable by all, like /tmp, but not nobody's
+    const { memoryByteStreamPair } = await import("../proto/byte_stream_memory.ts");
+    const { mountSshfs } = await import("../cli/mount/mod.ts");
+    const cases = [
+      [`${base}/roots`, /uid 65534 cannot write to it/],
+      [`${base}/sticky`, /sticky directory uid 65534 does not own/],
+      [`${base}/roots/new`, /Cannot create the mount point as uid 65534: .*Permission denied/],
+    ] as const;
+    for (const [dir, why] of cases) {
+      const [ws] = memoryByteStreamPair();
+      const e = await mountSshfs(ws, dir, { name: "notyours", stateDir: `${base}/state`, user: NOBODY })
+        .catch((e) => e);
+      assert.ok(e instanceof MountError && e.code === "mount-point", String(e));
+      assert.match(e.message, why);
+      assert.equal((await sh(`findmnt --mountpoint '${dir}'`)).code, 1);
+    }
+    assert.deepEqual(await listMounts(`${base}/state`), []);
   } finally {
     await removeBase(base);
   }

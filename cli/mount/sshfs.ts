@@ -57,21 +57,32 @@ export interface SshfsOptions {
 
 /** sshfs's stderr lines kept for an error message. */
 const KEPT_STDERR_LINES = 4;
-/** Printed by the mount script between mount(8) and sshfs: the mount exists from here on. */
-const MOUNTED_MARKER = "tp-mount: mounted";
+/** The mount script's own lines on stderr: "tp-mount: mounted /real/path", "tp-mount: refused: why". */
+const SCRIPT_LINE = /^tp-mount: (mounted|refused): (.*)$/;
 /** How long sshfs gets to exit after SIGTERM before SIGKILL. */
 const KILL_GRACE_MS = 5000;
 
 /**
- * Runs as root: opens /dev/fuse as fd 3, mounts it at DIR for the user (fusermount3's options for a user's mount),
- * says so, then becomes sshfs (through setpriv when the user is not root), which serves fd 3. $1 = mount options,
- * $2 = source, $3 = DIR, the rest = the command.
+ * Runs as root. $1 = kernel mount options, $2 = source, $3 = DIR, $4/$5 = the user's uid/gid, $6 = setpriv (empty
+ * when the user is root), the rest = the command that serves the mount. It enters DIR once and works on that
+ * directory from then on, never on its path again (which the user could point elsewhere meanwhile), applying
+ * fusermount3's rules for a user's mount point: empty, writable by the user, and theirs if sticky. Then it opens
+ * /dev/fuse as fd 3, mounts it on the directory with a user's mount options, says where, and becomes the server
+ * (sshfs as the user, through setpriv), which serves fd 3 (libfuse's /dev/fd/N mount point).
  */
 const MOUNT_SCRIPT = `set -e
+cd -P -- "$3"
+refuse() { echo "tp-mount: refused: $1" >&2; exit 3; }
+[ -z "$(ls -A .)" ] || refuse "the directory is not empty"
+if [ -n "$6" ]; then
+  "$6" --reuid="$4" --regid="$5" --clear-groups -- test -w . || refuse "uid $4 cannot write to it (a mount point must be theirs)"
+  if [ -k . ] && [ "$(stat -c %u .)" != "$4" ]; then refuse "it is a sticky directory uid $4 does not own"; fi
+fi
 exec 3<>/dev/fuse
-mount -i -t fuse.sshfs -o "$1" "$2" "$3"
-echo "${MOUNTED_MARKER}" >&2
-shift 3
+mount -c -i -t fuse.sshfs -o "$1" "$2" .
+echo "tp-mount: mounted: $(pwd -P)" >&2
+cd /
+shift 6
 exec "$@"`;
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -131,23 +142,17 @@ export class SshfsMount {
 }
 
 /**
- * Mounts the far end of `stream` (an sftp-server) at `dir` for `opts.user`. `dir` is created when missing (the
- * directories made are given to the user); an existing one must be an empty directory that is not a mount point.
+ * Mounts the far end of `stream` (an sftp-server) at `dir` for `opts.user`. A missing `dir` is created as the user
+ * (`mkdir -p`, mode 0700), so they need the right to create it; an existing one must be an empty directory they can
+ * write to (and own, if it is sticky, like /tmp), as fusermount3 asks of a user's mount point.
  * Throws a MountError naming the fix; on any failure nothing is left mounted, running or recorded, and the stream is
  * reset.
  */
 export async function mountSshfs(stream: ByteStream, dir: string, opts: SshfsOptions): Promise<SshfsMount> {
   if (!NAME.test(opts.name)) throw new TypeError(`Mount name "${opts.name}" is not 1-64 of [A-Za-z0-9._-]`);
   const user = opts.user ?? { uid: Deno.uid() ?? 0, gid: Deno.gid() ?? 0 };
-  let programs;
-  try {
-    programs = checkMountRequirements(user.uid);
-    dir = await prepareMountPoint(dir, user);
-  } catch (e) {
-    stream.reset((e as Error).message);
-    throw e;
-  }
   const source = mountSource(opts.name);
+  let programs;
   const record: MountRecord = {
     name: opts.name,
     dir,
@@ -155,7 +160,14 @@ export async function mountSshfs(stream: ByteStream, dir: string, opts: SshfsOpt
     gid: user.gid,
     createdAt: new Date().toISOString(),
   };
-  await writeRecord(opts.stateDir, record);
+  try {
+    programs = checkMountRequirements(user.uid);
+    record.dir = await prepareMountPoint(dir, user);
+    await writeRecord(opts.stateDir, record);
+  } catch (e) {
+    stream.reset((e as Error).message);
+    throw e;
+  }
 
   const kernelOptions = `nosuid,nodev,fd=3,rootmode=40000,user_id=${user.uid},group_id=${user.gid}`;
   const sshfsArgs = ["-f", "-o", "slave", "-o", `uid=${user.uid},gid=${user.gid}`];
@@ -164,8 +176,9 @@ export async function mountSshfs(stream: ByteStream, dir: string, opts: SshfsOpt
   const asUser = programs.setpriv
     ? [programs.setpriv, `--reuid=${user.uid}`, `--regid=${user.gid}`, "--clear-groups", "--no-new-privs", "--"]
     : [];
+  const scriptArgs = [kernelOptions, source, record.dir, String(user.uid), String(user.gid), programs.setpriv ?? ""];
   const child = new Deno.Command("/bin/sh", {
-    args: ["-c", MOUNT_SCRIPT, "tp-mount", kernelOptions, source, dir, ...asUser, programs.sshfs, ...sshfsArgs],
+    args: ["-c", MOUNT_SCRIPT, "tp-mount", ...scriptArgs, ...asUser, programs.sshfs, ...sshfsArgs],
     clearEnv: true,
     env: { PATH: SYSTEM_PATH },
     stdin: "piped",
@@ -178,22 +191,43 @@ export async function mountSshfs(stream: ByteStream, dir: string, opts: SshfsOpt
   await writeRecord(opts.stateDir, record);
 
   const lastLines: string[] = [];
-  let markMounted!: () => void;
-  const mounted = new Promise<void>((r) => (markMounted = r));
+  let scriptSaid!: (m: { what: string; text: string }) => void;
+  const script = new Promise<{ what: string; text: string }>((r) => (scriptSaid = r));
   const ended = bridgeProcess(child, stream, {
     name: "sshfs",
     // A reset ends sshfs's input, as the daemon's death would: it exits, and the mount is dead until unmounted.
     onReset: "close-stdin",
     log: (line) => {
-      if (line === MOUNTED_MARKER) return markMounted();
+      const m = SCRIPT_LINE.exec(line);
+      if (m) return scriptSaid({ what: m[1]!, text: m[2]! });
       lastLines.push(line);
       if (lastLines.length > KEPT_STDERR_LINES) lastLines.shift();
       opts.log?.(line);
     },
   });
-  const mount = new SshfsMount(dir, opts.name, user, child.pid, opts.stateDir, ended, child);
+  const fail = async (e: MountError): Promise<never> => {
+    stream.reset(e.message);
+    await ended;
+    await removeRecord(opts.stateDir, opts.name);
+    throw e;
+  };
 
-  const failure = await waitReady(mount, mounted, opts.readyTimeoutMs ?? 30_000);
+  const said = await Promise.race([script, ended.then(() => undefined)]);
+  if (said?.what !== "mounted") {
+    const fix = "choose an empty directory of your own or a new path (--mount DIR)";
+    if (said?.what === "refused") {
+      return fail(new MountError("mount-point", `Cannot mount the pod's volumes at "${dir}": ${said.text}; ${fix}`));
+    }
+    const why = lastLines.filter((l) => l.trim()).at(-1) ?? "the mount script exited";
+    return fail(new MountError("mount-failed", `Cannot mount the pod's volumes at "${dir}": ${why}`));
+  }
+  if (said.text !== record.dir) {
+    record.dir = said.text; // where it really is (the path moved between the check and the mount)
+    await writeRecord(opts.stateDir, record);
+  }
+  const mount = new SshfsMount(record.dir, opts.name, user, child.pid, opts.stateDir, ended, child);
+
+  const failure = await waitAnswers(mount, opts.readyTimeoutMs ?? 30_000);
   if (failure === undefined) return mount;
   stream.reset(failure);
   await mount.unmount().catch(() => {});
@@ -206,10 +240,8 @@ export async function mountSshfs(stream: ByteStream, dir: string, opts: SshfsOpt
   throw new MountError("mount-failed", `Cannot mount the pod's volumes at "${dir}": ${failure}: ${detail}`);
 }
 
-/** Undefined once the mount answers as the user's; else why not. */
-async function waitReady(mount: SshfsMount, mounted: Promise<void>, timeoutMs: number): Promise<string | undefined> {
-  const exited = mount.ended.then(() => "exited" as const);
-  if (await Promise.race([mounted.then(() => "mounted" as const), exited]) === "exited") return "mount(8) failed";
+/** Undefined once the mount answers a stat by its user, with them as the owner; else why not. */
+async function waitAnswers(mount: SshfsMount, timeoutMs: number): Promise<string | undefined> {
   const abort = new AbortController();
   const timer = setTimeout(() => abort.abort(), timeoutMs);
   const probe = new Deno.Command("stat", {
@@ -231,38 +263,43 @@ async function waitReady(mount: SshfsMount, mounted: Promise<void>, timeoutMs: n
   return `the mount does not answer (${new TextDecoder().decode(out.stderr).trim() || `owner ${owner}`})`;
 }
 
-/** Creates `dir` when missing (giving what it makes to the user) and checks it: an empty directory, not a mount. */
+/**
+ * Makes `dir` when missing, as the user, and gives early, clear answers for the common mistakes (not a directory, a
+ * mount already there); the rules that guard root's mount are applied by the mount script, on the directory itself.
+ * Returns the path with symlinks resolved, as the mount table will show it.
+ */
 async function prepareMountPoint(dir: string, user: MountUser): Promise<string> {
+  const fix = "choose an empty directory of your own or a new path (--mount DIR)";
   if (!dir.startsWith("/")) throw new TypeError(`Mount point "${dir}" is not an absolute path`);
-  const made: string[] = [];
-  for (let d = dir; d !== "/" && d !== ""; d = d.slice(0, d.lastIndexOf("/")) || "/") {
-    try {
-      await Deno.lstat(d);
-      break;
-    } catch {
-      made.unshift(d);
+  let st: Deno.FileInfo | undefined;
+  try {
+    st = await Deno.stat(dir);
+  } catch { /* missing: made below */ }
+  if (!st) {
+    const out = await new Deno.Command("mkdir", {
+      args: ["-p", "-m", "0700", "--", dir],
+      uid: user.uid,
+      gid: user.gid,
+      clearEnv: true,
+      env: { PATH: SYSTEM_PATH },
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    if (!out.success) {
+      const why = new TextDecoder().decode(out.stderr).trim().replace(/^mkdir: /, "");
+      throw new MountError("mount-point", `Cannot create the mount point as uid ${user.uid}: ${why}; ${fix}`);
     }
+    st = await Deno.stat(dir);
   }
-  for (const d of made) {
-    await Deno.mkdir(d, { mode: 0o700 });
-    await Deno.chown(d, user.uid, user.gid);
-  }
-  const real = await Deno.realPath(dir);
-  const fix = "choose an empty directory or a new path (--mount DIR)";
-  const st = await Deno.stat(real);
   if (!st.isDirectory) {
     throw new MountError("mount-point", `Cannot mount the pod's volumes at "${dir}": not a directory; ${fix}`);
   }
+  const real = await Deno.realPath(dir);
   if (mountAt(real)) {
     throw new MountError(
       "mount-point",
       `Cannot mount the pod's volumes at "${dir}": something is mounted there already; ${fix}`,
-    );
-  }
-  for await (const _ of Deno.readDir(real)) {
-    throw new MountError(
-      "mount-point",
-      `Cannot mount the pod's volumes at "${dir}": the directory is not empty; ${fix}`,
     );
   }
   return real;
