@@ -11,7 +11,10 @@
  *   uids mean nothing here; permissions are checked by the agent's sftp-server, as the agent's user);
  * - sshfs, which parses what the pod sends, runs without root;
  * - it does not depend on /dev/fuse being usable by users (Debian makes it 0666, containers and some VMs 0600), nor on
- *   fusermount3's setuid bit.
+ *   fusermount3's setuid bit;
+ * - root mounts only where the user could have mounted themselves (fusermount3's rules: an empty directory they can
+ *   write to, and own if it is sticky), so whoever may ask the daemon for a mount cannot use it to cover a directory of
+ *   root's (/etc/cron.d, say) with files from a pod.
  * Telepresence runs sshfs from its user daemon with `-F none -C -o slave -o follow_symlinks -o allow_root`. The ssh
  * options do nothing in slave mode (no ssh runs; the stream is already encrypted by the connection it rides).
  * follow_symlinks is left out: with it a symlink made through the mount fails with EIO once made (the kernel expects
@@ -57,7 +60,7 @@ export interface SshfsOptions {
 
 /** sshfs's stderr lines kept for an error message. */
 const KEPT_STDERR_LINES = 4;
-/** The mount script's own lines on stderr: "tp-mount: mounted /real/path", "tp-mount: refused: why". */
+/** The mount script's own lines on stderr: "tp-mount: mounted: /real/path", "tp-mount: refused: why". */
 const SCRIPT_LINE = /^tp-mount: (mounted|refused): (.*)$/;
 /** How long sshfs gets to exit after SIGTERM before SIGKILL. */
 const KILL_GRACE_MS = 5000;
