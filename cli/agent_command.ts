@@ -53,6 +53,14 @@ export function agentCommand() {
         paths,
       ),
     )
+    .addOption(
+      opt(
+        "--volume-root <dir>",
+        "the directory whose tree a workstation's mount shows: where the app's volume mounts appear at their " +
+          "container paths (in a pod, / : the agent mounts the app's volumes at the same paths)",
+        "TP_AGENT_VOLUME_ROOT",
+      ).default("/"),
+    )
     .action(async (parsed) => {
       // extra-typings cannot follow options with both an env and a custom parser; the parsers above give these types.
       const o = parsed as unknown as AgentFlags;
@@ -71,6 +79,7 @@ export function agentCommand() {
       const log = (line: string) => logger.info(line, {});
       const { runAgent } = await import("../agent/agent.ts");
       const { podResolver } = await import("../agent/pod_resolver.ts");
+      const { serveSftp } = await import("../agent/sftp.ts");
       const ac = new AbortController();
       const stop = () => ac.abort();
       Deno.addSignalListener("SIGTERM", stop);
@@ -86,7 +95,14 @@ export function agentCommand() {
           forwards: o.forward!,
           mounts: o.mount ?? [],
           env: appEnvironment(Deno.env.toObject()),
-        }, { signal: ac.signal, log, resolver: podResolver(o.namespace!) });
+        }, {
+          signal: ac.signal,
+          log,
+          resolver: podResolver(o.namespace!),
+          sftp: async (stream) => {
+            await serveSftp(stream, { root: o.volumeRoot ?? "/", log: (l) => log(`sftp-server: ${l}`) }).ended;
+          },
+        });
       } finally {
         Deno.removeSignalListener("SIGTERM", stop);
         Deno.removeSignalListener("SIGINT", stop);
@@ -111,4 +127,5 @@ interface AgentFlags {
   podIp?: string;
   forward?: { agentPort: number; appPort: number }[];
   mount?: string[];
+  volumeRoot?: string;
 }

@@ -7,7 +7,7 @@ import { outputOption, printJson } from "./output.ts";
 import { controlRequest, NotRunningError } from "./daemon/control.ts";
 import { statePaths } from "./daemon/state.ts";
 import { ExitCode } from "./exit_code.ts";
-import { ExitWith, UsageError } from "./errors.ts";
+import { ExitWith } from "./errors.ts";
 import type { AgentList, InterceptInfo } from "../proto/messages.ts";
 
 /** "LOCAL" or "LOCAL:APP_PORT". */
@@ -54,7 +54,11 @@ export function interceptCommand() {
     .argument("<workload>", "the Deployment (or other workload) to intercept, in the connected namespace")
     .requiredOption("-p, --port <local[:app]>", "LOCAL_PORT, or LOCAL_PORT:APP_PORT when the app has several ports")
     .addOption(
-      new Option("--mount <dir|false>", "where to mount the pod's volumes (false: no mount)").default("false"),
+      new Option(
+        "--mount <dir|false>",
+        "where to mount the pod's volumes, as you (default: a new directory under $XDG_RUNTIME_DIR/tp, or " +
+          "/tmp/tp-$UID; false: no mount). A default mount that fails only warns; a --mount DIR that fails fails",
+      ),
     )
     .option("--env-file <file>", "write the pod's environment here, KEY=VALUE lines")
     .option("--env-json <file>", "write the pod's environment here as JSON")
@@ -62,12 +66,16 @@ export function interceptCommand() {
     .argument("[command...]", "a command to run while intercepting (after --)")
     .action(async (workload, command, opts) => {
       const port = parsePortSpec(opts.port);
-      if (opts.mount !== "false") {
-        throw new UsageError(`--mount ${opts.mount}: volume mounts are not built yet; pass --mount=false`);
-      }
-      const info = await ask({ op: "intercept", workload, ...port }) as InterceptInfo;
-      if (opts.envFile) await Deno.writeTextFile(opts.envFile, envFileText(info.env));
-      if (opts.envJson) await Deno.writeTextFile(opts.envJson, JSON.stringify(info.env, null, 2) + "\n");
+      const mount = opts.mount === "false" ? undefined : {
+        dir: opts.mount && opts.mount !== "true" ? absolute(opts.mount) : defaultMountDir(workload),
+        required: opts.mount !== undefined && opts.mount !== "true",
+      };
+      const info = await ask({ op: "intercept", workload, ...port, ...(mount ? { mount } : {}) }) as
+        & InterceptInfo
+        & { mount?: { dir?: string; error?: string } };
+      const env = { ...info.env, ...(info.mount?.dir ? { TP_ROOT: info.mount.dir } : {}) };
+      if (opts.envFile) await Deno.writeTextFile(opts.envFile, envFileText(env));
+      if (opts.envJson) await Deno.writeTextFile(opts.envJson, JSON.stringify(env, null, 2) + "\n");
       if (opts.output === "json") printJson(info);
       else {
         console.error(
@@ -75,17 +83,29 @@ export function interceptCommand() {
             info.podIp || "?"
           }): its connections now reach 127.0.0.1:${info.localPort} here`,
         );
+        if (info.mount?.dir) console.error(`tp: the pod's volumes are at ${info.mount.dir} (TP_ROOT)`);
+        if (info.mount?.error) console.error(`tp: warning: no volumes mounted: ${info.mount.error}`);
       }
       if (!command.length) return;
       const { runCommand } = await import("./connect_command.ts");
       let code: number;
       try {
-        code = await runCommand(command, info.env);
+        code = await runCommand(command, env);
       } finally {
         await ask({ op: "leave", workload }).catch((e) => console.error(`tp: ${(e as Error).message}`));
       }
       if (code !== 0) throw new ExitWith(code);
     });
+}
+
+function absolute(p: string): string {
+  return p.startsWith("/") ? p : `${Deno.cwd()}/${p}`;
+}
+
+/** A fresh directory for a workload's volumes under the user's runtime directory (made by the daemon, as the user). */
+function defaultMountDir(workload: string): string {
+  const base = Deno.env.get("XDG_RUNTIME_DIR") ? `${Deno.env.get("XDG_RUNTIME_DIR")}/tp` : `/tmp/tp-${Deno.uid()}`;
+  return `${base}/${workload}`;
 }
 
 export function leaveCommand() {

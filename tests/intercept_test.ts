@@ -88,7 +88,12 @@ Deno.test({
   let pod: LabPod | undefined;
   let local: ClusterProcess | undefined;
   let agent: ClusterProcess | undefined;
+  // The pod's volumes as the agent sees them: its --volume-root, with a volume mounted at /data.
+  const volumes = await Deno.makeTempDir({ prefix: "tp-pod-volumes-" });
+  const mountDir = `/tmp/tp-test-mount-${LAB.id}`;
   try {
+    await Deno.mkdir(`${volumes}/data`);
+    await Deno.writeTextFile(`${volumes}/data/hello.txt`, "a file of the pod's volume\n");
     manager = await startLabManager(["--session-ttl", "3s"]);
     await forceQuit();
     pod = await startPod({
@@ -104,6 +109,7 @@ Deno.test({
       managerUrl: MANAGER_URL,
       workload: "web",
       forwards: [`${AGENT_HTTP}:${HTTP}`, `${AGENT_TCP}:${TCP}`],
+      extra: ["--volume-root", volumes],
     });
     local = startLocalApp();
     const c = await tp(["connect", "--manager-url", MANAGER_URL]);
@@ -125,7 +131,7 @@ Deno.test({
     });
 
     await t.step("tp intercept: the cluster's requests reach the workstation's local app", async () => {
-      const r = await tp(["intercept", "web", "--port", `${LOCAL_HTTP}:${HTTP}`, "-o", "json"]);
+      const r = await tp(["intercept", "web", "--port", `${LOCAL_HTTP}:${HTTP}`, "--mount=false", "-o", "json"]);
       assert.equal(r.code, 0, r.stderr);
       const info = JSON.parse(r.stdout);
       assert.equal(info.appPort, HTTP);
@@ -167,7 +173,7 @@ Deno.test({
     });
 
     await t.step("TCP: bytes and the half-close travel both ways through the intercept", async () => {
-      const r1 = await tp(["intercept", "web", "--port", `${LOCAL_TCP}:${TCP}`]);
+      const r1 = await tp(["intercept", "web", "--port", `${LOCAL_TCP}:${TCP}`, "--mount=false"]);
       assert.equal(r1.code, 0, r1.stderr);
       const r = await inNs("cluster", ["socat", "-t", "5", "-", `TCP:${POD_IP}:${AGENT_TCP}`], {
         stdin: "ping through the intercept\n",
@@ -218,7 +224,7 @@ Deno.test({
     });
 
     await t.step("a closed local port: the cluster's client gets a reset at once", async () => {
-      const r1 = await tp(["intercept", "web", "--port", `${LOCAL_CLOSED}:${HTTP}`]);
+      const r1 = await tp(["intercept", "web", "--port", `${LOCAL_CLOSED}:${HTTP}`, "--mount=false"]);
       assert.equal(r1.code, 0, r1.stderr);
       await waitFor("the intercept to reach the agent", async () => {
         const r = await inNs("cluster", ["curl", "-sS", "-m", "10", `http://${POD_IP}:${AGENT_HTTP}/`]);
@@ -240,6 +246,7 @@ Deno.test({
         "web",
         "--port",
         `${LOCAL_HTTP}:${HTTP}`,
+        "--mount=false",
         "--",
         "sh",
         "-c",
@@ -252,8 +259,35 @@ Deno.test({
       assert.equal(await whoAnswers(), "web");
     });
 
+    await t.step(
+      "--mount: the pod's volumes appear under DIR, read and written through sshfs over the tunnel",
+      async () => {
+        await Deno.remove(mountDir, { recursive: true }).catch(() => {});
+        const r = await tp(["intercept", "web", "--port", `${LOCAL_HTTP}:${HTTP}`, "--mount", mountDir, "-o", "json"]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(JSON.parse(r.stdout).mount.dir, mountDir);
+        // The mount is the daemon's: it lives in the daemon's mount namespace (ip netns exec gives each command one).
+        const pid = await daemonPid();
+        const inDaemon = (cmd: string[]) => exec(["nsenter", "-t", String(pid), "-m", ...cmd]);
+        assert.equal((await inDaemon(["cat", `${mountDir}/data/hello.txt`])).stdout, "a file of the pod's volume\n");
+        const w = await inDaemon(["sh", "-c", `echo written on the laptop > ${mountDir}/data/new.txt`]);
+        assert.equal(w.code, 0, w.stderr);
+        assert.equal(await Deno.readTextFile(`${volumes}/data/new.txt`), "written on the laptop\n");
+        await Deno.writeTextFile(`${volumes}/data/changed.txt`, "changed in the pod\n");
+        assert.equal((await inDaemon(["cat", `${mountDir}/data/changed.txt`])).stdout, "changed in the pod\n");
+        const st = JSON.parse((await tp(["status", "-o", "json"])).stdout);
+        assert.deepEqual(st.intercepts.mounts, [{ workload: "web", dir: mountDir, alive: true }]);
+        const l = await tp(["leave", "web"]);
+        assert.equal(l.code, 0, l.stderr);
+        const f = await inDaemon(["findmnt", "-n", mountDir]);
+        assert.equal(f.stdout.trim(), "", "a mount is left after tp leave");
+        const ps = await exec(["pgrep", "-f", "sshfs.*tp\\.|sftp-server"]);
+        assert.equal(ps.stdout.trim(), "", `processes left: ${ps.stdout}`);
+      },
+    );
+
     await t.step("tp quit ends the intercept at once: the app serves the port again", async () => {
-      const r1 = await tp(["intercept", "web", "--port", `${LOCAL_HTTP}:${HTTP}`]);
+      const r1 = await tp(["intercept", "web", "--port", `${LOCAL_HTTP}:${HTTP}`, "--mount=false"]);
       assert.equal(r1.code, 0, r1.stderr);
       await waitFor("the intercept", async () => await whoAnswers() === "laptop");
       const q = await tp(["quit"]);
@@ -264,7 +298,7 @@ Deno.test({
     });
 
     await t.step("kill -9 of the daemon while intercepted: the app serves the port again", async () => {
-      const r1 = await tp(["intercept", "web", "--port", `${LOCAL_HTTP}:${HTTP}`]);
+      const r1 = await tp(["intercept", "web", "--port", `${LOCAL_HTTP}:${HTTP}`, "--mount=false"]);
       assert.equal(r1.code, 0, r1.stderr);
       await waitFor("the intercept", async () => await whoAnswers() === "laptop");
       const pid = await daemonPid();
@@ -281,5 +315,7 @@ Deno.test({
     await pod?.stop();
     await manager?.stop();
     await Deno.remove(STATE_DIR, { recursive: true }).catch(() => {});
+    await Deno.remove(volumes, { recursive: true }).catch(() => {});
+    await Deno.remove(mountDir, { recursive: true }).catch(() => {});
   }
 });

@@ -31,7 +31,7 @@ export interface LabPod {
   run(cmd: string[], opts?: ExecOptions): Promise<ExecResult>;
   /** Starts `tp agent` in the pod with these forwards ("AGENT:APP") and waits until it registered. */
   startAgent(
-    args: { managerUrl: string; workload: string; forwards: string[]; token?: string },
+    args: { managerUrl: string; workload: string; forwards: string[]; token?: string; extra?: string[] },
   ): Promise<ClusterProcess>;
   stop(): Promise<void>;
 }
@@ -119,6 +119,7 @@ export async function startPod(spec: PodSpec): Promise<LabPod> {
       args.push("--pod-name", `${o.workload}-0`, "--pod-ip", spec.podIp);
       for (const f of o.forwards) args.push("--forward", f);
       if (o.token) args.push("--token", o.token);
+      args.push(...(o.extra ?? []));
       const agent = spawnIn(ns, args, spec.env ?? {});
       procs.push(agent);
       for (let i = 0; i < 300; i++) {

@@ -9,7 +9,13 @@ import { stateAccessError } from "./state.ts";
 export type ControlRequest =
   | { op: "status" }
   | { op: "quit" }
-  | { op: "intercept"; workload: string; appPort: number; localPort: number }
+  | {
+    op: "intercept";
+    workload: string;
+    appPort: number;
+    localPort: number;
+    mount?: { dir: string; required: boolean };
+  }
   | { op: "leave"; workload: string }
   | { op: "list"; namespace: string };
 

@@ -83,7 +83,14 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
     const noTun = tunDeviceProblem();
     if (noTun) throw new DaemonError(noTun);
     const hooks: { clusterInfo?: (info: ClusterInfo) => void } = {};
-    const intercepts = new DaemonIntercepts(log);
+    // Mounts of intercepted pods' volumes belong to the user who ran tp (sudo's SUDO_UID), never to whoever asks.
+    const sudoUid = Number(Deno.env.get("SUDO_UID")), sudoGidOwner = Number(Deno.env.get("SUDO_GID"));
+    const intercepts = new DaemonIntercepts(log, {
+      stateDir: paths.dir,
+      user: Number.isInteger(sudoUid) && sudoUid > 0
+        ? { uid: sudoUid, gid: Number.isInteger(sudoGidOwner) ? sudoGidOwner : sudoUid }
+        : { uid: Deno.uid() ?? 0, gid: Deno.gid() ?? 0 },
+    });
     let link: ManagerLink;
     let lost: Error | undefined;
     try {
@@ -201,7 +208,7 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
       },
       dns: { clusterDomain: info.clusterDomain, clusterServer: info.dnsServer, ...started.status() },
       connections: bridge,
-      intercepts: { active: intercepts.status(), ...intercepts.stats },
+      intercepts: { active: intercepts.status(), mounts: intercepts.mounts(), ...intercepts.stats },
       router: router.stats(),
       settings,
     });
@@ -214,7 +221,12 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
           queueMicrotask(() => stop.abort());
           return { quitting: true };
         case "intercept":
-          return await intercepts.create(String(req.workload), Number(req.appPort) || 0, Number(req.localPort));
+          return await intercepts.create(
+            String(req.workload),
+            Number(req.appPort) || 0,
+            Number(req.localPort),
+            req.mount ? { dir: String(req.mount.dir), required: req.mount.required === true } : undefined,
+          );
         case "leave":
           return { removed: await intercepts.leave(String(req.workload ?? "")) };
         case "list":
@@ -322,10 +334,13 @@ export async function cleanupStale(paths: StatePaths): Promise<string | null> {
   if (Deno.uid() !== 0) return staleForNonRoot(paths);
   const state = await readState(paths);
   const socketThere = await Deno.stat(paths.socket).then(() => true, () => false);
+  // Mounts of a daemon that died (kill -9): sshfs lost its stream, and the mount answers "Transport endpoint is not
+  // connected" until it is unmounted.
+  const mountNotes = await repairMountsOf(paths.dir);
   if (!state && !socketThere) {
     // A daemon that died before writing its state may still have changed DNS.
-    const note = await repairDns(paths.dir);
-    return note ? `cleaned up after a daemon that ended without tp quit: ${note}` : null;
+    const notes = [await repairDns(paths.dir), ...mountNotes].filter((n) => n);
+    return notes.length ? `cleaned up after a daemon that ended without tp quit: ${notes.join("; ")}` : null;
   }
   if (state && pidAlive(state.pid) && state.pid !== Deno.pid) {
     throw new Error(
@@ -336,10 +351,19 @@ export async function cleanupStale(paths: StatePaths): Promise<string | null> {
   const what = [`removed its control socket and state`];
   const dnsNote = await repairDns(paths.dir);
   if (dnsNote) what.push(dnsNote);
+  what.push(...mountNotes);
   if (state?.device) what.push(`its network interface ${state.device} and its routes went with its process`);
   return `cleaned up after a daemon that ended without tp quit${state ? ` (pid ${state.pid})` : ""}: ${
     what.join("; ")
   }`;
+}
+
+/** Unmounts what a dead daemon left mounted; a line for each, for the user. */
+async function repairMountsOf(stateDir: string): Promise<string[]> {
+  const exists = await Deno.stat(`${stateDir}/mounts`).then(() => true, () => false);
+  if (!exists) return [];
+  const { repairMounts } = await import("../mount/mod.ts");
+  return (await repairMounts(stateDir)).map((r) => `unmounted ${r.was} mount ${r.dir}`);
 }
 
 /**

@@ -7,6 +7,7 @@
  */
 import net from "node:net";
 import { DialCode, type ManagerSession, pipeSocket } from "../../proto/mod.ts";
+import type { MountUser, SshfsMount } from "../mount/mod.ts";
 import type { AgentList, InterceptConnection, InterceptInfo } from "../../proto/messages.ts";
 
 export interface InterceptStats {
@@ -21,6 +22,15 @@ interface Wanted {
   localPort: number;
 }
 
+/** A mount asked for with an intercept: where, and whether its failure fails the intercept (an explicit --mount). */
+export interface MountRequest {
+  dir: string;
+  required: boolean;
+}
+
+/** What `create` answers: the intercept, and where its pod's volumes are (or why they are not). */
+export type CreatedIntercept = InterceptInfo & { mount?: { dir: string } | { error: string } };
+
 export class DaemonIntercepts {
   readonly stats: InterceptStats = { connections: 0, refused: 0, open: 0 };
   /** What the user asked for, by workload; remade on a new session. */
@@ -28,8 +38,14 @@ export class DaemonIntercepts {
   /** The manager's view of each, as last created. */
   readonly #infos = new Map<string, InterceptInfo>();
   #session: ManagerSession | undefined;
+  /** Mounts of the pods' volumes, by workload. */
+  readonly #mounts = new Map<string, SshfsMount>();
 
-  constructor(readonly log: (line: string) => void) {}
+  constructor(
+    readonly log: (line: string) => void,
+    /** Where mounts are recorded, and whose they are (the user who ran tp). */
+    readonly mountOwner: { stateDir: string; user: MountUser },
+  ) {}
 
   /** Follows a (new) session: watches its connections and makes the wanted intercepts on it again. */
   attach(session: ManagerSession): void {
@@ -50,18 +66,70 @@ export class DaemonIntercepts {
     })();
   }
 
-  async create(workload: string, appPort: number, localPort: number): Promise<InterceptInfo> {
+  async create(workload: string, appPort: number, localPort: number, mount?: MountRequest): Promise<CreatedIntercept> {
     const s = this.#need();
     const info = await s.createIntercept(workload, appPort, localPort);
     this.#infos.set(info.id, info);
     const list = (this.#wanted.get(workload) ?? []).filter((w) => w.appPort !== info.appPort);
     this.#wanted.set(workload, [...list, { workload, appPort: info.appPort, localPort }]);
     this.log(`intercepting ${workload} port ${info.appPort} to 127.0.0.1:${localPort}`);
-    return info;
+    if (!mount || this.#mounts.has(workload)) {
+      const m = this.#mounts.get(workload);
+      return m ? { ...info, mount: { dir: m.dir } } : info;
+    }
+    try {
+      const m = await this.#mount(s, info, mount.dir);
+      return { ...info, mount: { dir: m.dir } };
+    } catch (e) {
+      const error = (e as Error).message;
+      this.log(`cannot mount ${workload}'s volumes at ${mount.dir}: ${error}`);
+      if (mount.required) {
+        await this.leave(workload).catch(() => {});
+        throw new Error(`cannot mount ${workload}'s volumes at ${mount.dir}: ${error}`);
+      }
+      return { ...info, mount: { error } };
+    }
+  }
+
+  async #mount(s: ManagerSession, info: InterceptInfo, dir: string): Promise<SshfsMount> {
+    const { mountSshfs } = await import("../mount/mod.ts");
+    const t = await s.openMount(info.id);
+    if (t.dial.code !== DialCode.ok) {
+      t.reset();
+      throw new Error(t.dial.message || "the agent refused the mount");
+    }
+    const m = await mountSshfs(t, dir, {
+      name: `${info.namespace}.${info.workload}`.replace(/[^A-Za-z0-9._-]/g, "_").slice(0, 64),
+      stateDir: this.mountOwner.stateDir,
+      user: this.mountOwner.user,
+      log: (line) => this.log(`sshfs ${info.workload}: ${line}`),
+    });
+    this.#mounts.set(info.workload, m);
+    this.log(`mounted ${info.workload}'s volumes at ${m.dir}`);
+    return m;
+  }
+
+  async #unmount(workload: string): Promise<void> {
+    for (const [w, m] of [...this.#mounts]) {
+      if (workload && w !== workload) continue;
+      this.#mounts.delete(w);
+      try {
+        await m.unmount();
+        this.log(`unmounted ${w}'s volumes from ${m.dir}`);
+      } catch (e) {
+        this.log(`cannot unmount ${m.dir}: ${(e as Error).message}`);
+      }
+    }
+  }
+
+  /** This machine's mounts, for tp status. */
+  mounts(): { workload: string; dir: string; alive: boolean }[] {
+    return [...this.#mounts].map(([workload, m]) => ({ workload, dir: m.dir, alive: !m.exited }));
   }
 
   /** Ends this machine's intercepts of a workload (every one when ""); resolves with how many ended. */
   async leave(workload: string): Promise<number> {
+    await this.#unmount(workload);
     const s = this.#need();
     const n = await s.removeIntercept(workload);
     for (const [id, info] of this.#infos) if (!workload || info.workload === workload) this.#infos.delete(id);
@@ -82,6 +150,7 @@ export class DaemonIntercepts {
 
   /** Ends every intercept (tp quit): the agents go back to their apps at once, not after the session expires. */
   async close(): Promise<void> {
+    await this.#unmount("");
     if (this.#wanted.size && this.#session) await this.leave("").catch(() => {});
   }
 
