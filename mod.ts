@@ -5,6 +5,7 @@
  * - `ffi/`: OS calls (TUN device, rtnetlink) through Deno FFI.
  * - `net/wire/`: packet codecs; `net/tcp/`, `net/udp/`: the userspace TCP and UDP endpoints; the router.
  * - `proto/`: the gRPC-web protocol between tp and the traffic-manager.
+ * - `k8s/`: Kubernetes client code (kubeconfig, REST, port-forward, manifests), shared by the CLI and the manager.
  * - `cli/`: the `tp` command.
  */
 export { VERSION } from "./cli/version.ts";

@@ -46,7 +46,7 @@ export function connectCommand() {
     .argument("[command...]", "a command to run while connected (after --)")
     .action(async (cmdArgs, opts) => {
       // The Kubernetes client loads only when tp goes through Kubernetes.
-      const kube = opts.managerUrl ? undefined : await import("./k8s/kubeconfig.ts");
+      const kube = opts.managerUrl ? undefined : await import("../k8s/kubeconfig.ts");
       const settings = validateSettings(opts, (f) => {
         const t = kube!.loadKube(f);
         return { context: t.context, namespace: t.namespace };
@@ -142,12 +142,20 @@ function fileLog(path: string): (line: string) => void {
   };
 }
 
-/** Runs a user's command with the terminal's stdio and returns its exit code (128 + signal when killed). */
-async function runCommand(argv: string[]): Promise<number> {
+/**
+ * Runs a user's command with the terminal's stdio (and extra environment variables) and returns its exit code
+ * (128 + signal when killed).
+ */
+export async function runCommand(argv: string[], env: Record<string, string> = {}): Promise<number> {
   let child: Deno.ChildProcess;
   try {
-    child = new Deno.Command(argv[0]!, { args: argv.slice(1), stdin: "inherit", stdout: "inherit", stderr: "inherit" })
-      .spawn();
+    child = new Deno.Command(argv[0]!, {
+      args: argv.slice(1),
+      env,
+      stdin: "inherit",
+      stdout: "inherit",
+      stderr: "inherit",
+    }).spawn();
   } catch (e) {
     console.error(`tp: cannot run "${argv[0]}": ${(e as Error).message}`);
     return 127;

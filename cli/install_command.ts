@@ -4,16 +4,16 @@
  */
 import { Command, Option } from "@commander-js/extra-typings";
 import { stringify } from "yaml";
-import type { ObjectResult } from "./k8s/install.ts";
+import type { ObjectResult } from "../k8s/install.ts";
 import { addKubeOptions } from "./k8s/flags.ts";
-import { DEFAULT_IMAGE } from "./k8s/defaults.ts";
+import { DEFAULT_IMAGE } from "../k8s/defaults.ts";
 
 /** The Kubernetes client, loaded only by the commands that use it (it takes ~300 ms to load). */
 async function k8s() {
   const [install, kubeconfig, manifests] = await Promise.all([
-    import("./k8s/install.ts"),
-    import("./k8s/kubeconfig.ts"),
-    import("./k8s/manifests.ts"),
+    import("../k8s/install.ts"),
+    import("../k8s/kubeconfig.ts"),
+    import("../k8s/manifests.ts"),
   ]);
   return { ...install, ...kubeconfig, ...manifests };
 }

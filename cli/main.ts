@@ -72,6 +72,30 @@ export const COMMANDS: readonly CommandEntry[] = [
     module: "install_command.ts",
     build: "uninstallCommand",
   },
+  {
+    name: "intercept",
+    summary: "send a workload's connections to this machine (-- CMD: with the pod's environment)",
+    module: "intercept_command.ts",
+    build: "interceptCommand",
+  },
+  {
+    name: "leave",
+    summary: "end this machine's intercept of a workload",
+    module: "intercept_command.ts",
+    build: "leaveCommand",
+  },
+  {
+    name: "list",
+    summary: "list the workloads with tp's traffic-agent, and their intercepts",
+    module: "intercept_command.ts",
+    build: "listCommand",
+  },
+  {
+    name: "agent",
+    summary: "run the traffic-agent (a sidecar in a workload's pod)",
+    module: "agent_command.ts",
+    build: "agentCommand",
+  },
 ];
 
 /**

@@ -191,7 +191,7 @@ async function discoverNetwork(opts: ManagerFlags): Promise<Discovery | null> {
   if (opts.podCidr && opts.serviceCidr && opts.dnsServer) return null;
   // The Kubernetes client loads only here: every other tp command would pay ~300 ms for it.
   const { watchClusterNetwork } = await import("../manager/k8s_discovery.ts");
-  const { loadKube } = await import("./k8s/kubeconfig.ts");
+  const { loadKube } = await import("../k8s/kubeconfig.ts");
   const changes: ((n: ClusterNetwork) => void)[] = [];
   const watch = await watchClusterNetwork(
     { ...(opts.kubeconfig ? { target: loadKube({ kubeconfig: opts.kubeconfig }) } : {}) },

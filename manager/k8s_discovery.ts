@@ -11,15 +11,14 @@
  * `watchClusterNetwork` keeps the answer current from watches on nodes, pods and services and reports each change.
  * Flags (`--pod-cidr`, `--service-cidr`, `--dns-server`) override what is discovered; that merge is the caller's.
  *
- * The Kubernetes client code it uses lives in cli/k8s/ (kubeconfig, in-cluster config, REST); it belongs in a
- * shared lower folder, which is a move for later.
+ * The Kubernetes client code it uses (kubeconfig, in-cluster config, REST) is k8s/'s, shared with the CLI.
  */
 import { cidrHas, formatAddress, parseAddressValue, parseCidr } from "../net/cidr.ts";
 import { type V1Node, type V1Pod, type V1Service, Watch } from "@kubernetes/client-node";
-import { K8sError } from "../cli/k8s/errors.ts";
-import { type KubeTarget, loadKube } from "../cli/k8s/kubeconfig.ts";
-import { PROBE_SERVICE } from "../cli/k8s/manifests.ts";
-import { apiCall, clients } from "../cli/k8s/rest.ts";
+import { K8sError } from "../k8s/errors.ts";
+import { type KubeTarget, loadKube } from "../k8s/kubeconfig.ts";
+import { PROBE_SERVICE } from "../k8s/manifests.ts";
+import { apiCall, clients } from "../k8s/rest.ts";
 
 export interface ClusterNetwork {
   podCidrs: string[];

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { V1Pod } from "@kubernetes/client-node";
-import { loadKube } from "../cli/k8s/kubeconfig.ts";
+import { loadKube } from "../k8s/kubeconfig.ts";
 import { fixture } from "../tests/k8s_fixture.ts";
 import {
   type ClusterNetwork,

@@ -52,6 +52,11 @@ export class Metrics {
     "UDP datagrams dropped because the stream's buffer was full.",
   );
   readonly dials = this.#family("tp_manager_dials_total", "counter", "Dial results, by protocol and result.");
+  readonly interceptConnections = this.#family(
+    "tp_manager_intercept_connections_total",
+    "counter",
+    "Connections agents sent for intercepted ports, by result (joined, not-intercepted, timeout, unreachable).",
+  );
   readonly dnsQueries = this.#family("tp_manager_dns_queries_total", "counter", "DNS queries, by outcome.");
   readonly requests = this.#family("tp_manager_requests_total", "counter", "gRPC requests, by method and status.");
   readonly rejected = this.#family("tp_manager_rejected_total", "counter", "Requests refused early, by reason.");

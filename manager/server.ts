@@ -20,6 +20,8 @@ import { Sessions } from "./sessions.ts";
 import { ClientGoneError, type FrameSink, type MessageSource } from "./_streams.ts";
 import { type ServerCall, WebCall } from "./call.ts";
 import { serveTunnel, type TunnelContext, type TunnelHost } from "./tunnel.ts";
+import { InterceptService } from "./intercept_service.ts";
+import type { Session, SessionKind } from "./sessions.ts";
 
 const DNS_TIMEOUT_MS = 5_000;
 
@@ -44,11 +46,21 @@ export class Manager implements TunnelHost {
   #closing = false;
   readonly #unary: Record<string, { req: Codec<unknown>; res: Codec<unknown>; fn: Unary }>;
   readonly #dns: DnsForwarder;
+  /** Agents, intercepts and the streams of intercepted connections. */
+  readonly intercepts: InterceptService;
 
   constructor(readonly config: ManagerConfig, options: ManagerOptions) {
     this.logger = options.logger;
     this.#now = options.now ?? (() => Date.now());
     this.sessions = new Sessions(config.sessionTtlMs, config.maxSessions);
+    this.intercepts = new InterceptService({
+      config,
+      logger: this.logger,
+      metrics: this.metrics,
+      sessions: this.sessions,
+      touch: (id) => this.#session(id),
+    });
+    this.sessions.onEnd = (s) => this.intercepts.sessionEnded(s);
     this.#allow = AllowList.forConfig(config);
     this.#dns = new DnsForwarder(config.dnsServer);
     this.#clusterInfo = {
@@ -75,23 +87,41 @@ export class Manager implements TunnelHost {
         streams: this.active.size,
       })),
       Arrive: u(codecs.ArriveRequest, codecs.ArriveResponse, (r) => {
-        const s = this.sessions.arrive(r.clientName, r.namespace, this.#now());
-        if (!s) throw new GrpcError(Status.RESOURCE_EXHAUSTED, `${this.config.maxSessions} sessions open, the maximum`);
-        this.metrics.sessionsTotal.add({}, 1);
-        this.metrics.sessions.add({}, 1);
+        const s = this.#arrive(r.clientName, r.namespace, "client");
         this.logger.info("session arrived", {
           session: s.id,
           client: r.clientName,
           namespace: r.namespace,
           clientVersion: r.clientVersion,
         });
-        return {
-          sessionId: s.id,
-          clusterInfo: this.#clusterInfo,
-          sessionTtlMs: this.config.sessionTtlMs,
-          keepaliveIntervalMs: Math.floor(this.config.sessionTtlMs / 3),
-        };
+        return this.#arrived(s);
       }),
+      AgentArrive: u(codecs.AgentArriveRequest, codecs.ArriveResponse, (r) => {
+        const s = this.#arrive(`${r.workload}/${r.podName}`, r.namespace, "agent");
+        try {
+          this.intercepts.agentArrived(s, r);
+        } catch (e) {
+          this.sessions.end(s.id, "departed");
+          throw e;
+        }
+        return this.#arrived(s);
+      }),
+      CreateIntercept: u(
+        codecs.CreateInterceptRequest,
+        codecs.InterceptInfo,
+        (r) => this.intercepts.createIntercept(r),
+      ),
+      RemoveIntercept: u(
+        codecs.RemoveInterceptRequest,
+        codecs.RemoveInterceptResponse,
+        (r) => this.intercepts.removeIntercept(r),
+      ),
+      ListAgents: u(codecs.ListAgentsRequest, codecs.AgentList, (r) => this.intercepts.listAgents(r)),
+      AgentDnsAnswer: u(
+        codecs.AgentDnsAnswerRequest,
+        codecs.AgentDnsAnswerResponse,
+        (r) => this.intercepts.agentDnsAnswer(r),
+      ),
       Keepalive: u(codecs.SessionRef, codecs.KeepaliveResponse, (r) => {
         this.#session(r.sessionId);
         return {};
@@ -108,6 +138,11 @@ export class Manager implements TunnelHost {
       Dns: u(codecs.DnsRequest, codecs.DnsResponse, async (r) => {
         this.#session(r.sessionId);
         try {
+          const viaAgent = await this.intercepts.dnsViaAgent(r.query);
+          if (viaAgent) {
+            this.metrics.dnsQueries.add({ outcome: "agent" }, 1);
+            return { answer: viaAgent };
+          }
           const answer = await this.#dns.forward(r.query, DNS_TIMEOUT_MS);
           this.metrics.dnsQueries.add({ outcome: "answered" }, 1);
           return { answer };
@@ -116,6 +151,23 @@ export class Manager implements TunnelHost {
           throw e;
         }
       }),
+    };
+  }
+
+  #arrive(name: string, namespace: string, kind: SessionKind): Session {
+    const s = this.sessions.arrive(name, namespace, this.#now(), kind);
+    if (!s) throw new GrpcError(Status.RESOURCE_EXHAUSTED, `${this.config.maxSessions} sessions open, the maximum`);
+    this.metrics.sessionsTotal.add({}, 1);
+    this.metrics.sessions.add({}, 1);
+    return s;
+  }
+
+  #arrived(s: Session) {
+    return {
+      sessionId: s.id,
+      clusterInfo: this.#clusterInfo,
+      sessionTtlMs: this.config.sessionTtlMs,
+      keepaliveIntervalMs: Math.floor(this.config.sessionTtlMs / 3),
     };
   }
 
@@ -139,6 +191,7 @@ export class Manager implements TunnelHost {
     this.#closing = true;
     clearInterval(this.#expiryTimer);
     this.#dns.close();
+    this.intercepts.close();
     for (const s of this.sessions.endAll("shutdown")) {
       this.metrics.sessions.add({}, -1);
       this.logger.info("session ended", { session: s.id, reason: "shutdown" });
@@ -217,6 +270,21 @@ export class Manager implements TunnelHost {
       return;
     }
     if (method.name === "WatchClusterInfo") return await this.#watch(call, reader);
+    if (method.name === "AgentTunnel") {
+      void this.intercepts.serveAgentTunnel(reader, call.frames(this.config.streamBufferBytes));
+      return;
+    }
+    if (method.name === "MountTunnel") {
+      void this.intercepts.serveMountTunnel(reader, call.frames(this.config.streamBufferBytes));
+      return;
+    }
+    if (method.name === "InterceptTunnel") {
+      void this.intercepts.serveInterceptTunnel(reader, call.frames(this.config.streamBufferBytes));
+      return;
+    }
+    if (method.name === "WatchInterceptConnections" || method.name === "WatchAgent") {
+      return await this.#hold(call, reader, method.name);
+    }
     return await this.#callUnary(call, method.name, reader);
   }
 
@@ -271,6 +339,22 @@ export class Manager implements TunnelHost {
     this.#watchers.add(out);
     this.sessions.get(sessionId)!.streams.add(handle);
     out.writeMessage(codecs.ClusterInfo.encode(this.#clusterInfo));
+  }
+
+  /** A watch whose stream the intercept service holds: one SessionRef in, events out until the session ends. */
+  async #hold(call: ServerCall, reader: MessageSource, name: "WatchInterceptConnections" | "WatchAgent") {
+    try {
+      const sessionId = codecs.SessionRef.decode(await readOne(reader)).sessionId;
+      // Checked before any response, so that a refusal is a trailers-only answer.
+      const frames = () => call.frames(64 * 1024);
+      if (name === "WatchAgent") this.intercepts.watchAgent(sessionId, frames);
+      else this.intercepts.watchConnections(sessionId, frames);
+    } catch (e) {
+      const err = asGrpcError(e);
+      this.metrics.requests.add({ method: name, status: statusName(err.code) }, 1);
+      this.logger.warn("request failed", { method: name, status: statusName(err.code), reason: err.details });
+      call.trailersOnly(err.code, err.details);
+    }
   }
 
   /** The session, after recording its sign of life; NOT_FOUND when it is unknown. */

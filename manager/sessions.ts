@@ -8,8 +8,12 @@ export interface SessionStream {
   abort(reason: string): void;
 }
 
+/** A workstation (tp connect) or a traffic-agent (tp agent): each may call only its own methods. */
+export type SessionKind = "client" | "agent";
+
 export interface Session {
   readonly id: string;
+  readonly kind: SessionKind;
   readonly clientName: string;
   readonly namespace: string;
   readonly arrivedAt: number;
@@ -21,6 +25,8 @@ export type EndReason = "departed" | "expired" | "shutdown";
 
 export class Sessions {
   readonly #byId = new Map<string, Session>();
+  /** Called after a session ended, with its streams aborted. */
+  onEnd: (s: Session, reason: EndReason) => void = () => {};
 
   constructor(readonly ttlMs: number, readonly maxSessions: number) {}
 
@@ -35,10 +41,11 @@ export class Sessions {
   }
 
   /** Starts a session, or returns undefined when maxSessions are open. */
-  arrive(clientName: string, namespace: string, now: number): Session | undefined {
+  arrive(clientName: string, namespace: string, now: number, kind: SessionKind = "client"): Session | undefined {
     if (this.#byId.size >= this.maxSessions) return undefined;
     const s: Session = {
       id: crypto.randomUUID(),
+      kind,
       clientName,
       namespace,
       arrivedAt: now,
@@ -68,6 +75,7 @@ export class Sessions {
     this.#byId.delete(id);
     for (const st of [...s.streams]) st.abort(`session ${reason}`);
     s.streams.clear();
+    this.onEnd(s, reason);
     return s;
   }
 

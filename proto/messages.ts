@@ -81,10 +81,86 @@ export interface TunnelOpen {
   protocol: Protocol;
   source: Endpoint | null;
   destination: Endpoint | null;
+  /** InterceptTunnel, AgentTunnel: the announced connection this stream joins ("" otherwise). */
+  connectionId?: string;
+  /** MountTunnel: the intercept whose pod's volumes to mount. */
+  interceptId?: string;
 }
 export interface DialResult {
   code: DialCode;
   message: string;
+}
+
+export interface AgentForward {
+  agentPort: number;
+  appPort: number;
+}
+export interface AgentArriveRequest {
+  namespace: string;
+  workload: string;
+  podName: string;
+  podIp: string;
+  forwards: AgentForward[];
+  mounts: string[];
+  env: Record<string, string>;
+  agentVersion: string;
+}
+export interface InterceptInfo {
+  id: string;
+  namespace: string;
+  workload: string;
+  appPort: number;
+  localPort: number;
+  clientName: string;
+  podName: string;
+  podIp: string;
+  env: Record<string, string>;
+  mounts: string[];
+}
+export interface CreateInterceptRequest {
+  sessionId: string;
+  workload: string;
+  appPort: number;
+  localPort: number;
+}
+export interface RemoveInterceptRequest {
+  sessionId: string;
+  workload: string;
+}
+export interface RemoveInterceptResponse {
+  removed: number;
+}
+export interface ListAgentsRequest {
+  sessionId: string;
+  namespace: string;
+}
+export interface AgentInfo {
+  namespace: string;
+  workload: string;
+  podName: string;
+  podIp: string;
+  forwards: AgentForward[];
+  mounts: string[];
+  version: string;
+}
+export interface AgentList {
+  agents: AgentInfo[];
+  intercepts: InterceptInfo[];
+}
+export interface InterceptConnection {
+  connectionId: string;
+  interceptId: string;
+  localPort: number;
+  source: Endpoint | null;
+}
+export type AgentEvent =
+  | { intercepts: { appPorts: number[] }; dnsQuery?: undefined; sftp?: undefined }
+  | { dnsQuery: { id: number; query: Uint8Array }; intercepts?: undefined; sftp?: undefined }
+  | { sftp: { connectionId: string; interceptId: string }; intercepts?: undefined; dnsQuery?: undefined };
+export interface AgentDnsAnswerRequest {
+  sessionId: string;
+  id: number;
+  answer: Uint8Array;
 }
 
 /** A decoded tunnel frame: exactly one kind. */
@@ -114,6 +190,26 @@ function codec<T>(name: string): Codec<T> {
   };
 }
 
+/** A codec for a message that is one oneof: decoding sets only the field present. */
+function oneofCodec<T>(name: string): Codec<T> {
+  const type = root.lookupType(`${API_VERSION}.${name}`);
+  return {
+    encode: (value) => type.encode(type.fromObject(value as Record<string, unknown>)).finish(),
+    decode: (bytes) => {
+      const o = type.toObject(type.decode(bytes), { ...toObjectOptions, defaults: false, oneofs: true });
+      const kind = o.kind as string | undefined;
+      if (!kind) throw new SyntaxError(`${name} has no kind`);
+      // Fill the defaults of the one field set (repeated fields empty rather than absent).
+      const field = type.oneofs!.kind!.fieldsArray.find((f) => f.name === kind)!;
+      const inner = (field.resolvedType as protobuf.Type).toObject(
+        (field.resolvedType as protobuf.Type).fromObject(o[kind] as Record<string, unknown>),
+        toObjectOptions,
+      );
+      return { [kind]: inner } as T;
+    },
+  };
+}
+
 export const codecs = {
   VersionRequest: codec<VersionRequest>("VersionRequest"),
   VersionInfo: codec<VersionInfo>("VersionInfo"),
@@ -127,6 +223,17 @@ export const codecs = {
   ClusterInfo: codec<ClusterInfo>("ClusterInfo"),
   DnsRequest: codec<DnsRequest>("DnsRequest"),
   DnsResponse: codec<DnsResponse>("DnsResponse"),
+  AgentArriveRequest: codec<AgentArriveRequest>("AgentArriveRequest"),
+  InterceptInfo: codec<InterceptInfo>("InterceptInfo"),
+  CreateInterceptRequest: codec<CreateInterceptRequest>("CreateInterceptRequest"),
+  RemoveInterceptRequest: codec<RemoveInterceptRequest>("RemoveInterceptRequest"),
+  RemoveInterceptResponse: codec<RemoveInterceptResponse>("RemoveInterceptResponse"),
+  ListAgentsRequest: codec<ListAgentsRequest>("ListAgentsRequest"),
+  AgentList: codec<AgentList>("AgentList"),
+  InterceptConnection: codec<InterceptConnection>("InterceptConnection"),
+  AgentEvent: oneofCodec<AgentEvent>("AgentEvent"),
+  AgentDnsAnswerRequest: codec<AgentDnsAnswerRequest>("AgentDnsAnswerRequest"),
+  AgentDnsAnswerResponse: codec<Empty>("AgentDnsAnswerResponse"),
 };
 
 /** How each method is called: its request and response codecs, and which sides stream. */
@@ -270,6 +377,8 @@ export function decodeTunnelFrame(msg: Uint8Array): TunnelFrame {
           protocol: (o.protocol ?? 0) as Protocol,
           source: endpoint(o.source),
           destination: endpoint(o.destination),
+          connectionId: o.connectionId ?? "",
+          interceptId: o.interceptId ?? "",
         },
       };
     }

@@ -27,7 +27,8 @@
 export { Channel, type ChannelOptions, type DuplexFactory, STREAM_WINDOW } from "./channel.ts";
 export { GrpcError, Status, statusName } from "./grpc_web.ts";
 export { type ClusterInfo, DialCode, dialCodeName, type DialResult, type Endpoint } from "./messages.ts";
-export { connect, type ConnectOptions, ManagerClient, ManagerSession } from "./session.ts";
+export { connect, connectAgent, type ConnectOptions, ManagerClient, ManagerSession } from "./session.ts";
+export { type PipeEnd, pipeSocket } from "./socket_pipe.ts";
 export {
   MAX_FRAME_PAYLOAD,
   Tunnel,

@@ -4,8 +4,22 @@
 import { VERSION } from "../cli/version.ts";
 import { Call, Channel, type ChannelOptions, type DuplexFactory } from "./channel.ts";
 import { encodeFrame, GrpcError, Status } from "./grpc_web.ts";
-import { type ClusterInfo, type Codec, codecs, type HealthInfo, methods, type VersionInfo } from "./messages.ts";
-import { Tunnel, type TunnelRequest } from "./tunnel.ts";
+import {
+  type AgentArriveRequest,
+  type AgentEvent,
+  type AgentList,
+  type ArriveResponse,
+  type ClusterInfo,
+  type Codec,
+  codecs,
+  type DialResult,
+  type HealthInfo,
+  type InterceptConnection,
+  type InterceptInfo,
+  methods,
+  type VersionInfo,
+} from "./messages.ts";
+import { Tunnel, type TunnelMethod, type TunnelRequest } from "./tunnel.ts";
 
 export interface ConnectOptions extends Omit<ChannelOptions, "token"> {
   clientName?: string;
@@ -90,8 +104,8 @@ export class ManagerSession {
   }
 
   /** Opens a tunnel and waits for the dial result (`tunnel.dial`). A refused stream rejects with a GrpcError. */
-  async openTunnel(request: TunnelRequest): Promise<Tunnel> {
-    const t = new Tunnel(this.channel, this.id, request);
+  async openTunnel(request: TunnelRequest, how: TunnelMethod = {}): Promise<Tunnel> {
+    const t = new Tunnel(this.channel, this.id, request, how);
     this.#tunnels.add(t);
     t.ended.then(() => this.#tunnels.delete(t));
     try {
@@ -117,15 +131,103 @@ export class ManagerSession {
 
   /** The cluster info now, then on each change, until the session ends or the loop breaks. */
   async *watchClusterInfo(): AsyncGenerator<ClusterInfo> {
-    const call = new Call(this.channel.open(methods.WatchClusterInfo!.path), this.channel.maxMessageSize);
+    for await (const info of this.#watch("WatchClusterInfo", codecs.ClusterInfo)) {
+      this.clusterInfo = info;
+      yield info;
+    }
+  }
+
+  // --- intercepts: the workstation's side ---
+
+  /** Intercepts a workload's port (0: its only port) to `localPort` on this machine. GrpcError on refusal. */
+  createIntercept(workload: string, appPort: number, localPort: number): Promise<InterceptInfo> {
+    return this.client.call("CreateIntercept", codecs.CreateInterceptRequest, codecs.InterceptInfo, {
+      sessionId: this.id,
+      workload,
+      appPort,
+      localPort,
+    });
+  }
+
+  /** Ends this session's intercepts of a workload (every one when ""); resolves with how many ended. */
+  async removeIntercept(workload: string): Promise<number> {
+    const r = await this.client.call("RemoveIntercept", codecs.RemoveInterceptRequest, codecs.RemoveInterceptResponse, {
+      sessionId: this.id,
+      workload,
+    });
+    return r.removed;
+  }
+
+  listAgents(namespace = ""): Promise<AgentList> {
+    return this.client.call("ListAgents", codecs.ListAgentsRequest, codecs.AgentList, {
+      sessionId: this.id,
+      namespace,
+    });
+  }
+
+  /** Each connection the cluster sends this workstation, until the session ends; answer with `joinIntercept`. */
+  watchInterceptConnections(): AsyncGenerator<InterceptConnection> {
+    return this.#watch("WatchInterceptConnections", codecs.InterceptConnection);
+  }
+
+  /** Joins an announced connection with this side's dial result (of its local port). */
+  joinIntercept(c: InterceptConnection, dial: DialResult): Tunnel {
+    const t = new Tunnel(this.channel, this.id, {
+      protocol: "tcp",
+      source: c.source ?? { ip: "", port: 0 },
+      destination: { ip: "127.0.0.1", port: c.localPort },
+    }, { method: "InterceptTunnel", connectionId: c.connectionId, dial });
+    this.#tunnels.add(t);
+    t.ended.then(() => this.#tunnels.delete(t));
+    return t;
+  }
+
+  /**
+   * An SFTP byte stream to an sftp-server the intercepted pod's agent runs (for `sshfs -o slave`). Rejects with a
+   * GrpcError when the manager refuses the stream; `tunnel.dial` says whether the agent's server started.
+   */
+  openMount(interceptId: string): Promise<Tunnel> {
+    return this.openTunnel({
+      protocol: "tcp",
+      source: { ip: "", port: 0 },
+      destination: { ip: "", port: 0 },
+    }, { method: "MountTunnel", interceptId });
+  }
+
+  // --- the traffic-agent's side ---
+
+  /** Joins a workstation's mount stream (after an `sftp` event) with this side's result of starting its server. */
+  joinMount(connectionId: string, dial: DialResult): Tunnel {
+    const t = new Tunnel(this.channel, this.id, {
+      protocol: "tcp",
+      source: { ip: "", port: 0 },
+      destination: { ip: "", port: 0 },
+    }, { method: "AgentTunnel", connectionId, dial });
+    this.#tunnels.add(t);
+    t.ended.then(() => this.#tunnels.delete(t));
+    return t;
+  }
+
+  /** The agent's events (its intercepted ports, DNS queries to answer) until the session ends. */
+  watchAgent(): AsyncGenerator<AgentEvent> {
+    return this.#watch("WatchAgent", codecs.AgentEvent);
+  }
+
+  async agentDnsAnswer(id: number, answer: Uint8Array): Promise<void> {
+    await this.client.call("AgentDnsAnswer", codecs.AgentDnsAnswerRequest, codecs.AgentDnsAnswerResponse, {
+      sessionId: this.id,
+      id,
+      answer,
+    });
+  }
+
+  async *#watch<T>(method: string, codec: Codec<T>): AsyncGenerator<T> {
+    const call = new Call(this.channel.open(methods[method]!.path), this.channel.maxMessageSize);
     this.#watches.add(call);
     try {
       call.stream.write(encodeFrame(codecs.SessionRef.encode({ sessionId: this.id })));
       call.stream.end();
-      for (let m = await call.nextMessage(); m; m = await call.nextMessage()) {
-        this.clusterInfo = codecs.ClusterInfo.decode(m);
-        yield this.clusterInfo;
-      }
+      for (let m = await call.nextMessage(); m; m = await call.nextMessage()) yield codec.decode(m);
       const s = await call.status;
       if (s.code !== Status.OK && !this.#closed) throw new GrpcError(s.code, s.message);
     } finally {
@@ -187,19 +289,44 @@ export class ManagerSession {
  * Connects to a manager and arrives: `target` is a URL (http:// h2c, https:// TLS) or a factory of any duplex byte
  * stream (a port-forward). Rejects with a GrpcError (UNAUTHENTICATED for a wrong token, UNAVAILABLE when unreachable).
  */
-export async function connect(
+export function connect(
   target: string | URL | DuplexFactory,
   token: string | undefined,
   options: ConnectOptions = {},
 ): Promise<ManagerSession> {
-  const channel = new Channel(target, { ...options, ...(token !== undefined ? { token } : {}) });
-  const client = new ManagerClient(channel);
-  try {
-    const r = await client.call("Arrive", codecs.ArriveRequest, codecs.ArriveResponse, {
+  return arrive(target, token, options, (client) =>
+    client.call("Arrive", codecs.ArriveRequest, codecs.ArriveResponse, {
       clientName: options.clientName ?? Deno.hostname(),
       namespace: options.namespace ?? "default",
       clientVersion: VERSION,
-    }, options.signal);
+    }, options.signal));
+}
+
+/** Connects as a traffic-agent: the same session machinery, registered as one pod of a workload. */
+export function connectAgent(
+  target: string | URL | DuplexFactory,
+  token: string | undefined,
+  agent: AgentArriveRequest,
+  options: ConnectOptions = {},
+): Promise<ManagerSession> {
+  return arrive(
+    target,
+    token,
+    options,
+    (client) => client.call("AgentArrive", codecs.AgentArriveRequest, codecs.ArriveResponse, agent, options.signal),
+  );
+}
+
+async function arrive(
+  target: string | URL | DuplexFactory,
+  token: string | undefined,
+  options: ConnectOptions,
+  call: (client: ManagerClient) => Promise<ArriveResponse>,
+): Promise<ManagerSession> {
+  const channel = new Channel(target, { ...options, ...(token !== undefined ? { token } : {}) });
+  const client = new ManagerClient(channel);
+  try {
+    const r = await call(client);
     if (!r.clusterInfo) throw new GrpcError(Status.INTERNAL, "Arrive answered without cluster info");
     return new ManagerSession(client, {
       sessionId: r.sessionId,

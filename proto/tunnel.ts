@@ -38,6 +38,18 @@ export interface TunnelRequest {
   destination: Endpoint;
 }
 
+/** Which method carries the stream, and (for a workstation joining an intercepted connection) what it joins. */
+export interface TunnelMethod {
+  /** "Tunnel" (default), "AgentTunnel", "InterceptTunnel" or "MountTunnel". */
+  method?: "Tunnel" | "AgentTunnel" | "InterceptTunnel" | "MountTunnel";
+  /** InterceptTunnel, AgentTunnel: the announced connection this stream joins. */
+  connectionId?: string;
+  /** MountTunnel: the intercept whose volumes to mount. */
+  interceptId?: string;
+  /** A joining stream's own dial result, sent after the open frame (the peer waits for it). */
+  dial?: DialResult;
+}
+
 /** The manager (or the destination behind it) reset the stream. Thrown by `read()`. */
 export class TunnelResetError extends Error {
   override name = "TunnelResetError";
@@ -88,11 +100,11 @@ export class Tunnel {
   #end: TunnelEnd | undefined;
   #resolveEnd!: (e: TunnelEnd) => void;
 
-  /** Use `ManagerSession.openTunnel`. */
-  constructor(channel: Channel, sessionId: string, request: TunnelRequest) {
+  /** Use `ManagerSession.openTunnel`, `openAgentTunnel` or `joinIntercept`. */
+  constructor(channel: Channel, sessionId: string, request: TunnelRequest, how: TunnelMethod = {}) {
     this.protocol = request.protocol;
     this.ended = new Promise((r) => (this.#resolveEnd = r));
-    this.#stream = channel.open(methods.Tunnel!.path);
+    this.#stream = channel.open(methods[how.method ?? "Tunnel"]!.path);
     this.#call = new Call(this.#stream, channel.maxMessageSize);
     this.#call.onMessage = (msg) => this.#onMessage(msg);
     this.#call.onEnd = (s) => this.#onCallEnd(s.code, s.message);
@@ -104,8 +116,15 @@ export class Tunnel {
         protocol: request.protocol === "tcp" ? Protocol.tcp : Protocol.udp,
         source: request.source,
         destination: request.destination,
+        connectionId: how.connectionId ?? "",
+        interceptId: how.interceptId ?? "",
       },
     })));
+    if (how.dial) {
+      this.dial = how.dial;
+      this.#stream.write(encodeFrame(encodeTunnelFrame({ kind: "dial", dial: how.dial })));
+      if (how.dial.code !== 1) this.#readEof = true;
+    }
   }
 
   /** Inbound bytes waiting to be sent (the coalescing buffer and the HTTP/2 stream's). */

@@ -11,7 +11,7 @@
 import { Buffer } from "node:buffer";
 import net from "node:net";
 import type { Duplex } from "node:stream";
-import { openManagerStream } from "../cli/k8s/portforward.ts";
+import { openManagerStream } from "../k8s/portforward.ts";
 
 const args = Deno.args;
 const flag = (name: string, def: number) => {

@@ -19,6 +19,8 @@ const httpPort = Number(args.get("http-port") ?? 8080);
 const tcpPort = Number(args.get("tcp-port") ?? 7007);
 const udpPort = Number(args.get("udp-port") ?? 7007);
 const readyFile = args.get("ready-file");
+/** The "service" its HTTP answers name (a lab pod's app, or a workstation's local stand-in, call themselves apart). */
+const serviceName = args.get("name") ?? "echo";
 /**
  * UDP echo addresses: one socket bound to each, so a reply leaves from the address the request was sent to (a
  * wildcard socket would answer a client outside the namespace from whichever address routing picks).
@@ -52,7 +54,7 @@ function httpHandler(req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): R
   const describe = async () => {
     const body = req.method === "POST" || req.method === "PUT" ? new Uint8Array(await req.arrayBuffer()) : null;
     return Response.json({
-      service: "echo",
+      service: serviceName,
       method: req.method,
       path: url.pathname + url.search,
       host: req.headers.get("host"),

@@ -6,8 +6,18 @@
  * - auth: bearer tokens and client certificates signed by the test CA; anything else gets the real 401 Status;
  * - RBAC: a predicate over (user, verb, resource, namespace); a denial gets the real 403 Status message;
  * - discovery: /version, /api, /api/v1, /apis, /apis/{group}/{version} (legacy, unaggregated);
- * - CRUD: get, list (with labelSelector equality), watch (chunked JSON events), create and delete for namespaces,
- *   nodes, pods, services, service accounts, deployments, cluster roles and bindings, roles and role bindings;
+ * - CRUD: get, list (with labelSelector equality), watch (chunked JSON events), create, delete, update (PUT) and
+ *   patch for namespaces, nodes, pods, services, secrets, service accounts, deployments, statefulsets, replicasets,
+ *   cluster roles and bindings, roles and role bindings;
+ * - PATCH as JSON patch (`application/json-patch+json`, RFC 6902, what tp sends; a failed `test` is the real 422) and
+ *   JSON merge patch (`application/merge-patch+json`, RFC 7386, `kubectl patch --type merge`); strategic merge patch
+ *   (kubectl's default for built-in types) gets the real 415, as for a custom resource. PUT and a patch that sets
+ *   metadata.resourceVersion are refused with the real 409 when it is stale. A change bumps resourceVersion, and
+ *   metadata.generation (apps kinds) when the spec changed; a change that changes nothing bumps nothing. Server-set
+ *   fields (uid, creationTimestamp, status, a Service's clusterIP) survive updates; a Secret's stringData is folded
+ *   into data; a Service port's targetPort defaults to its port and protocol to TCP;
+ * - a Deployment whose pod template changes gets its pod replaced (new name, the new template), when
+ *   `runDeployments` is on;
  * - services create allocates a clusterIP in its service CIDRs and answers an out-of-range clusterIP with the real
  *   422 Invalid message, which names the valid range;
  * - a created Deployment gets one ready pod (its template's labels, a podIP) when `runDeployments` is on;
@@ -20,7 +30,9 @@
  *   tries SPDY tunneled in a WebSocket (subprotocol `SPDY/3.1+portforward.k8s.io`); `ws` refuses that subprotocol
  *   token with 400, and kubectl falls back to the SPDY upgrade by itself, so no KUBECTL_* switch is needed.
  *
- * Not served: PATCH/PUT, field selectors, aggregated discovery, OpenAPI.
+ * Not served: protobuf request bodies (kubectl's typed commands such as `kubectl create secret generic` send them;
+ * pipe their `--dry-run=client -o json` to `kubectl create -f -`), strategic merge and apply patches, field
+ * selectors, aggregated discovery, OpenAPI.
  */
 import { Buffer } from "node:buffer";
 import { X509Certificate } from "node:crypto";
@@ -30,6 +42,7 @@ import tls from "node:tls";
 import { type WebSocket, WebSocketServer } from "ws";
 import spdy from "spdy-transport";
 import type { TestPki } from "./k8s_certs.ts";
+import { applyJsonPatch, jsonEqual, JsonPatchError, type JsonPatchOp } from "../k8s/json_patch.ts";
 
 const V4 = "v4.channel.k8s.io";
 
@@ -76,7 +89,10 @@ const RESOURCES: ResourceDef[] = [
   { group: "", version: "v1", plural: "pods", kind: "Pod", namespaced: true, shortNames: ["po"] },
   { group: "", version: "v1", plural: "services", kind: "Service", namespaced: true, shortNames: ["svc"] },
   { group: "", version: "v1", plural: "serviceaccounts", kind: "ServiceAccount", namespaced: true, shortNames: ["sa"] },
+  { group: "", version: "v1", plural: "secrets", kind: "Secret", namespaced: true },
   { group: "apps", version: "v1", plural: "deployments", kind: "Deployment", namespaced: true, shortNames: ["deploy"] },
+  { group: "apps", version: "v1", plural: "statefulsets", kind: "StatefulSet", namespaced: true, shortNames: ["sts"] },
+  { group: "apps", version: "v1", plural: "replicasets", kind: "ReplicaSet", namespaced: true, shortNames: ["rs"] },
   { group: "rbac.authorization.k8s.io", version: "v1", plural: "clusterroles", kind: "ClusterRole", namespaced: false },
   {
     group: "rbac.authorization.k8s.io",
@@ -422,7 +438,7 @@ export class ApiServerDouble {
     };
     if (!who) return reply(401, status(401, "Unauthorized", "Unauthorized"));
     try {
-      const r = this.#route(method, url, body, who);
+      const r = this.#route(method, url, body, who, headers["content-type"] ?? "");
       if ("watch" in r) {
         record(200);
         return this.#watch(socket, r.watch);
@@ -440,6 +456,7 @@ export class ApiServerDouble {
     url: URL,
     body: string,
     who: { user: string; groups: string[] },
+    contentType: string,
   ): { status: number; body: unknown } | { watch: Watcher } {
     const p = url.pathname.replace(/\/$/, "");
     if (p === "/version") {
@@ -501,7 +518,7 @@ export class ApiServerDouble {
               singularName: r.singular,
               namespaced: r.namespaced,
               kind: r.kind,
-              verbs: ["create", "delete", "get", "list", "watch"],
+              verbs: ["create", "delete", "get", "list", "patch", "update", "watch"],
               ...(r.shortNames ? { shortNames: r.shortNames } : {}),
             },
             ...(r.plural === "pods"
@@ -535,9 +552,18 @@ export class ApiServerDouble {
       ? "create"
       : method === "DELETE"
       ? "delete"
+      : method === "PUT"
+      ? "update"
       : method.toLowerCase();
     const access: Access = { ...who, verb, resource: def.plural, group, namespace, name };
     if (!(this.#opts.authorize ?? (() => true))(access)) throw new HttpError(403, forbidden(access, def));
+    if (contentType.includes("protobuf")) {
+      // kubectl's typed commands (`kubectl create secret generic`) send protobuf; this double reads JSON only.
+      throw new HttpError(
+        415,
+        status(415, "UnsupportedMediaType", "the API server test double reads JSON request bodies only, not protobuf"),
+      );
+    }
     const selector = parseSelector(url.searchParams.get("labelSelector") ?? "");
     const gr = group ? `${def.plural}.${group}` : def.plural;
     if (verb === "list") {
@@ -597,12 +623,102 @@ export class ApiServerDouble {
       obj.apiVersion = group ? `${group}/${version}` : version;
       obj.kind = def.kind;
       if (def.plural === "services") this.#allocateClusterIp(obj);
-      this.created.push(structuredClone(obj));
+      this.created.push(structuredClone(obj)); // as the client sent it, before the server's defaults
+      normalize(def, obj);
+      if (def.group === "apps") obj.metadata.generation = 1;
       this.put(obj);
       if (def.plural === "deployments" && (this.#opts.runDeployments ?? true)) this.#runDeployment(obj);
       return { status: 201, body: obj };
     }
+    if (verb === "update" || verb === "patch") {
+      const ns = def.namespaced ? namespace : undefined;
+      const old = this.get(def.plural, ns, name!);
+      if (!old) {
+        throw new HttpError(
+          404,
+          status(404, "NotFound", `${gr} "${name}" not found`, { name, kind: def.plural, group }),
+        );
+      }
+      let next: Obj;
+      try {
+        next = verb === "update" ? JSON.parse(body) : patched(old, body, contentType);
+      } catch (e) {
+        if (e instanceof HttpError) throw e;
+        if (e instanceof JsonPatchError) {
+          // kube-apiserver answers a JSON patch that does not apply with 422 and the patch library's words.
+          throw new HttpError(422, status(422, "Invalid", e.message));
+        }
+        throw new HttpError(400, status(400, "BadRequest", "the request body is not JSON"));
+      }
+      if (!next || typeof next !== "object" || !next.metadata || typeof next.metadata !== "object") {
+        throw new HttpError(400, status(400, "BadRequest", "the request body is not an object with metadata"));
+      }
+      if (next.metadata.name !== undefined && next.metadata.name !== name) {
+        throw new HttpError(
+          400,
+          status(
+            400,
+            "BadRequest",
+            `the name of the object (${String(next.metadata.name)}) does not match the name ` +
+              `on the URL (${name})`,
+          ),
+        );
+      }
+      const rv = next.metadata.resourceVersion;
+      if (rv !== undefined && rv !== old.metadata.resourceVersion) {
+        throw new HttpError(
+          409,
+          status(
+            409,
+            "Conflict",
+            `Operation cannot be fulfilled on ${gr} "${name}": the object has been modified; please apply your ` +
+              `changes to the latest version and try again`,
+            { name, kind: def.plural, group },
+          ),
+        );
+      }
+      return { status: 200, body: this.#update(def, old, next) };
+    }
     throw new HttpError(405, status(405, "MethodNotAllowed", `${method} is not supported by this test double`));
+  }
+
+  /** Stores `next` in place of `old` as kube-apiserver would: server-set fields kept, counters bumped on change. */
+  #update(def: ResourceDef, old: Obj, next: Obj): Obj {
+    next.apiVersion = old.apiVersion ?? (def.group ? `${def.group}/${def.version}` : def.version);
+    next.kind = def.kind;
+    const md = next.metadata;
+    md.name = old.metadata.name;
+    if (def.namespaced) md.namespace = old.metadata.namespace;
+    md.uid = old.metadata.uid;
+    md.creationTimestamp = old.metadata.creationTimestamp;
+    md.resourceVersion = old.metadata.resourceVersion;
+    if (old.metadata.generation !== undefined) md.generation = old.metadata.generation;
+    else delete md.generation;
+    if (old.status !== undefined) next.status = old.status;
+    else delete next.status;
+    if (def.plural === "services") {
+      const spec = (next.spec ??= {}) as Record<string, unknown>;
+      const was = (old.spec ?? {}) as Record<string, unknown>;
+      for (const k of ["clusterIP", "clusterIPs"]) if (was[k] !== undefined) spec[k] = was[k];
+    }
+    normalize(def, next);
+    if (jsonEqual(next, old)) return old;
+    if (md.generation !== undefined && !jsonEqual(next.spec, old.spec)) md.generation = Number(md.generation) + 1;
+    const templateChanged = !jsonEqual(
+      (next.spec as { template?: unknown } | undefined)?.template,
+      (old.spec as { template?: unknown } | undefined)?.template,
+    );
+    this.put(next);
+    if (def.plural === "deployments" && templateChanged && (this.#opts.runDeployments ?? true)) {
+      for (const pod of this.list("pods", md.namespace as string)) {
+        const owners = (pod.metadata.ownerReferences ?? []) as { name?: string }[];
+        if (owners.some((o) => o.name === md.name)) {
+          this.remove("pods", md.namespace as string, pod.metadata.name as string);
+        }
+      }
+      this.#runDeployment(next);
+    }
+    return next;
   }
 
   #allocateClusterIp(svc: Obj): void {
@@ -844,9 +960,63 @@ const STATUS_TEXT: Record<number, string> = {
   404: "Not Found",
   405: "Method Not Allowed",
   409: "Conflict",
+  415: "Unsupported Media Type",
   422: "Unprocessable Entity",
   500: "Internal Server Error",
 };
+
+/** The object after a PATCH, by its content type. */
+function patched(old: Obj, body: string, contentType: string): Obj {
+  const type = contentType.split(";")[0]!.trim().toLowerCase();
+  if (type === "application/json-patch+json") {
+    const ops = JSON.parse(body) as JsonPatchOp[];
+    if (!Array.isArray(ops)) throw new HttpError(400, status(400, "BadRequest", "a JSON patch must be an array"));
+    return applyJsonPatch(old, ops);
+  }
+  if (type === "application/merge-patch+json") return mergePatch(structuredClone(old), JSON.parse(body)) as Obj;
+  // kube-apiserver's words for a patch type a resource does not take (as for a custom resource's strategic merge).
+  throw new HttpError(
+    415,
+    status(
+      415,
+      "UnsupportedMediaType",
+      `the body of the request was in an unknown format - accepted media types include: ` +
+        `application/json-patch+json, application/merge-patch+json`,
+    ),
+  );
+}
+
+/** JSON merge patch (RFC 7386 section 2): objects merge member by member, null removes, anything else replaces. */
+function mergePatch(target: unknown, patch: unknown): unknown {
+  if (typeof patch !== "object" || patch === null || Array.isArray(patch)) return patch;
+  const out = (typeof target === "object" && target !== null && !Array.isArray(target) ? target : {}) as Record<
+    string,
+    unknown
+  >;
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k];
+    else out[k] = mergePatch(out[k], v);
+  }
+  return out;
+}
+
+/** What kube-apiserver does to every write of these kinds: defaults, and a Secret's stringData folded into data. */
+function normalize(def: ResourceDef, obj: Obj): void {
+  if (def.plural === "secrets" && obj.stringData && typeof obj.stringData === "object") {
+    const data = (obj.data ??= {}) as Record<string, string>;
+    for (const [k, v] of Object.entries(obj.stringData as Record<string, string>)) {
+      data[k] = Buffer.from(String(v)).toString("base64");
+    }
+    delete obj.stringData;
+  }
+  if (def.plural === "services") {
+    const ports = ((obj.spec ?? {}) as { ports?: Record<string, unknown>[] }).ports ?? [];
+    for (const p of ports) {
+      p.protocol ??= "TCP";
+      p.targetPort ??= p.port;
+    }
+  }
+}
 
 function status(code: number, reason: string, message: string, details?: Record<string, unknown>) {
   return {

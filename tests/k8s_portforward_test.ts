@@ -8,8 +8,8 @@ import { Buffer } from "node:buffer";
 import http2 from "node:http2";
 import net from "node:net";
 import type { Duplex } from "node:stream";
-import { K8sError } from "../cli/k8s/errors.ts";
-import { managerStreamFactory, openManagerStream } from "../cli/k8s/portforward.ts";
+import { K8sError } from "../k8s/errors.ts";
+import { managerStreamFactory, openManagerStream } from "../k8s/portforward.ts";
 import { fixture, MANAGER_LABELS, sha256, testPki } from "./k8s_fixture.ts";
 
 function closed(s: Duplex): Promise<void> {

@@ -6,7 +6,14 @@
 
 import { stateAccessError } from "./state.ts";
 
-export type ControlRequest = { op: "status" } | { op: "quit" };
+export type ControlRequest =
+  | { op: "status" }
+  | { op: "quit" }
+  | { op: "intercept"; workload: string; appPort: number; localPort: number }
+  | { op: "leave"; workload: string }
+  | { op: "list"; namespace: string };
+
+const OPS = new Set(["status", "quit", "intercept", "leave", "list"]);
 
 export type ControlResponse = { ok: true; result: unknown } | { ok: false; error: string };
 
@@ -46,7 +53,9 @@ async function serveOne(conn: Deno.Conn, handler: ControlHandler): Promise<void>
   try {
     const line = await readLine(conn, 5000);
     const req = JSON.parse(line) as { op?: unknown };
-    if (req.op !== "status" && req.op !== "quit") throw new TypeError(`unknown control operation "${String(req.op)}"`);
+    if (typeof req.op !== "string" || !OPS.has(req.op)) {
+      throw new TypeError(`unknown control operation "${String(req.op)}"`);
+    }
     res = { ok: true, result: await handler(req as ControlRequest) };
   } catch (e) {
     res = { ok: false, error: e instanceof Error ? e.message : String(e) };

@@ -19,6 +19,7 @@ import type { Progress } from "./progress.ts";
 import { conflictMessage, diffRoutes, findConflicts, planRoutes } from "./routes.ts";
 import type { ConnectSettings } from "./settings.ts";
 import { ManagerLink } from "./link.ts";
+import { DaemonIntercepts } from "./intercepts.ts";
 import type { ClusterInfo } from "../../proto/mod.ts";
 import {
   type DaemonState,
@@ -82,6 +83,7 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
     const noTun = tunDeviceProblem();
     if (noTun) throw new DaemonError(noTun);
     const hooks: { clusterInfo?: (info: ClusterInfo) => void } = {};
+    const intercepts = new DaemonIntercepts(log);
     let link: ManagerLink;
     let lost: Error | undefined;
     try {
@@ -94,11 +96,15 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
           stop.abort();
         },
         clusterInfo: (i) => hooks.clusterInfo?.(i),
+        reconnected: (s) => intercepts.attach(s),
       });
     } catch (e) {
       throw new DaemonError((e as Error).message);
     }
     cleanup.push(() => link.close());
+    intercepts.attach(link.session);
+    // Before the link closes (cleanup runs in reverse): the agents go back to their apps at once.
+    cleanup.push(() => intercepts.close());
     const session = () => link.session;
     const info = link.session.clusterInfo;
     progress.stage(
@@ -195,6 +201,7 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
       },
       dns: { clusterDomain: info.clusterDomain, clusterServer: info.dnsServer, ...started.status() },
       connections: bridge,
+      intercepts: { active: intercepts.status(), ...intercepts.stats },
       router: router.stats(),
       settings,
     });
@@ -202,11 +209,19 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
     if (repaired) log(repaired);
     const sudoGid = Number(Deno.env.get("SUDO_GID"));
     const control = await serveControl(paths.socket, async (req) => {
-      if (req.op === "quit") {
-        queueMicrotask(() => stop.abort());
-        return { quitting: true };
+      switch (req.op) {
+        case "quit":
+          queueMicrotask(() => stop.abort());
+          return { quitting: true };
+        case "intercept":
+          return await intercepts.create(String(req.workload), Number(req.appPort) || 0, Number(req.localPort));
+        case "leave":
+          return { removed: await intercepts.leave(String(req.workload ?? "")) };
+        case "list":
+          return await intercepts.list(String(req.namespace ?? ""));
+        case "status":
+          return status();
       }
-      return await Promise.resolve(status());
     }, { signal: stop.signal, ...(Number.isInteger(sudoGid) && sudoGid > 0 ? { gid: sudoGid } : {}) });
     cleanup.push(() => control.finished);
     await writeState(paths, state);

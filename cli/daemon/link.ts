@@ -11,7 +11,7 @@ import {
   type ManagerSession,
   Status,
 } from "../../proto/mod.ts";
-import type { ManagerStream } from "../k8s/portforward.ts";
+import type { ManagerStream } from "../../k8s/portforward.ts";
 import { type ConnectSettings, describeTarget } from "./settings.ts";
 import { VERSION } from "../version.ts";
 
@@ -27,6 +27,8 @@ export interface LinkEvents {
   gaveUp(why: Error): void;
   /** The manager reported new cluster info (its first report, then each change), on any session. */
   clusterInfo?(info: ClusterInfo): void;
+  /** A new session replaced the lost one. */
+  reconnected?(session: ManagerSession): void;
 }
 
 export class ManagerLink {
@@ -120,6 +122,7 @@ export class ManagerLink {
         this.reconnects++;
         this.lastError = "";
         this.#events.log(`reconnected to the traffic-manager after ${attempt} attempt(s): session ${d.session.id}`);
+        this.#events.reconnected?.(d.session);
         const after = JSON.stringify([d.session.clusterInfo.podSubnets, d.session.clusterInfo.serviceSubnets]);
         if (before !== after) {
           this.#events.log(`the cluster's subnets changed (${after}); tp quit and tp connect to route them`);
@@ -147,7 +150,7 @@ async function dial(
   let target: string | DuplexFactory = settings.managerUrl;
   let forward: ManagerStream | undefined;
   if (!settings.managerUrl) {
-    const { openManagerStream, PortForwardTransport } = await import("../k8s/portforward.ts");
+    const { openManagerStream, PortForwardTransport } = await import("../../k8s/portforward.ts");
     const opts = {
       ...(settings.kubeconfig ? { kubeconfig: settings.kubeconfig } : {}),
       context: settings.context,

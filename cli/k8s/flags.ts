@@ -1,22 +1,12 @@
 /**
  * The kubectl-style flags of the commands that talk to a cluster. A module of its own, free of the Kubernetes client,
- * so that every tp command does not pay for loading it (about 300 ms) just to register its flags.
+ * so that every tp command does not pay for loading it (about 300 ms) just to register its flags. It stays in cli/
+ * because it is commander's; what the flags mean (k8s/options.ts) is shared with the manager.
  */
 import { Command, type OptionValues } from "@commander-js/extra-typings";
+import { DEFAULT_MANAGER_NAMESPACE } from "../../k8s/options.ts";
 
-/** The flags every command that talks to the cluster takes (what `addKubeOptions` registers). */
-export interface KubeOptions {
-  /** A kubeconfig file; default KUBECONFIG (colon-separated files), else ~/.kube/config. */
-  kubeconfig?: string | undefined;
-  /** A context of the kubeconfig; default its current-context. */
-  context?: string | undefined;
-  /** The workload namespace; default the context's namespace, else "default". */
-  namespace?: string | undefined;
-  /** Where the traffic-manager runs (default "tp"). */
-  managerNamespace?: string | undefined;
-}
-
-export const DEFAULT_MANAGER_NAMESPACE = "tp";
+export { DEFAULT_MANAGER_NAMESPACE, type KubeOptions } from "../../k8s/options.ts";
 
 /** Registers `--kubeconfig`, `--context`, `-n/--namespace` and `--manager-namespace` on a command. */
 export function addKubeOptions<Args extends unknown[], Opts extends OptionValues, G extends OptionValues>(

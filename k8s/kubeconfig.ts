@@ -9,8 +9,8 @@ import { Buffer } from "node:buffer";
 import { type Cluster, type Context, KubeConfig, type User } from "@kubernetes/client-node";
 import { K8sError, type Where } from "./errors.ts";
 
-export { addKubeOptions, DEFAULT_MANAGER_NAMESPACE, type KubeOptions } from "./flags.ts";
-import { DEFAULT_MANAGER_NAMESPACE, type KubeOptions } from "./flags.ts";
+export { DEFAULT_MANAGER_NAMESPACE, type KubeOptions } from "./options.ts";
+import { DEFAULT_MANAGER_NAMESPACE, type KubeOptions } from "./options.ts";
 
 /** Where this process finds things: the environment and the user it acts for. Tests pass their own. */
 export interface KubeEnv {

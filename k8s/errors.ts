@@ -11,6 +11,7 @@ export type K8sErrorKind =
   | "no-manager"
   | "manager-not-ready"
   | "port-forward"
+  | "agent"
   | "api";
 
 export class K8sError extends Error {

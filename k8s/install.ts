@@ -1,5 +1,5 @@
 /**
- * Creating and deleting the traffic-manager's objects (cli/k8s/manifests.ts) through the API server: what
+ * Creating and deleting the traffic-manager's objects (k8s/manifests.ts) through the API server: what
  * `tp install` and `tp uninstall` do, without the command-line parts.
  */
 import type { KubernetesObject } from "@kubernetes/client-node";

@@ -1,17 +1,10 @@
 import assert from "node:assert/strict";
 import type { V1Pod } from "@kubernetes/client-node";
-import { Command } from "@commander-js/extra-typings";
 import { K8sError } from "./errors.ts";
-import { addKubeOptions, invokingUser, kubeconfigFiles, loadKube } from "./kubeconfig.ts";
+import { invokingUser, kubeconfigFiles, loadKube } from "./kubeconfig.ts";
 import { pickManagerPod } from "./portforward.ts";
 
 const env = (vars: Record<string, string>, uid = 1000) => ({ get: (n: string) => vars[n], uid: () => uid });
-
-Deno.test("addKubeOptions() registers kubectl's flags and --manager-namespace (default tp)", () => {
-  const cmd = addKubeOptions(new Command("x")).exitOverride();
-  cmd.parse(["--kubeconfig", "/k", "--context", "c", "-n", "dev"], { from: "user" });
-  assert.deepEqual(cmd.opts(), { kubeconfig: "/k", context: "c", namespace: "dev", managerNamespace: "tp" });
-});
 
 Deno.test("kubeconfigFiles() follows kubectl: --kubeconfig, else KUBECONFIG's files, else ~/.kube/config", () => {
   assert.deepEqual(kubeconfigFiles({ kubeconfig: "/a" }, env({ KUBECONFIG: "/b:/c" })), ["/a"]);

@@ -17,8 +17,8 @@ import { httpError, K8sError, unreachableError } from "./errors.ts";
 import { type KubeEnv, type KubeOptions, type KubeTarget, kubeTls, loadKube, where } from "./kubeconfig.ts";
 import { apiCall, clients } from "./rest.ts";
 import { connectWebSocket, encodeFrame, FrameDecoder, Opcode, UpgradeRefusedError } from "./websocket.ts";
-import type { Connection } from "../../proto/h2/connection.ts";
-import { endWith, type RunnableTransport } from "../../proto/h2/transport.ts";
+import type { Connection } from "../proto/h2/connection.ts";
+import { endWith, type RunnableTransport } from "../proto/h2/transport.ts";
 
 /** The label every traffic-manager pod carries (what `tp install` puts on the Deployment's template). */
 export const MANAGER_SELECTOR = "app.kubernetes.io/name=tp-manager";

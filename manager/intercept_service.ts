@@ -1,0 +1,535 @@
+/**
+ * The manager's intercept methods: agents register and watch, workstations create and watch intercepts, and each
+ * intercepted connection is an agent's AgentTunnel joined with the intercepting workstation's InterceptTunnel
+ * (manager/relay.ts). The workstation opens nothing but streams on its one connection: a connection is announced on
+ * its WatchInterceptConnections stream, and it answers with an InterceptTunnel naming the connection.
+ *
+ * DNS through agents: a query for a name in a namespace with an intercepted workload goes to an agent of that
+ * workload first (it answers in the pod's own context); when the agent has no answer, the manager's own lookup
+ * answers.
+ *
+ * Every table here is bounded: agents and workstations are sessions (the manager's session limit), a session holds
+ * at most MAX_INTERCEPTS_PER_SESSION intercepts, connections waiting for their workstation at most MAX_PENDING (each
+ * for JOIN_TIMEOUT_MS), DNS queries waiting for an agent at most MAX_DNS_IN_FLIGHT (each for AGENT_DNS_TIMEOUT_MS).
+ */
+import { GrpcError, Status, statusName } from "../proto/grpc_web.ts";
+import {
+  type AgentArriveRequest,
+  type AgentDnsAnswerRequest,
+  type AgentList,
+  codecs,
+  type CreateInterceptRequest,
+  DialCode,
+  encodeTunnelFrame,
+  type InterceptInfo,
+  type ListAgentsRequest,
+  type RemoveInterceptRequest,
+  type RemoveInterceptResponse,
+  type TunnelOpen,
+} from "../proto/messages.ts";
+import { Rcode, scanMessage } from "../net/dns/message.ts";
+import type { ManagerConfig } from "./config.ts";
+import type { Logger } from "./log.ts";
+import type { Metrics } from "./metrics.ts";
+import type { Session, Sessions, SessionStream } from "./sessions.ts";
+import type { FrameSink, MessageSource } from "./_streams.ts";
+import { InterceptTable } from "./intercepts.ts";
+import { relay, type StreamEnd } from "./relay.ts";
+import { decodeTunnelMessage } from "./tunnel.ts";
+
+/** How long an announced connection waits for its workstation to join. */
+export const JOIN_TIMEOUT_MS = 10_000;
+/** Connections announced and not yet joined, in all. */
+export const MAX_PENDING = 1024;
+/** How long the manager waits for an agent's DNS answer before its own lookup answers. */
+export const AGENT_DNS_TIMEOUT_MS = 2_000;
+export const MAX_DNS_IN_FLIGHT = 1024;
+/** How long a new stream may take to send its open frame. */
+const OPEN_TIMEOUT_MS = 10_000;
+
+interface Pending {
+  agent: StreamEnd;
+  sessionId: string;
+  timer: ReturnType<typeof setTimeout>;
+  join(ws: StreamEnd, session: Session): void;
+  /** The workstation cannot take it after all: the agent's app serves it (no byte was read yet). */
+  giveBack(reason: string): void;
+}
+
+export interface InterceptHost {
+  config: ManagerConfig;
+  logger: Logger;
+  metrics: Metrics;
+  sessions: Sessions;
+  /** The session, after recording its sign of life; GrpcError NOT_FOUND when unknown. */
+  touch(id: string): Session;
+}
+
+export class InterceptService {
+  readonly table = new InterceptTable();
+  readonly #host: InterceptHost;
+  /** Workstation session -> its WatchInterceptConnections stream. */
+  readonly #clientWatches = new Map<string, FrameSink>();
+  /** Agent session -> its WatchAgent stream. */
+  readonly #agentWatches = new Map<string, FrameSink>();
+  readonly #pending = new Map<string, Pending>();
+  readonly #dns = new Map<number, (answer: Uint8Array | undefined) => void>();
+
+  constructor(host: InterceptHost) {
+    this.#host = host;
+  }
+
+  /** A session ended (departed, expired, shut down): its agent, intercepts and watches go with it. */
+  sessionEnded(s: Session): void {
+    this.#clientWatches.delete(s.id);
+    this.#agentWatches.delete(s.id);
+    const gone = this.table.removeAgent(s.id);
+    if (gone) {
+      this.#host.logger.info("agent left", { session: s.id, namespace: gone.namespace, workload: gone.workload });
+    }
+    const ended = this.table.remove(s.id);
+    for (const r of ended) {
+      this.#host.logger.info("intercept ended", { id: r.id, workload: r.workload, reason: "session" });
+    }
+    this.#tellAgents(new Set(ended.map((r) => `${r.namespace}/${r.workload}`)));
+  }
+
+  // --- unary methods ---------------------------------------------------------------------------------------------
+
+  /** Registers an agent on a session of its own (made by the caller); returns nothing the caller does not have. */
+  agentArrived(session: Session, r: AgentArriveRequest): void {
+    if (!r.namespace || !r.workload) {
+      throw new GrpcError(Status.INVALID_ARGUMENT, "An agent must name its namespace and workload");
+    }
+    for (const f of r.forwards) {
+      if (!validPort(f.agentPort) || !validPort(f.appPort)) {
+        throw new GrpcError(Status.INVALID_ARGUMENT, `Bad forward ${f.agentPort}:${f.appPort}`);
+      }
+    }
+    this.table.addAgent({
+      sessionId: session.id,
+      namespace: r.namespace,
+      workload: r.workload,
+      podName: r.podName,
+      podIp: r.podIp,
+      forwards: r.forwards,
+      mounts: r.mounts,
+      env: r.env,
+      version: r.agentVersion,
+    });
+    this.#host.logger.info("agent arrived", {
+      session: session.id,
+      namespace: r.namespace,
+      workload: r.workload,
+      pod: r.podName,
+      podIp: r.podIp,
+      ports: r.forwards.map((f) => `${f.agentPort}:${f.appPort}`).join(","),
+    });
+  }
+
+  createIntercept(r: CreateInterceptRequest): InterceptInfo {
+    const s = this.#client(r.sessionId);
+    const rec = this.table.create({
+      sessionId: s.id,
+      clientName: s.clientName,
+      namespace: s.namespace,
+      workload: r.workload,
+      appPort: r.appPort,
+      localPort: r.localPort,
+    });
+    this.#host.logger.info("intercept started", {
+      id: rec.id,
+      session: s.id,
+      client: s.clientName,
+      namespace: rec.namespace,
+      workload: rec.workload,
+      appPort: rec.appPort,
+      localPort: rec.localPort,
+    });
+    this.#tellAgents(new Set([`${rec.namespace}/${rec.workload}`]));
+    return this.table.info(rec, true);
+  }
+
+  removeIntercept(r: RemoveInterceptRequest): RemoveInterceptResponse {
+    const s = this.#client(r.sessionId);
+    const ended = this.table.remove(s.id, r.workload);
+    for (const e of ended) {
+      this.#host.logger.info("intercept ended", { id: e.id, workload: e.workload, reason: "left" });
+    }
+    this.#tellAgents(new Set(ended.map((e) => `${e.namespace}/${e.workload}`)));
+    return { removed: ended.length };
+  }
+
+  listAgents(r: ListAgentsRequest): AgentList {
+    const s = this.#host.touch(r.sessionId);
+    const ns = r.namespace || s.namespace;
+    return {
+      agents: this.table.agentsIn(ns).map((a) => this.table.agentInfo(a)),
+      intercepts: this.table.inNamespace(ns).map((i) => this.table.info(i, false)),
+    };
+  }
+
+  agentDnsAnswer(r: AgentDnsAnswerRequest): Record<string, never> {
+    const s = this.#agent(r.sessionId);
+    void s;
+    const waiter = this.#dns.get(r.id);
+    if (waiter) {
+      this.#dns.delete(r.id);
+      waiter(r.answer.length ? r.answer : undefined);
+    }
+    return {};
+  }
+
+  // --- watches ---------------------------------------------------------------------------------------------------
+
+  /** Holds a workstation's announcement stream until its session ends or it goes away. */
+  watchConnections(sessionId: string, frames: () => FrameSink): void {
+    const s = this.#client(sessionId);
+    const out = frames();
+    this.#clientWatches.get(s.id)?.end(Status.OK, "replaced by a newer watch");
+    this.#hold(s, out, this.#clientWatches);
+  }
+
+  /** Holds an agent's event stream; the first event is its intercepted ports. */
+  watchAgent(sessionId: string, frames: () => FrameSink): void {
+    const s = this.#agent(sessionId);
+    const out = frames();
+    this.#agentWatches.get(s.id)?.end(Status.OK, "replaced by a newer watch");
+    this.#hold(s, out, this.#agentWatches);
+    const a = this.table.agent(s.id)!;
+    out.writeMessage(
+      codecs.AgentEvent.encode({ intercepts: { appPorts: this.table.interceptedPorts(a.namespace, a.workload) } }),
+    );
+  }
+
+  #hold(s: Session, out: FrameSink, map: Map<string, FrameSink>): void {
+    map.set(s.id, out);
+    const gone = (reason: string) => {
+      if (map.get(s.id) !== out) return;
+      map.delete(s.id);
+      // A workstation whose watch is gone (its process died) cannot join what was announced to it.
+      for (const p of [...this.#pending.values()]) if (p.sessionId === s.id) p.giveBack(reason);
+    };
+    const handle: SessionStream = {
+      abort: (reason) => {
+        gone(reason);
+        out.end(Status.OK, reason);
+      },
+    };
+    s.streams.add(handle);
+    out.onCancel = () => {
+      gone("the workstation went away");
+      s.streams.delete(handle);
+    };
+  }
+
+  // --- DNS -------------------------------------------------------------------------------------------------------
+
+  /**
+   * Asks an agent of an intercepted workload in the query name's namespace; undefined when no agent is asked, it
+   * does not answer in time, or its answer is not NOERROR with records (the manager's own lookup answers then).
+   */
+  async dnsViaAgent(query: Uint8Array): Promise<Uint8Array | undefined> {
+    const namespaces = this.table.interceptedNamespaces();
+    if (namespaces.size === 0 || this.#dns.size >= MAX_DNS_IN_FLIGHT) return undefined;
+    const info = scanMessage(query);
+    const name = info?.question?.name;
+    if (!name) return undefined;
+    const ns = namespaceOf(name, this.#host.config.clusterDomain, namespaces);
+    if (!ns) return undefined;
+    const intercepted = this.table.inNamespace(ns)[0];
+    if (!intercepted) return undefined;
+    const agent = this.table.agentsOf(ns, intercepted.workload).find((a) => this.#agentWatches.has(a.sessionId));
+    const watch = agent && this.#agentWatches.get(agent.sessionId);
+    if (!watch) return undefined;
+    let id: number;
+    do id = crypto.getRandomValues(new Uint32Array(1))[0]!; while (this.#dns.has(id));
+    const answer = await new Promise<Uint8Array | undefined>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#dns.delete(id);
+        resolve(undefined);
+      }, AGENT_DNS_TIMEOUT_MS);
+      this.#dns.set(id, (a) => {
+        clearTimeout(timer);
+        resolve(a);
+      });
+      watch.writeMessage(codecs.AgentEvent.encode({ dnsQuery: { id, query } }));
+    });
+    if (!answer) return undefined;
+    const a = scanMessage(answer);
+    if (!a || a.rcode !== Rcode.NOERROR || !a.records.some((r) => r.section === "answer")) return undefined;
+    // The client's id, whatever the agent's resolver used.
+    const out = new Uint8Array(answer);
+    out[0] = query[0]!;
+    out[1] = query[1]!;
+    return out;
+  }
+
+  /** Ends pending DNS questions (shutdown). */
+  close(): void {
+    for (const w of this.#dns.values()) w(undefined);
+    this.#dns.clear();
+    for (const p of this.#pending.values()) clearTimeout(p.timer);
+    this.#pending.clear();
+  }
+
+  // --- tunnels ---------------------------------------------------------------------------------------------------
+
+  /**
+   * An agent's AgentTunnel. Without a connection id: a connection to an intercepted port, announced to the
+   * intercepting workstation, which joins it. With one: the agent joins a mount stream a workstation opened.
+   */
+  async serveAgentTunnel(reader: MessageSource, out: FrameSink): Promise<void> {
+    const { metrics } = this.#host;
+    const abort = new AbortController();
+    out.onCancel = () => abort.abort("agent cancelled the stream");
+    let open: TunnelOpen;
+    let session: Session;
+    try {
+      open = await this.#readOpen(reader, abort.signal);
+      session = this.#agent(open.sessionId);
+      if (open.connectionId) return this.#join(open, session, { reader, out, name: "agent" });
+    } catch (e) {
+      return this.#refuse("AgentTunnel", e, reader, out);
+    }
+    const agent = this.table.agent(session.id)!;
+    const port = open.destination?.port ?? 0;
+    const rec = this.table.find(agent.namespace, agent.workload, port);
+    const watch = rec && this.#clientWatches.get(rec.sessionId);
+    const refuse = (code: number, message: string) => {
+      metrics.interceptConnections.add({ result: statusWord(code) }, 1);
+      dialAndEnd({ reader, out, name: "agent" }, code, message);
+    };
+    if (!rec) return refuse(DialCode.denied, `port ${port} of ${agent.workload} is not intercepted`);
+    // A workstation that went away without leaving (kill -9) holds its intercept until its session expires; the app
+    // serves its connections meanwhile (DENIED sends the agent to the app).
+    if (!watch) return refuse(DialCode.denied, `the workstation ${rec.clientName} is not taking connections`);
+    const r = await this.#rendezvous(
+      { reader, out, name: "agent" },
+      session,
+      rec.sessionId,
+      abort,
+      (connectionId) =>
+        watch.writeMessage(codecs.InterceptConnection.encode({
+          connectionId,
+          interceptId: rec.id,
+          localPort: rec.localPort,
+          source: open.source,
+        })),
+    );
+    if (r.refused) return refuse(r.refused.code, r.refused.message);
+    metrics.interceptConnections.add({ result: "joined" }, 1);
+  }
+
+  /**
+   * A workstation's MountTunnel: an SFTP stream to an agent of the workload it intercepts (open{session_id,
+   * intercept_id}). The agent is asked (a WatchAgent event) to join it with an sftp-server of its own.
+   */
+  async serveMountTunnel(reader: MessageSource, out: FrameSink): Promise<void> {
+    const abort = new AbortController();
+    out.onCancel = () => abort.abort("workstation cancelled the stream");
+    const end: StreamEnd = { reader, out, name: "workstation" };
+    let open: TunnelOpen;
+    let session: Session;
+    try {
+      open = await this.#readOpen(reader, abort.signal);
+      session = this.#client(open.sessionId);
+    } catch (e) {
+      return this.#refuse("MountTunnel", e, reader, out);
+    }
+    const rec = this.table.get(open.interceptId ?? "");
+    if (!rec || rec.sessionId !== session.id) {
+      return dialAndEnd(end, DialCode.denied, `No intercept "${open.interceptId}" of this session`);
+    }
+    const agent = this.table.agentsOf(rec.namespace, rec.workload).find((a) => this.#agentWatches.has(a.sessionId));
+    if (!agent) return dialAndEnd(end, DialCode.unreachable, `no agent of ${rec.workload} is connected`);
+    const watch = this.#agentWatches.get(agent.sessionId)!;
+    const r = await this.#rendezvous(
+      end,
+      session,
+      agent.sessionId,
+      abort,
+      (connectionId) => watch.writeMessage(codecs.AgentEvent.encode({ sftp: { connectionId, interceptId: rec.id } })),
+    );
+    if (r.refused) dialAndEnd(end, r.refused.code, r.refused.message);
+  }
+
+  /** A workstation's InterceptTunnel: joins the announced connection it names. */
+  async serveInterceptTunnel(reader: MessageSource, out: FrameSink): Promise<void> {
+    const abort = new AbortController();
+    out.onCancel = () => abort.abort("workstation cancelled the stream");
+    try {
+      const open = await this.#readOpen(reader, abort.signal);
+      this.#join(open, this.#client(open.sessionId), { reader, out, name: "workstation" });
+    } catch (e) {
+      return this.#refuse("InterceptTunnel", e, reader, out);
+    }
+  }
+
+  /** Hands a joining stream to the stream that waits for it; NOT_FOUND when none waits for this session. */
+  #join(open: TunnelOpen, session: Session, end: StreamEnd): void {
+    const p = this.#pending.get(open.connectionId ?? "");
+    if (!p || p.sessionId !== session.id) {
+      throw new GrpcError(Status.NOT_FOUND, `No connection "${open.connectionId}" waits for this session`);
+    }
+    p.join(end, session);
+  }
+
+  /**
+   * Announces a stream (through `announce`, given its connection id) to the session that should join it, waits for
+   * the join, and relays until both ends are done. Returns what to refuse the first stream with when no join came:
+   * DENIED when the joining session's watch went away (nothing was read yet: an agent's app can serve it), TIMEOUT
+   * after JOIN_TIMEOUT_MS.
+   */
+  async #rendezvous(
+    first: StreamEnd,
+    session: Session,
+    joinerSessionId: string,
+    abort: AbortController,
+    announce: (connectionId: string) => void,
+  ): Promise<{ refused?: { code: number; message: string } }> {
+    const { metrics, config } = this.#host;
+    if (this.#pending.size >= MAX_PENDING) {
+      return { refused: { code: DialCode.unreachable, message: "too many connections waiting" } };
+    }
+    if (session.streams.size >= config.maxStreamsPerSession) {
+      return { refused: { code: DialCode.unreachable, message: "the session holds its maximum of streams" } };
+    }
+    const connectionId = crypto.randomUUID();
+    const handle: SessionStream = { abort: (reason) => abort.abort(reason) };
+    session.streams.add(handle);
+    metrics.streams.add({ protocol: "intercept" }, 1);
+    let joiner: Session | undefined;
+    try {
+      let givenBack = "";
+      const other = await new Promise<StreamEnd | undefined>((resolve) => {
+        const settle = (w: StreamEnd | undefined) => {
+          clearTimeout(timer);
+          abort.signal.removeEventListener("abort", onAbort);
+          this.#pending.delete(connectionId);
+          resolve(w);
+        };
+        const timer = setTimeout(() => settle(undefined), JOIN_TIMEOUT_MS);
+        const onAbort = () => settle(undefined);
+        abort.signal.addEventListener("abort", onAbort, { once: true });
+        this.#pending.set(connectionId, {
+          agent: first,
+          sessionId: joinerSessionId,
+          timer,
+          join: (w, s) => {
+            joiner = s;
+            s.streams.add(handle);
+            settle(w);
+          },
+          giveBack: (reason) => {
+            givenBack = reason;
+            settle(undefined);
+          },
+        });
+        announce(connectionId);
+      });
+      if (!other && givenBack) return { refused: { code: DialCode.denied, message: givenBack } };
+      if (!other) {
+        const message = abort.signal.aborted
+          ? String(abort.signal.reason)
+          : `the other end did not answer in ${JOIN_TIMEOUT_MS} ms`;
+        return { refused: { code: DialCode.timeout, message } };
+      }
+      const outcome = await relay(first, other, decodeTunnelMessage, abort.signal);
+      this.#host.logger.debug("relayed stream ended", {
+        connection: connectionId,
+        status: statusName(outcome.code),
+        reason: outcome.message,
+      });
+      return {};
+    } finally {
+      session.streams.delete(handle);
+      joiner?.streams.delete(handle);
+      metrics.streams.add({ protocol: "intercept" }, -1);
+    }
+  }
+
+  async #readOpen(reader: MessageSource, signal: AbortSignal): Promise<TunnelOpen> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const first = await Promise.race([
+      reader.next(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new GrpcError(Status.DEADLINE_EXCEEDED, "No open frame in time")),
+          OPEN_TIMEOUT_MS,
+        );
+        signal.addEventListener("abort", () => reject(new GrpcError(Status.CANCELLED, String(signal.reason))), {
+          once: true,
+        });
+      }),
+    ]).finally(() => clearTimeout(timer));
+    if (first === null) throw new GrpcError(Status.INVALID_ARGUMENT, "Stream ended before its open frame");
+    const f = decodeTunnelMessage(first);
+    if (f.kind !== "open") throw new GrpcError(Status.INVALID_ARGUMENT, `First frame is "${f.kind}", not "open"`);
+    return f.open;
+  }
+
+  #refuse(method: string, e: unknown, reader: MessageSource, out: FrameSink): void {
+    const err = e instanceof GrpcError ? e : new GrpcError(Status.INTERNAL, String(e));
+    this.#host.metrics.requests.add({ method, status: statusName(err.code) }, 1);
+    this.#host.logger.warn("stream refused", { method, status: statusName(err.code), reason: err.details });
+    reader.cancel();
+    out.end(err.code, err.details);
+  }
+
+  /** Tells each agent of these workloads ("ns/workload") its intercepted ports. */
+  #tellAgents(workloads: Set<string>): void {
+    for (const w of workloads) {
+      const [ns, wl] = w.split("/") as [string, string];
+      const msg = codecs.AgentEvent.encode({ intercepts: { appPorts: this.table.interceptedPorts(ns, wl) } });
+      for (const a of this.table.agentsOf(ns, wl)) this.#agentWatches.get(a.sessionId)?.writeMessage(msg);
+    }
+  }
+
+  #client(id: string): Session {
+    const s = this.#host.touch(id);
+    if (s.kind !== "client") throw new GrpcError(Status.PERMISSION_DENIED, "This method is for workstations");
+    return s;
+  }
+
+  #agent(id: string): Session {
+    const s = this.#host.touch(id);
+    if (s.kind !== "agent") throw new GrpcError(Status.PERMISSION_DENIED, "This method is for traffic-agents");
+    return s;
+  }
+}
+
+/** Answers a stream's open with a dial result and ends it. */
+function dialAndEnd(end: StreamEnd, code: number, message: string): void {
+  end.out.writeMessage(encodeTunnelFrame({ kind: "dial", dial: { code: code as DialCode, message } }));
+  end.out.end(Status.OK);
+  end.reader.cancel();
+}
+
+function validPort(p: number): boolean {
+  return Number.isInteger(p) && p >= 1 && p <= 65535;
+}
+
+function statusWord(code: number): string {
+  return code === DialCode.denied ? "not-intercepted" : code === DialCode.timeout ? "timeout" : "unreachable";
+}
+
+/**
+ * The namespace a cluster name is in, when it is one of `namespaces`: `x.<ns>.svc.<domain>`, `x.<ns>.pod.<domain>`,
+ * `<ns>.svc.<domain>`, `x.<ns>` (as the workstation may send it).
+ */
+export function namespaceOf(name: string, domain: string, namespaces: Set<string>): string | undefined {
+  const labels = name.toLowerCase().replace(/\.$/, "").split(".");
+  const d = domain.toLowerCase().split(".");
+  const inDomain = labels.length > d.length && d.every((l, i) => labels[labels.length - d.length + i] === l);
+  if (inDomain) {
+    const rest = labels.slice(0, labels.length - d.length);
+    const kind = rest.at(-1);
+    if ((kind === "svc" || kind === "pod") && rest.length >= 2 && namespaces.has(rest.at(-2)!)) return rest.at(-2);
+    return undefined;
+  }
+  if (labels.length >= 2 && namespaces.has(labels.at(-1)!)) return labels.at(-1);
+  return undefined;
+}
+
+export type { InterceptInfo };

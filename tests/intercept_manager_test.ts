@@ -1,0 +1,157 @@
+/**
+ * The manager's intercept methods on loopback, through tp's own client: an agent session and workstation sessions in
+ * this process, a real manager on an ephemeral port. What each side sees: joined streams carry bytes and FINs both
+ * ways; a workstation cannot join what was announced to another; methods are for their own kind of session; a
+ * malformed frame ends its stream and not the session.
+ */
+import assert from "node:assert/strict";
+import { connect, connectAgent, DialCode, GrpcError, type ManagerSession, Status } from "../proto/mod.ts";
+import { encodeTunnelFrame, type InterceptConnection } from "../proto/messages.ts";
+import { encodeFrame } from "../proto/grpc_web.ts";
+import { Call } from "../proto/channel.ts";
+import { startManager } from "./manager_fixture.ts";
+
+const AGENT = {
+  namespace: "default",
+  workload: "web",
+  podName: "web-0",
+  podIp: "127.0.0.1",
+  forwards: [{ agentPort: 9080, appPort: 8080 }],
+  mounts: [],
+  env: { APP_GREETING: "hi" },
+  agentVersion: "test",
+};
+
+async function nextOf<T>(it: AsyncGenerator<T>): Promise<T> {
+  const r = await it.next();
+  if (r.done) throw new Error("watch ended");
+  return r.value;
+}
+
+async function readAll(t: { read(): Promise<Uint8Array | null> }): Promise<string> {
+  let s = "";
+  for (let c = await t.read(); c; c = await t.read()) s += new TextDecoder().decode(c);
+  return s;
+}
+
+Deno.test("an intercepted connection: announced to its workstation, joined, bytes and FINs both ways", async () => {
+  const m = await startManager();
+  const sessions: ManagerSession[] = [];
+  try {
+    const agent = await connectAgent(m.url, undefined, AGENT);
+    const ws = await connect(m.url, undefined, { clientName: "laptop", namespace: "default" });
+    sessions.push(agent, ws);
+    const events = agent.watchAgent();
+    assert.deepEqual(await nextOf(events), { intercepts: { appPorts: [] } });
+    const announced = ws.watchInterceptConnections();
+    const info = await ws.createIntercept("web", 0, 18080);
+    assert.equal(info.appPort, 8080);
+    assert.deepEqual(info.env, { APP_GREETING: "hi" });
+    assert.deepEqual(await nextOf(events), { intercepts: { appPorts: [8080] } });
+
+    const fromAgent = agent.openTunnel({
+      protocol: "tcp",
+      source: { ip: "127.0.0.9", port: 40000 },
+      destination: { ip: "127.0.0.1", port: 8080 },
+    }, { method: "AgentTunnel" });
+    const c: InterceptConnection = await nextOf(announced);
+    assert.equal(c.localPort, 18080);
+    assert.deepEqual(c.source, { ip: "127.0.0.9", port: 40000 });
+    const joined = ws.joinIntercept(c, { code: DialCode.ok, message: "" });
+    const t = await fromAgent;
+    assert.equal(t.dial.code, DialCode.ok);
+    t.write(new TextEncoder().encode("GET / from the cluster"));
+    t.closeWrite();
+    assert.equal(await readAll(joined), "GET / from the cluster");
+    joined.write(new TextEncoder().encode("answer from the laptop"));
+    joined.closeWrite();
+    assert.equal(await readAll(t), "answer from the laptop");
+    assert.equal((await t.ended).how, "closed");
+    assert.equal((await joined.ended).how, "closed");
+    assert.equal(m.manager.metrics.interceptConnections.get({ result: "joined" }), 1);
+
+    // After leave, the agent is told to serve the port itself, and a stream it still opens is sent back (DENIED).
+    assert.equal(await ws.removeIntercept("web"), 1);
+    assert.deepEqual(await nextOf(events), { intercepts: { appPorts: [] } });
+    const late = await agent.openTunnel({
+      protocol: "tcp",
+      source: { ip: "127.0.0.9", port: 40001 },
+      destination: { ip: "127.0.0.1", port: 8080 },
+    }, { method: "AgentTunnel" });
+    assert.equal(late.dial.code, DialCode.denied);
+    await events.return(undefined);
+    await announced.return(undefined);
+  } finally {
+    for (const s of sessions) await s.depart();
+    await m.close();
+  }
+});
+
+Deno.test("a workstation cannot join a connection announced to another, nor call an agent's methods", async () => {
+  const m = await startManager();
+  const sessions: ManagerSession[] = [];
+  try {
+    const agent = await connectAgent(m.url, undefined, AGENT);
+    const ws = await connect(m.url, undefined, { clientName: "laptop" });
+    const other = await connect(m.url, undefined, { clientName: "intruder" });
+    sessions.push(agent, ws, other);
+    const announced = ws.watchInterceptConnections();
+    await ws.createIntercept("web", 8080, 18080);
+    const fromAgent = agent.openTunnel({
+      protocol: "tcp",
+      source: { ip: "127.0.0.9", port: 40000 },
+      destination: { ip: "127.0.0.1", port: 8080 },
+    }, { method: "AgentTunnel" });
+    const c = await nextOf(announced);
+    const stolen = other.joinIntercept(c, { code: DialCode.ok, message: "" });
+    const end = await stolen.ended;
+    assert.equal(end.how, "error");
+    assert.match(end.reason, /NOT_FOUND/);
+    // The rightful workstation still gets it.
+    const joined = ws.joinIntercept(c, { code: DialCode.refused, message: "nothing listens" });
+    const t = await fromAgent;
+    assert.equal(t.dial.code, DialCode.refused);
+    joined.reset("nothing listens");
+    t.reset("refused");
+    await Promise.all([t.ended, joined.ended]);
+
+    await assert.rejects(() => ws.agentDnsAnswer(1, new Uint8Array()), (e) => {
+      return e instanceof GrpcError && e.code === Status.PERMISSION_DENIED;
+    });
+    await assert.rejects(() => agent.createIntercept("web", 8080, 1), (e) => {
+      return e instanceof GrpcError && e.code === Status.PERMISSION_DENIED;
+    });
+    await announced.return(undefined);
+  } finally {
+    for (const s of sessions) await s.depart();
+    await m.close();
+  }
+});
+
+Deno.test("a malformed frame on an AgentTunnel ends that stream, not the agent's session", async () => {
+  const m = await startManager();
+  const sessions: ManagerSession[] = [];
+  try {
+    const agent = await connectAgent(m.url, undefined, AGENT);
+    sessions.push(agent);
+    const call = new Call(agent.channel.open("/tp.manager.v1.Manager/AgentTunnel"), 1 << 20);
+    call.stream.write(encodeFrame(new Uint8Array([0x12, 0x05, 0xff]))); // an open field whose length runs past the end
+    call.stream.end();
+    const s = await call.status;
+    assert.equal(s.code, Status.INVALID_ARGUMENT);
+    // The session lives on.
+    const call2 = new Call(agent.channel.open("/tp.manager.v1.Manager/AgentTunnel"), 1 << 20);
+    call2.stream.write(encodeFrame(encodeTunnelFrame({
+      kind: "open",
+      open: { sessionId: agent.id, protocol: 1, source: null, destination: { ip: "127.0.0.1", port: 8080 } },
+    })));
+    call2.stream.end();
+    const dial = await call2.nextMessage();
+    assert.ok(dial);
+    assert.equal((await call2.status).code, Status.OK);
+    assert.ok(m.manager.sessions.get(agent.id));
+  } finally {
+    for (const s of sessions) await s.depart();
+    await m.close();
+  }
+});
