@@ -96,6 +96,12 @@ export const COMMANDS: readonly CommandEntry[] = [
     module: "agent_command.ts",
     build: "agentCommand",
   },
+  {
+    name: "completion",
+    summary: "print the completion script for bash, zsh or fish",
+    module: "completion_command.ts",
+    build: "completionCommand",
+  },
 ];
 
 /**
