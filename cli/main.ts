@@ -97,6 +97,12 @@ export const COMMANDS: readonly CommandEntry[] = [
     build: "agentCommand",
   },
   {
+    name: "config",
+    summary: "show tp's config file (defaults for flags)",
+    module: "config_command.ts",
+    build: "configCommand",
+  },
+  {
     name: "completion",
     summary: "print the completion script for bash, zsh or fish",
     module: "completion_command.ts",
@@ -137,10 +143,40 @@ export function help(): string {
  */
 export async function program(load: (c: CommandEntry) => boolean = () => true): Promise<Command> {
   const { Command } = await import("@commander-js/extra-typings");
+  const config = await configFile();
   const tp = new Command("tp").description(DESCRIPTION).version(VERSION, "--version", "print tp's version");
-  for (const c of COMMANDS) tp.addCommand(load(c) ? await buildCommand(c) : new Command(c.name).description(c.summary));
+  for (const c of COMMANDS) {
+    if (!load(c)) {
+      tp.addCommand(new Command(c.name).description(c.summary));
+      continue;
+    }
+    const cmd = await buildCommand(c);
+    config?.apply(cmd, c.name);
+    tp.addCommand(cmd);
+  }
   configureTree(tp as unknown as Command);
   return tp as unknown as Command;
+}
+
+/** The config file's defaults, when there is one (cli/config.ts; loaded only then: it needs an npm package). */
+async function configFile(): Promise<{ apply(cmd: AnyCommand, name: string): void } | null> {
+  const path = configPathQuick();
+  if (!path) return null;
+  const m = await import(new URL("./config.ts", import.meta.url).href) as typeof import("./config.ts");
+  const config = await m.loadConfig(path, COMMANDS.map((c) => c.name));
+  return { apply: (cmd, name) => m.applyConfig(cmd, config[name], path) };
+}
+
+/** The config file's path if it exists (cli/config.ts's configPath, without loading it). */
+function configPathQuick(): string | null {
+  const path = Deno.env.get("TP_CONFIG") ||
+    `${Deno.env.get("XDG_CONFIG_HOME") || `${Deno.env.get("HOME") ?? ""}/.config`}/tp/config.yaml`;
+  try {
+    Deno.statSync(path);
+    return path;
+  } catch {
+    return null;
+  }
 }
 
 /** Gives every command tp's error style: "tp: <what is wrong>" and a pointer to the help. */
@@ -181,7 +217,8 @@ export async function main(args: string[]): Promise<number> {
     }
     const name = first === "help" ? rest[0] : first;
     const entry = COMMANDS.find((c) => c.name === name);
-    const output = entry?.quick && first !== "help" ? quickOutput(rest) : undefined;
+    // A config file may change a quick command's flags: then commander reads it.
+    const output = entry?.quick && first !== "help" && !configPathQuick() ? quickOutput(rest) : undefined;
     if (output) await entry!.quick!(output);
     else await (await program((c) => c === entry)).parseAsync(args, { from: "user" });
     return ExitCode.ok;

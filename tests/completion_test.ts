@@ -16,7 +16,8 @@ complete -p tp >/dev/null && _tp_completion && printf '%s\\n' "\${COMPREPLY[@]}"
 
 Deno.test("the bash completion loads and completes tp con<TAB>, flags, their values and the shells", async () => {
   requireTools("bash");
-  assert.deepEqual(await bashComplete("tp", "con"), ["connect"]);
+  assert.deepEqual(await bashComplete("tp", "con"), ["connect", "config"]);
+  assert.deepEqual(await bashComplete("tp", "conn"), ["connect"]);
   assert.deepEqual(await bashComplete("tp", "connect", "--man"), ["--manager-namespace", "--manager-url"]);
   assert.deepEqual(await bashComplete("tp", "status", "-o", ""), ["text", "json"]);
   assert.deepEqual(await bashComplete("tp", "completion", ""), ["bash", "zsh", "fish", "--help"]);
@@ -34,7 +35,7 @@ Deno.test("the fish completion loads and completes tp con<TAB> and flag values",
   ], { env: env(), timeoutMs: 30_000 });
   assert.equal(r.code, 0, r.stderr);
   const offered = r.stdout.split("\n").filter(Boolean).map((l) => l.split("\t")[0]);
-  assert.deepEqual(offered, ["connect", "json", "text"]);
+  assert.deepEqual(offered, ["config", "connect", "json", "text"]);
 });
 
 Deno.test("the zsh completion parses, loads after compinit and is registered for tp", async () => {
