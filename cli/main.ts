@@ -103,6 +103,12 @@ export const COMMANDS: readonly CommandEntry[] = [
     build: "configCommand",
   },
   {
+    name: "gather-logs",
+    summary: "write one archive of logs, status and versions for a bug report",
+    module: "gather_logs_command.ts",
+    build: "gatherLogsCommand",
+  },
+  {
     name: "completion",
     summary: "print the completion script for bash, zsh or fish",
     module: "completion_command.ts",

@@ -1,4 +1,5 @@
 import { printJson } from "./print_json.ts";
+import { redactJson } from "./redact.ts";
 import { controlRequest, NotRunningError } from "./daemon/control.ts";
 import { statePaths } from "./daemon/state.ts";
 import { ExitCode } from "./exit_code.ts";
@@ -10,7 +11,7 @@ export async function showStatus(output: "text" | "json"): Promise<void> {
   const paths = statePaths();
   try {
     const status = await controlRequest(paths.socket, { op: "status" });
-    if (output === "json") printJson({ connected: true, ...(status as object) });
+    if (output === "json") printJson(redactJson({ connected: true, ...(status as object) }));
     else console.log(formatStatus(status as Record<string, unknown>));
   } catch (e) {
     if (!(e instanceof NotRunningError)) throw e;
