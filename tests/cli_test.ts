@@ -1,6 +1,7 @@
 /** The tp command line as a user meets it: help, version, and usage errors that name the problem. */
 import assert from "node:assert/strict";
 import { exec, ROOT } from "./lab.ts";
+import { buildCommand, COMMANDS } from "../cli/main.ts";
 
 const tp = (...args: string[]) => exec([`${ROOT}/scripts/tp`, ...args], { timeoutMs: 60_000 });
 
@@ -42,4 +43,34 @@ Deno.test("scripts/tp runs from any directory", async () => {
   const r = await exec(["sh", "-c", `cd / && ${ROOT}/scripts/tp version`]);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /^tp \d+\.\d+\.\d+/);
+});
+
+Deno.test("every command in cli/main.ts's table builds, named as its entry, and tp --help lists it", async () => {
+  const help = await tp("--help");
+  assert.equal(help.code, 0, help.stderr);
+  for (const entry of COMMANDS) {
+    const cmd = await buildCommand(entry);
+    assert.equal(cmd.name(), entry.name);
+    assert.match(help.stdout, new RegExp(`^  ${entry.name} +${entry.summary.split(" ")[0]}`, "m"));
+  }
+});
+
+Deno.test("tp --help, tp version and tp status load no npm package: they run with an empty Deno cache", async () => {
+  const empty = await Deno.makeTempDir({ prefix: "tp-empty-deno-dir-" });
+  try {
+    const run = (...args: string[]) =>
+      exec([Deno.execPath(), "run", "--allow-all", "--quiet", "--cached-only", `${ROOT}/cli/main.ts`, ...args], {
+        env: { ...Deno.env.toObject(), DENO_DIR: empty, TP_STATE_DIR: `${empty}/state` },
+      });
+    for (const args of [["--help"], ["version"], ["version", "-o", "json"], ["status"], ["status", "-o", "json"]]) {
+      const r = await run(...args);
+      assert.equal(r.code, args[0] === "status" ? 3 : 0, `tp ${args.join(" ")}: ${r.stderr}`);
+    }
+    // The check is real: a command that needs an npm package cannot run from the empty cache.
+    const connect = await run("connect", "--help");
+    assert.notEqual(connect.code, 0);
+    assert.match(connect.stderr, /not found in cache/);
+  } finally {
+    await Deno.remove(empty, { recursive: true });
+  }
 });
