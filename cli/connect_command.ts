@@ -7,6 +7,7 @@ import { ExitWith } from "./errors.ts";
 import { cleanupStale, runDaemon } from "./daemon/daemon.ts";
 import { StateAccessError, type StatePaths, statePaths } from "./daemon/state.ts";
 import { sudoProblem } from "./sudo.ts";
+import { LOG_LEVELS, LogFile, type LogLevel, stderrLog } from "./daemon/log_file.ts";
 import { quitDaemon } from "./quit_command.ts";
 import { ExitCode } from "./exit_code.ts";
 import { addKubeOptions } from "./k8s/flags.ts";
@@ -42,6 +43,10 @@ export function connectCommand() {
       new Option("--progress <format>", "how the daemon reports progress").choices(["text", "json"] as const)
         .hideHelp(),
     )
+    .addOption(
+      new Option("--log-level <level>", "what the daemon logs: debug (each connection), info, warn or error")
+        .choices(LOG_LEVELS).default("info" as LogLevel),
+    )
     .addOption(outputOption())
     .argument("[command...]", "a command to run while connected (after --)")
     .action(async (cmdArgs, opts) => {
@@ -56,6 +61,7 @@ export function connectCommand() {
         progressFormat: opts.progress ?? "text",
         output: opts.output,
         command: cmdArgs,
+        logLevel: opts.logLevel,
       });
       if (code !== ExitCode.ok) throw new ExitWith(code);
     });
@@ -66,6 +72,7 @@ interface ConnectRun {
   progressFormat: "text" | "json";
   output: "text" | "json";
   command: string[];
+  logLevel: LogLevel;
 }
 
 async function connect(settings: ConnectSettings, run: ConnectRun): Promise<number> {
@@ -106,8 +113,8 @@ async function connect(settings: ConnectSettings, run: ConnectRun): Promise<numb
         progress,
         // On a terminal the progress already printed the error: the log does not say it twice.
         log: run.progressFormat === "json"
-          ? fileLog(paths.log)
-          : (line) => line.startsWith("error: ") || console.error(`tp: ${line}`),
+          ? new LogFile(paths.log, { level: run.logLevel })
+          : stderrLog(run.logLevel, /^error: /),
         signal: ac.signal,
         whenReady: run.command.length
           ? async () => {
@@ -123,23 +130,11 @@ async function connect(settings: ConnectSettings, run: ConnectRun): Promise<numb
     }
   }
 
-  const started = await startBackground(settings, paths, run.output);
+  const started = await startBackground(settings, paths, run.output, run.logLevel);
   if (started !== ExitCode.ok || !run.command.length) return started;
   const code = await runCommand(run.command);
   await quitDaemon(paths, () => {});
   return code;
-}
-
-/** A log that appends timestamped lines to a file (the background daemon's log); write errors are ignored. */
-function fileLog(path: string): (line: string) => void {
-  try {
-    Deno.mkdirSync(path.replace(/\/[^/]*$/, ""), { recursive: true });
-  } catch { /* the write below says it */ }
-  return (line) => {
-    try {
-      Deno.writeTextFileSync(path, `${new Date().toISOString()} ${line}\n`, { append: true });
-    } catch { /* nowhere to say it */ }
-  };
 }
 
 /**
@@ -195,8 +190,17 @@ function flagsOf(s: ConnectSettings): string[] {
 }
 
 /** Starts the daemon in the background (through sudo when not root) and relays its progress until it is ready. */
-async function startBackground(settings: ConnectSettings, paths: StatePaths, output: "text" | "json"): Promise<number> {
-  const argv = [...selfArgv(), "connect", "--foreground", "--progress", "json", ...flagsOf(settings)];
+async function startBackground(
+  settings: ConnectSettings,
+  paths: StatePaths,
+  output: "text" | "json",
+  logLevel: LogLevel,
+): Promise<number> {
+  const argv = [
+    ...selfArgv(),
+    ...["connect", "--foreground", "--progress", "json", "--log-level", logLevel],
+    ...flagsOf(settings),
+  ];
   const env: Record<string, string> = { TP_STATE_DIR: paths.dir };
   const kubeconfigEnv = Deno.env.get("KUBECONFIG");
   if (kubeconfigEnv) env.KUBECONFIG = kubeconfigEnv; // through sudo too: the kubeconfig is the invoking user's

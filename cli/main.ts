@@ -103,6 +103,12 @@ export const COMMANDS: readonly CommandEntry[] = [
     build: "configCommand",
   },
   {
+    name: "loglevel",
+    summary: "change what the running daemon logs (debug, info, warn, error)",
+    module: "loglevel_command.ts",
+    build: "loglevelCommand",
+  },
+  {
     name: "gather-logs",
     summary: "write one archive of logs, status and versions for a bug report",
     module: "gather_logs_command.ts",

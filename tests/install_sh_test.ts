@@ -32,7 +32,7 @@ interface FakeRelease {
   close(): Promise<void>;
 }
 
-async function fakeRelease(): Promise<FakeRelease> {
+function fakeRelease(): FakeRelease {
   let files = new Map<string, string>();
   const requests: string[] = [];
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
@@ -67,7 +67,7 @@ const installSh = (release: FakeRelease, dir: string) =>
 
 Deno.test("install.sh installs this OS and CPU's executable, mode 0755, and upgrades it in place", async () => {
   requireTools("curl", "sha256sum");
-  const release = await fakeRelease();
+  const release = fakeRelease();
   const dir = await Deno.makeTempDir({ prefix: "tp-install-sh-" });
   try {
     await release.publish("1.0.0");
@@ -91,7 +91,7 @@ Deno.test("install.sh installs this OS and CPU's executable, mode 0755, and upgr
 
 Deno.test("install.sh refuses an executable whose checksum does not match, and installs nothing", async () => {
   requireTools("curl", "sha256sum");
-  const release = await fakeRelease();
+  const release = fakeRelease();
   const dir = await Deno.makeTempDir({ prefix: "tp-install-sh-" });
   try {
     await release.publish("1.0.0", { corrupt: true });
@@ -114,7 +114,7 @@ Deno.test("install.sh refuses an executable whose checksum does not match, and i
 Deno.test("install.sh run by a user installs through sudo into root's directory a file root owns, mode 0755", async () => {
   requireRoot();
   requireTools("curl", "sha256sum", "sudo", "visudo", "setpriv");
-  const release = await fakeRelease();
+  const release = fakeRelease();
   const dir = `/run/tp-install-test-${LAB.id}/bin`; // under /run: no other user can put anything on this path
   // A real sudo, allowed to nobody for exactly the command install.sh runs (sudoers regular expression), for the
   // length of this test. visudo checks the rule before it is put in place.

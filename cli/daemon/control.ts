@@ -5,6 +5,7 @@
  */
 
 import { stateAccessError } from "./state.ts";
+import type { LogLevel } from "./log_file.ts";
 
 export type ControlRequest =
   | { op: "status" }
@@ -17,9 +18,10 @@ export type ControlRequest =
     mount?: { dir: string; required: boolean };
   }
   | { op: "leave"; workload: string }
-  | { op: "list"; namespace: string };
+  | { op: "list"; namespace: string }
+  | { op: "loglevel"; level: LogLevel };
 
-const OPS = new Set(["status", "quit", "intercept", "leave", "list"]);
+const OPS = new Set(["status", "quit", "intercept", "leave", "list", "loglevel"]);
 
 export type ControlResponse = { ok: true; result: unknown } | { ok: false; error: string };
 

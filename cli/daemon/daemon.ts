@@ -16,6 +16,8 @@ import { bridgeTcp, bridgeUdp, newBridgeStats } from "./bridge.ts";
 import { DaemonDns, repairDns } from "./dns.ts";
 import { serveControl } from "./control.ts";
 import type { Progress } from "./progress.ts";
+import { isLogLevel, type LevelLog, type Log } from "./log_file.ts";
+import type { Flow } from "../../net/router/owner.ts";
 import { conflictMessage, diffRoutes, findConflicts, planRoutes } from "./routes.ts";
 import type { ConnectSettings } from "./settings.ts";
 import { ManagerLink } from "./link.ts";
@@ -39,7 +41,8 @@ export interface DaemonEnv {
   signal: AbortSignal;
   /** Called once connected; the daemon runs until `signal` aborts. */
   whenReady?: (() => Promise<void>) | undefined;
-  log?: (line: string) => void;
+  /** Where the daemon logs, at a level `tp loglevel` changes while it runs (tp status shows both). */
+  log?: LevelLog;
 }
 
 /** A failure the user can act on: the message says what and how; `exitCode` is tp's. */
@@ -61,7 +64,8 @@ const DEVICE_MTU = 65535;
 export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Promise<number> {
   const t0 = performance.now();
   const { progress, paths } = env;
-  const log = env.log ?? (() => {});
+  const logger = env.log;
+  const log: Log = logger?.write ?? (() => {});
   const cleanup: (() => Promise<void> | void)[] = [];
   const stop = new AbortController();
   const onAbort = () => stop.abort();
@@ -69,7 +73,7 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
   const onUnhandled = (e: PromiseRejectionEvent | ErrorEvent) => {
     e.preventDefault();
     const err = "reason" in e ? e.reason : e.error;
-    log(`internal error: ${(err as Error)?.stack ?? String(err)}`);
+    log(`internal error: ${(err as Error)?.stack ?? String(err)}`, "error");
   };
   globalThis.addEventListener("unhandledrejection", onUnhandled);
   globalThis.addEventListener("error", onUnhandled);
@@ -148,15 +152,21 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
     const bridge = newBridgeStats();
     let dns: DaemonDns | undefined;
     const router = new Router(tun, {
-      openTcp: (s: TcpSocket) => dns?.handles(s.flow) ? dns.serveTcp(s) : void bridgeTcp(session(), s, bridge),
-      openUdp: (f: UdpFlow) => dns?.handles(f.flow) ? dns.serveUdp(f) : void bridgeUdp(session(), f, bridge),
+      openTcp: (s: TcpSocket) => {
+        if (logger?.enabled("debug")) log(`tcp ${flowText(s.flow)}`, "debug");
+        return dns?.handles(s.flow) ? dns.serveTcp(s) : void bridgeTcp(session(), s, bridge);
+      },
+      openUdp: (f: UdpFlow) => {
+        if (logger?.enabled("debug")) log(`udp ${flowText(f.flow)}`, "debug");
+        return dns?.handles(f.flow) ? dns.serveUdp(f) : void bridgeUdp(session(), f, bridge);
+      },
     }, {
       // The packets come from this machine's kernel, never from a wire: verifying their checksums finds nothing.
       verifyChecksums: false,
-      onError: (e) => log(`router: ${(e as Error)?.stack ?? String(e)}`),
+      onError: (e) => log(`router: ${(e as Error)?.stack ?? String(e)}`, "error"),
     });
     const routing = router.run().catch((e) => {
-      log(`router stopped: ${(e as Error)?.stack ?? String(e)}`);
+      log(`router stopped: ${(e as Error)?.stack ?? String(e)}`, "error");
       stop.abort();
     });
     cleanup.push(async () => {
@@ -211,6 +221,7 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
       intercepts: { active: intercepts.status(), mounts: intercepts.mounts(), ...intercepts.stats },
       router: router.stats(),
       settings,
+      log: { path: paths.log, level: logger?.level ?? "info" },
     });
     const repaired = await ensureStateDir(paths);
     if (repaired) log(repaired);
@@ -233,6 +244,10 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
           return await intercepts.list(String(req.namespace ?? ""));
         case "status":
           return status();
+        case "loglevel":
+          if (!isLogLevel(String(req.level))) throw new TypeError(`unknown log level "${req.level}"`);
+          if (logger) logger.level = req.level;
+          return { level: logger?.level ?? req.level, log: paths.log };
       }
     }, { signal: stop.signal, ...(Number.isInteger(sudoGid) && sudoGid > 0 ? { gid: sudoGid } : {}) });
     cleanup.push(() => control.finished);
@@ -261,7 +276,7 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
           nl.addRoute({ dst: name, dev: tun.name });
           log(`routing the cluster's new subnet ${name} to ${tun.name}`);
         } catch (e) {
-          log(`cannot route ${name}: ${(e as Error).message}`);
+          log(`cannot route ${name}: ${(e as Error).message}`, "warn");
         }
       }
       for (const c of remove) {
@@ -269,7 +284,7 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
           nl.deleteRoute({ dst: formatCidr(c), dev: tun.name });
           log(`no longer routing ${formatCidr(c)}: the cluster dropped it`);
         } catch (e) {
-          log(`cannot remove the route ${formatCidr(c)}: ${(e as Error).message}`);
+          log(`cannot remove the route ${formatCidr(c)}: ${(e as Error).message}`, "warn");
         }
       }
       routes = want;
@@ -293,7 +308,7 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
   } catch (e) {
     const err = e instanceof DaemonError ? e : new DaemonError((e as Error).message ?? String(e));
     progress.error(err.message, err.exitCode);
-    log(`error: ${err.message}`);
+    log(`error: ${err.message}`, "error");
     exitCode = err.exitCode;
   } finally {
     env.signal.removeEventListener("abort", onAbort);
@@ -304,11 +319,17 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
       try {
         await f();
       } catch (e) {
-        log(`cleanup: ${(e as Error).message}`);
+        log(`cleanup: ${(e as Error).message}`, "warn");
       }
     }
   }
   return exitCode;
+}
+
+/** "198.18.0.1:40000 -> 198.19.0.10:8080" ([addr]:port for IPv6). */
+function flowText(f: Flow): string {
+  const at = (a: string, p: number) => f.family === 6 ? `[${a}]:${p}` : `${a}:${p}`;
+  return `${at(f.src, f.srcPort)} -> ${at(f.dst, f.dstPort)}`;
 }
 
 /**

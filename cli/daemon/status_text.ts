@@ -73,6 +73,7 @@ export function formatStatus(s: Status): string {
     `  traffic:     ${bytes(c.bytesInbound ?? 0)} to the cluster, ${bytes(c.bytesOutbound ?? 0)} back`,
     `  drops:       ${nonZero(r.drops)}`,
     `  tcp trouble: ${nonZero(r.tcp, TCP_TROUBLE)}`,
+    ...(s.log ? [`  log:         ${s.log.path} (${s.log.level} and above; tp loglevel LEVEL changes it)`] : []),
   ];
   return lines.join("\n");
 }
