@@ -36,7 +36,7 @@ function argValue(name: string): string | undefined {
 // tests/lab.ts reads TP_LAB_ID when it is imported: set it first, then import the lab's helpers.
 Deno.env.set("TP_LAB_ID", argValue("lab-id") ?? "tpi");
 const { inNs, LAB, requireRoot, requireTools, ROOT } = await import("../tests/lab.ts");
-const { daemonPid, forceQuit, MANAGER_URL, startLabManager, STATE_DIR, tp } = await import(
+const { daemonPid, forceQuit, MANAGER_URL, startLabManager, startLocalApp, STATE_DIR, tp } = await import(
   "../tests/connect_fixture.ts"
 );
 const { removePod, startPod } = await import("../tests/lab_pod.ts");
@@ -58,39 +58,6 @@ const BURST = 10_000;
 const log = (s: string) => console.error(`bench_intercept: ${s}`);
 
 // ---------------------------------------------------------------- processes
-
-/** The workstation's local stand-in of the app (tests/intercept_test.ts's): the lab's echo services as "laptop". */
-function startLocalApp(): ClusterProcess {
-  const child = new Deno.Command("ip", {
-    args: ["netns", "exec", LAB.namespaces.workstation, DENO, "run", "-A", `${ROOT}/scripts/lab_services.ts`]
-      .concat([`--http-port=${LOCAL_HTTP}`, `--tcp-port=${LOCAL_TCP}`, `--udp-port=${LOCAL_TCP}`])
-      .concat(["--udp-addresses=127.0.0.1", "--name=laptop"]),
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let text = "";
-  const drain = (async () => {
-    for await (const s of child.stderr.pipeThrough(new TextDecoderStream())) text = (text + s).slice(-20_000);
-  })();
-  return {
-    pid: child.pid,
-    log: () => text,
-    stop: async () => {
-      try {
-        child.kill("SIGTERM");
-      } catch { /* gone */ }
-      const t = setTimeout(() => {
-        try {
-          child.kill("SIGKILL");
-        } catch { /* gone */ }
-      }, 3000);
-      await child.status;
-      clearTimeout(t);
-      await drain;
-    },
-  };
-}
 
 /** GET / from the cluster namespace to the agent's port: which app answered ("web" in the pod, "laptop" here). */
 async function whoAnswers(): Promise<string> {
@@ -312,7 +279,7 @@ async function main(): Promise<number> {
       workload: POD,
       forwards: [`${AGENT_HTTP}:${HTTP}`, `${AGENT_TCP}:${TCP}`],
     });
-    local = startLocalApp();
+    local = startLocalApp(LOCAL_HTTP, LOCAL_TCP);
     await must("tp connect", tp(["connect", "--manager-url", MANAGER_URL]));
     const pids: Pids = {
       agent: agent.pid,

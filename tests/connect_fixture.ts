@@ -54,27 +54,41 @@ export async function startLabManager(extra: string[] = [], opts: { kubeconfig?:
 
 export interface ClusterProcess {
   pid: number;
-  /** The last 20 kB of its stderr. */
+  /** The last 50 kB of its stderr. */
   log(): string;
+  /** Whether it has exited. */
+  exited(): boolean;
   /** SIGTERM, then SIGKILL after 3 s; resolves once it has exited. */
   stop(): Promise<void>;
 }
 
 /** Starts a long-running process in the lab's cluster namespace, its stderr kept for error messages. */
 export function spawnInCluster(argv: string[]): ClusterProcess {
+  return spawnInNs(LAB.namespaces.cluster, argv);
+}
+
+/**
+ * Starts a long-running process in a network namespace (with extra environment variables), its stderr kept for error
+ * messages; `stop()` ends it by its pid.
+ */
+export function spawnInNs(ns: string, argv: string[], env: Record<string, string> = {}): ClusterProcess {
   const child = new Deno.Command("ip", {
-    args: ["netns", "exec", LAB.namespaces.cluster, ...argv],
+    args: ["netns", "exec", ns, ...argv],
+    env: { NO_COLOR: "1", ...env },
     stdin: "null",
     stdout: "null",
     stderr: "piped",
   }).spawn();
   let log = "";
+  let exited = false;
+  child.status.then(() => (exited = true));
   const drain = (async () => {
-    for await (const s of child.stderr.pipeThrough(new TextDecoderStream())) log = (log + s).slice(-20_000);
+    for await (const s of child.stderr.pipeThrough(new TextDecoderStream())) log = (log + s).slice(-50_000);
   })();
   return {
     pid: child.pid,
     log: () => log,
+    exited: () => exited,
     stop: async () => {
       try {
         child.kill("SIGTERM");
@@ -89,6 +103,21 @@ export function spawnInCluster(argv: string[]): ClusterProcess {
       await drain;
     },
   };
+}
+
+/** The workstation's local stand-in of an intercepted app: the lab's echo services, calling themselves "laptop". */
+export function startLocalApp(httpPort: number, tcpPort: number): ClusterProcess {
+  return spawnInNs(LAB.namespaces.workstation, [
+    Deno.execPath(),
+    "run",
+    "-A",
+    `${ROOT}/scripts/lab_services.ts`,
+    `--http-port=${httpPort}`,
+    `--tcp-port=${tcpPort}`,
+    `--udp-port=${tcpPort}`,
+    "--udp-addresses=127.0.0.1",
+    "--name=laptop",
+  ]);
 }
 
 /** Runs `tp ARGS` in the workstation namespace with the test's state directory. */

@@ -13,6 +13,7 @@ import {
   type LabManager,
   MANAGER_URL,
   startLabManager,
+  startLocalApp,
   STATE_DIR,
   tp,
 } from "./connect_fixture.ts";
@@ -28,44 +29,6 @@ async function whoAnswers(): Promise<string> {
   const r = await inNs("cluster", ["curl", "-sS", "-m", "10", `http://${POD_IP}:${AGENT_HTTP}/`]);
   if (r.code !== 0) return `curl failed (${r.code}): ${r.stderr.trim()}`;
   return (JSON.parse(r.stdout) as { service: string }).service;
-}
-
-/** A local stand-in of the app on the workstation: the lab's echo services, calling themselves "laptop". */
-function startLocalApp(): ClusterProcess {
-  const child = new Deno.Command("ip", {
-    args: [
-      "netns",
-      "exec",
-      LAB.namespaces.workstation,
-      Deno.execPath(),
-      "run",
-      "-A",
-      `${ROOT}/scripts/lab_services.ts`,
-      `--http-port=${LOCAL_HTTP}`,
-      `--tcp-port=${LOCAL_TCP}`,
-      `--udp-port=${LOCAL_TCP}`,
-      "--udp-addresses=127.0.0.1",
-      "--name=laptop",
-    ],
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let log = "";
-  const drain = (async () => {
-    for await (const s of child.stderr.pipeThrough(new TextDecoderStream())) log = (log + s).slice(-20_000);
-  })();
-  return {
-    pid: child.pid,
-    log: () => log,
-    stop: async () => {
-      try {
-        child.kill("SIGTERM");
-      } catch { /* gone */ }
-      await child.status;
-      await drain;
-    },
-  };
 }
 
 async function waitFor(what: string, f: () => Promise<boolean>, ms = 15_000): Promise<void> {
@@ -111,7 +74,7 @@ Deno.test({
       forwards: [`${AGENT_HTTP}:${HTTP}`, `${AGENT_TCP}:${TCP}`],
       extra: ["--volume-root", volumes],
     });
-    local = startLocalApp();
+    local = startLocalApp(LOCAL_HTTP, LOCAL_TCP);
     const c = await tp(["connect", "--manager-url", MANAGER_URL]);
     assert.equal(c.code, 0, c.stderr);
 

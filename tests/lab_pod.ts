@@ -9,7 +9,7 @@
  * /30; the cluster namespace routes the pod IP to the link.
  */
 import { exec, type ExecOptions, type ExecResult, LAB, ROOT } from "./lab.ts";
-import { type ClusterProcess, TP } from "./connect_fixture.ts";
+import { type ClusterProcess, spawnInNs as spawnIn, TP } from "./connect_fixture.ts";
 
 export interface PodSpec {
   /** Short, [a-z0-9]{1,6}: names the namespace and the link. */
@@ -133,41 +133,6 @@ export async function startPod(spec: PodSpec): Promise<LabPod> {
       for (const p of procs.reverse()) await p.stop();
       await removePod(spec.name);
       await exec(["ip", "-n", cl, "link", "del", hostSide]);
-    },
-  };
-}
-
-/** A process in a namespace with extra environment, its stderr kept; stopped by pid (SIGTERM, then SIGKILL). */
-function spawnIn(ns: string, argv: string[], env: Record<string, string>): ClusterProcess & { exited(): boolean } {
-  const child = new Deno.Command("ip", {
-    args: ["netns", "exec", ns, ...argv],
-    env: { NO_COLOR: "1", ...env },
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let log = "";
-  let exited = false;
-  child.status.then(() => (exited = true));
-  const drain = (async () => {
-    for await (const s of child.stderr.pipeThrough(new TextDecoderStream())) log = (log + s).slice(-50_000);
-  })();
-  return {
-    pid: child.pid,
-    log: () => log,
-    exited: () => exited,
-    stop: async () => {
-      try {
-        child.kill("SIGTERM");
-      } catch { /* gone */ }
-      const t = setTimeout(() => {
-        try {
-          child.kill("SIGKILL");
-        } catch { /* gone */ }
-      }, 3000);
-      await child.status;
-      clearTimeout(t);
-      await drain;
     },
   };
 }
