@@ -39,7 +39,7 @@ const { inNs, LAB, requireRoot, requireTools, ROOT } = await import("../tests/la
 const { daemonPid, forceQuit, MANAGER_URL, startLabManager, startLocalApp, STATE_DIR, tp } = await import(
   "../tests/connect_fixture.ts"
 );
-const { removePod, startPod } = await import("../tests/lab_pod.ts");
+const { removePod, startPod, waitFor, whoAnswers: answers } = await import("../tests/lab_pod.ts");
 const { down } = await import("./lab.ts");
 const { labService } = await import("./lab_config.ts");
 
@@ -59,21 +59,8 @@ const log = (s: string) => console.error(`bench_intercept: ${s}`);
 
 // ---------------------------------------------------------------- processes
 
-/** GET / from the cluster namespace to the agent's port: which app answered ("web" in the pod, "laptop" here). */
-async function whoAnswers(): Promise<string> {
-  const r = await inNs("cluster", ["curl", "-sS", "-m", "5", `http://${POD_IP}:${AGENT_HTTP}/`]);
-  if (r.code !== 0) return `curl failed (${r.code}): ${r.stderr.trim()}`;
-  return (JSON.parse(r.stdout) as { service: string }).service;
-}
-
-async function waitFor(what: string, f: () => Promise<boolean>, ms = 15_000): Promise<void> {
-  const t0 = Date.now();
-  for (let i = 0; i < 300 && Date.now() - t0 < ms; i++) {
-    if (await f()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+/** Which app answers at the pod's agent port ("web" in the pod, "laptop" here). */
+const whoAnswers = () => answers(POD_IP, AGENT_HTTP, 5);
 
 async function must(what: string, r: Promise<{ code: number; stdout: string; stderr: string }>) {
   const res = await r;

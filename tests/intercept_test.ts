@@ -17,28 +17,15 @@ import {
   STATE_DIR,
   tp,
 } from "./connect_fixture.ts";
-import { type LabPod, startPod } from "./lab_pod.ts";
+import { type LabPod, startPod, waitFor, whoAnswers as answers } from "./lab_pod.ts";
 
 const POD_IP = "198.19.128.20";
 const HTTP = 8080, TCP = 7007; // the app's ports in the pod
 const AGENT_HTTP = 9080, AGENT_TCP = 9007; // the agent's
 const LOCAL_HTTP = 18080, LOCAL_TCP = 17007, LOCAL_CLOSED = 17999; // the workstation's
 
-/** GET / from the cluster namespace to the pod's agent port: which app answered ("web" in the pod, "laptop" here). */
-async function whoAnswers(): Promise<string> {
-  const r = await inNs("cluster", ["curl", "-sS", "-m", "10", `http://${POD_IP}:${AGENT_HTTP}/`]);
-  if (r.code !== 0) return `curl failed (${r.code}): ${r.stderr.trim()}`;
-  return (JSON.parse(r.stdout) as { service: string }).service;
-}
-
-async function waitFor(what: string, f: () => Promise<boolean>, ms = 15_000): Promise<void> {
-  const t0 = Date.now();
-  for (let i = 0; i < 300 && Date.now() - t0 < ms; i++) {
-    if (await f()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+/** Which app answers at the pod's agent port ("web" in the pod, "laptop" here). */
+const whoAnswers = () => answers(POD_IP, AGENT_HTTP, 10);
 
 Deno.test({
   name: "tp intercept sends a pod's connections to the workstation, and tp leave gives them back to the app",

@@ -8,7 +8,7 @@
  * Addresses: pod n has the pod IP given, and the link 198.18.1.(4n+1) (cluster side) / 198.18.1.(4n+2) (pod side),
  * /30; the cluster namespace routes the pod IP to the link.
  */
-import { exec, type ExecOptions, type ExecResult, LAB, ROOT } from "./lab.ts";
+import { exec, type ExecOptions, type ExecResult, inNs, LAB, ROOT } from "./lab.ts";
 import { type ClusterProcess, spawnInNs as spawnIn, TP } from "./connect_fixture.ts";
 
 export interface PodSpec {
@@ -135,4 +135,24 @@ export async function startPod(spec: PodSpec): Promise<LabPod> {
       await exec(["ip", "-n", cl, "link", "del", hostSide]);
     },
   };
+}
+
+/**
+ * GET / from the cluster namespace to a pod's port: which app answered (its `--name`: the pod's own, or "laptop", the
+ * workstation's stand-in), or why the request failed.
+ */
+export async function whoAnswers(podIp: string, port: number, timeoutS = 10): Promise<string> {
+  const r = await inNs("cluster", ["curl", "-sS", "-m", String(timeoutS), `http://${podIp}:${port}/`]);
+  if (r.code !== 0) return `curl failed (${r.code}): ${r.stderr.trim()}`;
+  return (JSON.parse(r.stdout) as { service: string }).service;
+}
+
+/** Waits until `f` says true: checked every 100 ms, at most 300 times and for `ms`; throws naming `what` after. */
+export async function waitFor(what: string, f: () => Promise<boolean>, ms = 15_000): Promise<void> {
+  const t0 = Date.now();
+  for (let i = 0; i < 300 && Date.now() - t0 < ms; i++) {
+    if (await f()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
 }
