@@ -73,7 +73,8 @@ export class InterceptService {
   /** Agent session -> its WatchAgent stream. */
   readonly #agentWatches = new Map<string, FrameSink>();
   readonly #pending = new Map<string, Pending>();
-  readonly #dns = new Map<number, (answer: Uint8Array | undefined) => void>();
+  /** DNS queries sent to agents, by id: the agent asked, and who waits for its answer. */
+  readonly #dns = new Map<number, { agent: string; answer: (answer: Uint8Array | undefined) => void }>();
 
   constructor(host: InterceptHost) {
     this.#host = host;
@@ -171,11 +172,11 @@ export class InterceptService {
 
   agentDnsAnswer(r: AgentDnsAnswerRequest): Record<string, never> {
     const s = this.#agent(r.sessionId);
-    void s;
     const waiter = this.#dns.get(r.id);
-    if (waiter) {
+    // Only the agent that was asked may answer (another agent's answer to a guessed id is dropped).
+    if (waiter && waiter.agent === s.id) {
       this.#dns.delete(r.id);
-      waiter(r.answer.length ? r.answer : undefined);
+      waiter.answer(r.answer.length ? r.answer : undefined);
     }
     return {};
   }
@@ -249,9 +250,12 @@ export class InterceptService {
         this.#dns.delete(id);
         resolve(undefined);
       }, AGENT_DNS_TIMEOUT_MS);
-      this.#dns.set(id, (a) => {
-        clearTimeout(timer);
-        resolve(a);
+      this.#dns.set(id, {
+        agent: agent.sessionId,
+        answer: (a) => {
+          clearTimeout(timer);
+          resolve(a);
+        },
       });
       watch.writeMessage(codecs.AgentEvent.encode({ dnsQuery: { id, query } }));
     });
@@ -267,7 +271,7 @@ export class InterceptService {
 
   /** Ends pending DNS questions (shutdown). */
   close(): void {
-    for (const w of this.#dns.values()) w(undefined);
+    for (const w of this.#dns.values()) w.answer(undefined);
     this.#dns.clear();
     for (const p of this.#pending.values()) clearTimeout(p.timer);
     this.#pending.clear();

@@ -191,3 +191,47 @@ Deno.test("the agent port admits agents by their workload's credential and serve
     await server.shutdown();
   }
 });
+
+Deno.test("DNS for an intercepted namespace is answered by the intercepted workload's agent, and only by it", async () => {
+  const dnsPacket = (await import("dns-packet")).default;
+  const { Buffer } = await import("node:buffer");
+  const m = await startManager();
+  const sessions: ManagerSession[] = [];
+  try {
+    const web = await connectAgent(m.url, undefined, AGENT);
+    const other = await connectAgent(m.url, undefined, { ...AGENT, workload: "api", podName: "api-0" });
+    const ws = await connect(m.url, undefined, { clientName: "laptop", namespace: "default" });
+    sessions.push(web, other, ws);
+    const events = web.watchAgent();
+    await nextOf(events);
+    await ws.createIntercept("web", 8080, 18080);
+    await nextOf(events); // the intercepted ports
+    const query = new Uint8Array(dnsPacket.encode({
+      id: 7,
+      type: "query",
+      flags: dnsPacket.RECURSION_DESIRED,
+      questions: [{ name: "legacy-db.default.svc.cluster.local", type: "A", class: "IN" }],
+    }));
+    const asked = ws.dns(query);
+    const ev = await nextOf(events);
+    assert.ok(ev.dnsQuery);
+    const reply = (ip: string) =>
+      new Uint8Array(dnsPacket.encode({
+        id: 7,
+        type: "response",
+        flags: dnsPacket.RECURSION_AVAILABLE,
+        questions: [{ name: "legacy-db.default.svc.cluster.local", type: "A", class: "IN" }],
+        answers: [{ type: "A", name: "legacy-db.default.svc.cluster.local", ttl: 5, class: "IN", data: ip }],
+      }));
+    // Another agent that learned the id answers first: ignored.
+    await other.agentDnsAnswer(ev.dnsQuery.id, reply("198.18.66.66"));
+    await web.agentDnsAnswer(ev.dnsQuery.id, reply("198.19.128.77"));
+    const answer = dnsPacket.decode(Buffer.from(await asked));
+    assert.equal(answer.id, 7);
+    assert.deepEqual(answer.answers!.map((a) => (a as { data: unknown }).data), ["198.19.128.77"]);
+    await events.return(undefined);
+  } finally {
+    for (const s of sessions) await s.depart();
+    await m.close();
+  }
+});

@@ -50,6 +50,8 @@ export class DaemonIntercepts {
   /** Follows a (new) session: watches its connections and makes the wanted intercepts on it again. */
   attach(session: ManagerSession): void {
     this.#session = session;
+    // The old session's intercepts ended with it; what the new one makes replaces them.
+    this.#infos.clear();
     void this.#watch(session);
     if (this.#wanted.size === 0) return;
     void (async () => {
