@@ -288,6 +288,13 @@ export async function runManager(
     logger.info("cluster network changed", { podCidrs: n.podCidrs.join(","), serviceCidrs: n.serviceCidrs.join(",") });
     discovery.apply(manager, n);
   });
+  const loopback = /^(127\.|::1$|localhost$)/.test(config.listen.host);
+  if (config.token === undefined && !loopback) {
+    logger.warn("the manager's client port is open: anyone who reaches it can reach every pod and service", {
+      address: formatHostPort(config.listen),
+      fix: "listen on 127.0.0.1 (port-forwards arrive there; tp install does so) or set --token (TP_MANAGER_TOKEN)",
+    });
+  }
   const server = serveManager(manager, {
     onListen: (a) =>
       logger.info("manager listening", {

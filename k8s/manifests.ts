@@ -109,7 +109,9 @@ export function managerManifests(spec: InstallSpec): K8sObject[] {
               image: spec.image,
               args: ["manager"],
               env: [
-                { name: "TP_MANAGER_LISTEN", value: `0.0.0.0:${port}` },
+                // The client API only on the pod's loopback: port-forwards arrive there (the API server checks
+                // pods/portforward), and no other pod can reach it, whatever NetworkPolicies allow.
+                { name: "TP_MANAGER_LISTEN", value: `127.0.0.1:${port}` },
                 { name: "TP_MANAGER_AGENT_LISTEN", value: `0.0.0.0:${agentPort}` },
                 { name: "TP_MANAGER_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
                 // A read-only root filesystem: whatever Deno caches goes to the /tmp volume.
@@ -119,13 +121,11 @@ export function managerManifests(spec: InstallSpec): K8sObject[] {
                 { name: "grpc", containerPort: port, protocol: "TCP" },
                 { name: "agent", containerPort: agentPort, protocol: "TCP" },
               ],
-              readinessProbe: {
-                httpGet: { path: "/healthz", port: "grpc" },
-                periodSeconds: 5,
-                failureThreshold: 2,
-              },
+              // The kubelet's probes come from outside the pod, where only the agent port listens: a TCP check
+              // there (it serves HTTP/2 only, to authenticated agents).
+              readinessProbe: { tcpSocket: { port: "agent" }, periodSeconds: 5, failureThreshold: 2 },
               livenessProbe: {
-                httpGet: { path: "/healthz", port: "grpc" },
+                tcpSocket: { port: "agent" },
                 initialDelaySeconds: 5,
                 periodSeconds: 10,
                 failureThreshold: 3,
@@ -150,7 +150,6 @@ export function managerManifests(spec: InstallSpec): K8sObject[] {
       spec: {
         selector: { [selKey]: selValue },
         ports: [
-          { name: "grpc", port, targetPort: "grpc", protocol: "TCP" },
           // Where agents in the cluster reach the manager (k8s/inject.ts agentManagerUrl).
           { name: "agent", port: agentPort, targetPort: "agent", protocol: "TCP" },
         ],

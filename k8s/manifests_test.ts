@@ -14,7 +14,8 @@ Deno.test("managerManifests() lets the manager get secrets (agents' credentials)
 
 Deno.test("managerManifests() exposes the agent port on the manager's container and Service, where agents dial", () => {
   const svc = byKind("Service") as { metadata: { name: string }; spec: { ports: { name: string; port: number }[] } };
-  assert.deepEqual(svc.spec.ports.map((p) => `${p.name}:${p.port}`), ["grpc:8081", `agent:${DEFAULT_AGENT_PORT}`]);
+  // The client API is not in the Service: it listens on the pod's loopback, for port-forwards only.
+  assert.deepEqual(svc.spec.ports.map((p) => `${p.name}:${p.port}`), [`agent:${DEFAULT_AGENT_PORT}`]);
   const dep = byKind("Deployment") as {
     spec: {
       template: { spec: { containers: { env: { name: string; value?: string }[]; ports: { name: string }[] }[] } };

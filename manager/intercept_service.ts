@@ -86,7 +86,7 @@ export class InterceptService {
     this.#agentWatches.delete(s.id);
     const gone = this.table.removeAgent(s.id);
     if (gone) {
-      this.#host.logger.info("agent left", { session: s.id, namespace: gone.namespace, workload: gone.workload });
+      this.#host.logger.info("agent left", { session: s.tag, namespace: gone.namespace, workload: gone.workload });
     }
     const ended = this.table.remove(s.id);
     for (const r of ended) {
@@ -119,7 +119,7 @@ export class InterceptService {
       version: r.agentVersion,
     });
     this.#host.logger.info("agent arrived", {
-      session: session.id,
+      session: session.tag,
       namespace: r.namespace,
       workload: r.workload,
       pod: r.podName,
@@ -140,7 +140,7 @@ export class InterceptService {
     });
     this.#host.logger.info("intercept started", {
       id: rec.id,
-      session: s.id,
+      session: s.tag,
       client: s.clientName,
       namespace: rec.namespace,
       workload: rec.workload,

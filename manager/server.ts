@@ -102,7 +102,7 @@ export class Manager implements TunnelHost {
       Arrive: u(codecs.ArriveRequest, codecs.ArriveResponse, (r) => {
         const s = this.#arrive(r.clientName, r.namespace, "client");
         this.logger.info("session arrived", {
-          session: s.id,
+          session: s.tag,
           client: r.clientName,
           namespace: r.namespace,
           clientVersion: r.clientVersion,
@@ -204,7 +204,7 @@ export class Manager implements TunnelHost {
     for (const s of this.sessions.expire(this.#now())) {
       this.metrics.sessions.add({}, -1);
       this.metrics.sessionsExpired.add({}, 1);
-      this.logger.info("session expired", { session: s.id, client: s.clientName, idleMs: this.#now() - s.lastSeen });
+      this.logger.info("session expired", { session: s.tag, client: s.clientName, idleMs: this.#now() - s.lastSeen });
     }
   }
 
@@ -216,7 +216,7 @@ export class Manager implements TunnelHost {
     this.intercepts.close();
     for (const s of this.sessions.endAll("shutdown")) {
       this.metrics.sessions.add({}, -1);
-      this.logger.info("session ended", { session: s.id, reason: "shutdown" });
+      this.logger.info("session ended", { session: s.tag, reason: "shutdown" });
     }
     for (const w of this.#watchers) w.end(Status.UNAVAILABLE, "manager shutting down");
   }
@@ -398,7 +398,7 @@ export class Manager implements TunnelHost {
   #session(id: string, port: ManagerPort = "main") {
     const s = this.sessions.get(id);
     if (!s || (port === "agent" && s.kind !== "agent") || !this.sessions.touch(id, this.#now())) {
-      throw new GrpcError(Status.NOT_FOUND, `No session "${id}" (expired or departed?)`);
+      throw new GrpcError(Status.NOT_FOUND, "No such session (expired or departed?)");
     }
     return s;
   }
@@ -407,7 +407,7 @@ export class Manager implements TunnelHost {
     const s = this.sessions.end(id, reason);
     if (s) {
       this.metrics.sessions.add({}, -1);
-      this.logger.info("session ended", { session: id, reason });
+      this.logger.info("session ended", { session: s.tag, reason });
     }
   }
 

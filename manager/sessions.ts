@@ -12,7 +12,10 @@ export interface SessionStream {
 export type SessionKind = "client" | "agent";
 
 export interface Session {
+  /** The session's secret: whoever holds it acts as the session. Never logged. */
   readonly id: string;
+  /** What logs say instead of the id: random too, and worthless to whoever reads it. */
+  readonly tag: string;
   readonly kind: SessionKind;
   readonly clientName: string;
   readonly namespace: string;
@@ -45,6 +48,7 @@ export class Sessions {
     if (this.#byId.size >= this.maxSessions) return undefined;
     const s: Session = {
       id: crypto.randomUUID(),
+      tag: crypto.randomUUID().slice(0, 8),
       kind,
       clientName,
       namespace,

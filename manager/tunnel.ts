@@ -86,13 +86,13 @@ export async function serveTunnel(host: TunnelHost, reader: MessageSource, out: 
     const open = checkOpen(frame.open);
     const proto = open.protocol === Protocol.tcp ? "tcp" : "udp";
     Object.assign(fields, {
-      session: open.sessionId,
       protocol: proto,
       src: open.source ? `${open.source.ip}:${open.source.port}` : "",
       dst: `${open.destination!.ip}:${open.destination!.port}`,
     });
     session = host.session(open.sessionId);
-    if (!session) throw new GrpcError(Status.NOT_FOUND, `No session "${open.sessionId}" (expired or departed?)`);
+    if (!session) throw new GrpcError(Status.NOT_FOUND, "No such session (expired or departed?)");
+    fields.session = session.tag;
     if (session.streams.size >= config.maxStreamsPerSession) {
       throw new GrpcError(Status.RESOURCE_EXHAUSTED, `Session has ${config.maxStreamsPerSession} streams, the maximum`);
     }

@@ -118,8 +118,12 @@ Deno.test("tp install --dry-run -o yaml parses and kubectl apply --dry-run=clien
     assert.equal(c.image, "registry.test/tp:1");
     assert.equal(c.securityContext.readOnlyRootFilesystem, true);
     assert.equal(dep.spec.template.spec.securityContext.runAsNonRoot, true);
-    assert.equal(c.readinessProbe.httpGet.path, "/healthz");
-    assert.equal(c.livenessProbe.httpGet.path, "/healthz");
+    // Closed by default: the client API on the pod's loopback (port-forwards only), probes on the agent port.
+    assert.equal(c.env.find((e: { name: string }) => e.name === "TP_MANAGER_LISTEN").value, "127.0.0.1:8081");
+    assert.equal(c.readinessProbe.tcpSocket.port, "agent");
+    assert.equal(c.livenessProbe.tcpSocket.port, "agent");
+    const svc = docs.find((d) => d.kind === "Service" && d.metadata.name === "tp-manager");
+    assert.deepEqual(svc.spec.ports.map((p: { name: string }) => p.name), ["agent"]);
     assert.ok(c.resources.requests.cpu && c.resources.requests.memory);
     assert.deepEqual(
       dep.spec.template.metadata.labels["app.kubernetes.io/name"],
