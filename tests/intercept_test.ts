@@ -27,6 +27,17 @@ const LOCAL_HTTP = 18080, LOCAL_TCP = 17007, LOCAL_CLOSED = 17999; // the workst
 /** Which app answers at the pod's agent port ("web" in the pod, "laptop" here). */
 const whoAnswers = () => answers(POD_IP, AGENT_HTTP, 10);
 
+/** The processes of a network namespace whose command name is `name`, as "pid name". */
+async function namedIn(ns: string, name: string): Promise<string[]> {
+  const pids = (await exec(["ip", "netns", "pids", ns])).stdout.split(/\s+/).filter(Boolean);
+  const out: string[] = [];
+  for (const pid of pids) {
+    const comm = (await Deno.readTextFile(`/proc/${pid}/comm`).catch(() => "")).trim();
+    if (comm === name) out.push(`${pid} ${comm}`);
+  }
+  return out;
+}
+
 Deno.test({
   name: "tp intercept sends a pod's connections to the workstation, and tp leave gives them back to the app",
   sanitizeOps: false,
@@ -231,8 +242,13 @@ Deno.test({
         assert.equal(l.code, 0, l.stderr);
         const f = await inDaemon(["findmnt", "-n", mountDir]);
         assert.equal(f.stdout.trim(), "", "a mount is left after tp leave");
-        const ps = await exec(["pgrep", "-f", "sshfs.*tp\\.|sftp-server"]);
-        assert.equal(ps.stdout.trim(), "", `processes left: ${ps.stdout}`);
+        // Looked for where they ran (another lab on the machine may have its own): sshfs beside the daemon in the
+        // workstation's namespace, sftp-server beside the agent in the pod's.
+        const left = [
+          ...await namedIn(LAB.namespaces.workstation, "sshfs"),
+          ...await namedIn(pod!.netns, "sftp-server"),
+        ];
+        assert.deepEqual(left, [], `processes left: ${left.join(", ")}`);
       },
     );
 
