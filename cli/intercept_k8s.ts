@@ -9,6 +9,8 @@
 import type { AgentInjectResult } from "../k8s/agent_install.ts";
 import type { KubeOptions } from "../k8s/options.ts";
 import type { ConnectSettings } from "./daemon/settings.ts";
+import { controlRequest } from "./daemon/control.ts";
+import { statePaths } from "./daemon/state.ts";
 
 /** The manager's NOT_FOUND for a workload with no agent (manager/intercepts.ts), as the daemon passes it on. */
 const NO_AGENT = /No traffic-agent serves /;
@@ -31,6 +33,20 @@ export function kubeOptionsOf(s: Pick<ConnectSettings, "kubeconfig" | "context" 
     namespace: s.namespace,
     ...(s.managerNamespace ? { managerNamespace: s.managerNamespace } : {}),
   } satisfies KubeOptions;
+}
+
+/**
+ * The connected daemon's Kubernetes settings, when a daemon runs and went through Kubernetes; undefined otherwise
+ * (not connected, connected with --manager-url, or its socket not ours to ask).
+ */
+export async function connectedKube(): Promise<ReturnType<typeof kubeOptionsOf> | undefined> {
+  try {
+    const st = await controlRequest(statePaths().socket, { op: "status" }, 5_000) as { settings?: ConnectSettings };
+    const s = st.settings;
+    return s && !s.managerUrl ? kubeOptionsOf(s) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export interface WaitClock {
