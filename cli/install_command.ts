@@ -5,7 +5,8 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { stringify } from "yaml";
 import type { ObjectResult } from "../k8s/install.ts";
-import { addKubeOptions } from "./k8s/flags.ts";
+import { addKubeOptions, type KubeOptions } from "./k8s/flags.ts";
+import { UsageError } from "./errors.ts";
 import { DEFAULT_IMAGE } from "../k8s/defaults.ts";
 
 /** The Kubernetes client, loaded only by the commands that use it (it takes ~300 ms to load). */
@@ -65,13 +66,25 @@ export function installCommand() {
   });
 }
 
-/** `tp uninstall`: delete what `tp install` created (the namespace only if tp created it). */
+/**
+ * `tp uninstall`: delete what `tp install` created (the namespace only if tp created it). With `--agent WORKLOAD` or
+ * `--all-agents`: take tp's traffic-agent out of workloads instead, putting back what injection changed.
+ */
 export function uninstallCommand() {
   return addKubeOptions(
     new Command("uninstall")
-      .description("remove the traffic-manager and everything tp install created")
+      .description(
+        "remove the traffic-manager and everything tp install created; or, with --agent or --all-agents, remove " +
+          "tp's traffic-agent from workloads and restore them and their Services",
+      )
+      .option(
+        "--agent <workload>",
+        "remove the traffic-agent from this workload (deployment/NAME, ...), not the manager",
+      )
+      .option("--all-agents", "remove the traffic-agent from every workload of the namespace, not the manager")
       .addOption(outputOption()),
   ).action(async (opts) => {
+    if (opts.agent !== undefined || opts.allAgents) return await uninstallAgents(opts);
     const { managerManifests, loadKube, deleteObjects } = await k8s();
     const t = loadKube(opts);
     const objects = managerManifests({ namespace: opts.managerNamespace, image: DEFAULT_IMAGE });
@@ -80,4 +93,40 @@ export function uninstallCommand() {
     if (opts.output === "json") printJson({ context: t.context, namespace: opts.managerNamespace, objects: results });
     else if (opts.output === "yaml") console.log(stringify({ context: t.context, objects: results }));
   });
+}
+
+/**
+ * `tp uninstall --agent WORKLOAD | --all-agents`. Without --kubeconfig, --context and -n, and while tp is connected
+ * through Kubernetes, it works where `tp intercept` injected: the connected daemon's context and namespace.
+ */
+async function uninstallAgents(opts: KubeOptions & { agent?: string; allAgents?: true; output: string }) {
+  if (opts.agent !== undefined && opts.allAgents) {
+    throw new UsageError("give --agent WORKLOAD or --all-agents, not both");
+  }
+  const [{ removeAgent, removeAllAgents }, { loadKube }, { connectedKube }] = await Promise.all([
+    import("../k8s/agent_install.ts"),
+    import("../k8s/kubeconfig.ts"),
+    import("./intercept_k8s.ts"),
+  ]);
+  const text = opts.output === "text";
+  const own = opts.kubeconfig === undefined && opts.context === undefined && opts.namespace === undefined;
+  const daemon = own ? await connectedKube() : undefined;
+  const t = loadKube(daemon ? { ...daemon, managerNamespace: opts.managerNamespace } : opts);
+  if (daemon && text) console.error(`tp: in the connected context "${t.context}", namespace ${t.namespace}`);
+  const onProgress = (m: string) => text && console.log(m);
+  const results = opts.allAgents
+    ? await removeAllAgents(t, t.namespace, { onProgress })
+    : [await removeAgent(t, t.namespace, opts.agent!, { onProgress })];
+  if (text) {
+    for (const r of results) {
+      const ref = `${r.kind.toLowerCase()}/${r.name}`;
+      console.log(
+        r.action === "removed" ? `${ref}: tp's traffic-agent removed` : `${ref} has no traffic-agent of tp's`,
+      );
+    }
+    if (opts.allAgents && results.length === 0) console.log(`no workload in namespace ${t.namespace} has tp's agent`);
+  }
+  const out = { context: t.context, namespace: t.namespace, agents: results };
+  if (opts.output === "json") printJson(out);
+  else if (opts.output === "yaml") console.log(stringify(out).trimEnd());
 }

@@ -5,9 +5,11 @@
 import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
 import { outputOption, printJson } from "./output.ts";
 import { controlRequest, NotRunningError } from "./daemon/control.ts";
+import type { ConnectSettings } from "./daemon/settings.ts";
 import { statePaths } from "./daemon/state.ts";
 import { ExitCode } from "./exit_code.ts";
-import { ExitWith } from "./errors.ts";
+import { ExitWith, UsageError } from "./errors.ts";
+import { isNoAgentError, workloadName } from "./intercept_k8s.ts";
 import type { AgentList, InterceptInfo } from "../proto/messages.ts";
 
 /** "LOCAL" or "LOCAL:APP_PORT". */
@@ -44,15 +46,29 @@ export function envFileText(env: Record<string, string>): string {
     .join("");
 }
 
+/** The connected daemon's settings (kubeconfig, context, namespaces; the token is not in them). */
+async function daemonSettings(): Promise<ConnectSettings> {
+  const st = await ask({ op: "status" }) as { settings: ConnectSettings };
+  return st.settings;
+}
+
+/** The agents the manager knows now, of workload `name` in the session's namespace. */
+async function agentRegistered(name: string): Promise<boolean> {
+  const r = await ask({ op: "list", namespace: "" }) as AgentList;
+  return r.agents.some((a) => a.workload === name);
+}
+
 export function interceptCommand() {
   return new Command("intercept")
     .description(
       "Send the connections that reach a workload's port in the cluster to this machine's 127.0.0.1:LOCAL_PORT, " +
-        "while connected. The workload needs tp's traffic-agent (tp agent). With -- CMD ARGS: run CMD with the " +
-        "pod's environment, then end the intercept and exit with CMD's exit code.",
+        "while connected. When the workload has no traffic-agent yet and tp is connected through Kubernetes, tp " +
+        "injects it (as you, with your kubeconfig) and waits for its pods to restart with it; tp uninstall --agent " +
+        "takes it out. With -- CMD ARGS: run CMD with the pod's environment, then end the intercept and exit with " +
+        "CMD's exit code.",
     )
-    .argument("<workload>", "the Deployment (or other workload) to intercept, in the connected namespace")
-    .requiredOption("-p, --port <local[:app]>", "LOCAL_PORT, or LOCAL_PORT:APP_PORT when the app has several ports")
+    .argument("<workload>", "the Deployment (or deployment/NAME, statefulset/NAME, ...) in the connected namespace")
+    .option("-p, --port <local[:app]>", "LOCAL_PORT, or LOCAL_PORT:APP_PORT when the app has several ports")
     .addOption(
       new Option(
         "--mount <dir|false>",
@@ -62,21 +78,55 @@ export function interceptCommand() {
     )
     .option("--env-file <file>", "write the pod's environment here, KEY=VALUE lines")
     .option("--env-json <file>", "write the pod's environment here as JSON")
-    .addOption(outputOption())
+    .option("--dry-run", "print how tp would inject the traffic-agent (-o yaml: the patches), and change nothing")
+    .option(
+      "--timeout <seconds>",
+      "how long to wait for the workload's pods to run the agent after injecting it",
+      "120",
+    )
+    .addOption(
+      new Option("-o, --output <format>", "output format: text, json, or yaml (with --dry-run: the patches)")
+        .choices(["text", "json", "yaml"] as const).default("text" as const),
+    )
     .argument("[command...]", "a command to run while intercepting (after --)")
     .action(async (workload, command, opts) => {
+      if (opts.dryRun) return await dryRun(workload, opts.output);
+      if (!opts.port) throw new UsageError("required option '-p, --port <local[:app]>' not specified");
+      const timeout = Number(opts.timeout);
+      if (!(timeout > 0)) throw new UsageError(`--timeout: "${opts.timeout}" is not a positive number of seconds`);
       const port = parsePortSpec(opts.port);
+      const name = workloadName(workload);
       const mount = opts.mount === "false" ? undefined : {
-        dir: opts.mount && opts.mount !== "true" ? absolute(opts.mount) : defaultMountDir(workload),
+        dir: opts.mount && opts.mount !== "true" ? absolute(opts.mount) : defaultMountDir(name),
         required: opts.mount !== undefined && opts.mount !== "true",
       };
-      const info = await ask({ op: "intercept", workload, ...port, ...(mount ? { mount } : {}) }) as
-        & InterceptInfo
-        & { mount?: { dir?: string; error?: string } };
+      const req = { op: "intercept" as const, workload: name, ...port, ...(mount ? { mount } : {}) };
+      type Created = InterceptInfo & { mount?: { dir?: string; error?: string } };
+      let info: Created;
+      try {
+        info = await ask(req) as Created;
+      } catch (e) {
+        if (!isNoAgentError(e)) throw e;
+        const settings = await daemonSettings();
+        if (settings.managerUrl) {
+          throw new Error(
+            `${(e as Error).message}. tp is connected with --manager-url (no Kubernetes), so it cannot inject ` +
+              `the agent: run tp agent beside the app, or connect through Kubernetes`,
+          );
+        }
+        const { injectAndWait } = await import("./intercept_k8s.ts");
+        await injectAndWait(settings, workload, {
+          registered: agentRegistered,
+          progress: (line) => console.error(`tp: ${line}`),
+          timeoutMs: timeout * 1000,
+        });
+        info = await ask(req) as Created;
+      }
       const env = { ...info.env, ...(info.mount?.dir ? { TP_ROOT: info.mount.dir } : {}) };
       if (opts.envFile) await Deno.writeTextFile(opts.envFile, envFileText(env));
       if (opts.envJson) await Deno.writeTextFile(opts.envJson, JSON.stringify(env, null, 2) + "\n");
       if (opts.output === "json") printJson(info);
+      else if (opts.output === "yaml") console.log((await import("yaml")).stringify(info).trimEnd());
       else {
         console.error(
           `tp: intercepting ${info.workload} port ${info.appPort} (pod ${info.podName || "?"}, ${
@@ -92,10 +142,62 @@ export function interceptCommand() {
       try {
         code = await runCommand(command, env);
       } finally {
-        await ask({ op: "leave", workload }).catch((e) => console.error(`tp: ${(e as Error).message}`));
+        await ask({ op: "leave", workload: name }).catch((e) => console.error(`tp: ${(e as Error).message}`));
       }
       if (code !== 0) throw new ExitWith(code);
     });
+}
+
+/**
+ * `tp intercept WORKLOAD --dry-run`: the injection plan for the workload as it is now, read with the connected
+ * daemon's kubeconfig, context and namespace. Nothing is written.
+ */
+async function dryRun(workload: string, output: "text" | "json" | "yaml"): Promise<void> {
+  const settings = await daemonSettings();
+  if (settings.managerUrl) {
+    throw new UsageError(
+      "--dry-run shows how tp would inject the traffic-agent through Kubernetes; this daemon is connected with " +
+        "--manager-url (no Kubernetes)",
+    );
+  }
+  const [{ planAgent, findWorkload }, { loadKube }, { injectionYaml, hasAgent, workloadRef }, { kubeOptionsOf }] =
+    await Promise.all([
+      import("../k8s/agent_install.ts"),
+      import("../k8s/kubeconfig.ts"),
+      import("../k8s/inject.ts"),
+      import("./intercept_k8s.ts"),
+    ]);
+  const t = loadKube(kubeOptionsOf(settings));
+  const found = await findWorkload(t, settings.namespace, workload);
+  const ref = workloadRef(found.kind, found.object.metadata!.name!);
+  if (hasAgent(found.object)) {
+    console.error(`tp: ${ref} has tp's traffic-agent already: tp intercept would change nothing in the cluster`);
+    if (output === "json") printJson({ workload: ref, namespace: settings.namespace, changes: [] });
+    return;
+  }
+  const plan = await planAgent(t, settings.namespace, ref);
+  if (output === "yaml") return console.log(injectionYaml(plan).trimEnd());
+  if (output === "json") {
+    return printJson({
+      workload: ref,
+      namespace: plan.namespace,
+      appContainer: plan.appContainer,
+      forward: plan.forward,
+      secret: plan.secret.metadata?.name,
+      patches: [plan.workloadPatch, ...plan.servicePatches],
+    });
+  }
+  console.log(`tp intercept ${workload} would, in namespace ${plan.namespace} (context "${t.context}"):`);
+  console.log(`  create secret/${plan.secret.metadata?.name} (the agent's credential)`);
+  console.log(`  add container tp-agent to ${ref}'s pods, beside "${plan.appContainer}" (they restart)`);
+  for (const p of plan.servicePatches) {
+    console.log(
+      `  re-point service/${p.name} to the agent (${
+        plan.forward.map((f) => `${f.appPort} -> ${f.agentPort}`).join(", ")
+      })`,
+    );
+  }
+  console.log("(-o yaml prints the patches)");
 }
 
 function absolute(p: string): string {

@@ -91,6 +91,16 @@ Deno.test({
       assert.deepEqual(rows[0].intercepted, []);
     });
 
+    await t.step(
+      "with --manager-url, a workload without an agent is an error that says why tp cannot inject",
+      async () => {
+        const r = await tp(["intercept", "nosuch", "--port", `${LOCAL_HTTP}`, "--mount=false"]);
+        assert.equal(r.code, 1);
+        assert.match(r.stderr, /No traffic-agent serves nosuch in namespace default/);
+        assert.match(r.stderr, /connected with --manager-url \(no Kubernetes\), so it cannot inject the agent/);
+      },
+    );
+
     await t.step("tp intercept: the cluster's requests reach the workstation's local app", async () => {
       const r = await tp(["intercept", "web", "--port", `${LOCAL_HTTP}:${HTTP}`, "--mount=false", "-o", "json"]);
       assert.equal(r.code, 0, r.stderr);

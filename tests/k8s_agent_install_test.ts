@@ -9,6 +9,7 @@ import { K8sError } from "../k8s/errors.ts";
 import { loadKube } from "../k8s/kubeconfig.ts";
 import type { ApiServerDouble } from "./k8s_apiserver_double.ts";
 import { fixture } from "./k8s_fixture.ts";
+import { ROOT } from "./lab.ts";
 
 type Obj = Record<string, unknown> & { metadata: Record<string, unknown> };
 
@@ -276,6 +277,79 @@ Deno.test("findWorkload() and injectAgent() say what is wrong: no such workload,
     await assert.rejects(findWorkload(t, NS, "sts/echo"), /no statefulset\/echo in namespace "default"/);
     f.double.put({ apiVersion: "v1", kind: "Secret", metadata: { name: "tp-agent-echo", namespace: NS }, data: {} });
     await assert.rejects(injectAgent(t, NS, "echo"), /secret\/tp-agent-echo .* exists and is not tp's/);
+  } finally {
+    await f.close();
+  }
+});
+
+/** Runs `tp ARGS` (scripts/tp) with no daemon to ask: a state directory that does not exist. */
+async function tpCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(`${ROOT}/scripts/tp`, {
+    args,
+    env: { TP_STATE_DIR: `/nonexistent/tp-test-${Deno.pid}`, NO_COLOR: "1", TP_CONFIG: "/nonexistent" },
+    stdin: "null",
+  }).output();
+  const d = new TextDecoder();
+  return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
+}
+
+Deno.test("tp uninstall --agent WORKLOAD restores the workload and its Services, and says what it put back", async () => {
+  const f = await fixture();
+  try {
+    seed(f.double);
+    const kubeconfig = f.kubeconfig();
+    const t = loadKube({ kubeconfig, namespace: NS });
+    const before = ["echo", "echo-direct"].map((n) => userView(f.double.get("services", NS, n)));
+    const dep = userView(f.double.get("deployments", NS, "echo"));
+    await injectAgent(t, NS, "echo");
+    const r = await tpCli(["uninstall", "--agent", "echo", "--kubeconfig", kubeconfig, "-n", NS]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^restored service\/echo$/m);
+    assert.match(r.stdout, /^restored deployment\/echo: removed container tp-agent$/m);
+    assert.match(r.stdout, /^deleted secret\/tp-agent-echo$/m);
+    assert.match(r.stdout, /^deployment\/echo: tp's traffic-agent removed$/m);
+    assert.deepEqual(["echo", "echo-direct"].map((n) => userView(f.double.get("services", NS, n))), before);
+    assert.deepEqual(userView(f.double.get("deployments", NS, "echo")), dep);
+    assert.ok(f.double.get("deployments", "tp", "tp-manager"), "the manager is not touched");
+
+    const again = await tpCli(["uninstall", "--agent", "echo", "--kubeconfig", kubeconfig, "-n", NS, "-o", "json"]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.deepEqual(JSON.parse(again.stdout).agents, [
+      { kind: "Deployment", name: "echo", namespace: NS, action: "absent", services: [] },
+    ]);
+    const none = await tpCli(["uninstall", "--agent", "nope", "--kubeconfig", kubeconfig, "-n", NS]);
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /no deployment, statefulset or replicaset named "nope" in namespace "default"/);
+  } finally {
+    await f.close();
+  }
+});
+
+Deno.test("tp uninstall --all-agents restores every workload of the namespace, -o json listing them", async () => {
+  const f = await fixture();
+  try {
+    seed(f.double);
+    f.double.put(app("StatefulSet", "db"));
+    f.double.put(service("db", "db"));
+    const kubeconfig = f.kubeconfig();
+    const t = loadKube({ kubeconfig, namespace: NS });
+    await injectAgent(t, NS, "echo");
+    await injectAgent(t, NS, "sts/db");
+    const r = await tpCli(["uninstall", "--all-agents", "--kubeconfig", kubeconfig, "-n", NS, "-o", "json"]);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout);
+    assert.equal(out.namespace, NS);
+    assert.deepEqual(
+      out.agents.map((a: { kind: string; name: string; action: string }) => `${a.kind}/${a.name}:${a.action}`),
+      [
+        "Deployment/echo:removed",
+        "StatefulSet/db:removed",
+      ],
+    );
+    assert.deepEqual(f.double.list("secrets", NS), []);
+    const both = await tpCli(["uninstall", "--all-agents", "--agent", "echo", "--kubeconfig", kubeconfig]);
+    assert.equal(both.code, 2);
+    assert.match(both.stderr, /not both/);
   } finally {
     await f.close();
   }

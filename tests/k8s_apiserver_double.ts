@@ -17,7 +17,8 @@
  *   fields (uid, creationTimestamp, status, a Service's clusterIP) survive updates; a Secret's stringData is folded
  *   into data; a Service port's targetPort defaults to its port and protocol to TCP;
  * - a Deployment whose pod template changes gets its pod replaced (new name, the new template), when
- *   `runDeployments` is on;
+ *   `runDeployments` is on; with a kubelet attached (`attachKubelet`, tests/k8s_kubelet_double.ts) its pods start
+ *   Pending, without an IP, and the kubelet is told of every pod event, runs the pod and reports its status;
  * - services create allocates a clusterIP in its service CIDRs and answers an out-of-range clusterIP with the real
  *   422 Invalid message, which names the valid range;
  * - a created Deployment gets one ready pod (its template's labels, a podIP) when `runDeployments` is on;
@@ -133,6 +134,11 @@ export interface ApiServerDoubleOptions {
   gitVersion?: string;
 }
 
+/** What the double tells a kubelet: every pod added, changed or deleted (a kubelet's watch, in-process). */
+export interface PodRunner {
+  podEvent(type: "ADDED" | "MODIFIED" | "DELETED", pod: Obj): void;
+}
+
 interface Watcher {
   def: ResourceDef;
   namespace: string | undefined;
@@ -173,6 +179,7 @@ export class ApiServerDouble {
   #opts: ApiServerDoubleOptions;
   #serviceCidrs: string[];
   #ipNext = 10;
+  #kubelet: PodRunner | undefined;
 
   private constructor(server: tls.Server, url: string, opts: ApiServerDoubleOptions) {
     this.#server = server;
@@ -251,6 +258,11 @@ export class ApiServerDouble {
     });
   }
 
+  /** Runs pods through a kubelet double from now on: Deployments' new pods start Pending and it reports them. */
+  attachKubelet(k: PodRunner | undefined): void {
+    this.#kubelet = k;
+  }
+
   // ---- the store -------------------------------------------------------------------------------------------------
 
   /** Seeds an object (no auth, not counted in `created`). */
@@ -300,21 +312,36 @@ export class ApiServerDouble {
   addPod(
     namespace: string,
     name: string,
-    o: { labels?: Record<string, string>; podIP?: string; ready?: boolean; phase?: string; ports?: number[] } = {},
+    o: {
+      labels?: Record<string, string>;
+      /** null: none yet (a Pending pod). Default 127.0.0.1. */
+      podIP?: string | null;
+      ready?: boolean;
+      phase?: string;
+      ports?: number[];
+      containers?: unknown[];
+      ownerReferences?: unknown[];
+    } = {},
   ): Obj {
     const ready = o.ready ?? true;
+    const ip = o.podIP === null ? {} : { podIP: o.podIP ?? "127.0.0.1", podIPs: [{ ip: o.podIP ?? "127.0.0.1" }] };
     return this.put({
       apiVersion: "v1",
       kind: "Pod",
-      metadata: { name, namespace, labels: o.labels ?? {} },
+      metadata: {
+        name,
+        namespace,
+        labels: o.labels ?? {},
+        ...(o.ownerReferences ? { ownerReferences: o.ownerReferences } : {}),
+      },
       spec: {
-        containers: [{ name: "main", image: "x", ports: (o.ports ?? []).map((p) => ({ containerPort: p })) }],
+        containers: o.containers ??
+          [{ name: "main", image: "x", ports: (o.ports ?? []).map((p) => ({ containerPort: p })) }],
         nodeName: "node-1",
       },
       status: {
         phase: o.phase ?? "Running",
-        podIP: o.podIP ?? "127.0.0.1",
-        podIPs: [{ ip: o.podIP ?? "127.0.0.1" }],
+        ...ip,
         conditions: [{ type: "Ready", status: ready ? "True" : "False" }],
         containerStatuses: [{
           name: "main",
@@ -341,6 +368,7 @@ export class ApiServerDouble {
   }
 
   #notify(def: ResourceDef, type: string, obj: Obj): void {
+    if (def.plural === "pods") this.#kubelet?.podEvent(type as "ADDED" | "MODIFIED" | "DELETED", obj);
     for (const w of this.#watchers) {
       if (w.def !== def) continue;
       if (w.namespace !== undefined && obj.metadata.namespace !== w.namespace) continue;
@@ -777,10 +805,13 @@ export class ApiServerDouble {
     const spec = dep.spec as { template?: { metadata?: { labels?: Record<string, string> }; spec?: unknown } };
     const labels = spec.template?.metadata?.labels ?? {};
     const name = `${dep.metadata.name}-${crypto.randomUUID().slice(0, 10)}-x${this.#ipNext++}`;
-    const pod = this.addPod(dep.metadata.namespace as string, name, { labels });
-    (pod.spec as Record<string, unknown>).containers = (spec.template?.spec as { containers?: unknown })?.containers ??
-      [];
-    pod.metadata.ownerReferences = [{ kind: "ReplicaSet", name: dep.metadata.name }];
+    // The pod as the API server stores it before any kubelet saw it (Pending, no IP) when a kubelet double runs it.
+    this.addPod(dep.metadata.namespace as string, name, {
+      labels,
+      containers: structuredClone((spec.template?.spec as { containers?: unknown[] })?.containers ?? []),
+      ownerReferences: [{ kind: "ReplicaSet", name: dep.metadata.name }],
+      ...(this.#kubelet ? { podIP: null, phase: "Pending", ready: false } : {}),
+    });
   }
 
   #watch(socket: net.Socket, w: Watcher): void {

@@ -5,12 +5,17 @@
  *
  *   deno run -A tests/k8s_double_process.ts --listen 198.18.0.2:6443 --forward 198.18.0.2:8081 --dir DIR
  *
+ * With `--kubelet-hosts "IP NAME...;IP NAME..."` a kubelet double (tests/k8s_kubelet_double.ts) runs the pods of
+ * namespace default as lab pods, each with those hosts lines; start the process with `nsenter --net=...` then (see
+ * there).
+ *
  * Writes DIR/kubeconfig (context "lab", a bearer token), then DIR/ready. Its cluster has the lab's subnets (node-a
  * holds the pod CIDRs); SIGUSR1 adds node-b with 198.19.144.0/24. On SIGTERM writes DIR/stats.json (requests and
  * port-forward connections counted) and exits. A test double: no real API server can run on this network.
  */
 import { ApiServerDouble } from "./k8s_apiserver_double.ts";
 import { makePki } from "./k8s_certs.ts";
+import { KubeletDouble } from "./k8s_kubelet_double.ts";
 
 export const DOUBLE_TOKEN = "token-lab-user";
 
@@ -30,6 +35,13 @@ const double = await ApiServerDouble.start({
   portForwardTarget: () => ({ host: fhost!, port: Number(fport) }),
   serviceCidrs: ["198.19.0.0/24", "2001:db8:5::/112"], // the lab's
 });
+const kubeletHosts = args.get("kubelet-hosts");
+const kubelet = kubeletHosts === undefined ? undefined : new KubeletDouble(double, {
+  namespaces: ["default"],
+  hosts: kubeletHosts.split(";").map((h) => h.trim()).filter(Boolean),
+  log: (line) => console.error(line),
+});
+double.attachKubelet(kubelet);
 double.addNode("node-a", ["198.19.128.0/20", "2001:db8:6::/64"]);
 // SIGUSR1: a node joins with a pod CIDR of its own, as when a cluster grows.
 Deno.addSignalListener("SIGUSR1", () => double.addNode("node-b", ["198.19.144.0/24"]));
@@ -48,6 +60,7 @@ Deno.addSignalListener("SIGTERM", async () => {
       requests: double.requests.length,
     }),
   );
+  await kubelet?.close();
   await double.close();
   pki.remove();
   Deno.exit(0);

@@ -23,6 +23,8 @@ export interface PodSpec {
   hosts?: string[];
   /** The app's environment (what `tp intercept -- CMD` should see). */
   env?: Record<string, string>;
+  /** What the app calls itself in its answers (default `name`). */
+  appName?: string;
 }
 
 export interface LabPod {
@@ -33,6 +35,11 @@ export interface LabPod {
   startAgent(
     args: { managerUrl: string; workload: string; forwards: string[]; token?: string; extra?: string[] },
   ): Promise<ClusterProcess>;
+  /**
+   * Starts `tp agent` configured by its environment alone (TP_AGENT_* and the app's variables), as the container
+   * injection adds runs, and waits until it registered.
+   */
+  startAgentWithEnv(env: Record<string, string>): Promise<ClusterProcess>;
   stop(): Promise<void>;
 }
 
@@ -99,7 +106,7 @@ export async function startPod(spec: PodSpec): Promise<LabPod> {
     `--udp-port=${spec.tcpPort}`,
     `--udp-addresses=${spec.podIp}`,
     `--ready-file=${ready}`,
-    `--name=${spec.name}`,
+    `--name=${spec.appName ?? spec.name}`,
   ], spec.env ?? {});
   procs.push(app);
   for (let i = 0; i < 200; i++) {
@@ -110,25 +117,28 @@ export async function startPod(spec: PodSpec): Promise<LabPod> {
     throw new Error(`the pod's app did not start within 10 s:\n${app.log()}`);
   });
 
+  const registered = async (agent: ReturnType<typeof spawnIn>) => {
+    procs.push(agent);
+    for (let i = 0; i < 300; i++) {
+      if (agent.log().includes("registered with the traffic-manager")) return agent;
+      if (agent.exited()) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`tp agent did not register within 15 s:\n${agent.log()}`);
+  };
   return {
     spec,
     netns: ns,
     run: (cmd, opts = {}) => exec(["ip", "netns", "exec", ns, ...cmd], opts),
-    async startAgent(o) {
+    startAgent(o) {
       const args = [TP, "agent", "--manager-url", o.managerUrl, "--namespace", "default", "--workload", o.workload];
       args.push("--pod-name", `${o.workload}-0`, "--pod-ip", spec.podIp);
       for (const f of o.forwards) args.push("--forward", f);
       if (o.token) args.push("--token", o.token);
       args.push(...(o.extra ?? []));
-      const agent = spawnIn(ns, args, spec.env ?? {});
-      procs.push(agent);
-      for (let i = 0; i < 300; i++) {
-        if (agent.log().includes("registered with the traffic-manager")) return agent;
-        if (agent.exited()) break;
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      throw new Error(`tp agent did not register within 15 s:\n${agent.log()}`);
+      return registered(spawnIn(ns, args, spec.env ?? {}));
     },
+    startAgentWithEnv: (env) => registered(spawnIn(ns, [TP, "agent"], env)),
     async stop() {
       for (const p of procs.reverse()) await p.stop();
       await removePod(spec.name);
