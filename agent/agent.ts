@@ -40,6 +40,8 @@ export interface AgentEnv {
    * are refused.
    */
   sftp?: (stream: Tunnel) => Promise<void>;
+  /** Why no mount can be served now (one line naming the fix), asked before a mount is accepted; undefined: none. */
+  sftpProblem?: () => string | undefined;
   /** Called each time the agent registered with the manager (tests wait for it). */
   onRegistered?: (sessionId: string) => void;
 }
@@ -126,6 +128,12 @@ async function follow(s: ManagerSession, env: AgentEnv, setPorts: (p: Set<number
       const { connectionId } = ev.sftp;
       if (!env.sftp) {
         s.joinMount(connectionId, { code: DialCode.denied, message: "this agent serves no volumes" }).reset();
+        continue;
+      }
+      const problem = env.sftpProblem?.();
+      if (problem) {
+        env.log(`a workstation's mount refused: ${problem}`);
+        s.joinMount(connectionId, { code: DialCode.refused, message: problem }).reset(problem);
         continue;
       }
       const t = s.joinMount(connectionId, { code: DialCode.ok, message: "" });

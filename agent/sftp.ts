@@ -70,13 +70,8 @@ export function serveSftp(stream: ByteStream, opts: SftpOptions): SftpSession {
   let program: string;
   try {
     program = opts.sftpServer ?? findSftpServer();
-    let root: Deno.FileInfo;
-    try {
-      root = Deno.statSync(opts.root);
-    } catch (e) {
-      throw new TypeError(`Cannot serve volumes from "${opts.root}": ${(e as Error).message}`);
-    }
-    if (!root.isDirectory) throw new TypeError(`Cannot serve volumes from "${opts.root}": not a directory`);
+    const rootProblem = volumeRootProblem(opts.root);
+    if (rootProblem) throw new TypeError(rootProblem);
     try {
       child = new Deno.Command(program, {
         // -e: log to stderr (to `log`), not syslog, at sftp-server's default level (errors only).
@@ -104,4 +99,33 @@ export function serveSftp(stream: ByteStream, opts: SftpOptions): SftpSession {
     ...(opts.log ? { log: opts.log } : {}),
   });
   return { pid: child.pid, ended };
+}
+
+/** Why the agent cannot serve volumes from `root` (not a directory), in one line naming the fix; else undefined. */
+export function volumeRootProblem(root: string): string | undefined {
+  let why: string | undefined;
+  try {
+    if (!Deno.statSync(root).isDirectory) why = "not a directory";
+  } catch (e) {
+    why = e instanceof Deno.errors.NotFound ? "no such directory" : (e as Error).message;
+  }
+  if (why === undefined) return undefined;
+  return `The agent cannot serve volumes from "${root}": ${why}; start tp agent with --volume-root ` +
+    `(TP_AGENT_VOLUME_ROOT) set to the directory where the app's volumes appear (/ in a pod)`;
+}
+
+/**
+ * Why a mount cannot be served at all (no sftp-server, a volume root that is not a directory), in one line naming
+ * the fix; undefined when it can. The agent asks before it accepts a workstation's mount, so that the workstation
+ * hears the reason in the answer and starts no sshfs.
+ */
+export function sftpProblem(opts: Pick<SftpOptions, "root" | "sftpServer">): string | undefined {
+  if (opts.sftpServer === undefined) {
+    try {
+      findSftpServer();
+    } catch (e) {
+      return (e as Error).message;
+    }
+  }
+  return volumeRootProblem(opts.root);
 }

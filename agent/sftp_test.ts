@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { memoryByteStreamPair } from "../proto/byte_stream_memory.ts";
-import { findSftpServer, serveSftp, SftpServerMissingError } from "./sftp.ts";
+import { findSftpServer, serveSftp, sftpProblem, SftpServerMissingError } from "./sftp.ts";
 
 Deno.test("findSftpServer() finds OpenSSH's sftp-server (openssh-sftp-server, installed by scripts/install_deps)", () => {
   assert.match(findSftpServer(), /\/sftp-server$/);
@@ -12,10 +12,21 @@ Deno.test("serveSftp() without an sftp-server resets the stream with the fix and
   await assert.rejects(ws.read(), /apt-get install openssh-sftp-server/);
 });
 
-Deno.test("serveSftp() with a root that is not a directory resets the stream saying so", async () => {
+Deno.test("serveSftp() with a root that is not a directory resets the stream saying so, and how to fix it", async () => {
   const [agent, ws] = memoryByteStreamPair();
-  assert.throws(() => serveSftp(agent, { root: "/nonexistent/volumes" }), /Cannot serve volumes from/);
-  await assert.rejects(ws.read(), /nonexistent\/volumes/);
+  assert.throws(() => serveSftp(agent, { root: "/nonexistent/volumes" }), /cannot serve volumes from/);
+  await assert.rejects(ws.read(), /"\/nonexistent\/volumes": no such directory; start tp agent with --volume-root/);
+});
+
+Deno.test("sftpProblem() names the fix for a missing root, a root that is a file, and no sftp-server", () => {
+  assert.match(sftpProblem({ root: "/nonexistent/volumes" })!, /no such directory; .*--volume-root/);
+  assert.match(sftpProblem({ root: "/etc/hostname" })!, /not a directory; .*TP_AGENT_VOLUME_ROOT/);
+  assert.equal(sftpProblem({ root: "/" }), undefined);
+  assert.equal(
+    sftpProblem({ root: "/", sftpServer: "/given/by/the/caller" }),
+    undefined,
+    "a given program is not looked up",
+  );
 });
 
 Deno.test("serveSftp() answers an SFTP INIT with its VERSION and ends when the workstation half-closes", async () => {

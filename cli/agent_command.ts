@@ -79,7 +79,7 @@ export function agentCommand() {
       const log = (line: string) => logger.info(line, {});
       const { runAgent } = await import("../agent/agent.ts");
       const { podResolver } = await import("../agent/pod_resolver.ts");
-      const { serveSftp } = await import("../agent/sftp.ts");
+      const { serveSftp, sftpProblem } = await import("../agent/sftp.ts");
       const ac = new AbortController();
       const stop = () => ac.abort();
       Deno.addSignalListener("SIGTERM", stop);
@@ -102,6 +102,7 @@ export function agentCommand() {
           sftp: async (stream) => {
             await serveSftp(stream, { root: o.volumeRoot ?? "/", log: (l) => log(`sftp-server: ${l}`) }).ended;
           },
+          sftpProblem: () => sftpProblem({ root: o.volumeRoot ?? "/" }),
         });
       } finally {
         Deno.removeSignalListener("SIGTERM", stop);
