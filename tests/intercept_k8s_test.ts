@@ -15,9 +15,11 @@ import {
   inNs,
   type LabManager,
   startLabManager,
+  startLocalApp,
   STATE_DIR,
   tp,
 } from "./connect_fixture.ts";
+import { waitFor } from "./lab_pod.ts";
 import { removeKubeletPods } from "./k8s_kubelet_double.ts";
 
 const API = `${LAB.manager.ip}:6443`;
@@ -62,8 +64,11 @@ async function startDouble(): Promise<DoubleProcess> {
   const drain = (async () => {
     for await (const s of child.stderr.pipeThrough(new TextDecoderStream())) log = (log + s).slice(-50_000);
   })();
+  let exited = false;
+  child.status.then(() => (exited = true));
   const proc: DoubleProcess = {
     pid: child.pid,
+    exited: () => exited,
     dir,
     kubeconfig: `${dir}/kubeconfig`,
     log: () => log,
@@ -183,52 +188,6 @@ async function whoAnswers(endpoint: string): Promise<string> {
   return (JSON.parse(r.stdout) as { service: string }).service;
 }
 
-/** The workstation's stand-in of the app: the lab's echo services, calling themselves "laptop". */
-function startLocalApp(): ClusterProcess {
-  const child = new Deno.Command("ip", {
-    args: [
-      "netns",
-      "exec",
-      LAB.namespaces.workstation,
-      Deno.execPath(),
-      "run",
-      "-A",
-      `${ROOT}/scripts/lab_services.ts`,
-      `--http-port=${LOCAL_HTTP}`,
-      "--tcp-port=17007",
-      "--udp-port=17007",
-      "--udp-addresses=127.0.0.1",
-      "--name=laptop",
-    ],
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let log = "";
-  const drain = (async () => {
-    for await (const s of child.stderr.pipeThrough(new TextDecoderStream())) log = (log + s).slice(-20_000);
-  })();
-  return {
-    pid: child.pid,
-    log: () => log,
-    stop: async () => {
-      try {
-        child.kill("SIGTERM");
-      } catch { /* gone */ }
-      await child.status;
-      await drain;
-    },
-  };
-}
-
-async function waitFor(what: string, f: () => Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    if (await f()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
 Deno.test({
   name:
     "tp intercept through Kubernetes injects the agent, the pod restarts with it, and tp uninstall --agent restores",
@@ -253,7 +212,7 @@ Deno.test({
     let pod = await runningPod(d);
     assert.deepEqual(pod.containers, ["app"]);
     const before = { dep: await getJson(d, ["deployment", "web"]), svc: await getJson(d, ["service", "web"]) };
-    local = startLocalApp();
+    local = startLocalApp(LOCAL_HTTP, 17007);
     const c = await tp(["connect", "--kubeconfig", d.kubeconfig, "--context", "lab", "-n", "default"]);
     assert.equal(c.code, 0, c.stderr);
 

@@ -158,7 +158,7 @@ export async function whoAnswers(podIp: string, port: number, timeoutS = 10): Pr
 }
 
 /** Waits until `f` says true: checked every 100 ms, at most 300 times and for `ms`; throws naming `what` after. */
-export async function waitFor(what: string, f: () => Promise<boolean>, ms = 15_000): Promise<void> {
+export async function waitFor(what: string, f: () => Promise<boolean> | boolean, ms = 15_000): Promise<void> {
   const t0 = Date.now();
   for (let i = 0; i < 300 && Date.now() - t0 < ms; i++) {
     if (await f()) return;

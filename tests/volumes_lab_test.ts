@@ -13,18 +13,21 @@
  * it), so the daemon mounts for nobody, and every look through the mount is made as nobody (root is refused by FUSE).
  */
 import assert from "node:assert/strict";
-import { exec, LAB, requireRoot, requireTools, ROOT } from "./lab.ts";
+import { exec, LAB, requireRoot, requireTools } from "./lab.ts";
 import {
   type ClusterProcess,
   daemonPid,
   forceQuit,
-  inNs,
   type LabManager,
   MANAGER_URL,
   startLabManager,
+  startLocalApp,
   STATE_DIR,
 } from "./connect_fixture.ts";
-import { type LabPod, startPod } from "./lab_pod.ts";
+import { type LabPod, startPod, waitFor, whoAnswers as answers } from "./lab_pod.ts";
+
+/** Which app answers at a pod's agent port (the pod's own, or "laptop" here). */
+const whoAnswers = (podIp: string) => answers(podIp, AGENT_HTTP);
 import { startWorkstationShell, type User, type WorkstationShell } from "./ws_shell.ts";
 
 const MB = 1024 * 1024;
@@ -37,44 +40,6 @@ const PODS = {
   api: { index: 1, ip: "198.19.128.21" },
   bare: { index: 2, ip: "198.19.128.22" }, // its agent's --volume-root does not exist
 };
-
-/** GET / from the cluster namespace to a pod's agent port: which app answered ("web"... in the pod, "laptop" here). */
-async function whoAnswers(podIp: string): Promise<string> {
-  const r = await inNs("cluster", ["curl", "-sS", "-m", "10", `http://${podIp}:${AGENT_HTTP}/`]);
-  if (r.code !== 0) return `curl failed (${r.code}): ${r.stderr.trim()}`;
-  return (JSON.parse(r.stdout) as { service: string }).service;
-}
-
-/** The workstation's stand-in of the app: the lab's echo services, calling themselves "laptop". */
-function startLocalApp(): ClusterProcess {
-  const child = new Deno.Command("ip", {
-    args: ["netns", "exec", LAB.namespaces.workstation, Deno.execPath(), "run", "-A", `${ROOT}/scripts/lab_services.ts`]
-      .concat([`--http-port=${LOCAL_HTTP}`, "--tcp-port=17007", "--udp-port=17007", "--udp-addresses=127.0.0.1"])
-      .concat(["--name=laptop"]),
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  return {
-    pid: child.pid,
-    log: () => "",
-    stop: async () => {
-      try {
-        child.kill("SIGTERM");
-      } catch { /* gone */ }
-      await child.status;
-    },
-  };
-}
-
-async function waitFor(what: string, f: () => Promise<boolean> | boolean, ms = 15_000): Promise<void> {
-  const t0 = Date.now();
-  for (let i = 0; i < 600 && Date.now() - t0 < ms; i++) {
-    if (await f()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 /** Live processes named `comm` (not zombies) for which `where` holds. */
 function processes(comm: string, where: (pid: number) => boolean): number[] {
@@ -148,7 +113,7 @@ Deno.test({
         }),
       );
     }
-    local = startLocalApp();
+    local = startLocalApp(LOCAL_HTTP, 17007);
     // As sudo would start it for nobody: the daemon mounts for SUDO_UID.
     const c = await sh.tp(["connect", "--manager-url", MANAGER_URL], {
       env: { SUDO_UID: String(NOBODY.uid), SUDO_GID: String(NOBODY.gid) },
