@@ -11,6 +11,7 @@ import { type Cidr, formatAddress, formatCidr } from "../../net/cidr.ts";
 import { Router } from "../../net/router/router.ts";
 import type { TcpSocket, UdpFlow } from "../../net/router/owner.ts";
 import { VERSION } from "../version.ts";
+import { selfArgv } from "../process.ts";
 import { ExitCode } from "../exit_code.ts";
 import { bridgeTcp, bridgeUdp, newBridgeStats } from "./bridge.ts";
 import { DaemonDns, repairDns } from "./dns.ts";
@@ -185,6 +186,7 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
         device: tun.name,
         cluster: (q, signal) => session().dns(q, signal),
         log,
+        selfArgv: selfArgv(),
       });
     } catch (e) {
       throw new DaemonError(`cannot set up DNS: ${(e as Error).message}`);

@@ -18,6 +18,7 @@ import {
   resolvedUpstreams,
   restoreResolvConf,
 } from "../dns/mod.ts";
+import { type ResolvConfGuard, restoreCommand, startResolvConfGuard } from "../dns/resolv_guard.ts";
 import type { ClusterInfo } from "../../proto/mod.ts";
 
 export const DNS_PORT = 53;
@@ -43,7 +44,12 @@ export interface DaemonDnsOptions {
   device: string;
   /** The manager's raw-DNS call. */
   cluster: (query: Uint8Array, signal: AbortSignal) => Promise<Uint8Array>;
-  log: (line: string) => void;
+  log: (line: string, level?: "info" | "warn") => void;
+  /**
+   * The argv that runs tp (selfArgv()). With it, in resolv.conf mode, a guard process puts the original resolv.conf
+   * back the moment this process dies (cli/dns/resolv_guard.ts).
+   */
+  selfArgv?: readonly string[];
 }
 
 export class DaemonDns {
@@ -56,6 +62,7 @@ export class DaemonDns {
   readonly #stateDir: string;
   readonly #device: string;
   readonly #resolvedLink: ResolvedLink | null;
+  readonly #guard: ResolvConfGuard | null;
 
   private constructor(init: {
     address: string;
@@ -67,6 +74,7 @@ export class DaemonDns {
     stateDir: string;
     device: string;
     resolvedLink: ResolvedLink | null;
+    guard: ResolvConfGuard | null;
   }) {
     this.address = init.address;
     this.mode = init.mode;
@@ -77,6 +85,7 @@ export class DaemonDns {
     this.#stateDir = init.stateDir;
     this.#device = init.device;
     this.#resolvedLink = init.resolvedLink;
+    this.#guard = init.guard;
   }
 
   /** Points the system at tp's DNS address. Call once the router serves it. */
@@ -94,6 +103,7 @@ export class DaemonDns {
     let upstreams: string[];
     let mode: "resolv.conf" | "systemd-resolved";
     let resolvedLink: ResolvedLink | null = null;
+    let guard: ResolvConfGuard | null = null;
     if (resolved.running) {
       mode = "systemd-resolved";
       upstreams = await resolvedUpstreams();
@@ -110,7 +120,14 @@ export class DaemonDns {
       );
     } else {
       mode = "resolv.conf";
-      const r = await applyResolvConf({ stateDir: o.stateDir }, { dnsAddress: address, searchDomains });
+      guard = startGuard(o);
+      let r;
+      try {
+        r = await applyResolvConf({ stateDir: o.stateDir }, { dnsAddress: address, searchDomains });
+      } catch (e) {
+        await guard?.disarm();
+        throw e;
+      }
       if (r.repaired) o.log(r.repaired);
       upstreams = r.upstreams;
     }
@@ -132,6 +149,7 @@ export class DaemonDns {
       stateDir: o.stateDir,
       device: o.device,
       resolvedLink,
+      guard,
     });
   }
 
@@ -190,6 +208,7 @@ export class DaemonDns {
       upstreams: this.upstreams,
       searchDomains: this.searchDomains,
       ...(this.#resolvedLink ? { resolvedVia: this.#resolvedLink.via } : {}),
+      ...(this.#guard ? { guardPid: this.#guard.pid } : {}),
       ...this.#resolver.counters,
     };
   }
@@ -202,7 +221,24 @@ export class DaemonDns {
       await this.#resolvedLink?.revert();
       return `reverted systemd-resolved's settings for ${this.#device} (through ${this.#resolvedLink?.via})`;
     }
-    return (await restoreResolvConf({ stateDir: this.#stateDir })).message;
+    const restored = (await restoreResolvConf({ stateDir: this.#stateDir })).message;
+    await this.#guard?.disarm();
+    return restored;
+  }
+}
+
+/** Starts the resolv.conf guard, or says why there is none (the repair at the next start still runs). */
+function startGuard(o: DaemonDnsOptions): ResolvConfGuard | null {
+  if (!o.selfArgv) return null;
+  try {
+    return startResolvConfGuard(restoreCommand(o.selfArgv, o.stateDir, Deno.pid));
+  } catch (e) {
+    o.log(
+      `cannot start the DNS guard (${(e as Error).message}): if tp dies, resolv.conf is restored only by the ` +
+        `next tp connect or tp quit`,
+      "warn",
+    );
+    return null;
   }
 }
 
