@@ -244,8 +244,11 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
           return { removed: await intercepts.leave(String(req.workload ?? "")) };
         case "list":
           return await intercepts.list(String(req.namespace ?? ""));
-        case "status":
-          return status();
+        case "status": {
+          // What the system's resolver says now, not what tp last wrote.
+          const s = status();
+          return { ...s, dns: { ...s.dns, system: await started.systemResolver() } };
+        }
         case "loglevel":
           if (!isLogLevel(String(req.level))) throw new TypeError(`unknown log level "${req.level}"`);
           if (logger) logger.level = req.level;

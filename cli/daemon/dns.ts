@@ -11,14 +11,15 @@ import {
   applyResolvConf,
   configureResolved,
   detectResolved,
-  type NameserverForwarder,
-  nameserverForwarder,
   repairResolvConf,
   type ResolvedLink,
   resolvedUpstreams,
   restoreResolvConf,
 } from "../dns/mod.ts";
 import { type ResolvConfGuard, restoreCommand, startResolvConfGuard } from "../dns/resolv_guard.ts";
+import { type FollowStatus, ResolvConfFollower } from "../dns/resolv_conf_follow.ts";
+import { Upstreams } from "./upstreams.ts";
+import { checkResolvConf, checkResolvedLink, type ResolverCheck } from "../dns/system_resolver.ts";
 import type { ClusterInfo } from "../../proto/mod.ts";
 
 export const DNS_PORT = 53;
@@ -55,37 +56,38 @@ export interface DaemonDnsOptions {
 export class DaemonDns {
   readonly address: string;
   readonly mode: "resolv.conf" | "systemd-resolved";
-  readonly upstreams: string[];
   readonly searchDomains: string[];
   readonly #resolver: Resolver;
-  readonly #upstream: NameserverForwarder | null;
+  readonly #upstreams: Upstreams;
   readonly #stateDir: string;
   readonly #device: string;
   readonly #resolvedLink: ResolvedLink | null;
   readonly #guard: ResolvConfGuard | null;
+  readonly #resolvectl: string | null;
+  #follower: ResolvConfFollower | null = null;
 
   private constructor(init: {
     address: string;
     mode: "resolv.conf" | "systemd-resolved";
-    upstreams: string[];
     searchDomains: string[];
     resolver: Resolver;
-    upstream: NameserverForwarder | null;
+    upstreams: Upstreams;
     stateDir: string;
     device: string;
     resolvedLink: ResolvedLink | null;
     guard: ResolvConfGuard | null;
+    resolvectl: string | null;
   }) {
     this.address = init.address;
     this.mode = init.mode;
-    this.upstreams = init.upstreams;
     this.searchDomains = init.searchDomains;
     this.#resolver = init.resolver;
-    this.#upstream = init.upstream;
+    this.#upstreams = init.upstreams;
     this.#stateDir = init.stateDir;
     this.#device = init.device;
     this.#resolvedLink = init.resolvedLink;
     this.#guard = init.guard;
+    this.#resolvectl = init.resolvectl;
   }
 
   /** Points the system at tp's DNS address. Call once the router serves it. */
@@ -133,24 +135,48 @@ export class DaemonDns {
     }
     // The original nameservers answer every name that is not the cluster's. With none (a machine with no DNS),
     // those names get SERVFAIL.
-    const upstream = upstreams.length ? nameserverForwarder(upstreams.map((ip) => ({ ip }))) : null;
-    const resolver = new Resolver({
-      routing: names,
-      cluster: o.cluster,
-      upstream: upstream ?? (() => Promise.reject(new Error("this machine has no nameserver"))),
-    });
-    return new DaemonDns({
+    const upstreamSet = new Upstreams(upstreams, { exclude: address });
+    const resolver = new Resolver({ routing: names, cluster: o.cluster, upstream: upstreamSet.forward });
+    const dns = new DaemonDns({
       address,
       mode,
-      upstreams,
       searchDomains,
       resolver,
-      upstream,
+      upstreams: upstreamSet,
       stateDir: o.stateDir,
       device: o.device,
       resolvedLink,
       guard,
+      resolvectl: resolved.resolvectl,
     });
+    if (mode === "resolv.conf") dns.#follow(o);
+    return dns;
+  }
+
+  /** The original nameservers tp forwards other names to (the newest, when the network changed). */
+  get upstreams(): string[] {
+    return this.#upstreams.list;
+  }
+
+  /** Watches resolv.conf, to follow the network when another program rewrites it (cli/dns/resolv_conf_follow.ts). */
+  #follow(o: DaemonDnsOptions): void {
+    try {
+      this.#follower = ResolvConfFollower.start({
+        stateDir: o.stateDir,
+        dnsAddress: this.address,
+        searchDomains: this.searchDomains,
+        log: o.log,
+        onNewOriginal: (nameservers) => {
+          // A new network: its nameservers answer other names now, and what the old ones said is forgotten.
+          if (this.#upstreams.set(nameservers)) this.#resolver.cache.clear();
+        },
+      });
+    } catch (e) {
+      o.log(
+        `cannot watch resolv.conf (${(e as Error).message}): if another program rewrites it, tp will not follow`,
+        "warn",
+      );
+    }
   }
 
   /** Whether a connection or flow is addressed to tp's DNS server. */
@@ -209,14 +235,26 @@ export class DaemonDns {
       searchDomains: this.searchDomains,
       ...(this.#resolvedLink ? { resolvedVia: this.#resolvedLink.via } : {}),
       ...(this.#guard ? { guardPid: this.#guard.pid } : {}),
+      ...(this.#follower ? { follow: this.#follower.status() satisfies FollowStatus } : {}),
       ...this.#resolver.counters,
     };
   }
 
+  /**
+   * Whether the system's resolver points at tp right now: resolv.conf as it is, or resolved's settings for tp's
+   * link, asked the way tp configured it.
+   */
+  systemResolver(): Promise<ResolverCheck> {
+    if (this.mode === "resolv.conf") return checkResolvConf("/etc/resolv.conf", this.address);
+    const byResolvectl = this.#resolvedLink?.via === "resolvectl";
+    return checkResolvedLink(this.#device, this.address, byResolvectl ? { resolvectl: this.#resolvectl } : {});
+  }
+
   /** Restores the system's DNS settings and ends the resolver. */
   async stop(): Promise<string> {
+    await this.#follower?.close();
     this.#resolver.close();
-    await this.#upstream?.close();
+    await this.#upstreams.close();
     if (this.mode === "systemd-resolved") {
       await this.#resolvedLink?.revert();
       return `reverted systemd-resolved's settings for ${this.#device} (through ${this.#resolvedLink?.via})`;
