@@ -25,6 +25,7 @@ interface Daemon {
 async function startDaemon(path: string, stateDir: string): Promise<Daemon> {
   const child = new Deno.Command("setsid", {
     args: [Deno.execPath(), "run", "-A", `${ROOT}/tests/dns_guard_child.ts`, path, stateDir],
+    env: { TP_TOKEN: "guard-test-secret" },
     stdin: "piped",
     stdout: "piped",
     stderr: "inherit",
@@ -94,6 +95,8 @@ Deno.test("after kill -9 of the daemon, the guard restores resolv.conf byte for 
 Deno.test("on quit the daemon restores resolv.conf itself and the guard exits doing nothing", async () => {
   await withFiles(async (path, stateDir) => {
     const d = await startDaemon(path, stateDir);
+    const environ = await Deno.readTextFile(`/proc/${d.guard}/environ`);
+    assert.doesNotMatch(environ, /TP_TOKEN|guard-test-secret/, "the daemon's token stays with the daemon");
     assert.equal(await d.quit(), "restored");
     await waitGone(d.guard);
     assert.equal(await Deno.readTextFile(path), ORIGINAL);

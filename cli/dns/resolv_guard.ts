@@ -27,6 +27,9 @@ export const RESTORE_DNS_COMMAND = "_restore-dns";
  */
 export const GUARD_SCRIPT = `trap '' HUP INT TERM; read -r line; [ "$line" = disarm ] && exit 0; exec "$@"`;
 
+/** The environment the guard keeps: where to find programs, and Deno's cache when tp runs from source. */
+const GUARD_ENV = ["PATH", "HOME", "XDG_CACHE_HOME", "DENO_DIR", "DENO_NO_UPDATE_CHECK", "NO_COLOR"] as const;
+
 export interface ResolvConfGuard {
   /** The guard's pid, for `tp status` and tests. */
   readonly pid: number;
@@ -42,9 +45,17 @@ export function startResolvConfGuard(
   restoreArgv: readonly string[],
   options: { shell?: string } = {},
 ): ResolvConfGuard {
+  // Only what running tp needs: the daemon's other variables (TP_TOKEN among them) stay with the daemon.
+  const env: Record<string, string> = {};
+  for (const k of GUARD_ENV) {
+    const v = Deno.env.get(k);
+    if (v !== undefined) env[k] = v;
+  }
   const child = new Deno.Command(options.shell ?? "/bin/sh", {
     args: ["-c", GUARD_SCRIPT, "tp-dns-guard", ...restoreArgv],
     cwd: "/",
+    clearEnv: true,
+    env,
     stdin: "piped",
     stdout: "null",
     stderr: "null",
