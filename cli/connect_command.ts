@@ -11,6 +11,9 @@ import { LOG_LEVELS, LogFile, type LogLevel, stderrLog } from "./daemon/log_file
 import { quitDaemon } from "./quit_command.ts";
 import { ExitCode } from "./exit_code.ts";
 import { addKubeOptions } from "./k8s/flags.ts";
+import { selfArgv } from "./process.ts";
+
+export { selfArgv };
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -162,16 +165,6 @@ export async function runCommand(argv: string[], env: Record<string, string> = {
 function signalNumber(sig: Deno.Signal): number {
   const n: Partial<Record<Deno.Signal, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGTERM: 15 };
   return n[sig] ?? 0;
-}
-
-/** The argv that runs this same tp again: the compiled binary, or `deno run` of this entry point. */
-export function selfArgv(): string[] {
-  const exe = Deno.execPath();
-  if (/(^|\/)deno$/.test(exe)) {
-    const main = new URL("./main.ts", import.meta.url).pathname;
-    return [exe, "run", "--allow-all", "--quiet", main];
-  }
-  return [exe];
 }
 
 function flagsOf(s: ConnectSettings): string[] {

@@ -10,6 +10,9 @@ import { ExitWith, UsageError } from "./errors.ts";
 import { VERSION } from "./version.ts";
 import { rootHelp } from "./help.ts";
 
+/** The resolv.conf guard's internal command (cli/dns/resolv_guard.ts's RESTORE_DNS_COMMAND, kept in step by a test). */
+export const RESTORE_DNS_COMMAND = "_restore-dns";
+
 export { ExitCode };
 
 // deno-lint-ignore no-explicit-any
@@ -226,6 +229,13 @@ export async function main(args: string[]): Promise<number> {
     if (first === "--version" && !rest.length) {
       console.log(VERSION);
       return ExitCode.ok;
+    }
+    if (first === RESTORE_DNS_COMMAND) {
+      // Run by the resolv.conf guard, not by a person: loads only what it needs (computed specifier, as buildCommand).
+      const m = await import(new URL("./restore_dns_command.ts", import.meta.url).href) as {
+        restoreDnsMain(args: string[]): Promise<number>;
+      };
+      return await m.restoreDnsMain(rest);
     }
     const name = first === "help" ? rest[0] : first;
     const entry = COMMANDS.find((c) => c.name === name);

@@ -7,3 +7,13 @@ export function pidAlive(pid: number): boolean {
     return false;
   }
 }
+
+/** The argv that runs this same tp again: the compiled binary, or `deno run` of this entry point. */
+export function selfArgv(): string[] {
+  const exe = Deno.execPath();
+  if (/(^|\/)deno$/.test(exe)) {
+    const main = new URL("./main.ts", import.meta.url).pathname;
+    return [exe, "run", "--allow-all", "--quiet", main];
+  }
+  return [exe];
+}

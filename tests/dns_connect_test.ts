@@ -74,7 +74,7 @@ Deno.test("the workstation's own names keep resolving through its own resolver w
   });
 });
 
-Deno.test("resolv.conf is byte for byte the original after tp quit, and after kill -9 then tp quit or connect", async () => {
+Deno.test("resolv.conf is byte for byte the original after tp quit, and after a kill -9 of the daemon's process group then tp quit or connect", async () => {
   const original = await Deno.readFile(RESOLV);
   await connected(async () => {
     const during = await Deno.readTextFile(RESOLV);
@@ -85,9 +85,10 @@ Deno.test("resolv.conf is byte for byte the original after tp quit, and after ki
 
     for (const next of [["quit"], ["connect", "--manager-url", MANAGER_URL]]) {
       assert.equal((await tp(["connect", "--manager-url", MANAGER_URL])).code, 0);
-      Deno.kill((await daemonPid())!, "SIGKILL");
+      // The daemon leads its process group (setsid): this kills its resolv.conf guard too.
+      Deno.kill(-(await daemonPid())!, "SIGKILL");
       await new Promise((r) => setTimeout(r, 200));
-      assert.notDeepEqual(await Deno.readFile(RESOLV), original, "a killed daemon cannot restore");
+      assert.notDeepEqual(await Deno.readFile(RESOLV), original, "a killed daemon and guard cannot restore");
       const r = await tp(next);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stderr, /restored the original/);

@@ -11,6 +11,7 @@ import { type Cidr, formatAddress, formatCidr } from "../../net/cidr.ts";
 import { Router } from "../../net/router/router.ts";
 import type { TcpSocket, UdpFlow } from "../../net/router/owner.ts";
 import { VERSION } from "../version.ts";
+import { selfArgv } from "../process.ts";
 import { ExitCode } from "../exit_code.ts";
 import { bridgeTcp, bridgeUdp, newBridgeStats } from "./bridge.ts";
 import { DaemonDns, repairDns } from "./dns.ts";
@@ -185,6 +186,7 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
         device: tun.name,
         cluster: (q, signal) => session().dns(q, signal),
         log,
+        selfArgv: selfArgv(),
       });
     } catch (e) {
       throw new DaemonError(`cannot set up DNS: ${(e as Error).message}`);
@@ -242,8 +244,11 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
           return { removed: await intercepts.leave(String(req.workload ?? "")) };
         case "list":
           return await intercepts.list(String(req.namespace ?? ""));
-        case "status":
-          return status();
+        case "status": {
+          // What the system's resolver says now, not what tp last wrote.
+          const s = status();
+          return { ...s, dns: { ...s.dns, system: await started.systemResolver() } };
+        }
         case "loglevel":
           if (!isLogLevel(String(req.level))) throw new TypeError(`unknown log level "${req.level}"`);
           if (logger) logger.level = req.level;

@@ -11,13 +11,15 @@ import {
   applyResolvConf,
   configureResolved,
   detectResolved,
-  type NameserverForwarder,
-  nameserverForwarder,
   repairResolvConf,
   type ResolvedLink,
   resolvedUpstreams,
   restoreResolvConf,
 } from "../dns/mod.ts";
+import { type ResolvConfGuard, restoreCommand, startResolvConfGuard } from "../dns/resolv_guard.ts";
+import { type FollowStatus, ResolvConfFollower } from "../dns/resolv_conf_follow.ts";
+import { Upstreams } from "./upstreams.ts";
+import { checkResolvConf, checkResolvedLink, type ResolverCheck } from "../dns/system_resolver.ts";
 import type { ClusterInfo } from "../../proto/mod.ts";
 
 export const DNS_PORT = 53;
@@ -43,40 +45,49 @@ export interface DaemonDnsOptions {
   device: string;
   /** The manager's raw-DNS call. */
   cluster: (query: Uint8Array, signal: AbortSignal) => Promise<Uint8Array>;
-  log: (line: string) => void;
+  log: (line: string, level?: "info" | "warn") => void;
+  /**
+   * The argv that runs tp (selfArgv()). With it, in resolv.conf mode, a guard process puts the original resolv.conf
+   * back the moment this process dies (cli/dns/resolv_guard.ts).
+   */
+  selfArgv?: readonly string[];
 }
 
 export class DaemonDns {
   readonly address: string;
   readonly mode: "resolv.conf" | "systemd-resolved";
-  readonly upstreams: string[];
   readonly searchDomains: string[];
   readonly #resolver: Resolver;
-  readonly #upstream: NameserverForwarder | null;
+  readonly #upstreams: Upstreams;
   readonly #stateDir: string;
   readonly #device: string;
   readonly #resolvedLink: ResolvedLink | null;
+  readonly #guard: ResolvConfGuard | null;
+  readonly #resolvectl: string | null;
+  #follower: ResolvConfFollower | null = null;
 
   private constructor(init: {
     address: string;
     mode: "resolv.conf" | "systemd-resolved";
-    upstreams: string[];
     searchDomains: string[];
     resolver: Resolver;
-    upstream: NameserverForwarder | null;
+    upstreams: Upstreams;
     stateDir: string;
     device: string;
     resolvedLink: ResolvedLink | null;
+    guard: ResolvConfGuard | null;
+    resolvectl: string | null;
   }) {
     this.address = init.address;
     this.mode = init.mode;
-    this.upstreams = init.upstreams;
     this.searchDomains = init.searchDomains;
     this.#resolver = init.resolver;
-    this.#upstream = init.upstream;
+    this.#upstreams = init.upstreams;
     this.#stateDir = init.stateDir;
     this.#device = init.device;
     this.#resolvedLink = init.resolvedLink;
+    this.#guard = init.guard;
+    this.#resolvectl = init.resolvectl;
   }
 
   /** Points the system at tp's DNS address. Call once the router serves it. */
@@ -94,6 +105,7 @@ export class DaemonDns {
     let upstreams: string[];
     let mode: "resolv.conf" | "systemd-resolved";
     let resolvedLink: ResolvedLink | null = null;
+    let guard: ResolvConfGuard | null = null;
     if (resolved.running) {
       mode = "systemd-resolved";
       upstreams = await resolvedUpstreams();
@@ -110,29 +122,61 @@ export class DaemonDns {
       );
     } else {
       mode = "resolv.conf";
-      const r = await applyResolvConf({ stateDir: o.stateDir }, { dnsAddress: address, searchDomains });
+      guard = startGuard(o);
+      let r;
+      try {
+        r = await applyResolvConf({ stateDir: o.stateDir }, { dnsAddress: address, searchDomains });
+      } catch (e) {
+        await guard?.disarm();
+        throw e;
+      }
       if (r.repaired) o.log(r.repaired);
       upstreams = r.upstreams;
     }
     // The original nameservers answer every name that is not the cluster's. With none (a machine with no DNS),
     // those names get SERVFAIL.
-    const upstream = upstreams.length ? nameserverForwarder(upstreams.map((ip) => ({ ip }))) : null;
-    const resolver = new Resolver({
-      routing: names,
-      cluster: o.cluster,
-      upstream: upstream ?? (() => Promise.reject(new Error("this machine has no nameserver"))),
-    });
-    return new DaemonDns({
+    const upstreamSet = new Upstreams(upstreams, { exclude: address });
+    const resolver = new Resolver({ routing: names, cluster: o.cluster, upstream: upstreamSet.forward });
+    const dns = new DaemonDns({
       address,
       mode,
-      upstreams,
       searchDomains,
       resolver,
-      upstream,
+      upstreams: upstreamSet,
       stateDir: o.stateDir,
       device: o.device,
       resolvedLink,
+      guard,
+      resolvectl: resolved.resolvectl,
     });
+    if (mode === "resolv.conf") dns.#follow(o);
+    return dns;
+  }
+
+  /** The original nameservers tp forwards other names to (the newest, when the network changed). */
+  get upstreams(): string[] {
+    return this.#upstreams.list;
+  }
+
+  /** Watches resolv.conf, to follow the network when another program rewrites it (cli/dns/resolv_conf_follow.ts). */
+  #follow(o: DaemonDnsOptions): void {
+    try {
+      this.#follower = ResolvConfFollower.start({
+        stateDir: o.stateDir,
+        dnsAddress: this.address,
+        searchDomains: this.searchDomains,
+        log: o.log,
+        onNewOriginal: (nameservers) => {
+          // A new network: its nameservers answer other names now, and what the old ones said is forgotten.
+          if (this.#upstreams.set(nameservers)) this.#resolver.cache.clear();
+        },
+      });
+    } catch (e) {
+      o.log(
+        `cannot watch resolv.conf (${(e as Error).message}): if another program rewrites it, tp will not follow`,
+        "warn",
+      );
+    }
   }
 
   /** Whether a connection or flow is addressed to tp's DNS server. */
@@ -190,19 +234,49 @@ export class DaemonDns {
       upstreams: this.upstreams,
       searchDomains: this.searchDomains,
       ...(this.#resolvedLink ? { resolvedVia: this.#resolvedLink.via } : {}),
+      ...(this.#guard ? { guardPid: this.#guard.pid } : {}),
+      ...(this.#follower ? { follow: this.#follower.status() satisfies FollowStatus } : {}),
       ...this.#resolver.counters,
     };
   }
 
+  /**
+   * Whether the system's resolver points at tp right now: resolv.conf as it is, or resolved's settings for tp's
+   * link, asked the way tp configured it.
+   */
+  systemResolver(): Promise<ResolverCheck> {
+    if (this.mode === "resolv.conf") return checkResolvConf("/etc/resolv.conf", this.address);
+    const byResolvectl = this.#resolvedLink?.via === "resolvectl";
+    return checkResolvedLink(this.#device, this.address, byResolvectl ? { resolvectl: this.#resolvectl } : {});
+  }
+
   /** Restores the system's DNS settings and ends the resolver. */
   async stop(): Promise<string> {
+    await this.#follower?.close();
     this.#resolver.close();
-    await this.#upstream?.close();
+    await this.#upstreams.close();
     if (this.mode === "systemd-resolved") {
       await this.#resolvedLink?.revert();
       return `reverted systemd-resolved's settings for ${this.#device} (through ${this.#resolvedLink?.via})`;
     }
-    return (await restoreResolvConf({ stateDir: this.#stateDir })).message;
+    const restored = (await restoreResolvConf({ stateDir: this.#stateDir })).message;
+    await this.#guard?.disarm();
+    return restored;
+  }
+}
+
+/** Starts the resolv.conf guard, or says why there is none (the repair at the next start still runs). */
+function startGuard(o: DaemonDnsOptions): ResolvConfGuard | null {
+  if (!o.selfArgv) return null;
+  try {
+    return startResolvConfGuard(restoreCommand(o.selfArgv, o.stateDir, Deno.pid));
+  } catch (e) {
+    o.log(
+      `cannot start the DNS guard (${(e as Error).message}): if tp dies, resolv.conf is restored only by the ` +
+        `next tp connect or tp quit`,
+      "warn",
+    );
+    return null;
   }
 }
 

@@ -43,6 +43,28 @@ const TCP_TROUBLE = [
   "dataAfterFinDrops",
 ] as const;
 
+/** HH:MM:SS of an ISO time, in local time. */
+function clock(iso: string): string {
+  return new Date(iso).toTimeString().slice(0, 8);
+}
+
+/** Whether the system's resolver points at tp now, and what tp did when another program rewrote resolv.conf. */
+function resolverText(d: Status): string {
+  const parts: string[] = [];
+  if (d.system) parts.push(`${d.system.pointsAtTp ? "points at tp" : "does NOT point at tp"}: ${d.system.detail}`);
+  const f = d.follow;
+  if (f?.state === "backing-off") {
+    parts.push(
+      `another program keeps rewriting resolv.conf: tp is backing off until ${clock(f.backingOffUntil)}, then ` +
+        `looks again`,
+    );
+  } else if (f?.newOriginals) {
+    parts.push(`took ${f.newOriginals} new resolv.conf from the network (last at ${clock(f.lastNewOriginalAt)})`);
+  }
+  if (f?.backOffs && f.state !== "backing-off") parts.push(`backed off ${f.backOffs}x from a program rewriting it`);
+  return parts.join("; ");
+}
+
 export function formatStatus(s: Status): string {
   const m = s.manager ?? {};
   const where = m.url ??
@@ -68,6 +90,7 @@ export function formatStatus(s: Status): string {
       d.cacheHits ?? 0
     } from cache, ` +
     `${d.servfail ?? 0} SERVFAIL`,
+    ...(d.system || d.follow ? [`  resolver:    ${resolverText(d)}`] : []),
     `  connections: TCP ${c.tcpActive ?? 0} open, ${c.tcpOpened ?? 0} opened, ${c.tcpRefused ?? 0} refused; ` +
     `UDP ${c.udpActive ?? 0} flows, ${c.udpOpened ?? 0} opened`,
     `  traffic:     ${bytes(c.bytesInbound ?? 0)} to the cluster, ${bytes(c.bytesOutbound ?? 0)} back`,

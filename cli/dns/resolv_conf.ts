@@ -217,3 +217,13 @@ export async function repairResolvConf(
   if (r.action === "nothing-to-restore" || r.action === "daemon-running") return null;
   return `tp found DNS settings left by a tp that is gone: ${r.message}`;
 }
+
+/**
+ * Whether the resolv.conf tp changed still holds what tp wrote (its SHA-256 against the record's): false when another
+ * program has rewritten it since, null when tp has no change recorded in `stateDir`.
+ */
+export async function resolvConfHoldsTpsWrite(paths: ResolvConfPaths): Promise<boolean | null> {
+  const record = await readRecord(paths.stateDir);
+  if (!record) return null;
+  return await sha256(await Deno.readFile(paths.path ?? record.path)) === record.writtenSha256;
+}
