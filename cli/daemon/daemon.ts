@@ -19,7 +19,7 @@ import type { Progress } from "./progress.ts";
 import { isLogLevel, type LevelLog, type Log } from "./log_file.ts";
 import type { Flow } from "../../net/router/owner.ts";
 import { conflictMessage, diffRoutes, findConflicts, planRoutes } from "./routes.ts";
-import type { ConnectSettings } from "./settings.ts";
+import { type ConnectSettings, settingsDiff } from "./settings.ts";
 import { ManagerLink } from "./link.ts";
 import { DaemonIntercepts } from "./intercepts.ts";
 import type { ClusterInfo } from "../../proto/mod.ts";
@@ -87,14 +87,10 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
     const noTun = tunDeviceProblem();
     if (noTun) throw new DaemonError(noTun);
     const hooks: { clusterInfo?: (info: ClusterInfo) => void } = {};
-    // Mounts of intercepted pods' volumes belong to the user who ran tp (sudo's SUDO_UID), never to whoever asks.
-    const sudoUid = Number(Deno.env.get("SUDO_UID")), sudoGidOwner = Number(Deno.env.get("SUDO_GID"));
-    const intercepts = new DaemonIntercepts(log, {
-      stateDir: paths.dir,
-      user: Number.isInteger(sudoUid) && sudoUid > 0
-        ? { uid: sudoUid, gid: Number.isInteger(sudoGidOwner) ? sudoGidOwner : sudoUid }
-        : { uid: Deno.uid() ?? 0, gid: Deno.gid() ?? 0 },
-    });
+    // The user who ran tp (sudo's SUDO_UID): the mounts of intercepted pods' volumes are theirs, never whoever
+    // asks, and only they and root may use the control socket.
+    const user = invokingUser();
+    const intercepts = new DaemonIntercepts(log, { stateDir: paths.dir, user });
     let link: ManagerLink;
     let lost: Error | undefined;
     try {
@@ -220,12 +216,11 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
       connections: bridge,
       intercepts: { active: intercepts.status(), mounts: intercepts.mounts(), ...intercepts.stats },
       router: router.stats(),
-      settings,
+      settings: state.settings, // the token never leaves the daemon
       log: { path: paths.log, level: logger?.level ?? "info" },
     });
     const repaired = await ensureStateDir(paths);
     if (repaired) log(repaired);
-    const sudoGid = Number(Deno.env.get("SUDO_GID"));
     const control = await serveControl(paths.socket, async (req) => {
       switch (req.op) {
         case "quit":
@@ -243,13 +238,15 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
         case "list":
           return await intercepts.list(String(req.namespace ?? ""));
         case "status":
-          return status();
+          return req.compare
+            ? { ...status(), differs: settingsDiff(settings, req.compare as unknown as ConnectSettings) }
+            : status();
         case "loglevel":
           if (!isLogLevel(String(req.level))) throw new TypeError(`unknown log level "${req.level}"`);
           if (logger) logger.level = req.level;
           return { level: logger?.level ?? req.level, log: paths.log };
       }
-    }, { signal: stop.signal, ...(Number.isInteger(sudoGid) && sudoGid > 0 ? { gid: sudoGid } : {}) });
+    }, { signal: stop.signal, owner: user });
     cleanup.push(() => control.finished);
     await writeState(paths, state);
     cleanup.push(() => removeState(paths));
@@ -324,6 +321,13 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
     }
   }
   return exitCode;
+}
+
+/** The user who ran tp: sudo's SUDO_UID and SUDO_GID, else this process's own (root). */
+function invokingUser(): { uid: number; gid: number } {
+  const uid = Number(Deno.env.get("SUDO_UID")), gid = Number(Deno.env.get("SUDO_GID"));
+  if (Number.isInteger(uid) && uid > 0) return { uid, gid: Number.isInteger(gid) && gid >= 0 ? gid : uid };
+  return { uid: Deno.uid() ?? 0, gid: Deno.gid() ?? 0 };
 }
 
 /** "198.18.0.1:40000 -> 198.19.0.10:8080" ([addr]:port for IPv6). */
