@@ -7,6 +7,7 @@ import { ExitWith } from "./errors.ts";
 import { readTokenFile, tokenWarnings } from "./token.ts";
 import { cleanupStale, runDaemon } from "./daemon/daemon.ts";
 import { StateAccessError, type StatePaths, statePaths } from "./daemon/state.ts";
+import { checkStateDir } from "./daemon/state_dir.ts";
 import { sudoProblem } from "./sudo.ts";
 import { LOG_LEVELS, LogFile, type LogLevel, stderrLog } from "./daemon/log_file.ts";
 import { quitDaemon } from "./quit_command.ts";
@@ -92,6 +93,12 @@ interface ConnectRun {
 
 async function connect(settings: ConnectSettings, run: ConnectRun): Promise<number> {
   const paths = statePaths();
+  try {
+    checkStateDir(paths.dir); // root will act there: before anything is read or written
+  } catch (e) {
+    if (run.progressFormat === "json") jsonProgress(Deno.stdout).error((e as Error).message, ExitCode.failure);
+    throw e;
+  }
   const say = (s: string) => console.error(`tp: ${s}`);
   // A daemon already running: the same settings are fine, other settings are an error.
   try {

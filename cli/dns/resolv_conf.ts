@@ -122,7 +122,8 @@ async function writeInPlace(path: string, bytes: Uint8Array): Promise<void> {
 /** Writes a file of tp's own state atomically (a temporary file and a rename inside the state directory). */
 async function writeState(path: string, bytes: Uint8Array): Promise<void> {
   const tmp = `${path}.tmp-${Deno.pid}`;
-  await Deno.writeFile(tmp, bytes, { mode: 0o600 });
+  await Deno.remove(tmp).catch(() => {});
+  await Deno.writeFile(tmp, bytes, { mode: 0o600, createNew: true }); // O_EXCL: never through a symlink
   await Deno.rename(tmp, path);
 }
 
