@@ -50,6 +50,11 @@ export function connectCommand() {
       collect,
       [] as string[],
     )
+    .option(
+      "--warn-prefix <v4,v6>",
+      "warn when the cluster announces a subnet wider than these prefix lengths (IPv4, IPv6)",
+      "8,32",
+    )
     .option("--foreground", "run the daemon in this process instead of the background (containers, CI)", false)
     .addOption(
       new Option("--progress <format>", "how the daemon reports progress").choices(["text", "json"] as const)
@@ -213,6 +218,7 @@ function flagsOf(s: ConnectSettings): string[] {
   for (const c of s.alsoProxy) f.push("--also-proxy", c);
   for (const c of s.neverProxy) f.push("--never-proxy", c);
   for (const c of s.allowConflictingSubnets) f.push("--allow-conflicting-subnets", c);
+  f.push("--warn-prefix", s.warnPrefix);
   return f;
 }
 

@@ -19,7 +19,8 @@ import type { Progress } from "./progress.ts";
 import { isLogLevel, type LevelLog, type Log } from "./log_file.ts";
 import type { Flow } from "../../net/router/owner.ts";
 import { conflictMessage, diffRoutes, findConflicts, planRoutes } from "./routes.ts";
-import { type ConnectSettings, settingsDiff } from "./settings.ts";
+import { type ConnectSettings, parseWarnPrefix, settingsDiff } from "./settings.ts";
+import { checkClusterSubnets, refusedMessage } from "./cluster_subnets.ts";
 import { ManagerLink } from "./link.ts";
 import { DaemonIntercepts } from "./intercepts.ts";
 import type { ClusterInfo } from "../../proto/mod.ts";
@@ -120,7 +121,31 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
         `${info.podSubnets.join(", ") || "(none)"} and services in ${info.serviceSubnets.join(", ") || "(none)"}`,
     );
 
-    let routes = planRoutes({ ...info, alsoProxy: settings.alsoProxy, neverProxy: settings.neverProxy });
+    // The cluster's word is checked: no default route, nothing holding the manager's or API server's address, no
+    // public range unless --also-proxy names it (cli/daemon/cluster_subnets.ts).
+    const ownAddresses = await link.ownAddresses();
+    const checked = (i: ClusterInfo) => {
+      const pods = checkClusterSubnets(i.podSubnets, subnetCheck),
+        services = checkClusterSubnets(i.serviceSubnets, subnetCheck);
+      for (const w of [...pods.warnings, ...services.warnings]) log(w, "warn");
+      const refused = refusedMessage([...pods.refused, ...services.refused]);
+      if (refused) log(refused, "warn");
+      return {
+        podSubnets: pods.accepted,
+        serviceSubnets: services.accepted,
+        refused,
+        warnings: [...pods.warnings, ...services.warnings],
+      };
+    };
+    const subnetCheck = {
+      protect: ownAddresses,
+      alsoProxy: settings.alsoProxy,
+      warnPrefix: parseWarnPrefix(settings.warnPrefix),
+    };
+    const first = checked(info);
+    if (first.refused) progress.stage("subnets", first.refused);
+    for (const w of first.warnings) progress.stage("subnets", `warning: ${w}`);
+    let routes = planRoutes({ ...first, alsoProxy: settings.alsoProxy, neverProxy: settings.neverProxy });
     if (routes.length === 0) {
       throw new DaemonError("there is nothing to route: the cluster reported no subnets and --also-proxy adds none");
     }
@@ -252,7 +277,7 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
     cleanup.push(() => removeState(paths));
     // The cluster's subnets can change (a node joins with a new pod CIDR): route what is new, drop what is gone.
     hooks.clusterInfo = (next) => {
-      const want = planRoutes({ ...next, alsoProxy: settings.alsoProxy, neverProxy: settings.neverProxy });
+      const want = planRoutes({ ...checked(next), alsoProxy: settings.alsoProxy, neverProxy: settings.neverProxy });
       const { add, remove } = diffRoutes(routes, want);
       if (!add.length && !remove.length) return;
       const taken = findConflicts(
