@@ -4,8 +4,10 @@ import { controlRequest, NotRunningError } from "./daemon/control.ts";
 import { jsonProgress, type ProgressEvent, textProgress } from "./daemon/progress.ts";
 import { type ConnectSettings, describeTarget, settingsDiff, validateSettings } from "./daemon/settings.ts";
 import { ExitWith } from "./errors.ts";
+import { readTokenFile, tokenWarnings } from "./token.ts";
 import { cleanupStale, runDaemon } from "./daemon/daemon.ts";
 import { StateAccessError, type StatePaths, statePaths } from "./daemon/state.ts";
+import { checkStateDir } from "./daemon/state_dir.ts";
 import { sudoProblem } from "./sudo.ts";
 import { LOG_LEVELS, LogFile, type LogLevel, stderrLog } from "./daemon/log_file.ts";
 import { quitDaemon } from "./quit_command.ts";
@@ -32,7 +34,17 @@ export function connectCommand() {
           "reaches the manager through the Kubernetes API server (a port-forward, like kubectl's)",
       ).env("TP_MANAGER_URL"),
     )
-    .addOption(new Option("--token <token>", "the token the traffic-manager requires").env("TP_TOKEN"))
+    .addOption(
+      new Option(
+        "--token <token>",
+        "the token the traffic-manager requires; on the command line every user sees it in ps: prefer TP_TOKEN or " +
+          "--token-file",
+      ).env("TP_TOKEN"),
+    )
+    .addOption(
+      new Option("--token-file <path>", "read the token from this file (its first line), as the user who runs tp")
+        .conflicts("token"),
+    )
     .option("--also-proxy <cidr>", "route this subnet through the cluster too (repeatable)", collect, [] as string[])
     .option("--never-proxy <cidr>", "never route this subnet through the cluster (repeatable)", collect, [] as string[])
     .option(
@@ -40,6 +52,11 @@ export function connectCommand() {
       "route cluster subnets inside this CIDR even where this machine already has a route (repeatable)",
       collect,
       [] as string[],
+    )
+    .option(
+      "--warn-prefix <v4,v6>",
+      "warn when the cluster announces a subnet wider than these prefix lengths (IPv4, IPv6)",
+      "8,32",
     )
     .option("--foreground", "run the daemon in this process instead of the background (containers, CI)", false)
     .addOption(
@@ -52,13 +69,17 @@ export function connectCommand() {
     )
     .addOption(outputOption())
     .argument("[command...]", "a command to run while connected (after --)")
-    .action(async (cmdArgs, opts) => {
+    .action(async (cmdArgs, opts, cmd) => {
+      const token = opts.tokenFile ? await readTokenFile(opts.tokenFile) : opts.token;
       // The Kubernetes client loads only when tp goes through Kubernetes.
       const kube = opts.managerUrl ? undefined : await import("../k8s/kubeconfig.ts");
-      const settings = validateSettings(opts, (f) => {
+      const settings = validateSettings({ ...opts, token }, (f) => {
         const t = kube!.loadKube(f);
         return { context: t.context, namespace: t.namespace };
       });
+      for (const w of tokenWarnings(settings, { onArgv: cmd.getOptionValueSource("token") === "cli", ...opts })) {
+        console.error(`tp: warning: ${w}`);
+      }
       const code = await connect(settings, {
         foreground: opts.foreground,
         progressFormat: opts.progress ?? "text",
@@ -80,11 +101,22 @@ interface ConnectRun {
 
 async function connect(settings: ConnectSettings, run: ConnectRun): Promise<number> {
   const paths = statePaths();
+  try {
+    checkStateDir(paths.dir); // root will act there: before anything is read or written
+  } catch (e) {
+    if (run.progressFormat === "json") jsonProgress(Deno.stdout).error((e as Error).message, ExitCode.failure);
+    throw e;
+  }
   const say = (s: string) => console.error(`tp: ${s}`);
   // A daemon already running: the same settings are fine, other settings are an error.
   try {
-    const status = await controlRequest(paths.socket, { op: "status" }) as { settings: ConnectSettings };
-    const diff = settingsDiff(status.settings, settings);
+    // The daemon compares (it alone holds the token); a daemon from before it did compares here, tokens left out.
+    const status = await controlRequest(paths.socket, { op: "status", compare: { ...settings } }) as {
+      settings: ConnectSettings;
+      differs?: string[];
+    };
+    const diff = status.differs ?? settingsDiff({ ...status.settings, token: "" }, { ...settings, token: "" });
+    delete status.differs;
     if (diff.length) {
       say(`already connected with other settings (${diff.join("; ")}); run tp quit first`);
       return ExitCode.failure;
@@ -179,6 +211,7 @@ function flagsOf(s: ConnectSettings): string[] {
   for (const c of s.alsoProxy) f.push("--also-proxy", c);
   for (const c of s.neverProxy) f.push("--never-proxy", c);
   for (const c of s.allowConflictingSubnets) f.push("--allow-conflicting-subnets", c);
+  f.push("--warn-prefix", s.warnPrefix);
   return f;
 }
 

@@ -38,9 +38,7 @@ async function gather(): Promise<TarFile[]> {
   let status: Record<string, unknown> = { connected: false };
   try {
     const s = await controlRequest(paths.socket, { op: "status" }) as Record<string, unknown>;
-    status = { connected: true, ...s };
-    const settings = s.settings as { token?: string } | undefined;
-    if (settings?.token) secrets.push(settings.token);
+    status = { connected: true, ...s }; // the daemon never sends its token
   } catch (e) {
     if (!(e instanceof NotRunningError)) notes.push(`status: ${(e as Error).message}`);
   }

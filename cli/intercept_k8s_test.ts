@@ -114,6 +114,7 @@ function settingsFor(kubeconfig: string): ConnectSettings {
     alsoProxy: [],
     neverProxy: [],
     allowConflictingSubnets: [],
+    warnPrefix: "8,32",
   };
 }
 

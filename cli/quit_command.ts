@@ -1,6 +1,7 @@
 import { Command } from "@commander-js/extra-typings";
 import { controlRequest, NotRunningError } from "./daemon/control.ts";
 import { cleanupStale } from "./daemon/daemon.ts";
+import { checkStateDir } from "./daemon/state_dir.ts";
 import { ensureStateDir, pidAlive, readState, type StatePaths, statePaths } from "./daemon/state.ts";
 
 /** `tp quit`: disconnect; the daemon removes its device (and with it the routes) and restores what it changed. */
@@ -17,6 +18,7 @@ export function quitCommand() {
 
 /** Asks the daemon to quit and waits (at most 10 s) until its process has ended. */
 export async function quitDaemon(paths: StatePaths, say: (s: string) => void): Promise<void> {
+  if (Deno.uid() === 0) checkStateDir(paths.dir); // root repairs and restores from there
   const repaired = Deno.uid() === 0 && await exists(paths.dir) ? await ensureStateDir(paths) : null;
   if (repaired) say(repaired);
   const state = await readState(paths);

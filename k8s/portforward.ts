@@ -202,6 +202,11 @@ export class ManagerStream extends Duplex {
     if (head.length) queueMicrotask(() => this.#onData(head));
   }
 
+  /** The API server's address this connection goes to (tp never routes it to the cluster). */
+  get remoteAddress(): string | undefined {
+    return this.#socket.remoteAddress;
+  }
+
   #fail(what: string): K8sError {
     const i = this.info;
     return new K8sError(

@@ -25,9 +25,13 @@ export interface AsUserOptions {
   path?: string;
   /** A directory that `nobody` can enter, where the cache is mounted. */
   scratch: string;
+  /** Run as this uid (and gid) instead of nobody's: another local user, who needs no account. */
+  uid?: number;
+  /** Its group (default: the uid's number, or nobody's group). */
+  gid?: number;
 }
 
-/** `tp ARGS` as user nobody, stdin not a terminal; bounded to 60 s. */
+/** `tp ARGS` as user nobody (or `opts.uid`), stdin not a terminal; bounded to 60 s. */
 export async function tpAsNobody(args: string[], opts: AsUserOptions): Promise<ExecResult> {
   requireRoot();
   requireTools("unshare", "setpriv", "mount");
@@ -53,8 +57,8 @@ export async function tpAsNobody(args: string[], opts: AsUserOptions): Promise<E
     await denoDir(),
     mnt,
     "setpriv",
-    `--reuid=${NOBODY}`,
-    `--regid=${NOBODY}`,
+    `--reuid=${opts.uid ?? NOBODY}`,
+    `--regid=${opts.gid ?? opts.uid ?? NOBODY}`,
     "--clear-groups",
     "--reset-env",
     "/usr/bin/env",

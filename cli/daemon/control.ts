@@ -1,14 +1,21 @@
 /**
  * The daemon's control socket: a unix socket in the state directory. A request is one JSON line, the answer is
- * one JSON line, then the connection closes. Owner root; when tp was started through sudo, the invoking user's
- * group may use it too (mode 0660), so `tp status` and `tp quit` work without sudo.
+ * one JSON line, then the connection closes.
+ *
+ * Who may use it: the user who connected (sudo's SUDO_UID) and root, nobody else, since the socket also carries
+ * intercept requests that make root mount volumes. The socket file belongs to that user with mode 0600, and Linux
+ * checks write permission on the socket file at connect() (unix(7): "connecting to a stream socket object requires
+ * write permission on that socket"); root passes by CAP_DAC_OVERRIDE. Deno offers no SO_PEERCRED, and this is the
+ * same check without it. The socket is bound in a directory only root can enter and given its owner and mode there,
+ * then renamed into place, so no other user ever finds it with looser permissions.
  */
 
 import { stateAccessError } from "./state.ts";
 import type { LogLevel } from "./log_file.ts";
 
 export type ControlRequest =
-  | { op: "status" }
+  /** `compare`: a second `tp connect`'s settings; the answer's `differs` lists what differs (tokens compared here). */
+  | { op: "status"; compare?: Record<string, unknown> }
   | { op: "quit" }
   | {
     op: "intercept";
@@ -29,16 +36,22 @@ export type ControlHandler = (req: ControlRequest) => Promise<unknown>;
 
 const MAX_REQUEST = 64 * 1024;
 
-/** Serves the control socket until `signal` aborts; returns once listening. */
+/** Who may use the control socket besides root: the user who connected. */
+export interface ControlOwner {
+  uid: number;
+  gid: number;
+}
+
+/**
+ * Serves the control socket until `signal` aborts; returns once listening. `owner` (the user who connected) may use
+ * it, and root; without one, root only.
+ */
 export async function serveControl(
   path: string,
   handler: ControlHandler,
-  opts: { signal: AbortSignal; gid?: number },
+  opts: { signal: AbortSignal; owner?: ControlOwner },
 ): Promise<{ finished: Promise<void> }> {
-  await Deno.remove(path).catch(() => {});
-  const listener = Deno.listen({ transport: "unix", path });
-  await Deno.chmod(path, opts.gid === undefined ? 0o600 : 0o660);
-  if (opts.gid !== undefined) await Deno.chown(path, 0, opts.gid).catch(() => {});
+  const listener = await listenPrivately(path, opts.owner);
   opts.signal.addEventListener("abort", () => listener.close(), { once: true });
   const finished = (async () => {
     const pending = new Set<Promise<void>>();
@@ -54,6 +67,30 @@ export async function serveControl(
     await Deno.remove(path).catch(() => {});
   })();
   return { finished };
+}
+
+/**
+ * Binds the socket in a fresh directory only root can enter, sets its owner and mode 0600 there, then renames it to
+ * `path` (replacing a stale socket): from the first instant another user can see it, they cannot connect to it.
+ */
+async function listenPrivately(path: string, owner: ControlOwner | undefined): Promise<Deno.UnixListener> {
+  const dir = path.replace(/\/[^/]*$/, "") || "/";
+  const hidden = await Deno.makeTempDir({ dir, prefix: ".control-" }); // mode 0700, root's
+  const temp = `${hidden}/s`;
+  try {
+    const listener = Deno.listen({ transport: "unix", path: temp });
+    try {
+      await Deno.chmod(temp, 0o600);
+      if (owner && owner.uid !== 0) await Deno.chown(temp, owner.uid, owner.gid);
+      await Deno.rename(temp, path);
+    } catch (e) {
+      listener.close();
+      throw e;
+    }
+    return listener;
+  } finally {
+    await Deno.remove(hidden, { recursive: true }).catch(() => {});
+  }
 }
 
 async function serveOne(conn: Deno.Conn, handler: ControlHandler): Promise<void> {

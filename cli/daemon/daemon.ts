@@ -20,7 +20,8 @@ import type { Progress } from "./progress.ts";
 import { isLogLevel, type LevelLog, type Log } from "./log_file.ts";
 import type { Flow } from "../../net/router/owner.ts";
 import { conflictMessage, diffRoutes, findConflicts, planRoutes } from "./routes.ts";
-import type { ConnectSettings } from "./settings.ts";
+import { type ConnectSettings, parseWarnPrefix, settingsDiff } from "./settings.ts";
+import { checkClusterSubnets, refusedMessage } from "./cluster_subnets.ts";
 import { ManagerLink } from "./link.ts";
 import { DaemonIntercepts } from "./intercepts.ts";
 import type { ClusterInfo } from "../../proto/mod.ts";
@@ -88,14 +89,10 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
     const noTun = tunDeviceProblem();
     if (noTun) throw new DaemonError(noTun);
     const hooks: { clusterInfo?: (info: ClusterInfo) => void } = {};
-    // Mounts of intercepted pods' volumes belong to the user who ran tp (sudo's SUDO_UID), never to whoever asks.
-    const sudoUid = Number(Deno.env.get("SUDO_UID")), sudoGidOwner = Number(Deno.env.get("SUDO_GID"));
-    const intercepts = new DaemonIntercepts(log, {
-      stateDir: paths.dir,
-      user: Number.isInteger(sudoUid) && sudoUid > 0
-        ? { uid: sudoUid, gid: Number.isInteger(sudoGidOwner) ? sudoGidOwner : sudoUid }
-        : { uid: Deno.uid() ?? 0, gid: Deno.gid() ?? 0 },
-    });
+    // The user who ran tp (sudo's SUDO_UID): the mounts of intercepted pods' volumes are theirs, never whoever
+    // asks, and only they and root may use the control socket.
+    const user = invokingUser();
+    const intercepts = new DaemonIntercepts(log, { stateDir: paths.dir, user });
     let link: ManagerLink;
     let lost: Error | undefined;
     try {
@@ -125,7 +122,31 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
         `${info.podSubnets.join(", ") || "(none)"} and services in ${info.serviceSubnets.join(", ") || "(none)"}`,
     );
 
-    let routes = planRoutes({ ...info, alsoProxy: settings.alsoProxy, neverProxy: settings.neverProxy });
+    // The cluster's word is checked: no default route, nothing holding the manager's or API server's address, no
+    // public range unless --also-proxy names it (cli/daemon/cluster_subnets.ts).
+    const ownAddresses = await link.ownAddresses();
+    const checked = (i: ClusterInfo) => {
+      const pods = checkClusterSubnets(i.podSubnets, subnetCheck),
+        services = checkClusterSubnets(i.serviceSubnets, subnetCheck);
+      for (const w of [...pods.warnings, ...services.warnings]) log(w, "warn");
+      const refused = refusedMessage([...pods.refused, ...services.refused]);
+      if (refused) log(refused, "warn");
+      return {
+        podSubnets: pods.accepted,
+        serviceSubnets: services.accepted,
+        refused,
+        warnings: [...pods.warnings, ...services.warnings],
+      };
+    };
+    const subnetCheck = {
+      protect: ownAddresses,
+      alsoProxy: settings.alsoProxy,
+      warnPrefix: parseWarnPrefix(settings.warnPrefix),
+    };
+    const first = checked(info);
+    if (first.refused) progress.stage("subnets", first.refused);
+    for (const w of first.warnings) progress.stage("subnets", `warning: ${w}`);
+    let routes = planRoutes({ ...first, alsoProxy: settings.alsoProxy, neverProxy: settings.neverProxy });
     if (routes.length === 0) {
       throw new DaemonError("there is nothing to route: the cluster reported no subnets and --also-proxy adds none");
     }
@@ -222,12 +243,11 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
       connections: bridge,
       intercepts: { active: intercepts.status(), mounts: intercepts.mounts(), ...intercepts.stats },
       router: router.stats(),
-      settings,
+      settings: state.settings, // the token never leaves the daemon
       log: { path: paths.log, level: logger?.level ?? "info" },
     });
     const repaired = await ensureStateDir(paths);
     if (repaired) log(repaired);
-    const sudoGid = Number(Deno.env.get("SUDO_GID"));
     const control = await serveControl(paths.socket, async (req) => {
       switch (req.op) {
         case "quit":
@@ -247,20 +267,23 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
         case "status": {
           // What the system's resolver says now, not what tp last wrote.
           const s = status();
-          return { ...s, dns: { ...s.dns, system: await started.systemResolver() } };
+          const now = { ...s, dns: { ...s.dns, system: await started.systemResolver() } };
+          return req.compare
+            ? { ...now, differs: settingsDiff(settings, req.compare as unknown as ConnectSettings) }
+            : now;
         }
         case "loglevel":
           if (!isLogLevel(String(req.level))) throw new TypeError(`unknown log level "${req.level}"`);
           if (logger) logger.level = req.level;
           return { level: logger?.level ?? req.level, log: paths.log };
       }
-    }, { signal: stop.signal, ...(Number.isInteger(sudoGid) && sudoGid > 0 ? { gid: sudoGid } : {}) });
+    }, { signal: stop.signal, owner: user });
     cleanup.push(() => control.finished);
     await writeState(paths, state);
     cleanup.push(() => removeState(paths));
     // The cluster's subnets can change (a node joins with a new pod CIDR): route what is new, drop what is gone.
     hooks.clusterInfo = (next) => {
-      const want = planRoutes({ ...next, alsoProxy: settings.alsoProxy, neverProxy: settings.neverProxy });
+      const want = planRoutes({ ...checked(next), alsoProxy: settings.alsoProxy, neverProxy: settings.neverProxy });
       const { add, remove } = diffRoutes(routes, want);
       if (!add.length && !remove.length) return;
       const taken = findConflicts(
@@ -329,6 +352,13 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
     }
   }
   return exitCode;
+}
+
+/** The user who ran tp: sudo's SUDO_UID and SUDO_GID, else this process's own (root). */
+function invokingUser(): { uid: number; gid: number } {
+  const uid = Number(Deno.env.get("SUDO_UID")), gid = Number(Deno.env.get("SUDO_GID"));
+  if (Number.isInteger(uid) && uid > 0) return { uid, gid: Number.isInteger(gid) && gid >= 0 ? gid : uid };
+  return { uid: Deno.uid() ?? 0, gid: Deno.gid() ?? 0 };
 }
 
 /** "198.18.0.1:40000 -> 198.19.0.10:8080" ([addr]:port for IPv6). */

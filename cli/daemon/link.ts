@@ -12,6 +12,7 @@ import {
   Status,
 } from "../../proto/mod.ts";
 import type { ManagerStream } from "../../k8s/portforward.ts";
+import { lookup } from "node:dns/promises";
 import { type ConnectSettings, describeTarget } from "./settings.ts";
 import { VERSION } from "../version.ts";
 
@@ -70,6 +71,29 @@ export class ManagerLink {
     } catch {
       // The session ended; a new one starts its own watch.
     }
+  }
+
+  /**
+   * The addresses tp's own connection goes to: the manager's (--manager-url, its name looked up as the system does)
+   * or the API server's. A cluster subnet that holds one of them is never routed (cli/daemon/cluster_subnets.ts).
+   */
+  async ownAddresses(): Promise<string[]> {
+    const hosts = new Set<string>();
+    const hostOf = (url: string) => new URL(url).hostname.replace(/^\[|\]$/g, "");
+    if (this.#settings.managerUrl) hosts.add(hostOf(this.#settings.managerUrl));
+    if (this.forward) {
+      if (this.forward.remoteAddress) hosts.add(this.forward.remoteAddress);
+      if (this.forward.info.server) hosts.add(hostOf(this.forward.info.server));
+    }
+    const out = new Set<string>();
+    for (const h of hosts) {
+      if (/^[\d.]+$/.test(h) || h.includes(":")) out.add(h.replace(/^::ffff:(?=\d)/, ""));
+      else {
+        const found = await lookup(h, { all: true }).catch(() => []);
+        for (const a of found) out.add(a.address);
+      }
+    }
+    return [...out];
   }
 
   status(): Record<string, unknown> {

@@ -4,6 +4,8 @@
  * kept, so the log never takes more than twice that). Write errors are ignored: there is nowhere to report them.
  */
 
+import { noSymlinkAt } from "./state_dir.ts";
+
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 export type LogLevel = typeof LOG_LEVELS[number];
 
@@ -53,6 +55,7 @@ export class LogFile implements LevelLog {
       Deno.mkdirSync(path.replace(/\/[^/]*$/, ""), { recursive: true });
     } catch { /* the first write says nothing either */ }
     try {
+      noSymlinkAt(path); // root appends here: never through a symlink (cli/daemon/state_dir.ts)
       this.#size = Deno.statSync(path).size;
     } catch {
       this.#size = 0;
@@ -84,6 +87,7 @@ export class LogFile implements LevelLog {
 
   #rotate(): void {
     try {
+      noSymlinkAt(`${this.path}.1`);
       Deno.renameSync(this.path, `${this.path}.1`);
     } catch { /* a new file starts anyway */ }
     this.#size = 0;

@@ -16,6 +16,8 @@ export interface ConnectSettings {
   alsoProxy: string[];
   neverProxy: string[];
   allowConflictingSubnets: string[];
+  /** Warn when the cluster announces a subnet wider than these prefixes ("8,32": IPv4 /8, IPv6 /32). */
+  warnPrefix: string;
 }
 
 import { UsageError } from "../errors.ts";
@@ -44,6 +46,7 @@ export interface ConnectFlags {
   alsoProxy?: string[] | undefined;
   neverProxy?: string[] | undefined;
   allowConflictingSubnets?: string[] | undefined;
+  warnPrefix?: string | undefined;
 }
 
 /**
@@ -61,6 +64,7 @@ export function validateSettings(
     alsoProxy: cidrs("--also-proxy", flags.alsoProxy ?? []),
     neverProxy: cidrs("--never-proxy", flags.neverProxy ?? []),
     allowConflictingSubnets: cidrs("--allow-conflicting-subnets", flags.allowConflictingSubnets ?? []),
+    warnPrefix: formatWarnPrefix(parseWarnPrefix(flags.warnPrefix ?? "8,32")),
   };
   const url = flags.managerUrl ?? "";
   if (!url) {
@@ -98,6 +102,20 @@ export function validateSettings(
   };
 }
 
+/** "8,32" (IPv4, IPv6 prefix lengths; one number sets IPv4 only, IPv6 then 24 more) -> { v4, v6 }. */
+export function parseWarnPrefix(text: string): { v4: number; v6: number } {
+  const m = /^(\d{1,2})(?:,(\d{1,3}))?$/.exec(text.trim());
+  const v4 = Number(m?.[1]), v6 = m?.[2] === undefined ? v4 + 24 : Number(m[2]);
+  if (!m || v4 > 32 || v6 > 128) {
+    throw new UsageError(`--warn-prefix: "${text}" is not IPV4_PREFIX[,IPV6_PREFIX], e.g. 8,32`);
+  }
+  return { v4, v6 };
+}
+
+function formatWarnPrefix(p: { v4: number; v6: number }): string {
+  return `${p.v4},${p.v6}`;
+}
+
 function namespaceName(ns: string, flag = "--namespace"): string {
   if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(ns)) {
     throw new UsageError(`${flag}: "${ns}" is not a Kubernetes namespace name (lower-case letters, digits, '-')`);
@@ -118,6 +136,7 @@ export function settingsDiff(running: ConnectSettings, wanted: ConnectSettings):
     alsoProxy: "--also-proxy",
     neverProxy: "--never-proxy",
     allowConflictingSubnets: "--allow-conflicting-subnets",
+    warnPrefix: "--warn-prefix",
   };
   for (const k of Object.keys(flag) as (keyof ConnectSettings)[]) {
     const a = JSON.stringify(running[k]);

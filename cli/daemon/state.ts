@@ -33,9 +33,13 @@ export async function readState(paths: StatePaths): Promise<DaemonState | null> 
   }
 }
 
+/** Replaces the state file: a new file (never through a symlink: O_EXCL), then a rename over the old one. */
 export async function writeState(paths: StatePaths, state: DaemonState): Promise<void> {
   await Deno.mkdir(paths.dir, { recursive: true, mode: 0o755 });
-  await Deno.writeTextFile(paths.state, JSON.stringify(state, null, 2) + "\n");
+  const tmp = `${paths.state}.tmp-${Deno.pid}`;
+  await Deno.remove(tmp).catch(() => {});
+  await Deno.writeTextFile(tmp, JSON.stringify(state, null, 2) + "\n", { createNew: true, mode: 0o644 });
+  await Deno.rename(tmp, paths.state);
 }
 
 /**

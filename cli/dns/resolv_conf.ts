@@ -2,13 +2,20 @@
  * resolv.conf mode (no systemd-resolved): while connected, /etc/resolv.conf names only tp's DNS address, and the
  * search list starts with `<ns>.svc.<domain> svc.<domain> <domain>`. The original nameservers become tp's upstreams.
  *
- * - The file is rewritten IN PLACE (open, truncate, write), never replaced by a rename: under `ip netns exec`, in
- *   containers and with some network managers /etc/resolv.conf is a bind mount or a symlink that must stay as it is.
+ * - The file is rewritten IN PLACE, never replaced by a rename: under `ip netns exec`, in containers and with some
+ *   network managers /etc/resolv.conf is a bind mount (which no rename may replace) or a symlink that must stay as it
+ *   is. So that no failure leaves it empty or half-written (`writeVerified`): the new bytes are written over the old
+ *   ones from offset 0 in one write, without truncating first, then the file is cut to their length and read back.
+ *   If the write fails (ENOSPC) or reads back wrong, the old bytes go back the same way (they fit in the blocks the
+ *   file already holds) and the error is reported. A reader (or a crash) can only ever find the old content, the new
+ *   one, or the new one's first bytes over the old one's rest, which `isTornWrite` recognizes.
  * - Before the first write, the exact original bytes go to `<stateDir>/resolv.conf.orig`, and
- *   `<stateDir>/resolv.conf.json` records the path, the daemon's pid and the SHA-256 of what tp wrote.
+ *   `<stateDir>/resolv.conf.json` records the path, the daemon's pid and what tp writes (its SHA-256 and bytes).
  * - `restoreResolvConf()` (on `tp quit`) writes the original back byte for byte, but only if the file still holds
- *   what tp wrote: if something else rewrote it meanwhile (a DHCP client, a VPN), its content wins and the backup is
- *   kept for the user. `repairResolvConf()` does the same after a crash, when the recorded pid is gone.
+ *   what tp wrote (or a write of tp's that a crash cut short, or already the original): if something else rewrote it
+ *   meanwhile (a DHCP client, a VPN), its content wins and the backup is kept for the user. The backup is removed only
+ *   once the file reads back as the original. `repairResolvConf()` does the same after a crash, when the recorded pid
+ *   is gone.
  *
  * Why only tp's nameserver, and not the original ones after it as a fallback: musl asks every nameserver at once and
  * takes the first answer, and glibc's `options rotate` spreads queries over them, so either would send cluster names
@@ -82,6 +89,8 @@ interface Record {
   path: string;
   pid: number;
   writtenSha256: string;
+  /** What tp wrote (base64), to recognize a write of it a crash cut short. Missing in records of older tps. */
+  written?: string;
   at: string;
 }
 
@@ -108,22 +117,75 @@ async function sha256(bytes: Uint8Array): Promise<string> {
   return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** Writes `bytes` into the existing file: open, truncate, write. Never a rename. */
-async function writeInPlace(path: string, bytes: Uint8Array): Promise<void> {
-  const f = await Deno.open(path, { write: true, truncate: true });
+/** Puts `bytes` in the existing file from offset 0, then cuts it to their length; never truncates first. */
+async function overwrite(path: string, bytes: Uint8Array): Promise<void> {
+  const f = await Deno.open(path, { read: true, write: true });
   try {
+    await f.seek(0, Deno.SeekMode.Start);
     for (let o = 0; o < bytes.length;) o += await f.write(bytes.subarray(o));
+    await f.truncate(bytes.length);
     await f.sync();
   } finally {
     f.close();
   }
 }
 
+/**
+ * Replaces the file's content `previous` with `next`, in place (the same inode), and reads it back. On any failure
+ * (ENOSPC, a short write, other bytes read back) it puts `previous` back the same way and throws: the file then holds
+ * `previous` again, never nothing.
+ */
+export async function writeVerified(path: string, next: Uint8Array, previous: Uint8Array): Promise<void> {
+  try {
+    await overwrite(path, next);
+    if (!bytesEqual(await Deno.readFile(path), next)) {
+      throw new Error(`${path} does not read back what tp wrote to it`);
+    }
+  } catch (e) {
+    try {
+      await overwrite(path, previous);
+    } catch { /* the record lets the next tp repair it */ }
+    throw e;
+  }
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * Whether `current` is what `overwrite(from -> to)` can leave behind: `from`, `to`, or to's first k bytes over
+ * from's rest (to[0, k) + from[k, ...), its length the larger of the two), as after a crash in the middle.
+ */
+export function isTornWrite(current: Uint8Array, from: Uint8Array, to: Uint8Array): boolean {
+  if (bytesEqual(current, from) || bytesEqual(current, to)) return true;
+  let prefix = 0; // bytes current shares with `to` from the start
+  while (prefix < current.length && prefix < to.length && current[prefix] === to[prefix]) prefix++;
+  if (current.length > from.length) return current.length <= to.length && prefix === current.length;
+  if (current.length !== from.length) return false;
+  let suffix = 0; // bytes current shares with `from` from the end
+  while (suffix < current.length && current[current.length - 1 - suffix] === from[from.length - 1 - suffix]) suffix++;
+  return current.length - suffix <= prefix;
+}
+
 /** Writes a file of tp's own state atomically (a temporary file and a rename inside the state directory). */
 async function writeState(path: string, bytes: Uint8Array): Promise<void> {
   const tmp = `${path}.tmp-${Deno.pid}`;
-  await Deno.writeFile(tmp, bytes, { mode: 0o600 });
+  await Deno.remove(tmp).catch(() => {});
+  await Deno.writeFile(tmp, bytes, { mode: 0o600, createNew: true }); // O_EXCL: never through a symlink
   await Deno.rename(tmp, path);
+}
+
+function toBase64(bytes: Uint8Array): string {
+  let bin = "";
+  for (const b of bytes) bin += String.fromCharCode(b);
+  return btoa(bin);
+}
+
+function fromBase64(text: string): Uint8Array {
+  return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
 }
 
 /** Re-exported for callers of this module. */
@@ -165,9 +227,27 @@ export async function applyResolvConf(
     rewriteResolvConf(text, { ...options, backupPath: files.orig }),
   );
   await writeState(files.orig, original);
-  const record: Record = { path, pid, writtenSha256: await sha256(written), at: new Date().toISOString() };
+  const record: Record = {
+    path,
+    pid,
+    writtenSha256: await sha256(written),
+    written: toBase64(written),
+    at: new Date().toISOString(),
+  };
   await writeState(files.record, new TextEncoder().encode(JSON.stringify(record, null, 2) + "\n"));
-  await writeInPlace(path, written);
+  try {
+    await writeVerified(path, written, original);
+  } catch (e) {
+    // The original is back in place: nothing to restore later. Else the record stays for the repair.
+    const now = await Deno.readFile(path).catch(() => null);
+    if (now && bytesEqual(now, original)) {
+      await Deno.remove(files.record).catch(() => {});
+      await Deno.remove(files.orig).catch(() => {});
+    }
+    throw new Error(`cannot write ${path}: ${(e as Error).message}; it still holds its original content`, {
+      cause: e,
+    });
+  }
   return { upstreams: conf.nameservers, originalSearch: conf.search, repaired };
 }
 
@@ -191,7 +271,13 @@ export async function restoreResolvConf(
   }
   const path = paths.path ?? record.path;
   const current = await Deno.readFile(path);
-  if (await sha256(current) !== record.writtenSha256) {
+  const original = await Deno.readFile(files.orig);
+  const written = record.written === undefined ? null : fromBase64(record.written);
+  const ours = await sha256(current) === record.writtenSha256 ||
+    // a write of tp's cut short by a crash (either way), or an older tp's truncate-then-write that never finished
+    (written && (isTornWrite(current, original, written) || isTornWrite(current, written, original))) ||
+    current.length === 0;
+  if (!ours) {
     await Deno.remove(files.record);
     return {
       action: "kept-foreign-change",
@@ -199,10 +285,17 @@ export async function restoreResolvConf(
         `original stays in ${files.orig})`,
     };
   }
-  await writeInPlace(path, await Deno.readFile(files.orig));
+  const already = bytesEqual(current, original);
+  if (!already) await writeVerified(path, original, current);
+  // Only now, with the original read back, does the backup go.
   await Deno.remove(files.record);
   await Deno.remove(files.orig);
-  return { action: "restored", message: `restored the original ${path} (saved by tp pid ${record.pid})` };
+  return {
+    action: "restored",
+    message: already
+      ? `${path} still held its original content (tp pid ${record.pid} ended before changing it); removed tp's backup`
+      : `restored the original ${path} (saved by tp pid ${record.pid})`,
+  };
 }
 
 /**

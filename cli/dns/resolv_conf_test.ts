@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   applyResolvConf,
+  isTornWrite,
   parseResolvConf,
   repairResolvConf,
   restoreResolvConf,
@@ -111,4 +112,38 @@ Deno.test("applyResolvConf() refuses when another running tp manages the file", 
     await restoreResolvConf({ path, stateDir }, { isRunning: () => false });
     assert.equal(await Deno.readTextFile(path), ORIGINAL);
   });
+});
+
+const enc = (s: string) => new TextEncoder().encode(s);
+
+Deno.test("isTornWrite() knows the old, the new, and the new's first bytes over the old's rest, and nothing else", () => {
+  const from = enc("nameserver 198.18.2.53\n"), to = enc("# tp\nnameserver 198.19.0.255\nsearch a b\n");
+  for (let k = 0; k <= to.length; k++) {
+    const torn = new Uint8Array(Math.max(from.length, k));
+    torn.set(from);
+    torn.set(to.subarray(0, k));
+    assert.ok(isTornWrite(torn, from, to), `k=${k}`);
+  }
+  assert.ok(isTornWrite(from, from, to) && isTornWrite(to, from, to));
+  assert.ok(isTornWrite(enc("nameserver 198.18.2.53\n"), to, from), "the shorter over the longer, not yet cut");
+  assert.ok(!isTornWrite(enc("nameserver 198.18.7.7\n"), from, to), "someone else's file");
+  assert.ok(!isTornWrite(enc(""), from, to));
+  assert.ok(!isTornWrite(enc("# tp\nnameserver 198.18.2.53\n"), from, to), "the new's start, then a foreign rest");
+});
+
+Deno.test("restoreResolvConf() restores after a crash cut tp's write short, or left the file empty (an older tp)", async () => {
+  for (const crash of ["torn", "empty", "untouched"] as const) {
+    await withFiles(async (path, stateDir) => {
+      await applyResolvConf({ path, stateDir }, { dnsAddress: "198.19.255.53", searchDomains: SEARCH, pid: 4194305 });
+      const written = await Deno.readFile(path);
+      const torn = enc(ORIGINAL);
+      torn.set(written.subarray(0, 20));
+      const left = { torn, empty: new Uint8Array(), untouched: enc(ORIGINAL) }[crash];
+      await Deno.writeFile(path, left);
+      const said = await repairResolvConf(stateDir, { path });
+      assert.match(said!, crash === "untouched" ? /still held its original content/ : /restored the original/, crash);
+      assert.equal(await Deno.readTextFile(path), ORIGINAL, crash);
+      assert.deepEqual([...Deno.readDirSync(stateDir)], [], crash);
+    });
+  }
 });

@@ -9,15 +9,18 @@
  *  3. the cluster domain itself or a name under it                     -> cluster, unchanged
  *  4. an include suffix                                                -> cluster, unchanged
  *  5. a name whose last label is `svc` (`echo.default.svc`)            -> cluster, as `<name>.<domain>`
- *  6. two or more labels, the last one a known namespace
- *     (`echo.default`, `_http._tcp.echo.default`, `web-0.nginx.dev`)   -> cluster, as `<name>.svc.<domain>`
+ *  6. two or more labels, the last one a known namespace that is not
+ *     a public top-level domain (`echo.default`, `web-0.nginx.team`)   -> cluster, as `<name>.svc.<domain>`
  *  7. one label (`echo`)                                               -> cluster, as `<name>.<ns>.svc.<domain>`
  *  8. everything else                                                  -> upstream, unchanged
  *
  * Rule 6 needs the namespace list: `echo.dev` and `example.dev` look alike, and only the cluster knows that `dev` is
  * one of its namespaces. The list defaults to the connected namespace; the daemon passes the manager's list.
  * A rewritten name that the cluster answers NXDOMAIN for is asked upstream unchanged (the resolver's
- * `fallbackToUpstream`), so a namespace named like a top-level domain cannot hide that domain's names.
+ * `fallbackToUpstream`). A namespace named like a public top-level domain (`com`, `dev`: `PUBLIC_SUFFIXES`) is not
+ * matched by rule 6 at all, so no `.com` name is ever asked of the cluster, which could answer it falsely: such a
+ * namespace's services are reached by their full cluster form (`api.com.svc.cluster.local`, or `api.com.svc`) and by
+ * single labels when it is the connected one. An include suffix (configuration) still sends a public suffix.
  *
  * How this meets the search list: tp puts `<ns>.svc.<domain>`, `svc.<domain>`, `<domain>` first in the search list.
  * With glibc's default `ndots:1`, `echo` (no dot) is expanded by the resolver library, so tp sees
@@ -29,6 +32,64 @@
  */
 import ipaddr from "ipaddr.js";
 
+/**
+ * Top-level domains never sent to the cluster by a namespace named like them: Telepresence's default exclusions
+ * (com, io, net, org, ru) and the other common generic and country TLDs a namespace might be called.
+ */
+export const PUBLIC_SUFFIXES: readonly string[] = [
+  "com",
+  "net",
+  "org",
+  "io",
+  "ru",
+  "dev",
+  "app",
+  "ai",
+  "co",
+  "me",
+  "info",
+  "biz",
+  "edu",
+  "gov",
+  "mil",
+  "int",
+  "xyz",
+  "cloud",
+  "tech",
+  "online",
+  "site",
+  "us",
+  "uk",
+  "de",
+  "fr",
+  "nl",
+  "eu",
+  "cn",
+  "jp",
+  "in",
+  "br",
+  "ca",
+  "au",
+  "tv",
+  "cc",
+  "ch",
+  "se",
+  "no",
+  "es",
+  "it",
+  "pl",
+  "be",
+  "at",
+  "dk",
+  "fi",
+  "kr",
+  "tw",
+  "sg",
+  "nz",
+  "za",
+  "mx",
+];
+
 export interface NameRoutingOptions {
   /** The cluster's DNS domain, e.g. `cluster.local`. */
   clusterDomain: string;
@@ -38,6 +99,8 @@ export interface NameRoutingOptions {
   namespaces?: readonly string[];
   /** Extra suffixes sent to the cluster unchanged. */
   includeSuffixes?: readonly string[];
+  /** Top-level domains a namespace's short form (rule 6) may not take. Default `PUBLIC_SUFFIXES`. */
+  publicSuffixes?: readonly string[];
   /** Suffixes never sent to the cluster; they win over every other rule. Default `["localhost"]`. */
   excludeSuffixes?: readonly string[];
   /** The cluster's subnets (CIDRs, IPv4 and IPv6): PTR names for addresses inside go to the cluster. */
@@ -73,6 +136,7 @@ export class NameRouter {
   #namespaces: Set<string>;
   #include: string[];
   #exclude: string[];
+  #public: Set<string>;
   #subnets: [ipaddr.IPv4 | ipaddr.IPv6, number][];
 
   constructor(options: NameRoutingOptions) {
@@ -86,6 +150,13 @@ export class NameRouter {
     this.#namespaces = new Set([this.namespace, ...(options.namespaces ?? []).map(normalise)]);
     this.#include = (options.includeSuffixes ?? []).map(normalise);
     this.#exclude = (options.excludeSuffixes ?? ["localhost"]).map(normalise);
+    this.#public = new Set((options.publicSuffixes ?? PUBLIC_SUFFIXES).map(normalise));
+    if (this.#public.has(this.clusterDomain) && !this.#include.includes(this.clusterDomain)) {
+      throw new TypeError(
+        `Cannot send every name under the public domain "${this.clusterDomain}" to the cluster: its DNS domain ` +
+          `must not be a public top-level domain`,
+      );
+    }
     this.#subnets = (options.subnets ?? []).map((cidr) => {
       try {
         // ipaddr.js also takes "10.0.0/8" (inet_aton forms); a subnet here must be written out in full.
@@ -116,7 +187,7 @@ export class NameRouter {
     if (labels.length >= 2 && last === "svc") {
       return { to: "cluster", reason: "svc-suffix", name: `${name}.${this.clusterDomain}`, rewritten: true };
     }
-    if (labels.length >= 2 && this.#namespaces.has(last)) {
+    if (labels.length >= 2 && this.#namespaces.has(last) && !this.#public.has(last)) {
       return { to: "cluster", reason: "namespace", name: `${name}.svc.${this.clusterDomain}`, rewritten: true };
     }
     if (labels.length === 1) {
@@ -140,7 +211,12 @@ export class NameRouter {
    * `svc`, the include suffixes and the reverse zones of the subnets.
    */
   routingDomains(): string[] {
-    const out = [this.clusterDomain, ...this.#namespaces, "svc", ...this.#include];
+    const out = [
+      this.clusterDomain,
+      ...[...this.#namespaces].filter((n) => !this.#public.has(n)),
+      "svc",
+      ...this.#include,
+    ];
     for (const [addr, bits] of this.#subnets) out.push(...reverseZones(addr, bits));
     return [...new Set(out)];
   }

@@ -5,7 +5,7 @@ import { NameRouter, reverseNameToAddress, reverseZones } from "./name_routing.t
 const router = new NameRouter({
   clusterDomain: "cluster.local",
   namespace: "default",
-  namespaces: ["default", "kube-system", "dev"],
+  namespaces: ["default", "kube-system", "nginx", "com"],
   includeSuffixes: ["corp.internal"],
   excludeSuffixes: ["localhost", "skip.cluster.local"],
   subnets: ["198.19.0.0/24", "198.19.128.0/20", "2001:db8:5::/112", "2001:db8:6::/64"],
@@ -20,7 +20,11 @@ const table: [string, string, string][] = [
   ["echo.default", "echo.default.svc.cluster.local", "namespace"],
   ["echo.default.svc", "echo.default.svc.cluster.local", "svc-suffix"],
   ["_http._tcp.echo.default", "_http._tcp.echo.default.svc.cluster.local", "namespace"],
-  ["web-0.nginx.dev", "web-0.nginx.dev.svc.cluster.local", "namespace"],
+  ["web-0.nginx.nginx", "web-0.nginx.nginx.svc.cluster.local", "namespace"],
+  ["api.com.svc.cluster.local", "api.com.svc.cluster.local", "cluster-domain"],
+  ["api.com.svc", "api.com.svc.cluster.local", "svc-suffix"],
+  ["api.com", "upstream", "other"],
+  ["www.google.com", "upstream", "other"],
   ["kube-dns.kube-system", "kube-dns.kube-system.svc.cluster.local", "namespace"],
   ["echo", "echo.default.svc.cluster.local", "single-label"],
   ["printer", "printer.default.svc.cluster.local", "single-label"],
@@ -59,12 +63,12 @@ for (const [name, expected, reason] of table) {
 }
 
 Deno.test("NameRouter without a namespace list knows only the connected namespace", () => {
-  const r = new NameRouter({ clusterDomain: "cluster.local", namespace: "dev" });
-  assert.equal(r.route("api.dev").to, "cluster");
+  const r = new NameRouter({ clusterDomain: "cluster.local", namespace: "team" });
+  assert.equal(r.route("api.team").to, "cluster");
   assert.equal(r.route("echo.default").to, "upstream");
   assert.equal(
     r.route("api").to === "cluster" && (r.route("api") as { name: string }).name,
-    "api.dev.svc.cluster.local",
+    "api.team.svc.cluster.local",
   );
   assert.equal(r.route("localhost").to, "upstream");
 });
@@ -77,7 +81,7 @@ Deno.test("NameRouter rejects a namespace with a dot and quotes it", () => {
 Deno.test("NameRouter gives the search domains and routing domains for the system configuration", () => {
   assert.deepEqual(router.searchDomains(), ["default.svc.cluster.local", "svc.cluster.local", "cluster.local"]);
   const rd = router.routingDomains();
-  for (const d of ["cluster.local", "default", "dev", "svc", "corp.internal", "0.19.198.in-addr.arpa"]) {
+  for (const d of ["cluster.local", "default", "nginx", "svc", "corp.internal", "0.19.198.in-addr.arpa"]) {
     assert.ok(rd.includes(d), d);
   }
   assert.ok(rd.includes("128.19.198.in-addr.arpa") && rd.includes("143.19.198.in-addr.arpa"));
@@ -109,4 +113,28 @@ Deno.test("reverseZones() splits a prefix between label boundaries into whole zo
     "a.b.d.0.1.0.0.2.ip6.arpa",
     "b.b.d.0.1.0.0.2.ip6.arpa",
   ]);
+});
+
+Deno.test("NameRouter sends no public top-level domain to the cluster for a namespace named like one (-n com, -n dev)", () => {
+  for (const ns of ["com", "dev", "io", "net", "org"]) {
+    const r = new NameRouter({ clusterDomain: "cluster.local", namespace: ns });
+    assert.equal(r.route(`www.google.${ns}`).to, "upstream", ns);
+    assert.equal(r.route(`api.${ns}`).to, "upstream", ns);
+    const full = r.route(`api.${ns}.svc.cluster.local`);
+    assert.equal(full.to === "cluster" && full.name, `api.${ns}.svc.cluster.local`);
+    const short = r.route("api");
+    assert.equal(short.to === "cluster" && short.name, `api.${ns}.svc.cluster.local`, "single labels still work");
+    assert.ok(!r.routingDomains().includes(ns), "no ~com routing domain for systemd-resolved");
+  }
+  const configured = new NameRouter({
+    clusterDomain: "cluster.local",
+    namespace: "com",
+    includeSuffixes: ["corp.com"],
+  });
+  assert.equal(configured.route("db.corp.com").to, "cluster", "an include suffix is configuration");
+});
+
+Deno.test("NameRouter refuses a cluster domain that is a public top-level domain", () => {
+  assert.throws(() => new NameRouter({ clusterDomain: "com", namespace: "default" }), /public domain "com"/);
+  assert.ok(new NameRouter({ clusterDomain: "k8s.example.com", namespace: "default" }));
 });

@@ -32,14 +32,14 @@ const CLUSTER: FakeZone = {
 };
 const HOME: FakeZone = {
   "laptop.home.test": [{ type: "A", name: "laptop.home.test", ttl: 60, data: "198.18.2.80" }],
-  "example.dev": [{ type: "A", name: "example.dev", ttl: 60, data: "198.18.9.9" }],
+  "example.team": [{ type: "A", name: "example.team", ttl: 60, data: "198.18.9.9" }],
 };
 
 function setup(options: Partial<ResolverOptions> = {}) {
   const cluster = zoneForwarder(CLUSTER, { negativeSoa: soa(D, 60, 30) });
   const upstream = zoneForwarder(HOME, { negativeSoa: soa("home.test", 60, 60) });
   const resolver = new Resolver({
-    routing: { clusterDomain: D, namespace: "default", namespaces: ["default", "dev"], subnets: ["198.19.0.0/24"] },
+    routing: { clusterDomain: D, namespace: "default", namespaces: ["default", "team"], subnets: ["198.19.0.0/24"] },
     cluster,
     upstream,
     ...options,
@@ -101,21 +101,21 @@ Deno.test("Resolver sends other names upstream byte for byte", async () => {
   assert.equal(resolver.counters.cluster, 0);
 });
 
-Deno.test("Resolver asks upstream when the cluster has no such short name (a namespace named like a TLD)", async () => {
+Deno.test("Resolver asks upstream when the cluster has no such short name (a namespace named like a TLD not on the public list)", async () => {
   const { resolver, cluster, upstream } = setup();
-  const p = await ask(resolver, query("example.dev", "A"));
-  assert.deepEqual(cluster.asked, [`example.dev.svc.${D} A`]);
-  assert.deepEqual(upstream.asked, ["example.dev A"]);
-  assert.deepEqual(p.answers!.map((a) => [a.name, dataOf(a)]), [["example.dev", "198.18.9.9"]]);
-  const neither = await ask(resolver, query("nothing.dev", "A"));
+  const p = await ask(resolver, query("example.team", "A"));
+  assert.deepEqual(cluster.asked, [`example.team.svc.${D} A`]);
+  assert.deepEqual(upstream.asked, ["example.team A"]);
+  assert.deepEqual(p.answers!.map((a) => [a.name, dataOf(a)]), [["example.team", "198.18.9.9"]]);
+  const neither = await ask(resolver, query("nothing.team", "A"));
   assert.equal(neither.rcode, "NXDOMAIN");
-  assert.equal(neither.questions![0]!.name, "nothing.dev");
+  assert.equal(neither.questions![0]!.name, "nothing.team");
   const refusing = setup({
     upstream: (q) => Promise.resolve(Uint8Array.from([...q.subarray(0, 2), 0x81, 0x85, ...q.subarray(4)])),
   });
-  assert.equal((await ask(refusing.resolver, query("nothing.dev", "A"))).rcode, "NXDOMAIN");
+  assert.equal((await ask(refusing.resolver, query("nothing.team", "A"))).rcode, "NXDOMAIN");
   const off = setup({ fallbackToUpstream: false });
-  assert.equal((await ask(off.resolver, query("example.dev", "A"))).rcode, "NXDOMAIN");
+  assert.equal((await ask(off.resolver, query("example.team", "A"))).rcode, "NXDOMAIN");
   assert.deepEqual(off.upstream.asked, []);
 });
 
