@@ -35,7 +35,7 @@ const METHODS: Record<string, string> = {
 const router = new NameRouter({
   clusterDomain: "cluster.local",
   namespace: "default",
-  namespaces: ["default", "dev"],
+  namespaces: ["default", "staging"],
   subnets: ["198.19.0.0/24", "2001:db8:5::/112"],
 });
 const settings: LinkDnsSettings = {
@@ -50,7 +50,7 @@ const DOMAINS = [
   ["svc.cluster.local", false],
   ["cluster.local", false],
   ["default", true],
-  ["dev", true],
+  ["staging", true],
   ["svc", true],
   ["0.19.198.in-addr.arpa", true],
   ["0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.5.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa", true],

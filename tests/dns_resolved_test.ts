@@ -31,7 +31,7 @@ async function withFakeResolved(
 const router = new NameRouter({
   clusterDomain: "cluster.local",
   namespace: "default",
-  namespaces: ["default", "dev"],
+  namespaces: ["default", "staging"],
   subnets: ["198.19.0.0/24", "2001:db8:5::/112"],
 });
 const settings = {
@@ -70,7 +70,7 @@ Deno.test("resolvedApplyCommands() sets tp's DNS, search and routing domains, an
       "svc.cluster.local",
       "cluster.local",
       "~default",
-      "~dev",
+      "~staging",
       "~svc",
       "~0.19.198.in-addr.arpa",
       "~0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.5.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa",
