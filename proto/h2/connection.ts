@@ -39,6 +39,8 @@ import {
   windowUpdateFrame,
 } from "./frame.ts";
 import { type HeaderList, HpackDecoder, HpackEncoder, HpackError } from "./hpack.ts";
+import { InputBuffer } from "./input_buffer.ts";
+import { type ConnectionCounters, DEFAULT_LIMITS, type Limits, newCounters, TokenBucket } from "./limits.ts";
 
 /** Where a connection's bytes go. The connection calls `write` at most once per tick with everything it has. */
 export interface Transport {
@@ -61,6 +63,12 @@ export interface ConnectionOptions {
   onStream?: (stream: Stream) => void;
   /** Stop framing DATA while the transport holds this many bytes (default 1 MiB). */
   transportHighWater?: number;
+  /** What the peer may make us hold or do (limits.ts has the defaults and where each comes from). */
+  limits?: Partial<Limits>;
+  /** The clock for rate limits, in ms (default performance.now); tests pass a fake one. */
+  now?: () => number;
+  /** A callback threw: its stream was reset (INTERNAL_ERROR), the connection goes on. */
+  onHandlerError?: (error: unknown) => void;
 }
 
 /** Why a connection ended: a GOAWAY either way, the transport closing, or an error. */
@@ -206,13 +214,19 @@ export class Connection {
   readonly #streamWindow: number;
   readonly #maxFrameSize: number;
   readonly #highWater: number;
+  readonly #limits: Limits;
+  readonly #resets: TokenBucket;
+  /** What the peer tried that we dropped, refused or cut off. */
+  readonly counters: ConnectionCounters = newCounters();
 
   // Input.
-  #in: Uint8Array = new Uint8Array(0);
+  readonly #in = new InputBuffer();
   #prefaceSeen: boolean;
   #settingsSeen = false;
   /** The stream whose header block is open (CONTINUATION expected), and its fragments. */
-  #headerBlock: { streamId: number; flags: number; parts: Uint8Array[]; bytes: number } | undefined;
+  #headerBlock:
+    | { streamId: number; flags: number; parts: Uint8Array[]; bytes: number; continuations: number }
+    | undefined;
   #lastPeerStream = 0;
   #recvConnWindow: number;
   #connToCredit = 0;
@@ -246,6 +260,12 @@ export class Connection {
     this.#streamWindow = options.streamWindow ?? DEFAULT_STREAM_WINDOW;
     this.#maxFrameSize = options.maxFrameSize ?? DEFAULT_FRAME_SIZE;
     this.#highWater = options.transportHighWater ?? 1 << 20;
+    this.#limits = { ...DEFAULT_LIMITS, ...options.limits };
+    this.#resets = new TokenBucket(
+      this.#limits.resetBurst,
+      this.#limits.resetRate,
+      options.now ?? (() => performance.now()),
+    );
     this.#recvConnWindow = connectionWindow(options);
     this.#nextStreamId = this.#role === Role.client ? 1 : 2;
     this.#prefaceSeen = this.#role === Role.client;
@@ -273,6 +293,11 @@ export class Connection {
   /** Whether new streams may be opened (no GOAWAY either way, not closed). */
   get usable(): boolean {
     return !this.#goaway && !this.#closed;
+  }
+
+  /** Whether the peer's connection preface arrived whole (a server: the magic and the first SETTINGS). */
+  get prefaceReceived(): boolean {
+    return this.#prefaceSeen && this.#settingsSeen;
   }
 
   /** Why the connection ended, once it did. */
@@ -354,6 +379,7 @@ export class Connection {
 
   /** The transport took what was buffered: frames held back for backpressure go on. */
   transportDrained(): void {
+    if (this.#transport.buffered === 0) this.counters.queuedControlFrames = 0;
     if (this.#sending.size > 0) this.#scheduleFlush();
   }
 
@@ -361,10 +387,10 @@ export class Connection {
   receive(bytes: Uint8Array): void {
     if (this.#closed) return;
     let b = bytes;
-    let kept = false;
-    if (this.#in.length > 0) {
-      b = concat([this.#in, bytes]);
-      kept = true;
+    const held = this.#in.length > 0;
+    if (held) {
+      this.#in.append(bytes);
+      b = this.#in.bytes;
     }
     let off = 0;
     try {
@@ -374,7 +400,7 @@ export class Connection {
           if (b[i] !== PREFACE[i]) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "Not an HTTP/2 preface");
         }
         if (b.length < PREFACE.length) {
-          this.#in = kept ? b : b.slice();
+          if (!held) this.#in.append(b);
           return;
         }
         this.#prefaceSeen = true;
@@ -396,11 +422,14 @@ export class Connection {
         : e instanceof HpackError
         ? new ConnectionError(ErrorCode.COMPRESSION_ERROR, e.message)
         : new ConnectionError(ErrorCode.INTERNAL_ERROR, e instanceof Error ? e.message : String(e));
+      this.#in.clear();
       this.destroy(err.code, err.message);
       return;
     }
-    const rest = b.length - off;
-    this.#in = rest === 0 ? new Uint8Array(0) : (kept && off === 0 ? b : b.slice(off));
+    if (this.#closed) return this.#in.clear();
+    if (held) this.#in.consume(off);
+    else if (off < b.length) this.#in.append(b.subarray(off));
+    this.counters.inputCopied = this.#in.copied;
     this.#creditConnection();
   }
 
@@ -421,7 +450,13 @@ export class Connection {
       case FrameType.CONTINUATION: {
         const hb = this.#headerBlock;
         if (!hb || hb.streamId !== id) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "Unexpected CONTINUATION");
-        hb.parts.push(p.slice());
+        if (++hb.continuations > this.#limits.maxContinuations) {
+          throw new ConnectionError(
+            ErrorCode.ENHANCE_YOUR_CALM,
+            `A header block of over ${this.#limits.maxContinuations} CONTINUATION frames`,
+          );
+        }
+        if (p.length > 0) hb.parts.push(p.slice());
         hb.bytes += p.length;
         if (hb.bytes > MAX_HEADER_BLOCK) {
           throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, `A header block over ${MAX_HEADER_BLOCK} bytes`);
@@ -443,6 +478,8 @@ export class Connection {
         const s = this.#streams.get(id);
         if (s) {
           const code = readU32(p, 0);
+          this.counters.peerResets++;
+          this.#spendReset();
           this.#closeStream(s, code, `reset by the peer (${errorName(code)})`);
         }
         return;
@@ -460,7 +497,7 @@ export class Connection {
             const [x] = this.#pings.splice(i, 1);
             x!.resolve(performance.now() - x!.sent);
           }
-        } else this.#queue(pingFrame(p.slice(), true));
+        } else this.#queueControl(pingFrame(p.slice(), true));
         return;
       case FrameType.GOAWAY: {
         if (id !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "GOAWAY on a stream");
@@ -476,7 +513,7 @@ export class Connection {
           if (this.#isLocal(s.id) && s.id > last) this.#closeStream(s, ErrorCode.REFUSED_STREAM, err.message);
         }
         this.#waitingToStart.splice(0).forEach((s) => this.#closeStream(s, ErrorCode.REFUSED_STREAM, err.message));
-        if (first) this.onGoaway?.(err);
+        if (first) this.#guard(undefined, () => this.onGoaway?.(err));
         if (code !== ErrorCode.NO_ERROR || this.#streams.size === 0) this.#end(err);
         return;
       }
@@ -514,7 +551,17 @@ export class Connection {
     }
     const list = parseSettings(p);
     if (!list) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "SETTINGS length not a multiple of 6");
+    if (list.length > this.#limits.maxSettingsEntries) {
+      throw new ConnectionError(
+        ErrorCode.ENHANCE_YOUR_CALM,
+        `SETTINGS of over ${this.#limits.maxSettingsEntries} entries`,
+      );
+    }
     this.#settingsSeen = true;
+    // Each setting is checked in order; what walks the streams (a new INITIAL_WINDOW_SIZE, a new stream limit) is
+    // done once, with the last value, as nghttp2 does: not once per entry.
+    let window: number | undefined;
+    let maxStreams = false;
     for (const [k, v] of list) {
       switch (k) {
         case Setting.ENABLE_PUSH:
@@ -522,23 +569,14 @@ export class Connection {
           break;
         case Setting.MAX_CONCURRENT_STREAMS:
           this.#peerMaxStreams = v;
-          this.#startWaiting();
+          maxStreams = true;
           break;
-        case Setting.INITIAL_WINDOW_SIZE: {
+        case Setting.INITIAL_WINDOW_SIZE:
           if (v > MAX_WINDOW) {
             throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, "INITIAL_WINDOW_SIZE over 2^31-1");
           }
-          const delta = v - this.#peerStreamWindow;
-          this.#peerStreamWindow = v;
-          for (const s of this.#streams.values()) {
-            s.sendWindow += delta;
-            if (s.sendWindow > MAX_WINDOW) {
-              throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, "A stream window went over 2^31-1");
-            }
-            if (delta > 0 && (s.queued > 0 || s.endQueued)) this.wantsSend(s);
-          }
+          window = v;
           break;
-        }
         case Setting.MAX_FRAME_SIZE:
           if (v < DEFAULT_MAX_FRAME_SIZE || v > 16_777_215) {
             throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `MAX_FRAME_SIZE ${v} out of range`);
@@ -554,7 +592,19 @@ export class Connection {
           break; // advisory or unknown
       }
     }
-    this.#queue(frame(FrameType.SETTINGS, Flag.ACK, 0));
+    if (window !== undefined) {
+      const delta = window - this.#peerStreamWindow;
+      this.#peerStreamWindow = window;
+      for (const s of this.#streams.values()) {
+        s.sendWindow += delta;
+        if (s.sendWindow > MAX_WINDOW) {
+          throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, "A stream window went over 2^31-1");
+        }
+        if (delta > 0 && (s.queued > 0 || s.endQueued)) this.wantsSend(s);
+      }
+    }
+    if (maxStreams) this.#startWaiting();
+    this.#queueControl(frame(FrameType.SETTINGS, Flag.ACK, 0));
   }
 
   #onHeaders(flags: number, id: number, p: Uint8Array): void {
@@ -565,7 +615,7 @@ export class Connection {
       body = body.subarray(5);
     }
     if (flags & Flag.END_HEADERS) this.#onHeaderBlock(id, flags, body);
-    else this.#headerBlock = { streamId: id, flags, parts: [body.slice()], bytes: body.length };
+    else this.#headerBlock = { streamId: id, flags, parts: [body.slice()], bytes: body.length, continuations: 0 };
   }
 
   #onHeaderBlock(id: number, flags: number, block: Uint8Array): void {
@@ -583,8 +633,10 @@ export class Connection {
       }
       if (this.#role === Role.client) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "Server opened a stream");
       this.#lastPeerStream = id;
-      if (this.#goaway) return this.#streamError(id, ErrorCode.REFUSED_STREAM);
-      if (this.#streams.size >= (this.#options.maxConcurrentStreams ?? 100_000)) {
+      if (this.#goaway || this.#streams.size >= (this.#options.maxConcurrentStreams ?? 100_000)) {
+        // A refused stream costs us a frame and the peer nothing: it counts as a reset (Go does the same).
+        this.counters.refusedStreams++;
+        this.#spendReset();
         return this.#streamError(id, ErrorCode.REFUSED_STREAM);
       }
       s = new Stream(id, this, this.#peerStreamWindow, this.#streamWindow);
@@ -594,7 +646,8 @@ export class Connection {
       // A request without a body (END_STREAM on its headers) is complete though onEnd comes after onStream: an
       // answer given inside onStream must not reset a request side that only looks open (see #localEnded).
       s.endPending = endStream;
-      this.#options.onStream?.(s);
+      const stream = s;
+      this.#guard(s, () => this.#options.onStream?.(stream));
       s.endPending = false;
     } else if (s.remoteDone) {
       return this.#streamError(id, ErrorCode.STREAM_CLOSED);
@@ -602,11 +655,13 @@ export class Connection {
       const status = headers.find(([n]) => n === ":status")?.[1];
       if (status !== undefined && status.length === 3 && status[0] === "1") return; // informational (1xx)
       s.headers = headers;
-      s.onResponse?.(headers);
+      const stream = s;
+      this.#guard(s, () => stream.onResponse?.(headers));
     } else {
       if (!endStream) return this.#streamError(id, ErrorCode.PROTOCOL_ERROR); // trailers must end the stream
       s.trailers = headers;
-      s.onTrailers?.(headers);
+      const stream = s;
+      this.#guard(s, () => stream.onTrailers?.(headers));
     }
     if (endStream && !s.closed) this.#remoteEnded(s);
   }
@@ -636,7 +691,8 @@ export class Connection {
     if (padding > 0) this.#credit(s, padding);
     if (data.length > 0) {
       if (s.onData) {
-        s.onData(data.slice());
+        const onData = s.onData;
+        this.#guard(s, () => onData(data.slice()));
         // A stream the callback closed no longer counts its bytes: the connection window gets them back here.
         if (!s.closed) s.consume(data.length);
         else this.#connToCredit += data.length;
@@ -727,6 +783,41 @@ export class Connection {
     this.#scheduleFlush();
   }
 
+  /** A frame we owe the peer for one it sent (an ACK, a stream error): counted until the peer reads. */
+  #queueControl(b: Uint8Array): void {
+    if (++this.counters.queuedControlFrames > this.#limits.maxQueuedControlFrames) {
+      throw new ConnectionError(
+        ErrorCode.ENHANCE_YOUR_CALM,
+        `Over ${this.#limits.maxQueuedControlFrames} control frames queued for a peer that does not read`,
+      );
+    }
+    this.#queue(b);
+  }
+
+  /** One more stream the peer reset or had refused; over the rate, the connection ends (rapid reset). */
+  #spendReset(): void {
+    if (!this.#resets.take()) {
+      throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, "Too many streams reset or refused (rapid reset)");
+    }
+  }
+
+  /** Runs a callback; a throw resets its stream (INTERNAL_ERROR) and is counted, never ending the connection. */
+  #guard(s: Stream | undefined, f: () => void): void {
+    try {
+      f();
+    } catch (e) {
+      this.counters.handlerErrors++;
+      try {
+        this.#options.onHandlerError?.(e);
+      } catch {
+        // the reporter itself failed: the count stays
+      }
+      if (s && !s.closed) {
+        this.resetStream(s, ErrorCode.INTERNAL_ERROR, `handler error: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
+  }
+
   #scheduleFlush(): void {
     if (this.#flushQueued) return;
     this.#flushQueued = true;
@@ -737,10 +828,18 @@ export class Connection {
     this.#flushQueued = false;
     if (this.#sending.size > 0) this.#frameData();
     if (this.#out.length === 0) return;
+    // Everything written before was taken: the control frames owed since are no longer piling up.
+    if (this.#transport.buffered === 0) this.counters.queuedControlFrames = 0;
     // Always a new buffer: DATA payloads are the writers' chunks, and a transport may keep what it is given.
     const out = concat(this.#out);
     this.#out = [];
     this.#transport.write(out);
+    if (!this.#closed && this.#transport.buffered > this.#limits.maxBufferedOutput) {
+      this.destroy(
+        ErrorCode.ENHANCE_YOUR_CALM,
+        `Over ${this.#limits.maxBufferedOutput} bytes queued for a peer that does not read`,
+      );
+    }
   }
 
   /** Cuts queued payload into DATA frames as the windows and the transport allow. */
@@ -767,7 +866,7 @@ export class Connection {
           if (s.endTrailers) this.#queueHeaderBlock(s.id, this.#encoder.encode(s.endTrailers), true);
           else if (!hadQueued) this.#out.push(frame(FrameType.DATA, Flag.END_STREAM, s.id));
           this.#localEnded(s);
-        } else if (hadQueued) s.onDrain?.();
+        } else if (hadQueued) this.#guard(s, () => s.onDrain?.());
       } else if (this.#sendConnWindow <= 0) return;
     }
   }
@@ -810,7 +909,7 @@ export class Connection {
 
   #remoteEnded(s: Stream): void {
     s.remoteDone = true;
-    s.onEnd?.();
+    this.#guard(s, () => s.onEnd?.());
     if (s.localDone) this.#closeStream(s, 0, "");
   }
 
@@ -829,7 +928,7 @@ export class Connection {
     // What the reader had not consumed goes back to the connection window.
     this.#connToCredit += s.unconsumed;
     s.unconsumed = 0;
-    s.onClose?.(code, reason);
+    this.#guard(s, () => s.onClose?.(code, reason));
     this.#startWaiting();
     if (this.#goaway && this.#streams.size === 0) this.#end(this.#goaway);
   }
@@ -841,7 +940,7 @@ export class Connection {
   }
 
   #streamError(id: number, code: number): void {
-    this.#queue(rstStreamFrame(id, code));
+    this.#queueControl(rstStreamFrame(id, code));
     const s = this.#streams.get(id);
     if (s) this.#closeStream(s, code, `stream error ${errorName(code)}`);
   }
