@@ -158,7 +158,9 @@ function checkOpen(open: TunnelOpen): TunnelOpen {
   if (!d || !ipaddr.isValid(d.ip) || !Number.isInteger(d.port) || d.port < 1 || d.port > 65535) {
     throw new GrpcError(Status.INVALID_ARGUMENT, `Bad destination ${clip(JSON.stringify(d) ?? "none")}`);
   }
-  return open;
+  // The allow-list checks, and the runners dial, this one spelling of the address: node:net reads some others
+  // differently ("::198.19.0.10" is an IPv6 address to it, IPv4 to ipaddr.js; "0x7f.1" goes to getaddrinfo).
+  return { ...open, destination: { ...d, ip: ipaddr.process(d.ip).toString() } };
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number, signal: AbortSignal): Promise<T> {
