@@ -40,6 +40,7 @@ import {
 } from "./frame.ts";
 import { type HeaderList, HpackDecoder, HpackEncoder, HpackError } from "./hpack.ts";
 import { InputBuffer } from "./input_buffer.ts";
+import { checkRequest, checkResponse, checkTrailers, contentLength } from "./fields.ts";
 import { type ConnectionCounters, DEFAULT_LIMITS, type Limits, newCounters, TokenBucket } from "./limits.ts";
 
 /** Where a connection's bytes go. The connection calls `write` at most once per tick with everything it has. */
@@ -117,6 +118,12 @@ export class Stream {
   pendingBlock: Uint8Array | undefined;
   /** @internal The request's END_STREAM is known but not yet applied (inside onStream). */
   endPending = false;
+  /** @internal The content-length the peer declared, checked against its DATA (RFC 9113 section 8.1.1). */
+  contentLength: number | undefined;
+  /** @internal DATA payload received (padding excluded). */
+  dataReceived = 0;
+  /** @internal The peer reset the stream (RST_STREAM received). */
+  resetByPeer = false;
 
   constructor(readonly id: number, readonly connection: Connection, sendWindow: number, recvWindow: number) {
     this.sendWindow = sendWindow;
@@ -203,6 +210,22 @@ const TABLE_SIZE_ZERO = new Uint8Array([0x20]);
 const DEFAULT_STREAM_WINDOW = 1 << 20;
 const DEFAULT_CONNECTION_WINDOW = 32 << 20;
 const DEFAULT_FRAME_SIZE = 1 << 17;
+/** Closed streams whose end is remembered, for the frames that come after it (RFC 9113 section 5.1). */
+const CLOSED_KEPT = 1024;
+/** A flag of our own on a header block: its HEADERS made the stream depend on itself (section 5.3.1). */
+const SELF_DEPENDENT = 0x100;
+
+/**
+ * How a stream closed (RFC 9113 section 5.1, "closed"): after we sent RST_STREAM, late frames are ignored; after
+ * the peer's RST_STREAM, a frame from it is a stream error STREAM_CLOSED; after END_STREAM both ways, a
+ * connection error STREAM_CLOSED. `early`: we ended the exchange with RST_STREAM NO_ERROR after a complete
+ * response (section 8.1); what the peer still sends is checked as the rest of its request (content-length,
+ * trailers) though not delivered.
+ */
+interface ClosedStream {
+  how: "reset-sent" | "reset-received" | "ended";
+  early?: { contentLeft: number | undefined } | undefined;
+}
 
 export class Connection {
   readonly #role: Role;
@@ -228,6 +251,7 @@ export class Connection {
     | { streamId: number; flags: number; parts: Uint8Array[]; bytes: number; continuations: number }
     | undefined;
   #lastPeerStream = 0;
+  readonly #closedStreams = new Map<number, ClosedStream>();
   #recvConnWindow: number;
   #connToCredit = 0;
 
@@ -470,6 +494,7 @@ export class Connection {
       case FrameType.PRIORITY:
         if (id === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "PRIORITY on stream 0");
         if (p.length !== 5) return this.#streamError(id, ErrorCode.FRAME_SIZE_ERROR);
+        if (readU32(p, 0, true) === id) return this.#streamError(id, ErrorCode.PROTOCOL_ERROR); // section 5.3.1
         return;
       case FrameType.RST_STREAM: {
         if (id === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "RST_STREAM on stream 0");
@@ -480,7 +505,12 @@ export class Connection {
           const code = readU32(p, 0);
           this.counters.peerResets++;
           this.#spendReset();
+          s.resetByPeer = true;
           this.#closeStream(s, code, `reset by the peer (${errorName(code)})`);
+        } else {
+          // Whatever the peer sends on this stream after its own RST_STREAM is an error, even if ours crossed it.
+          const closed = this.#closedStreams.get(id);
+          if (closed) this.#closedStreams.set(id, { how: "reset-received" });
         }
         return;
       }
@@ -530,9 +560,10 @@ export class Connection {
           return;
         }
         this.#checkNotIdle(id);
+        // An increment of 0 is an error even on a stream that just closed (section 6.9): the peer is broken.
+        if (inc === 0) return this.#streamError(id, ErrorCode.PROTOCOL_ERROR);
         const s = this.#streams.get(id);
         if (!s) return;
-        if (inc === 0) return this.#streamError(id, ErrorCode.PROTOCOL_ERROR);
         s.sendWindow += inc;
         if (s.sendWindow > MAX_WINDOW) return this.#streamError(id, ErrorCode.FLOW_CONTROL_ERROR);
         if (s.queued > 0 || s.endQueued) this.wantsSend(s);
@@ -612,6 +643,7 @@ export class Connection {
     let body = stripPadding(flags, p);
     if (flags & Flag.PRIORITY) {
       if (body.length < 5) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "HEADERS priority too short");
+      if (readU32(body, 0, true) === id) flags |= SELF_DEPENDENT;
       body = body.subarray(5);
     }
     if (flags & Flag.END_HEADERS) this.#onHeaderBlock(id, flags, body);
@@ -624,13 +656,7 @@ export class Connection {
     const endStream = (flags & Flag.END_STREAM) !== 0;
     let s = this.#streams.get(id);
     if (!s) {
-      if (this.#isLocal(id) || id <= this.#lastPeerStream) {
-        // A stream that ended: STREAM_CLOSED (section 5.1); for ours that we never opened, PROTOCOL_ERROR.
-        if (this.#isLocal(id) && id >= this.#nextStreamId) {
-          throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS on idle stream ${id}`);
-        }
-        return; // a stream that closed (reset while the peer sent): ignored
-      }
+      if (this.#isLocal(id) || id <= this.#lastPeerStream) return this.#onClosedHeaders(id, endStream, headers);
       if (this.#role === Role.client) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "Server opened a stream");
       this.#lastPeerStream = id;
       if (this.#goaway || this.#streams.size >= (this.#options.maxConcurrentStreams ?? 100_000)) {
@@ -639,10 +665,16 @@ export class Connection {
         this.#spendReset();
         return this.#streamError(id, ErrorCode.REFUSED_STREAM);
       }
+      const length = contentLength(headers);
+      if (flags & SELF_DEPENDENT || checkRequest(headers) !== undefined || length === null) {
+        return this.#malformed(id);
+      }
       s = new Stream(id, this, this.#peerStreamWindow, this.#streamWindow);
       s.started = true;
+      s.contentLength = length;
       this.#streams.set(id, s);
       s.headers = headers;
+      if (endStream && length !== undefined && length !== 0) return this.#malformed(id);
       // A request without a body (END_STREAM on its headers) is complete though onEnd comes after onStream: an
       // answer given inside onStream must not reset a request side that only looks open (see #localEnded).
       s.endPending = endStream;
@@ -651,19 +683,83 @@ export class Connection {
       s.endPending = false;
     } else if (s.remoteDone) {
       return this.#streamError(id, ErrorCode.STREAM_CLOSED);
+    } else if (flags & SELF_DEPENDENT) {
+      return this.#malformed(id);
     } else if (s.headers === undefined) {
-      const status = headers.find(([n]) => n === ":status")?.[1];
-      if (status !== undefined && status.length === 3 && status[0] === "1") return; // informational (1xx)
+      const length = contentLength(headers);
+      if (checkResponse(headers) !== undefined || length === null) return this.#malformed(id);
+      const status = headers[0]![1]; // checkResponse: :status comes first
+      if (status[0] === "1") return; // informational (1xx)
       s.headers = headers;
+      // No body to count in answers to HEAD (tp sends none) and in 204 and 304 (RFC 9110 sections 6.4.1, 8.6).
+      s.contentLength = status === "204" || status === "304" ? undefined : length;
       const stream = s;
       this.#guard(s, () => stream.onResponse?.(headers));
     } else {
       if (!endStream) return this.#streamError(id, ErrorCode.PROTOCOL_ERROR); // trailers must end the stream
+      if (checkTrailers(headers) !== undefined) return this.#malformed(id);
       s.trailers = headers;
       const stream = s;
       this.#guard(s, () => stream.onTrailers?.(headers));
     }
     if (endStream && !s.closed) this.#remoteEnded(s);
+  }
+
+  /** A malformed request or response (RFC 9113 section 8.1.1): a stream error PROTOCOL_ERROR, counted. */
+  #malformed(id: number): void {
+    this.counters.malformed++;
+    this.#streamError(id, ErrorCode.PROTOCOL_ERROR);
+  }
+
+  /** HEADERS on a stream that is no longer open (RFC 9113 section 5.1). */
+  #onClosedHeaders(id: number, endStream: boolean, headers: HeaderList): void {
+    if (this.#isLocal(id) && id >= this.#nextStreamId) {
+      throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS on idle stream ${id}`);
+    }
+    this.counters.closedStreamFrames++;
+    const closed = this.#closedStreams.get(id);
+    if (!closed) {
+      // A peer's stream id we do not remember: one it skipped (opening a later one closed it, section 5.1.1), or
+      // one closed over CLOSED_KEPT streams ago. Ours that closed long ago: ignored.
+      if (this.#isLocal(id)) return;
+      throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS on stream ${id}, lower than one opened before`);
+    }
+    switch (closed.how) {
+      case "reset-sent":
+        // Late trailers of a request we answered early must still be trailers.
+        if (closed.early && (!endStream || checkTrailers(headers) !== undefined)) {
+          closed.early = undefined;
+          return this.#malformed(id);
+        }
+        return; // crossed our RST_STREAM: ignored
+      case "reset-received":
+        return this.#streamError(id, ErrorCode.STREAM_CLOSED);
+      case "ended":
+        throw new ConnectionError(ErrorCode.STREAM_CLOSED, `HEADERS on stream ${id} after its END_STREAM`);
+    }
+  }
+
+  /** DATA on a stream that is no longer open; its window was given back already. */
+  #onClosedData(id: number, flags: number, length: number): void {
+    this.counters.closedStreamFrames++;
+    const closed = this.#closedStreams.get(id);
+    if (!closed) return this.#streamError(id, ErrorCode.STREAM_CLOSED); // as Go's x/net/http2 does
+    switch (closed.how) {
+      case "reset-sent": {
+        const left = closed.early?.contentLeft;
+        if (left === undefined) return; // crossed our RST_STREAM: ignored
+        closed.early!.contentLeft = left - length;
+        if (left - length < 0 || ((flags & Flag.END_STREAM) && left - length !== 0)) {
+          closed.early = undefined;
+          this.#malformed(id);
+        }
+        return;
+      }
+      case "reset-received":
+        return this.#streamError(id, ErrorCode.STREAM_CLOSED);
+      case "ended":
+        throw new ConnectionError(ErrorCode.STREAM_CLOSED, `DATA on stream ${id} after its END_STREAM`);
+    }
   }
 
   #onData(flags: number, id: number, p: Uint8Array): void {
@@ -677,8 +773,8 @@ export class Connection {
     if (!s || s.remoteDone || s.headers === undefined) {
       this.#connToCredit += p.length; // not ours to hold: give the connection window back
       this.#checkNotIdle(id);
-      // A stream that already closed (a reset crossing the peer's DATA): ignored, as section 5.1 allows.
-      if (s) this.#streamError(id, ErrorCode.STREAM_CLOSED);
+      if (!s) return this.#onClosedData(id, flags, stripPadding(flags, p).length);
+      this.#streamError(id, s.headers === undefined ? ErrorCode.PROTOCOL_ERROR : ErrorCode.STREAM_CLOSED);
       return;
     }
     s.recvWindow -= p.length;
@@ -687,6 +783,14 @@ export class Connection {
       return this.#streamError(id, ErrorCode.FLOW_CONTROL_ERROR);
     }
     const data = stripPadding(flags, p);
+    s.dataReceived += data.length;
+    if (
+      s.contentLength !== undefined &&
+      (s.dataReceived > s.contentLength || ((flags & Flag.END_STREAM) && s.dataReceived !== s.contentLength))
+    ) {
+      this.#connToCredit += p.length;
+      return this.#malformed(id);
+    }
     const padding = p.length - data.length;
     if (padding > 0) this.#credit(s, padding);
     if (data.length > 0) {
@@ -916,6 +1020,7 @@ export class Connection {
   #closeStream(s: Stream, code: number, reason: string): void {
     if (s.closed) return;
     s.closed = true;
+    if (s.started) this.#rememberClosed(s, code);
     if (code !== 0) s.resetCode = code;
     s.queue = [];
     s.queued = 0;
@@ -933,6 +1038,21 @@ export class Connection {
     if (this.#goaway && this.#streams.size === 0) this.#end(this.#goaway);
   }
 
+  #rememberClosed(s: Stream, code: number): void {
+    const record: ClosedStream = s.localDone && s.remoteDone
+      ? { how: "ended" }
+      : s.resetByPeer
+      ? { how: "reset-received" }
+      : { how: "reset-sent" };
+    if (code === 0 && !s.remoteDone && this.#role === Role.server) {
+      record.early = {
+        contentLeft: s.contentLength === undefined ? undefined : s.contentLength - s.dataReceived,
+      };
+    }
+    this.#closedStreams.set(s.id, record);
+    if (this.#closedStreams.size > CLOSED_KEPT) this.#closedStreams.delete(this.#closedStreams.keys().next().value!);
+  }
+
   #startWaiting(): void {
     while (this.#waitingToStart.length > 0 && this.#localOpen < this.#peerMaxStreams && this.usable) {
       this.#start(this.#waitingToStart.shift()!);
@@ -943,6 +1063,11 @@ export class Connection {
     this.#queueControl(rstStreamFrame(id, code));
     const s = this.#streams.get(id);
     if (s) this.#closeStream(s, code, `stream error ${errorName(code)}`);
+    else if (!this.#isLocal(id) && !this.#closedStreams.has(id)) {
+      // A stream refused or malformed at its HEADERS: what the peer sent before our RST_STREAM reached it is ignored.
+      this.#closedStreams.set(id, { how: "reset-sent" });
+      if (this.#closedStreams.size > CLOSED_KEPT) this.#closedStreams.delete(this.#closedStreams.keys().next().value!);
+    }
   }
 
   /** Frames other than HEADERS on a stream that was never opened are a connection error (section 5.1). */
