@@ -13,6 +13,7 @@ import {
 import { jsonLogger, LOG_LEVELS, type LogLevel } from "../manager/log.ts";
 import type { ClusterNetwork } from "../manager/k8s_discovery.ts";
 import { Manager, serveManager } from "../manager/server.ts";
+import { guardProcess } from "../manager/listen.ts";
 import type { AgentAuth } from "../manager/agent_auth.ts";
 
 /** Wraps a parser so its error reads as a usage error naming the flag. */
@@ -283,6 +284,8 @@ export async function runManager(
   discovery?: { watch: Discovery; apply: (m: Manager, n: ClusterNetwork) => void } | null,
 ): Promise<void> {
   const logger = jsonLogger(logLevel);
+  // A throw no handler caught ends one stream at most (proto/h2/ resets it), never every session with the process.
+  const unguard = guardProcess(logger);
   const manager = new Manager(config, { logger, ...(agentAuth ? { agentAuth } : {}) });
   discovery?.watch.onChange((n) => {
     logger.info("cluster network changed", { podCidrs: n.podCidrs.join(","), serviceCidrs: n.serviceCidrs.join(",") });
@@ -322,5 +325,6 @@ export async function runManager(
   clearTimeout(timer);
   Deno.removeSignalListener("SIGTERM", onTerm);
   Deno.removeSignalListener("SIGINT", onInt);
+  unguard();
   logger.info("manager stopped", {});
 }

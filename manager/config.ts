@@ -33,6 +33,8 @@ export interface ManagerConfig {
   maxSessions: number;
   /** Outbound bytes a stream may queue before its reading from the destination pauses. */
   streamBufferBytes: number;
+  /** How long a new tunnel stream may take to send its open frame (default 3 s; tp sends it with the headers). */
+  openTimeoutMs?: number;
 }
 
 export const DEFAULTS = {

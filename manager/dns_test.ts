@@ -13,7 +13,20 @@ function query(id: number, name: string): Uint8Array {
  * A DNS server test double on 127.0.0.1 (dnsmasq answers in order; this one holds `batch` queries and answers them
  * in reverse, each with an A record that encodes the query's name, optionally after a forged answer).
  */
-async function fakeServer(batch: number, opts: { forgeFirst?: boolean; silent?: boolean } = {}) {
+async function fakeServer(
+  batch: number,
+  opts: {
+    forgeFirst?: boolean;
+    silent?: boolean;
+    ttl?: number;
+    /** Before the real answer: one with the same id and name from `sock` (another address), or with another type. */
+    forge?: (
+      answerTo: (qname: string, type?: "A" | "SRV") => Uint8Array,
+      from: dgram.RemoteInfo,
+      query: { name: string; sock: dgram.Socket },
+    ) => void;
+  } = {},
+) {
   const sock = dgram.createSocket("udp4");
   await new Promise<void>((r) => sock.bind(0, "127.0.0.1", r));
   const held: [Buffer, dgram.RemoteInfo][] = [];
@@ -25,15 +38,21 @@ async function fakeServer(batch: number, opts: { forgeFirst?: boolean; silent?: 
       const q = dnsPacket.decode(m);
       const name = q.questions![0]!.name;
       const n = Number(/^h(\d+)\./.exec(name)?.[1] ?? 0);
-      const answer = (qname: string) =>
-        dnsPacket.encode({
+      const answer = (qname: string, type: "A" | "SRV" = "A") =>
+        new Uint8Array(dnsPacket.encode({
           type: "response",
           id: q.id,
           flags: 0x8180,
-          questions: [{ type: "A", name: qname }],
-          answers: [{ type: "A", name: qname, ttl: 5, data: `198.19.1.${n}` }],
-        });
+          questions: [{ type, name: qname }],
+          answers: type === "A" ? [{ type: "A", name: qname, ttl: opts.ttl ?? 5, data: `198.19.1.${n}` }] : [{
+            type: "SRV",
+            name: qname,
+            ttl: 5,
+            data: { port: 1, target: "forged.example", priority: 0, weight: 0 },
+          }],
+        }));
       if (opts.forgeFirst) sock.send(answer("forged.example"), f.port, f.address);
+      opts.forge?.(answer, f, { name, sock });
       sock.send(answer(name), f.port, f.address);
     }
   });
@@ -84,6 +103,69 @@ Deno.test("DnsForwarder: a server that does not answer fails with UNAVAILABLE wi
     });
     assert.ok(performance.now() - t0 < 1000);
     assert.equal(f.inFlight, 0);
+  } finally {
+    f.close();
+    await server.close();
+  }
+});
+
+Deno.test("DnsForwarder: an answer from another address, though from the server's port with the right id, is ignored", async () => {
+  const forger = dgram.createSocket("udp4");
+  const server = await fakeServer(1, {
+    forge: (answer, from) => forger.send(answer("h4.default.svc.cluster.local"), from.port, from.address),
+  });
+  await new Promise<void>((r) => forger.bind(server.port, "127.0.0.2", r));
+  const f = new DnsForwarder({ host: "127.0.0.1", port: server.port });
+  try {
+    const a = dnsPacket.decode(Buffer.from(await f.forward(query(7, "h4.default.svc.cluster.local"), 2000)));
+    assert.equal((a.answers![0] as { data: string }).data, "198.19.1.4");
+    // The forged answer comes first from 127.0.0.2; wait for it to have been seen and dropped.
+    for (let i = 0; i < 100 && f.ignored === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(f.ignored, 1);
+  } finally {
+    f.close();
+    await new Promise<void>((r) => forger.close(r));
+    await server.close();
+  }
+});
+
+Deno.test("DnsForwarder: an SRV answer to an A question under the right id is ignored (type bytes are not case-folded)", async () => {
+  // SRV is type 33 (0x21), A is 1: equal when 0x20 is folded away, as the forwarder's compare did.
+  const server = await fakeServer(1, {
+    forge: (answer, from, q) => q.sock.send(answer(q.name, "SRV"), from.port, from.address),
+  });
+  const f = new DnsForwarder({ host: "127.0.0.1", port: server.port });
+  try {
+    const a = dnsPacket.decode(Buffer.from(await f.forward(query(7, "h5.default.svc.cluster.local"), 2000)));
+    assert.equal(a.questions![0]!.type, "A");
+    assert.equal((a.answers![0] as { data: string }).data, "198.19.1.5");
+    assert.equal(f.ignored, 1);
+  } finally {
+    f.close();
+    await server.close();
+  }
+});
+
+Deno.test("DnsForwarder: TTLs over 300 s are lowered to 300 s; names still match without regard to case", async () => {
+  const server = await fakeServer(1, { ttl: 86_400 });
+  const f = new DnsForwarder({ host: "127.0.0.1", port: server.port });
+  try {
+    const a = dnsPacket.decode(Buffer.from(await f.forward(query(7, "H6.Default.svc.cluster.local"), 2000)));
+    assert.equal((a.answers![0] as { ttl: number }).ttl, 300);
+  } finally {
+    f.close();
+    await server.close();
+  }
+});
+
+Deno.test("DnsForwarder: queries move to a new socket (a new source port) every 100, old ones close", async () => {
+  const ports = new Set<number>();
+  const server = await fakeServer(1, { forge: (_answer, from) => ports.add(from.port) });
+  const f = new DnsForwarder({ host: "127.0.0.1", port: server.port });
+  try {
+    for (let i = 0; i < 250; i++) await f.forward(query(i, `h${i % 200}.default.svc.cluster.local`), 2000);
+    assert.equal(ports.size, 3);
+    assert.equal(f.sockets, 1);
   } finally {
     f.close();
     await server.close();

@@ -12,8 +12,12 @@ import { encodeDataFrameHeader } from "../proto/messages.ts";
 import { ClientGoneError, type FrameSink, type MessageSource, takeRequestMessage } from "./_streams.ts";
 import type { ServerCall } from "./call.ts";
 
-/** A request reader holding this much undelivered pauses the stream; it resumes below a quarter of it. */
-const READ_PAUSE_BYTES = 1 << 20;
+/**
+ * A request reader holding this much undelivered pauses the stream; it resumes below a quarter of it. Two messages
+ * of the default maximum (128 KiB): what one stream can hold in credited bytes, times the streams a connection may
+ * open (proto/h2/connection.ts refuses more), bounds what a client makes the manager keep.
+ */
+const READ_PAUSE_BYTES = 256 << 10;
 
 export class H2Call implements ServerCall {
   readonly method: string;

@@ -24,6 +24,7 @@ import { InterceptService } from "./intercept_service.ts";
 import type { Session, SessionKind } from "./sessions.ts";
 import type { AgentAuth } from "./agent_auth.ts";
 import type { ManagerPort } from "./listen.ts";
+import { clip } from "./clip.ts";
 
 /** The methods the agent port serves: what a traffic-agent calls, nothing that reaches anywhere else. */
 const AGENT_METHODS = new Set(["AgentArrive", "Keepalive", "Depart", "WatchAgent", "AgentDnsAnswer", "AgentTunnel"]);
@@ -103,9 +104,9 @@ export class Manager implements TunnelHost {
         const s = this.#arrive(r.clientName, r.namespace, "client");
         this.logger.info("session arrived", {
           session: s.tag,
-          client: r.clientName,
-          namespace: r.namespace,
-          clientVersion: r.clientVersion,
+          client: clip(r.clientName),
+          namespace: clip(r.namespace),
+          clientVersion: clip(r.clientVersion),
         });
         return this.#arrived(s);
       }),
@@ -115,7 +116,7 @@ export class Manager implements TunnelHost {
           if (!this.#agentAuth || !(await this.#agentAuth.check(r.namespace, r.workload, token))) {
             throw new GrpcError(
               Status.UNAUTHENTICATED,
-              `No valid credential for the agent of ${r.workload} in ${r.namespace}`,
+              `No valid credential for the agent of ${clip(r.workload)} in ${clip(r.namespace)}`,
             );
           }
         }
@@ -271,17 +272,23 @@ export class Manager implements TunnelHost {
         call,
         "content-type",
         Status.INVALID_ARGUMENT,
-        `Unsupported content-type "${ct}"; this server speaks ${CONTENT_TYPE}`,
+        `Unsupported content-type "${clip(ct)}"; this server speaks ${CONTENT_TYPE}`,
         415,
       );
     }
     if (call.method !== "POST") {
-      return await this.#reject(call, "method", Status.UNIMPLEMENTED, `HTTP method ${call.method} is not POST`, 405);
+      return await this.#reject(
+        call,
+        "method",
+        Status.UNIMPLEMENTED,
+        `HTTP method ${clip(call.method)} is not POST`,
+        405,
+      );
     }
     const name = call.path.startsWith(`/${SERVICE_NAME}/`) ? call.path.slice(SERVICE_NAME.length + 2) : "";
     const method = methods[name];
     if (!method) {
-      return await this.#reject(call, "unknown-method", Status.UNIMPLEMENTED, `Unknown method "${call.path}"`);
+      return await this.#reject(call, "unknown-method", Status.UNIMPLEMENTED, `Unknown method "${clip(call.path)}"`);
     }
     if (port === "agent" && !AGENT_METHODS.has(method.name)) {
       return await this.#reject(
@@ -425,7 +432,7 @@ export class Manager implements TunnelHost {
       status: statusName(code),
       detail: message,
       method,
-      path: call.path,
+      path: clip(call.path),
     });
     await call.drain(this.config.maxMessageSize);
     call.trailersOnly(code, message, httpStatus);

@@ -21,6 +21,7 @@ import type { Session } from "./sessions.ts";
 import type { FrameSink, MessageSource } from "./_streams.ts";
 import { runTcpTunnel } from "./tunnel_tcp.ts";
 import { runUdpTunnel } from "./tunnel_udp.ts";
+import { clip } from "./clip.ts";
 
 /** What a runner needs; it reports its dial result once through `dialed`. */
 export interface TunnelContext {
@@ -60,8 +61,11 @@ export function decodeTunnelMessage(msg: Uint8Array): TunnelFrame {
   }
 }
 
-/** How long a new stream may take to send its open frame. */
-const OPEN_TIMEOUT_MS = 10_000;
+/**
+ * How long a new stream may take to send its open frame: tp's client sends it in the same write as the stream's
+ * headers, so a stream still without one after this holds a place for nothing and is ended.
+ */
+const OPEN_TIMEOUT_MS = 3_000;
 
 let nextStreamId = 1;
 
@@ -77,7 +81,7 @@ export async function serveTunnel(host: TunnelHost, reader: MessageSource, out: 
   const fields: Record<string, string | number> = { stream: streamId };
   let outcome: TunnelOutcome;
   try {
-    const first = await withTimeout(reader.next(), OPEN_TIMEOUT_MS, abort.signal);
+    const first = await withTimeout(reader.next(), config.openTimeoutMs ?? OPEN_TIMEOUT_MS, abort.signal);
     if (first === null) throw new GrpcError(Status.INVALID_ARGUMENT, "Stream ended before its open frame");
     const frame = decodeTunnelMessage(first);
     if (frame.kind !== "open") {
@@ -87,8 +91,8 @@ export async function serveTunnel(host: TunnelHost, reader: MessageSource, out: 
     const proto = open.protocol === Protocol.tcp ? "tcp" : "udp";
     Object.assign(fields, {
       protocol: proto,
-      src: open.source ? `${open.source.ip}:${open.source.port}` : "",
-      dst: `${open.destination!.ip}:${open.destination!.port}`,
+      src: open.source ? clip(`${open.source.ip}:${open.source.port}`) : "",
+      dst: clip(`${open.destination!.ip}:${open.destination!.port}`),
     });
     session = host.session(open.sessionId);
     if (!session) throw new GrpcError(Status.NOT_FOUND, "No such session (expired or departed?)");
@@ -152,9 +156,11 @@ function checkOpen(open: TunnelOpen): TunnelOpen {
   }
   const d = open.destination;
   if (!d || !ipaddr.isValid(d.ip) || !Number.isInteger(d.port) || d.port < 1 || d.port > 65535) {
-    throw new GrpcError(Status.INVALID_ARGUMENT, `Bad destination ${JSON.stringify(d)}`);
+    throw new GrpcError(Status.INVALID_ARGUMENT, `Bad destination ${clip(JSON.stringify(d) ?? "none")}`);
   }
-  return open;
+  // The allow-list checks, and the runners dial, this one spelling of the address: node:net reads some others
+  // differently ("::198.19.0.10" is an IPv6 address to it, IPv4 to ipaddr.js; "0x7f.1" goes to getaddrinfo).
+  return { ...open, destination: { ...d, ip: ipaddr.process(d.ip).toString() } };
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number, signal: AbortSignal): Promise<T> {

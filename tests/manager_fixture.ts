@@ -5,7 +5,7 @@
 import dgram from "node:dgram";
 import { type ManagerConfig } from "../manager/config.ts";
 import { recordingLogger } from "../manager/log.ts";
-import { Manager, serveManager } from "../manager/server.ts";
+import { Manager, serveManager, type ServeOptions } from "../manager/server.ts";
 
 export function testConfig(overrides: Partial<ManagerConfig> = {}): ManagerConfig {
   return {
@@ -37,12 +37,16 @@ export interface RunningManager {
   close(): Promise<void>;
 }
 
-export async function startManager(overrides: Partial<ManagerConfig> = {}): Promise<RunningManager> {
+export async function startManager(
+  overrides: Partial<ManagerConfig> = {},
+  serve: Omit<ServeOptions, "onListen"> = {},
+): Promise<RunningManager> {
   const logger = recordingLogger();
   const manager = new Manager(testConfig(overrides), { logger });
   let port = 0;
   const listening = Promise.withResolvers<void>();
   const server = serveManager(manager, {
+    ...serve,
     onListen: (a) => {
       port = a.port;
       listening.resolve();

@@ -119,3 +119,37 @@ Deno.test("reset from the client reaches the destination as a TCP RST", async ()
     await m.close();
   }
 });
+
+Deno.test("a destination spelled so that node:net reads it otherwise is dialled as the address the allow-list checked", async () => {
+  const m = await startManager();
+  const echo = tcpEchoServer();
+  const session = await connect(m.url, undefined);
+  try {
+    // "::127.0.0.1" is 127.0.0.1 to the allow-list (ipaddr.js) but ::7f00:1, an IPv6 address, to node:net; "0x7f.1"
+    // is no address to node:net at all (it would ask getaddrinfo). Both must reach 127.0.0.1.
+    for (const ip of ["::127.0.0.1", "0x7f.1", "::ffff:127.0.0.1"]) {
+      const t = await session.openTunnel({
+        protocol: "tcp",
+        source: { ip: "10.0.0.1", port: 40001 },
+        destination: { ip, port: echo.port },
+      });
+      assert.equal(t.dial.code, DialCode.ok, `${ip}: ${t.dial.message}`);
+      t.write(new TextEncoder().encode("hi"));
+      assert.equal(new TextDecoder().decode((await t.read())!), "hi");
+      t.closeWrite();
+      await t.ended;
+    }
+    // "010.0.0.1" is 8.0.0.1 to both: outside the allowed destinations.
+    const denied = await session.openTunnel({
+      protocol: "tcp",
+      source: { ip: "10.0.0.1", port: 40002 },
+      destination: { ip: "010.0.0.1", port: echo.port },
+    });
+    assert.equal(denied.dial.code, DialCode.denied, denied.dial.message);
+    assert.match(denied.dial.message, /8\.0\.0\.1 is outside/);
+  } finally {
+    await session.depart();
+    await echo.close();
+    await m.close();
+  }
+});

@@ -39,6 +39,9 @@ import {
   windowUpdateFrame,
 } from "./frame.ts";
 import { type HeaderList, HpackDecoder, HpackEncoder, HpackError } from "./hpack.ts";
+import { InputBuffer } from "./input_buffer.ts";
+import { checkRequest, checkResponse, checkTrailers, contentLength } from "./fields.ts";
+import { type ConnectionCounters, DEFAULT_LIMITS, type Limits, newCounters, TokenBucket } from "./limits.ts";
 
 /** Where a connection's bytes go. The connection calls `write` at most once per tick with everything it has. */
 export interface Transport {
@@ -61,6 +64,12 @@ export interface ConnectionOptions {
   onStream?: (stream: Stream) => void;
   /** Stop framing DATA while the transport holds this many bytes (default 1 MiB). */
   transportHighWater?: number;
+  /** What the peer may make us hold or do (limits.ts has the defaults and where each comes from). */
+  limits?: Partial<Limits>;
+  /** The clock for rate limits, in ms (default performance.now); tests pass a fake one. */
+  now?: () => number;
+  /** A callback threw: its stream was reset (INTERNAL_ERROR), the connection goes on. */
+  onHandlerError?: (error: unknown) => void;
 }
 
 /** Why a connection ended: a GOAWAY either way, the transport closing, or an error. */
@@ -109,6 +118,12 @@ export class Stream {
   pendingBlock: Uint8Array | undefined;
   /** @internal The request's END_STREAM is known but not yet applied (inside onStream). */
   endPending = false;
+  /** @internal The content-length the peer declared, checked against its DATA (RFC 9113 section 8.1.1). */
+  contentLength: number | undefined;
+  /** @internal DATA payload received (padding excluded). */
+  dataReceived = 0;
+  /** @internal The peer reset the stream (RST_STREAM received). */
+  resetByPeer = false;
 
   constructor(readonly id: number, readonly connection: Connection, sendWindow: number, recvWindow: number) {
     this.sendWindow = sendWindow;
@@ -195,6 +210,22 @@ const TABLE_SIZE_ZERO = new Uint8Array([0x20]);
 const DEFAULT_STREAM_WINDOW = 1 << 20;
 const DEFAULT_CONNECTION_WINDOW = 32 << 20;
 const DEFAULT_FRAME_SIZE = 1 << 17;
+/** Closed streams whose end is remembered, for the frames that come after it (RFC 9113 section 5.1). */
+const CLOSED_KEPT = 1024;
+/** A flag of our own on a header block: its HEADERS made the stream depend on itself (section 5.3.1). */
+const SELF_DEPENDENT = 0x100;
+
+/**
+ * How a stream closed (RFC 9113 section 5.1, "closed"): after we sent RST_STREAM, late frames are ignored; after
+ * the peer's RST_STREAM, a frame from it is a stream error STREAM_CLOSED; after END_STREAM both ways, a
+ * connection error STREAM_CLOSED. `early`: we ended the exchange with RST_STREAM NO_ERROR after a complete
+ * response (section 8.1); what the peer still sends is checked as the rest of its request (content-length,
+ * trailers) though not delivered.
+ */
+interface ClosedStream {
+  how: "reset-sent" | "reset-received" | "ended";
+  early?: { contentLeft: number | undefined } | undefined;
+}
 
 export class Connection {
   readonly #role: Role;
@@ -206,14 +237,21 @@ export class Connection {
   readonly #streamWindow: number;
   readonly #maxFrameSize: number;
   readonly #highWater: number;
+  readonly #limits: Limits;
+  readonly #resets: TokenBucket;
+  /** What the peer tried that we dropped, refused or cut off. */
+  readonly counters: ConnectionCounters = newCounters();
 
   // Input.
-  #in: Uint8Array = new Uint8Array(0);
+  readonly #in = new InputBuffer();
   #prefaceSeen: boolean;
   #settingsSeen = false;
   /** The stream whose header block is open (CONTINUATION expected), and its fragments. */
-  #headerBlock: { streamId: number; flags: number; parts: Uint8Array[]; bytes: number } | undefined;
+  #headerBlock:
+    | { streamId: number; flags: number; parts: Uint8Array[]; bytes: number; continuations: number }
+    | undefined;
   #lastPeerStream = 0;
+  readonly #closedStreams = new Map<number, ClosedStream>();
   #recvConnWindow: number;
   #connToCredit = 0;
 
@@ -246,6 +284,12 @@ export class Connection {
     this.#streamWindow = options.streamWindow ?? DEFAULT_STREAM_WINDOW;
     this.#maxFrameSize = options.maxFrameSize ?? DEFAULT_FRAME_SIZE;
     this.#highWater = options.transportHighWater ?? 1 << 20;
+    this.#limits = { ...DEFAULT_LIMITS, ...options.limits };
+    this.#resets = new TokenBucket(
+      this.#limits.resetBurst,
+      this.#limits.resetRate,
+      options.now ?? (() => performance.now()),
+    );
     this.#recvConnWindow = connectionWindow(options);
     this.#nextStreamId = this.#role === Role.client ? 1 : 2;
     this.#prefaceSeen = this.#role === Role.client;
@@ -273,6 +317,11 @@ export class Connection {
   /** Whether new streams may be opened (no GOAWAY either way, not closed). */
   get usable(): boolean {
     return !this.#goaway && !this.#closed;
+  }
+
+  /** Whether the peer's connection preface arrived whole (a server: the magic and the first SETTINGS). */
+  get prefaceReceived(): boolean {
+    return this.#prefaceSeen && this.#settingsSeen;
   }
 
   /** Why the connection ended, once it did. */
@@ -354,6 +403,7 @@ export class Connection {
 
   /** The transport took what was buffered: frames held back for backpressure go on. */
   transportDrained(): void {
+    if (this.#transport.buffered === 0) this.counters.queuedControlFrames = 0;
     if (this.#sending.size > 0) this.#scheduleFlush();
   }
 
@@ -361,10 +411,10 @@ export class Connection {
   receive(bytes: Uint8Array): void {
     if (this.#closed) return;
     let b = bytes;
-    let kept = false;
-    if (this.#in.length > 0) {
-      b = concat([this.#in, bytes]);
-      kept = true;
+    const held = this.#in.length > 0;
+    if (held) {
+      this.#in.append(bytes);
+      b = this.#in.bytes;
     }
     let off = 0;
     try {
@@ -374,7 +424,7 @@ export class Connection {
           if (b[i] !== PREFACE[i]) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "Not an HTTP/2 preface");
         }
         if (b.length < PREFACE.length) {
-          this.#in = kept ? b : b.slice();
+          if (!held) this.#in.append(b);
           return;
         }
         this.#prefaceSeen = true;
@@ -396,11 +446,14 @@ export class Connection {
         : e instanceof HpackError
         ? new ConnectionError(ErrorCode.COMPRESSION_ERROR, e.message)
         : new ConnectionError(ErrorCode.INTERNAL_ERROR, e instanceof Error ? e.message : String(e));
+      this.#in.clear();
       this.destroy(err.code, err.message);
       return;
     }
-    const rest = b.length - off;
-    this.#in = rest === 0 ? new Uint8Array(0) : (kept && off === 0 ? b : b.slice(off));
+    if (this.#closed) return this.#in.clear();
+    if (held) this.#in.consume(off);
+    else if (off < b.length) this.#in.append(b.subarray(off));
+    this.counters.inputCopied = this.#in.copied;
     this.#creditConnection();
   }
 
@@ -421,7 +474,13 @@ export class Connection {
       case FrameType.CONTINUATION: {
         const hb = this.#headerBlock;
         if (!hb || hb.streamId !== id) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "Unexpected CONTINUATION");
-        hb.parts.push(p.slice());
+        if (++hb.continuations > this.#limits.maxContinuations) {
+          throw new ConnectionError(
+            ErrorCode.ENHANCE_YOUR_CALM,
+            `A header block of over ${this.#limits.maxContinuations} CONTINUATION frames`,
+          );
+        }
+        if (p.length > 0) hb.parts.push(p.slice());
         hb.bytes += p.length;
         if (hb.bytes > MAX_HEADER_BLOCK) {
           throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, `A header block over ${MAX_HEADER_BLOCK} bytes`);
@@ -435,6 +494,7 @@ export class Connection {
       case FrameType.PRIORITY:
         if (id === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "PRIORITY on stream 0");
         if (p.length !== 5) return this.#streamError(id, ErrorCode.FRAME_SIZE_ERROR);
+        if (readU32(p, 0, true) === id) return this.#streamError(id, ErrorCode.PROTOCOL_ERROR); // section 5.3.1
         return;
       case FrameType.RST_STREAM: {
         if (id === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "RST_STREAM on stream 0");
@@ -443,7 +503,14 @@ export class Connection {
         const s = this.#streams.get(id);
         if (s) {
           const code = readU32(p, 0);
+          this.counters.peerResets++;
+          this.#spendReset();
+          s.resetByPeer = true;
           this.#closeStream(s, code, `reset by the peer (${errorName(code)})`);
+        } else {
+          // Whatever the peer sends on this stream after its own RST_STREAM is an error, even if ours crossed it.
+          const closed = this.#closedStreams.get(id);
+          if (closed) this.#closedStreams.set(id, { how: "reset-received" });
         }
         return;
       }
@@ -460,7 +527,7 @@ export class Connection {
             const [x] = this.#pings.splice(i, 1);
             x!.resolve(performance.now() - x!.sent);
           }
-        } else this.#queue(pingFrame(p.slice(), true));
+        } else this.#queueControl(pingFrame(p.slice(), true));
         return;
       case FrameType.GOAWAY: {
         if (id !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "GOAWAY on a stream");
@@ -476,7 +543,7 @@ export class Connection {
           if (this.#isLocal(s.id) && s.id > last) this.#closeStream(s, ErrorCode.REFUSED_STREAM, err.message);
         }
         this.#waitingToStart.splice(0).forEach((s) => this.#closeStream(s, ErrorCode.REFUSED_STREAM, err.message));
-        if (first) this.onGoaway?.(err);
+        if (first) this.#guard(undefined, () => this.onGoaway?.(err));
         if (code !== ErrorCode.NO_ERROR || this.#streams.size === 0) this.#end(err);
         return;
       }
@@ -493,9 +560,10 @@ export class Connection {
           return;
         }
         this.#checkNotIdle(id);
+        // An increment of 0 is an error even on a stream that just closed (section 6.9): the peer is broken.
+        if (inc === 0) return this.#streamError(id, ErrorCode.PROTOCOL_ERROR);
         const s = this.#streams.get(id);
         if (!s) return;
-        if (inc === 0) return this.#streamError(id, ErrorCode.PROTOCOL_ERROR);
         s.sendWindow += inc;
         if (s.sendWindow > MAX_WINDOW) return this.#streamError(id, ErrorCode.FLOW_CONTROL_ERROR);
         if (s.queued > 0 || s.endQueued) this.wantsSend(s);
@@ -514,7 +582,17 @@ export class Connection {
     }
     const list = parseSettings(p);
     if (!list) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "SETTINGS length not a multiple of 6");
+    if (list.length > this.#limits.maxSettingsEntries) {
+      throw new ConnectionError(
+        ErrorCode.ENHANCE_YOUR_CALM,
+        `SETTINGS of over ${this.#limits.maxSettingsEntries} entries`,
+      );
+    }
     this.#settingsSeen = true;
+    // Each setting is checked in order; what walks the streams (a new INITIAL_WINDOW_SIZE, a new stream limit) is
+    // done once, with the last value, as nghttp2 does: not once per entry.
+    let window: number | undefined;
+    let maxStreams = false;
     for (const [k, v] of list) {
       switch (k) {
         case Setting.ENABLE_PUSH:
@@ -522,23 +600,14 @@ export class Connection {
           break;
         case Setting.MAX_CONCURRENT_STREAMS:
           this.#peerMaxStreams = v;
-          this.#startWaiting();
+          maxStreams = true;
           break;
-        case Setting.INITIAL_WINDOW_SIZE: {
+        case Setting.INITIAL_WINDOW_SIZE:
           if (v > MAX_WINDOW) {
             throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, "INITIAL_WINDOW_SIZE over 2^31-1");
           }
-          const delta = v - this.#peerStreamWindow;
-          this.#peerStreamWindow = v;
-          for (const s of this.#streams.values()) {
-            s.sendWindow += delta;
-            if (s.sendWindow > MAX_WINDOW) {
-              throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, "A stream window went over 2^31-1");
-            }
-            if (delta > 0 && (s.queued > 0 || s.endQueued)) this.wantsSend(s);
-          }
+          window = v;
           break;
-        }
         case Setting.MAX_FRAME_SIZE:
           if (v < DEFAULT_MAX_FRAME_SIZE || v > 16_777_215) {
             throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `MAX_FRAME_SIZE ${v} out of range`);
@@ -554,7 +623,19 @@ export class Connection {
           break; // advisory or unknown
       }
     }
-    this.#queue(frame(FrameType.SETTINGS, Flag.ACK, 0));
+    if (window !== undefined) {
+      const delta = window - this.#peerStreamWindow;
+      this.#peerStreamWindow = window;
+      for (const s of this.#streams.values()) {
+        s.sendWindow += delta;
+        if (s.sendWindow > MAX_WINDOW) {
+          throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, "A stream window went over 2^31-1");
+        }
+        if (delta > 0 && (s.queued > 0 || s.endQueued)) this.wantsSend(s);
+      }
+    }
+    if (maxStreams) this.#startWaiting();
+    this.#queueControl(frame(FrameType.SETTINGS, Flag.ACK, 0));
   }
 
   #onHeaders(flags: number, id: number, p: Uint8Array): void {
@@ -562,10 +643,11 @@ export class Connection {
     let body = stripPadding(flags, p);
     if (flags & Flag.PRIORITY) {
       if (body.length < 5) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "HEADERS priority too short");
+      if (readU32(body, 0, true) === id) flags |= SELF_DEPENDENT;
       body = body.subarray(5);
     }
     if (flags & Flag.END_HEADERS) this.#onHeaderBlock(id, flags, body);
-    else this.#headerBlock = { streamId: id, flags, parts: [body.slice()], bytes: body.length };
+    else this.#headerBlock = { streamId: id, flags, parts: [body.slice()], bytes: body.length, continuations: 0 };
   }
 
   #onHeaderBlock(id: number, flags: number, block: Uint8Array): void {
@@ -574,41 +656,110 @@ export class Connection {
     const endStream = (flags & Flag.END_STREAM) !== 0;
     let s = this.#streams.get(id);
     if (!s) {
-      if (this.#isLocal(id) || id <= this.#lastPeerStream) {
-        // A stream that ended: STREAM_CLOSED (section 5.1); for ours that we never opened, PROTOCOL_ERROR.
-        if (this.#isLocal(id) && id >= this.#nextStreamId) {
-          throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS on idle stream ${id}`);
-        }
-        return; // a stream that closed (reset while the peer sent): ignored
-      }
+      if (this.#isLocal(id) || id <= this.#lastPeerStream) return this.#onClosedHeaders(id, endStream, headers);
       if (this.#role === Role.client) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "Server opened a stream");
       this.#lastPeerStream = id;
-      if (this.#goaway) return this.#streamError(id, ErrorCode.REFUSED_STREAM);
-      if (this.#streams.size >= (this.#options.maxConcurrentStreams ?? 100_000)) {
+      if (this.#goaway || this.#streams.size >= (this.#options.maxConcurrentStreams ?? 100_000)) {
+        // A refused stream costs us a frame and the peer nothing: it counts as a reset (Go does the same).
+        this.counters.refusedStreams++;
+        this.#spendReset();
         return this.#streamError(id, ErrorCode.REFUSED_STREAM);
+      }
+      const length = contentLength(headers);
+      if (flags & SELF_DEPENDENT || checkRequest(headers) !== undefined || length === null) {
+        return this.#malformed(id);
       }
       s = new Stream(id, this, this.#peerStreamWindow, this.#streamWindow);
       s.started = true;
+      s.contentLength = length;
       this.#streams.set(id, s);
       s.headers = headers;
+      if (endStream && length !== undefined && length !== 0) return this.#malformed(id);
       // A request without a body (END_STREAM on its headers) is complete though onEnd comes after onStream: an
       // answer given inside onStream must not reset a request side that only looks open (see #localEnded).
       s.endPending = endStream;
-      this.#options.onStream?.(s);
+      const stream = s;
+      this.#guard(s, () => this.#options.onStream?.(stream));
       s.endPending = false;
     } else if (s.remoteDone) {
       return this.#streamError(id, ErrorCode.STREAM_CLOSED);
+    } else if (flags & SELF_DEPENDENT) {
+      return this.#malformed(id);
     } else if (s.headers === undefined) {
-      const status = headers.find(([n]) => n === ":status")?.[1];
-      if (status !== undefined && status.length === 3 && status[0] === "1") return; // informational (1xx)
+      const length = contentLength(headers);
+      if (checkResponse(headers) !== undefined || length === null) return this.#malformed(id);
+      const status = headers[0]![1]; // checkResponse: :status comes first
+      if (status[0] === "1") return; // informational (1xx)
       s.headers = headers;
-      s.onResponse?.(headers);
+      // No body to count in answers to HEAD (tp sends none) and in 204 and 304 (RFC 9110 sections 6.4.1, 8.6).
+      s.contentLength = status === "204" || status === "304" ? undefined : length;
+      const stream = s;
+      this.#guard(s, () => stream.onResponse?.(headers));
     } else {
       if (!endStream) return this.#streamError(id, ErrorCode.PROTOCOL_ERROR); // trailers must end the stream
+      if (checkTrailers(headers) !== undefined) return this.#malformed(id);
       s.trailers = headers;
-      s.onTrailers?.(headers);
+      const stream = s;
+      this.#guard(s, () => stream.onTrailers?.(headers));
     }
     if (endStream && !s.closed) this.#remoteEnded(s);
+  }
+
+  /** A malformed request or response (RFC 9113 section 8.1.1): a stream error PROTOCOL_ERROR, counted. */
+  #malformed(id: number): void {
+    this.counters.malformed++;
+    this.#streamError(id, ErrorCode.PROTOCOL_ERROR);
+  }
+
+  /** HEADERS on a stream that is no longer open (RFC 9113 section 5.1). */
+  #onClosedHeaders(id: number, endStream: boolean, headers: HeaderList): void {
+    if (this.#isLocal(id) && id >= this.#nextStreamId) {
+      throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS on idle stream ${id}`);
+    }
+    this.counters.closedStreamFrames++;
+    const closed = this.#closedStreams.get(id);
+    if (!closed) {
+      // A peer's stream id we do not remember: one it skipped (opening a later one closed it, section 5.1.1), or
+      // one closed over CLOSED_KEPT streams ago. Ours that closed long ago: ignored.
+      if (this.#isLocal(id)) return;
+      throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS on stream ${id}, lower than one opened before`);
+    }
+    switch (closed.how) {
+      case "reset-sent":
+        // Late trailers of a request we answered early must still be trailers.
+        if (closed.early && (!endStream || checkTrailers(headers) !== undefined)) {
+          closed.early = undefined;
+          return this.#malformed(id);
+        }
+        return; // crossed our RST_STREAM: ignored
+      case "reset-received":
+        return this.#streamError(id, ErrorCode.STREAM_CLOSED);
+      case "ended":
+        throw new ConnectionError(ErrorCode.STREAM_CLOSED, `HEADERS on stream ${id} after its END_STREAM`);
+    }
+  }
+
+  /** DATA on a stream that is no longer open; its window was given back already. */
+  #onClosedData(id: number, flags: number, length: number): void {
+    this.counters.closedStreamFrames++;
+    const closed = this.#closedStreams.get(id);
+    if (!closed) return this.#streamError(id, ErrorCode.STREAM_CLOSED); // as Go's x/net/http2 does
+    switch (closed.how) {
+      case "reset-sent": {
+        const left = closed.early?.contentLeft;
+        if (left === undefined) return; // crossed our RST_STREAM: ignored
+        closed.early!.contentLeft = left - length;
+        if (left - length < 0 || ((flags & Flag.END_STREAM) && left - length !== 0)) {
+          closed.early = undefined;
+          this.#malformed(id);
+        }
+        return;
+      }
+      case "reset-received":
+        return this.#streamError(id, ErrorCode.STREAM_CLOSED);
+      case "ended":
+        throw new ConnectionError(ErrorCode.STREAM_CLOSED, `DATA on stream ${id} after its END_STREAM`);
+    }
   }
 
   #onData(flags: number, id: number, p: Uint8Array): void {
@@ -622,8 +773,8 @@ export class Connection {
     if (!s || s.remoteDone || s.headers === undefined) {
       this.#connToCredit += p.length; // not ours to hold: give the connection window back
       this.#checkNotIdle(id);
-      // A stream that already closed (a reset crossing the peer's DATA): ignored, as section 5.1 allows.
-      if (s) this.#streamError(id, ErrorCode.STREAM_CLOSED);
+      if (!s) return this.#onClosedData(id, flags, stripPadding(flags, p).length);
+      this.#streamError(id, s.headers === undefined ? ErrorCode.PROTOCOL_ERROR : ErrorCode.STREAM_CLOSED);
       return;
     }
     s.recvWindow -= p.length;
@@ -632,11 +783,20 @@ export class Connection {
       return this.#streamError(id, ErrorCode.FLOW_CONTROL_ERROR);
     }
     const data = stripPadding(flags, p);
+    s.dataReceived += data.length;
+    if (
+      s.contentLength !== undefined &&
+      (s.dataReceived > s.contentLength || ((flags & Flag.END_STREAM) && s.dataReceived !== s.contentLength))
+    ) {
+      this.#connToCredit += p.length;
+      return this.#malformed(id);
+    }
     const padding = p.length - data.length;
     if (padding > 0) this.#credit(s, padding);
     if (data.length > 0) {
       if (s.onData) {
-        s.onData(data.slice());
+        const onData = s.onData;
+        this.#guard(s, () => onData(data.slice()));
         // A stream the callback closed no longer counts its bytes: the connection window gets them back here.
         if (!s.closed) s.consume(data.length);
         else this.#connToCredit += data.length;
@@ -727,6 +887,41 @@ export class Connection {
     this.#scheduleFlush();
   }
 
+  /** A frame we owe the peer for one it sent (an ACK, a stream error): counted until the peer reads. */
+  #queueControl(b: Uint8Array): void {
+    if (++this.counters.queuedControlFrames > this.#limits.maxQueuedControlFrames) {
+      throw new ConnectionError(
+        ErrorCode.ENHANCE_YOUR_CALM,
+        `Over ${this.#limits.maxQueuedControlFrames} control frames queued for a peer that does not read`,
+      );
+    }
+    this.#queue(b);
+  }
+
+  /** One more stream the peer reset or had refused; over the rate, the connection ends (rapid reset). */
+  #spendReset(): void {
+    if (!this.#resets.take()) {
+      throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, "Too many streams reset or refused (rapid reset)");
+    }
+  }
+
+  /** Runs a callback; a throw resets its stream (INTERNAL_ERROR) and is counted, never ending the connection. */
+  #guard(s: Stream | undefined, f: () => void): void {
+    try {
+      f();
+    } catch (e) {
+      this.counters.handlerErrors++;
+      try {
+        this.#options.onHandlerError?.(e);
+      } catch {
+        // the reporter itself failed: the count stays
+      }
+      if (s && !s.closed) {
+        this.resetStream(s, ErrorCode.INTERNAL_ERROR, `handler error: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
+  }
+
   #scheduleFlush(): void {
     if (this.#flushQueued) return;
     this.#flushQueued = true;
@@ -737,10 +932,18 @@ export class Connection {
     this.#flushQueued = false;
     if (this.#sending.size > 0) this.#frameData();
     if (this.#out.length === 0) return;
+    // Everything written before was taken: the control frames owed since are no longer piling up.
+    if (this.#transport.buffered === 0) this.counters.queuedControlFrames = 0;
     // Always a new buffer: DATA payloads are the writers' chunks, and a transport may keep what it is given.
     const out = concat(this.#out);
     this.#out = [];
     this.#transport.write(out);
+    if (!this.#closed && this.#transport.buffered > this.#limits.maxBufferedOutput) {
+      this.destroy(
+        ErrorCode.ENHANCE_YOUR_CALM,
+        `Over ${this.#limits.maxBufferedOutput} bytes queued for a peer that does not read`,
+      );
+    }
   }
 
   /** Cuts queued payload into DATA frames as the windows and the transport allow. */
@@ -767,7 +970,7 @@ export class Connection {
           if (s.endTrailers) this.#queueHeaderBlock(s.id, this.#encoder.encode(s.endTrailers), true);
           else if (!hadQueued) this.#out.push(frame(FrameType.DATA, Flag.END_STREAM, s.id));
           this.#localEnded(s);
-        } else if (hadQueued) s.onDrain?.();
+        } else if (hadQueued) this.#guard(s, () => s.onDrain?.());
       } else if (this.#sendConnWindow <= 0) return;
     }
   }
@@ -810,13 +1013,14 @@ export class Connection {
 
   #remoteEnded(s: Stream): void {
     s.remoteDone = true;
-    s.onEnd?.();
+    this.#guard(s, () => s.onEnd?.());
     if (s.localDone) this.#closeStream(s, 0, "");
   }
 
   #closeStream(s: Stream, code: number, reason: string): void {
     if (s.closed) return;
     s.closed = true;
+    if (s.started) this.#rememberClosed(s, code);
     if (code !== 0) s.resetCode = code;
     s.queue = [];
     s.queued = 0;
@@ -829,9 +1033,24 @@ export class Connection {
     // What the reader had not consumed goes back to the connection window.
     this.#connToCredit += s.unconsumed;
     s.unconsumed = 0;
-    s.onClose?.(code, reason);
+    this.#guard(s, () => s.onClose?.(code, reason));
     this.#startWaiting();
     if (this.#goaway && this.#streams.size === 0) this.#end(this.#goaway);
+  }
+
+  #rememberClosed(s: Stream, code: number): void {
+    const record: ClosedStream = s.localDone && s.remoteDone
+      ? { how: "ended" }
+      : s.resetByPeer
+      ? { how: "reset-received" }
+      : { how: "reset-sent" };
+    if (code === 0 && !s.remoteDone && this.#role === Role.server) {
+      record.early = {
+        contentLeft: s.contentLength === undefined ? undefined : s.contentLength - s.dataReceived,
+      };
+    }
+    this.#closedStreams.set(s.id, record);
+    if (this.#closedStreams.size > CLOSED_KEPT) this.#closedStreams.delete(this.#closedStreams.keys().next().value!);
   }
 
   #startWaiting(): void {
@@ -841,9 +1060,14 @@ export class Connection {
   }
 
   #streamError(id: number, code: number): void {
-    this.#queue(rstStreamFrame(id, code));
+    this.#queueControl(rstStreamFrame(id, code));
     const s = this.#streams.get(id);
     if (s) this.#closeStream(s, code, `stream error ${errorName(code)}`);
+    else if (!this.#isLocal(id) && !this.#closedStreams.has(id)) {
+      // A stream refused or malformed at its HEADERS: what the peer sent before our RST_STREAM reached it is ignored.
+      this.#closedStreams.set(id, { how: "reset-sent" });
+      if (this.#closedStreams.size > CLOSED_KEPT) this.#closedStreams.delete(this.#closedStreams.keys().next().value!);
+    }
   }
 
   /** Frames other than HEADERS on a stream that was never opened are a connection error (section 5.1). */
