@@ -29,7 +29,7 @@ import {
 export type DuplexFactory = () => Duplex | RunnableTransport;
 
 export interface ChannelOptions {
-  /** Sent as "authorization: Bearer <token>" on every call. */
+  /** Sent as "authorization: Bearer <token>" on every call; none when empty. */
   token?: string;
   /** The :authority for a duplex factory (default "tp-manager"). */
   authority?: string;
@@ -121,7 +121,8 @@ export class Channel {
       ["content-type", CONTENT_TYPE],
       ["x-grpc-web", "1"],
       ["te", "trailers"],
-      ...(options.token !== undefined ? [["authorization", `Bearer ${options.token}`] as [string, string]] : []),
+      // An empty token sends no header: "Bearer " would end in whitespace, which RFC 9113 section 8.2.1 forbids.
+      ...(options.token ? [["authorization", `Bearer ${options.token}`] as [string, string]] : []),
     ];
     this.closed = this.connection.closed.then((e: ConnectionError) => {
       if (!this.#closing) this.#error ??= e;

@@ -79,3 +79,14 @@ Deno.test("tp manager on loopback, or with a token, does not warn; its log holds
     }
   }
 });
+
+Deno.test('an empty token is no token: the client sends no authorization ("Bearer " is malformed HTTP/2)', async () => {
+  const { startManager } = await import("./manager_fixture.ts");
+  const m = await startManager();
+  try {
+    const s = await connect(m.url, "");
+    await s.depart();
+  } finally {
+    await m.close();
+  }
+});
