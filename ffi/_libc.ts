@@ -13,8 +13,6 @@ const SYMBOLS = {
   close: { parameters: ["i32"], result: "i32" },
   /** ioctl(fd, request, pointer) */
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
-  /** ioctl(fd, request, integer argument), e.g. TUNSETOFFLOAD */
-  ioctlInt: { name: "ioctl", parameters: ["i32", "u64", "u64"], result: "i32" },
   read: { parameters: ["i32", "buffer", "usize"], result: "i32" },
   write: { parameters: ["i32", "buffer", "usize"], result: "i32" },
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },

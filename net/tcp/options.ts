@@ -52,8 +52,8 @@ export interface TcpKeepalive {
 
 export interface TcpOptions {
   /**
-   * Largest payload we advertise (MSS option) and send. 1460 suits a 1500-byte MTU; with TUN offload (GSO/GRO
-   * super-packets) up to 65495 (65535 minus the IPv4 and TCP headers).
+   * Largest payload we advertise (MSS option) and send. 1460 suits a 1500-byte MTU; the daemon's TUN has MTU 65535,
+   * hence up to 65495 (65535 minus the IPv4 and TCP headers).
    */
   mss?: number;
   /** Per-connection cap on bytes written and not yet acknowledged. */
