@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { ACK, APP_ISN, Harness, pattern, RST, settle, SYN } from "./_harness.ts";
-import type { Hook } from "./router.ts";
 
 /** Rewrites the IPv4 header checksum after a test changed header bytes. */
 function fixIpv4Checksum(p: Uint8Array): Uint8Array {
@@ -121,54 +120,6 @@ Deno.test("Router ignores ICMP from the app, counted", async () => {
     await h.advance(0); // sends an ICMP echo request
     assert.equal(h.router.stats().drops["icmpIgnored"], 1);
     assert.deepEqual(await h.drain(), []);
-  } finally {
-    await h.close();
-  }
-});
-
-Deno.test("Router runs hooks in order before dispatch; drop is counted under the hook's name, drop-silently not", async () => {
-  const seen: string[] = [];
-  const hook = (name: string, verdict: (port: number) => "accept" | "drop" | "drop-silently"): Hook => ({
-    name,
-    inspect(_packet, info) {
-      seen.push(`${name}:${info.dstPort}`);
-      return verdict(info.dstPort);
-    },
-  });
-  const h = new Harness({ hooks: [hook("first", () => "accept")] });
-  try {
-    h.router.addHook(hook("dns", (port) => (port === 53 ? "drop" : port === 54 ? "drop-silently" : "accept")));
-    h.router.addHook(hook("last", () => "accept"));
-    h.tun.inject(h.udpPacket(pattern(1), { svcPort: 53 }));
-    await settle();
-    h.tun.inject(h.udpPacket(pattern(1), { svcPort: 54 }));
-    await settle();
-    h.tun.inject(h.udpPacket(pattern(1), { svcPort: 55 }));
-    await settle();
-    assert.deepEqual(seen, ["first:53", "dns:53", "first:54", "dns:54", "first:55", "dns:55", "last:55"]);
-    assert.equal(h.router.stats().drops["hook:dns"], 1);
-    assert.equal(h.owner.flows.length, 1, "only the accepted packet reaches dispatch");
-    assert.equal(h.owner.flows[0]!.flow.dstPort, 55);
-  } finally {
-    await h.close();
-  }
-});
-
-Deno.test("Router: a hook may answer a packet itself with inject()", async () => {
-  const h = new Harness();
-  try {
-    const answer = h.udpPacket(pattern(3), { svcPort: 9 });
-    h.router.addHook({
-      name: "answer",
-      inspect: () => {
-        h.router.inject(answer);
-        return "drop-silently";
-      },
-    });
-    h.tun.inject(h.udpPacket(pattern(1)));
-    const [out] = await h.recv();
-    assert.deepEqual(out!.bytes, answer);
-    assert.deepEqual(h.router.stats().drops, {});
   } finally {
     await h.close();
   }
