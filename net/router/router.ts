@@ -11,7 +11,6 @@ import type { TunDevice } from "../../ffi/tun.ts";
 import { TcpConnection } from "../tcp/connection.ts";
 import { newTcpCounters, resolveConfig, type TcpConfig, type TcpCounters, type TcpOptions } from "../tcp/options.ts";
 import { rstForUnmatched } from "../tcp/reset.ts";
-import { seqGt } from "../tcp/seq.ts";
 import { type UdpFlowCounters, UdpFlowTable } from "../udp/mod.ts";
 import {
   buildTcpPacket,
@@ -221,10 +220,8 @@ export class Router {
       key = info.flowKey(packet);
       s = this.#tcp.get(key);
     }
-    const bareSyn = (seg.flags & (SYN | ACK | RST)) === SYN;
-    if (s !== undefined && bareSyn && s.conn.state === "TIME-WAIT" && seqGt(seg.seq, s.conn.info().rcvNxt)) {
-      // RFC 9293 section 3.10.7.4 / RFC 6191: a new SYN above the old sequence space may reopen a TIME-WAIT pair.
-      this.#closeTcp(s);
+    if (s !== undefined && s.conn.reopenedBy(seg)) {
+      this.#closeTcp(s); // a new SYN for a pair in TIME-WAIT (RFC 6191): the SYN opens a new connection below
       s = undefined;
     }
     if (s !== undefined) {
@@ -234,7 +231,7 @@ export class Router {
       return;
     }
     key ??= info.flowKey(packet);
-    if (!bareSyn) {
+    if ((seg.flags & (SYN | ACK | RST)) !== SYN) {
       this.#rstUnmatched(packet, info, seg);
       return this.#drop("tcpNoConnection");
     }
