@@ -14,14 +14,10 @@ export {
 } from "./tun_linux.ts";
 export {
   type AddAddressOptions,
-  type AddressInfo,
-  type LinkInfo,
   Netlink,
   type RouteInfo,
   type RouteSpec,
   type RouteType,
-  type RuleInfo,
-  type RuleSpec,
   type Table,
 } from "./netlink.ts";
 export { formatAddress, formatPrefix, networkOf, parseAddress, parseCidr, parseNetwork, type Prefix } from "./cidr.ts";
