@@ -2,13 +2,14 @@
  * tp's public API, for programs that embed it. The command line (`cli/main.ts`) is built on the same surface.
  *
  * Layers, lowest first (lower layers never import higher ones):
+ * - `base/`: what every layer may import (the version), importing nothing of tp.
  * - `ffi/`: OS calls (TUN device, rtnetlink) through Deno FFI.
  * - `net/wire/`: packet codecs; `net/tcp/`, `net/udp/`: the userspace TCP and UDP endpoints; the router.
  * - `proto/`: the gRPC-web protocol between tp and the traffic-manager.
  * - `k8s/`: Kubernetes client code (kubeconfig, REST, port-forward, manifests), shared by the CLI and the manager.
  * - `cli/`: the `tp` command.
  */
-export { VERSION } from "./cli/version.ts";
+export { VERSION } from "./base/version.ts";
 export { main, program } from "./cli/main.ts";
 export type { TcpRepr } from "./net/wire/tcp_repr.ts";
 export { TcpFlags } from "./net/wire/tcp_repr.ts";

@@ -13,7 +13,7 @@
 import type net from "node:net";
 import { connectAgent, DialCode, type ManagerSession, pipeSocket, type Tunnel } from "../proto/mod.ts";
 import type { AgentArriveRequest } from "../proto/messages.ts";
-import { VERSION } from "../cli/version.ts";
+import { VERSION } from "../base/version.ts";
 import { type Forward, Forwarder, type Routed } from "./forward.ts";
 import type { PodResolver } from "./dns.ts";
 

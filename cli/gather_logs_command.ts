@@ -3,7 +3,7 @@ import { controlRequest, NotRunningError } from "./daemon/control.ts";
 import { statePaths } from "./daemon/state.ts";
 import { redactJson, redactText } from "./redact.ts";
 import { type TarFile, tarGz } from "./tar.ts";
-import { VERSION } from "./version.ts";
+import { VERSION } from "../base/version.ts";
 
 const MANAGER_TIMEOUT_MS = 3000;
 

@@ -7,7 +7,7 @@
 import type { Command } from "@commander-js/extra-typings";
 import { ExitCode } from "./exit_code.ts";
 import { ExitWith, UsageError } from "./errors.ts";
-import { VERSION } from "./version.ts";
+import { VERSION } from "../base/version.ts";
 import { rootHelp } from "./help.ts";
 
 export { ExitCode };

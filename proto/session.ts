@@ -1,7 +1,7 @@
 /**
  * A session with the traffic-manager: arrive, keep alive, watch the cluster info, open tunnels, ask DNS, depart.
  */
-import { VERSION } from "../cli/version.ts";
+import { VERSION } from "../base/version.ts";
 import { Call, Channel, type ChannelOptions, type DuplexFactory } from "./channel.ts";
 import { encodeFrame, GrpcError, Status } from "./grpc_web.ts";
 import {

@@ -13,7 +13,7 @@ import {
 } from "../../proto/mod.ts";
 import type { ManagerStream } from "../../k8s/portforward.ts";
 import { type ConnectSettings, describeTarget } from "./settings.ts";
-import { VERSION } from "../version.ts";
+import { VERSION } from "../../base/version.ts";
 
 /** Reconnection gives up after this many attempts (about 5 minutes with the backoff below). */
 const MAX_RECONNECTS = 80;
