@@ -11,6 +11,7 @@ import { LOG_LEVELS, LogFile, type LogLevel, stderrLog } from "./daemon/log_file
 import { quitDaemon } from "./quit_command.ts";
 import { ExitCode } from "./exit_code.ts";
 import { addKubeOptions } from "./k8s/flags.ts";
+import { errorMessage } from "../base/error_message.ts";
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -152,7 +153,7 @@ export async function runCommand(argv: string[], env: Record<string, string> = {
       stderr: "inherit",
     }).spawn();
   } catch (e) {
-    console.error(`tp: cannot run "${argv[0]}": ${(e as Error).message}`);
+    console.error(`tp: cannot run "${argv[0]}": ${errorMessage(e)}`);
     return 127;
   }
   const st = await child.status;

@@ -9,6 +9,7 @@ import { ExitCode } from "./exit_code.ts";
 import { ExitWith, UsageError } from "./errors.ts";
 import { VERSION } from "../base/version.ts";
 import { rootHelp } from "./help.ts";
+import { errorMessage } from "../base/error_message.ts";
 
 export { ExitCode };
 
@@ -243,7 +244,7 @@ export async function main(args: string[]): Promise<number> {
       return ExitCode.usage;
     }
     if (e instanceof ExitWith) return e.code;
-    console.error(`tp: ${e instanceof Error ? e.message : String(e)}`);
+    console.error(`tp: ${errorMessage(e)}`);
     return e instanceof UsageError ? ExitCode.usage : ExitCode.failure;
   }
 }

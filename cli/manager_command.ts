@@ -14,6 +14,7 @@ import { jsonLogger, LOG_LEVELS, type LogLevel } from "../manager/log.ts";
 import type { ClusterNetwork } from "../manager/k8s_discovery.ts";
 import { Manager, serveManager } from "../manager/server.ts";
 import type { AgentAuth } from "../manager/agent_auth.ts";
+import { errorMessage } from "../base/error_message.ts";
 
 /** Wraps a parser so its error reads as a usage error naming the flag. */
 function arg<T>(parse: (s: string) => T) {
@@ -21,7 +22,7 @@ function arg<T>(parse: (s: string) => T) {
     try {
       return parse(value);
     } catch (e) {
-      throw new InvalidArgumentError(e instanceof Error ? e.message : String(e));
+      throw new InvalidArgumentError(errorMessage(e));
     }
   };
 }
@@ -237,7 +238,7 @@ async function agentAuthFor(opts: ManagerFlags): Promise<AgentAuth | undefined> 
           msg: "cannot read an agent's credential",
           namespace: ns,
           secret,
-          reason: e instanceof Error ? e.message : String(e),
+          reason: errorMessage(e),
         })),
     }));
   }

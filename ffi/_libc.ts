@@ -7,6 +7,7 @@
  * stays -1, and an `i32` result avoids a BigInt per call on the packet path.
  */
 import { OsError } from "./errors.ts";
+import { errorMessage } from "../base/error_message.ts";
 
 const SYMBOLS = {
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
@@ -84,7 +85,7 @@ export function openLibc(): Libc {
     if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
       throw new Error("tp needs FFI access: run deno with --allow-ffi (or --allow-all)", { cause: e });
     }
-    throw new Error(`Cannot load libc.so.6: ${(e as Error).message}`, { cause: e });
+    throw new Error(`Cannot load libc.so.6: ${errorMessage(e)}`, { cause: e });
   }
   const loc = lib.symbols.__errno_location();
   if (loc === null) throw new Error("__errno_location() returned NULL");

@@ -20,6 +20,7 @@ import {
   type VersionInfo,
 } from "./messages.ts";
 import { Tunnel, type TunnelMethod, type TunnelRequest } from "./tunnel.ts";
+import { errorMessage } from "../base/error_message.ts";
 
 export interface ConnectOptions extends Omit<ChannelOptions, "token"> {
   clientName?: string;
@@ -337,6 +338,6 @@ async function arrive(
   } catch (e) {
     await channel.destroy();
     if (e instanceof GrpcError) throw e;
-    throw new GrpcError(Status.UNAVAILABLE, e instanceof Error ? e.message : String(e));
+    throw new GrpcError(Status.UNAVAILABLE, errorMessage(e));
   }
 }
