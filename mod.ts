@@ -2,7 +2,7 @@
  * tp's public API, for programs that embed it. The command line (`cli/main.ts`) is built on the same surface.
  *
  * Layers, lowest first (lower layers never import higher ones):
- * - `base/`: what every layer may import (the version), importing nothing of tp.
+ * - `base/`: what every layer may import (the version, `errorMessage`, `concat`), importing nothing of tp.
  * - `ffi/`: OS calls (TUN device, rtnetlink) through Deno FFI.
  * - `net/wire/`: packet codecs; `net/tcp/`, `net/udp/`: the userspace TCP and UDP endpoints; the router.
  * - `proto/`: the gRPC-web protocol between tp and the traffic-manager.
