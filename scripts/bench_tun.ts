@@ -16,6 +16,7 @@
  */
 import { createTun, type LinuxTun, type LinuxTunOptions } from "../ffi/tun_linux.ts";
 import { Netlink } from "../ffi/netlink.ts";
+import { checksum } from "../net/wire/checksum.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const args = Deno.args;
@@ -182,10 +183,7 @@ function udp4(size: number, sport: number): Uint8Array {
   p[9] = 17;
   p.set([198, 18, 1, 5], 12);
   p.set([198, 18, 0, 1], 16);
-  let sum = 0;
-  for (let i = 0; i < 20; i += 2) sum += d.getUint16(i);
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  d.setUint16(10, ~sum & 0xffff);
+  d.setUint16(10, checksum(p, 0, 20));
   d.setUint16(20, sport);
   d.setUint16(22, 9); // discard; nothing listens
   d.setUint16(24, size - 20);

@@ -1,16 +1,16 @@
 import assert from "node:assert/strict";
+import { checksum, pseudoHeaderSumV4 } from "../wire/checksum.ts";
 import { ACK, APP_ISN, Harness, pattern, RST, settle, SYN } from "./_harness.ts";
+
+function write16(p: Uint8Array, o: number, v: number): void {
+  p[o] = v >> 8;
+  p[o + 1] = v & 0xff;
+}
 
 /** Rewrites the IPv4 header checksum after a test changed header bytes. */
 function fixIpv4Checksum(p: Uint8Array): Uint8Array {
-  p[10] = 0;
-  p[11] = 0;
-  let s = 0;
-  for (let i = 0; i < 20; i += 2) s += (p[i]! << 8) | p[i + 1]!;
-  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
-  s = ~s & 0xffff;
-  p[10] = s >> 8;
-  p[11] = s & 0xff;
+  write16(p, 10, 0);
+  write16(p, 10, checksum(p, 0, 20));
   return p;
 }
 
@@ -86,15 +86,9 @@ Deno.test("Router drops a malformed packet of each kind and counts it by name", 
 /** Re-encodes a TCP/IPv4 packet after its addresses changed (both checksums). */
 function rebuilt(p: Uint8Array): Uint8Array {
   fixIpv4Checksum(p);
-  p[36] = 0;
-  p[37] = 0;
-  let s = 6 + (p.length - 20);
-  for (let i = 12; i < 20; i += 2) s += (p[i]! << 8) | p[i + 1]!;
-  for (let i = 20; i < p.length; i += 2) s += (p[i]! << 8) | (p[i + 1] ?? 0);
-  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
-  s = ~s & 0xffff;
-  p[36] = s >> 8;
-  p[37] = s & 0xff;
+  write16(p, 36, 0);
+  const v = new DataView(p.buffer, p.byteOffset);
+  write16(p, 36, checksum(p, 20, p.length, pseudoHeaderSumV4(v.getUint32(12), v.getUint32(16), 6, p.length - 20)));
   return p;
 }
 
