@@ -1,11 +1,11 @@
 import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
 import {
+  canonicalCidr,
   DEFAULTS,
   firstNameserver,
   formatHostPort,
   type HostPort,
   type ManagerConfig,
-  parseCidr,
   parseDuration,
   parseHostPort,
   parseSize,
@@ -55,12 +55,12 @@ export function managerCommand() {
     )
     .addOption(
       opt("--pod-cidr <cidr>", "a pod subnet (repeatable, IPv4 and IPv6)", "TP_MANAGER_POD_CIDR").argParser(
-        list(parseCidr),
+        list(canonicalCidr),
       ),
     )
     .addOption(
       opt("--service-cidr <cidr>", "a service subnet (repeatable, IPv4 and IPv6)", "TP_MANAGER_SERVICE_CIDR").argParser(
-        list(parseCidr),
+        list(canonicalCidr),
       ),
     )
     .addOption(
@@ -81,7 +81,7 @@ export function managerCommand() {
         "--allow <cidr>",
         "a destination the manager may dial (repeatable; default: the pod and service subnets and the DNS server)",
         "TP_MANAGER_ALLOW",
-      ).argParser(list(parseCidr)),
+      ).argParser(list(canonicalCidr)),
     )
     .addOption(
       opt(

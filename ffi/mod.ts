@@ -20,7 +20,6 @@ export {
   type RouteType,
   type Table,
 } from "./netlink.ts";
-export { formatAddress, formatPrefix, networkOf, parseAddress, parseCidr, parseNetwork, type Prefix } from "./cidr.ts";
 export { errnoName, NEED_NET_ADMIN, OsError } from "./errors.ts";
 export { type Libc, openLibc } from "./_libc.ts";
 export {

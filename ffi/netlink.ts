@@ -19,7 +19,7 @@ import {
   SOL_NETLINK,
   SOL_SOCKET,
 } from "./_libc.ts";
-import { formatAddress, formatPrefix, parseAddress, parseCidr, parseNetwork } from "./cidr.ts";
+import { formatPrefix, ipToString, parseAddress, parseNetwork, parsePrefix } from "../net/wire/address.ts";
 import { errnoName, isPermissionErrno, OsError } from "./errors.ts";
 import {
   attributes,
@@ -241,7 +241,7 @@ export class Netlink {
 
   /** Adds an address ("198.18.0.1/32", "2001:db8::1/128") to `dev`. IPv6 addresses skip DAD (IFA_F_NODAD). */
   addAddress(dev: string, cidr: string, options: AddAddressOptions = {}): void {
-    const prefix = parseCidr(cidr);
+    const prefix = parsePrefix(cidr);
     const index = this.#linkIndex(dev);
     let flags = prefix.family === 6 ? IFA_F_NODAD : 0;
     if (options.noPrefixRoute) flags |= IFA_F_NOPREFIXROUTE;
@@ -273,7 +273,7 @@ export class Netlink {
       const attrs = attributes(m.body.subarray(8));
       const bytes = attrs.get(IFA_LOCAL) ?? attrs.get(IFA_ADDRESS);
       if (!bytes) return [];
-      return [{ index, dev: names.get(index) ?? "", family, address: formatAddress(bytes), prefixLength: m.body[1]! }];
+      return [{ index, dev: names.get(index) ?? "", family, address: ipToString(bytes), prefixLength: m.body[1]! }];
     });
   }
 
@@ -356,7 +356,7 @@ export class Netlink {
       const dstBytes = attrs.get(RTA_DST) ?? new Uint8Array(family === 4 ? 4 : 16);
       const info: RouteInfo = {
         family,
-        dst: `${formatAddress(dstBytes)}/${body[1]}`,
+        dst: `${ipToString(dstBytes)}/${body[1]}`,
         table: readU32(attrs.get(RTA_TABLE)) ?? body[4]!,
         type: ROUTE_TYPES[body[7]!] ?? "unspec",
         protocol: body[5]!,
@@ -369,11 +369,11 @@ export class Netlink {
         if (dev !== undefined) info.dev = dev;
       }
       const gw = attrs.get(RTA_GATEWAY);
-      if (gw) info.gateway = formatAddress(gw);
+      if (gw) info.gateway = ipToString(gw);
       const metric = readU32(attrs.get(RTA_PRIORITY));
       if (metric !== undefined) info.metric = metric;
       const prefsrc = attrs.get(RTA_PREFSRC);
-      if (prefsrc) info.prefsrc = formatAddress(prefsrc);
+      if (prefsrc) info.prefsrc = ipToString(prefsrc);
       return [info];
     });
   }

@@ -3,7 +3,7 @@
  */
 import assert from "node:assert/strict";
 import { ip, ipJson, NetnsChild, withChild, withNetns } from "./ffi_netns.ts";
-import { formatPrefix, networkOf, parseCidr, parseNetwork } from "../ffi/cidr.ts";
+import { formatPrefix, parsePrefix } from "../net/wire/address.ts";
 import type { RouteInfo } from "../ffi/netlink.ts";
 
 type IpAddr = { ifname: string; addr_info: { local: string; prefixlen: number }[] };
@@ -33,7 +33,7 @@ function ipRouteKey(r: IpRoute, family: 4 | 6): string {
   let dst = r.dst === "default" ? (family === 4 ? "0.0.0.0/0" : "::/0") : r.dst;
   if (!dst.includes("/")) dst += family === 4 ? "/32" : "/128";
   const table = r.table === undefined ? 254 : TABLE_IDS[r.table] ?? Number(r.table);
-  return `${family}|${formatPrefix(parseCidr(dst))}|${table}|${r.type ?? "unicast"}|${r.dev ?? ""}`;
+  return `${family}|${formatPrefix(parsePrefix(dst))}|${table}|${r.type ?? "unicast"}|${r.dev ?? ""}`;
 }
 
 const routeKey = (r: RouteInfo) => `${r.family}|${r.dst}|${r.table}|${r.type}|${r.dev ?? ""}`;
@@ -148,14 +148,4 @@ Deno.test("netlink without CAP_NET_ADMIN says tp needs root or CAP_NET_ADMIN", a
       await child.end();
     }
   });
-});
-
-Deno.test("parseCidr() and parseNetwork() reject malformed CIDRs with the input quoted", () => {
-  for (const bad of ["10.0.0/8", "10.0.0.0/33", "10.0.0.0/", "0x0a.0.0.0/8", "2001:db8::/129", "fe80::1%eth0/64", ""]) {
-    assert.throws(() => parseCidr(bad), (e: Error) => e instanceof SyntaxError && e.message.includes(`"${bad}"`));
-  }
-  assert.equal(formatPrefix(parseCidr("198.18.0.1")), "198.18.0.1/32");
-  assert.equal(formatPrefix(parseCidr("2001:db8::1")), "2001:db8::1/128");
-  assert.equal(formatPrefix(networkOf(parseCidr("2001:db8:ffff::1/33"))), "2001:db8:8000::/33");
-  assert.throws(() => parseNetwork("198.18.0.1/15"), /did you mean "198.18.0.0\/15"/);
 });
