@@ -2,10 +2,11 @@
  * The router: reads batches of IP packets from the device (inbound), terminates each TCP connection and UDP flow
  * in the userspace stack, hands them to its owner (`owner.ts`), and writes the stack's answers back (outbound).
  *
- * One parse per packet (`net/wire`'s `classify`, then `parseTcp` for TCP), then dispatch by 5-tuple: TCP to a `TcpConnection` (`net/tcp`), UDP to `net/udp`'s
- * `UdpFlowTable`. Connections are sans-IO; the router owns their clock: it polls a connection after input, after an
- * owner call, or when its deadline comes (a min-heap of deadlines and one timer). Outbound packets are built by
- * `net/wire` into pooled buffers and written in batches. Every drop is counted by name (`stats()`), never thrown.
+ * One parse per packet (`net/wire`'s `classify`, then `parseTcp` for TCP), then dispatch by 5-tuple: TCP to a
+ * `TcpConnection` (`net/tcp`) in the router's connection table, UDP to `net/udp`'s `UdpFlowTable`. Connections are
+ * sans-IO; the router owns their clock: it polls a connection after input, after an owner call, or when its deadline
+ * comes (one min-heap of deadlines, `_deadlines.ts`, and one timer). Outbound packets are built by `net/wire` into
+ * pooled buffers and written in batches. Every drop is counted by name (`stats()`), never thrown.
  */
 import type { TunDevice } from "../../ffi/tun.ts";
 import { TcpConnection } from "../tcp/connection.ts";
