@@ -13,9 +13,10 @@
 import type net from "node:net";
 import { connectAgent, DialCode, type ManagerSession, pipeSocket, type Tunnel } from "../proto/mod.ts";
 import type { AgentArriveRequest } from "../proto/messages.ts";
-import { VERSION } from "../cli/version.ts";
+import { VERSION } from "../base/version.ts";
 import { type Forward, Forwarder, type Routed } from "./forward.ts";
 import type { PodResolver } from "./dns.ts";
+import { errorMessage } from "../base/error_message.ts";
 
 export interface AgentSettings {
   managerUrl: string;
@@ -92,9 +93,9 @@ export async function runAgent(settings: AgentSettings, env: AgentEnv): Promise<
           env.onRegistered?.(ok.id);
           void follow(ok, env, (ports) => {
             intercepted = ports;
-          }).catch((e) => log(`watch ended: ${(e as Error).message}`)).finally(resolve);
+          }).catch((e) => log(`watch ended: ${errorMessage(e)}`)).finally(resolve);
         }, (e) => {
-          lostWhy = (e as Error).message;
+          lostWhy = errorMessage(e);
           resolve();
         });
         signal.addEventListener("abort", () => resolve(), { once: true });
@@ -138,14 +139,14 @@ async function follow(s: ManagerSession, env: AgentEnv, setPorts: (p: Set<number
       }
       const t = s.joinMount(connectionId, { code: DialCode.ok, message: "" });
       env.log("a workstation mounts the pod's volumes");
-      void env.sftp(t).catch((e) => env.log(`sftp: ${(e as Error).message}`));
+      void env.sftp(t).catch((e) => env.log(`sftp: ${errorMessage(e)}`));
     } else if (ev.dnsQuery) {
       resolver ??= env.resolver(s.clusterInfo.clusterDomain || "cluster.local");
       const { id, query } = ev.dnsQuery;
       void resolver.answer(query)
         .catch(() => new Uint8Array())
         .then((answer) => s.agentDnsAnswer(id, answer))
-        .catch((e) => env.log(`DNS answer ${id}: ${(e as Error).message}`));
+        .catch((e) => env.log(`DNS answer ${id}: ${errorMessage(e)}`));
     }
   }
 }
@@ -167,7 +168,7 @@ async function toWorkstation(
       destination: { ip: settings.podIp, port: appPort },
     }, { method: "AgentTunnel" });
   } catch (e) {
-    log(`cannot send a connection to the workstation: ${(e as Error).message}`);
+    log(`cannot send a connection to the workstation: ${errorMessage(e)}`);
     sock.resetAndDestroy();
     return "handled";
   }

@@ -8,6 +8,7 @@
  * says the port is no longer intercepted (an intercept that just ended), the app serves the connection.
  */
 import net from "node:net";
+import { errorMessage } from "../base/error_message.ts";
 
 export interface Forward {
   agentPort: number;
@@ -62,7 +63,7 @@ export class Forwarder {
     sock.once("close", () => this.#sockets.delete(sock));
     sock.on("error", () => {});
     void this.#route(sock, f).catch((e) => {
-      this.hooks.log(`connection on ${f.agentPort}: ${(e as Error).message}`);
+      this.hooks.log(`connection on ${f.agentPort}: ${errorMessage(e)}`);
       if (!sock.destroyed) sock.resetAndDestroy();
     });
   }

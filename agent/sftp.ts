@@ -11,6 +11,7 @@
  */
 import type { ByteStream } from "../proto/byte_stream.ts";
 import { bridgeProcess, type ProcessBridgeEnd } from "../proto/byte_stream_process.ts";
+import { errorMessage } from "../base/error_message.ts";
 
 /** Where distributions put sftp-server (Debian and Ubuntu first), tried before $PATH. */
 export const SFTP_SERVER_PATHS = [
@@ -90,7 +91,7 @@ export function serveSftp(stream: ByteStream, opts: SftpOptions): SftpSession {
       );
     }
   } catch (e) {
-    stream.reset((e as Error).message);
+    stream.reset(errorMessage(e));
     throw e;
   }
   const ended = bridgeProcess(child, stream, {
@@ -107,7 +108,7 @@ export function volumeRootProblem(root: string): string | undefined {
   try {
     if (!Deno.statSync(root).isDirectory) why = "not a directory";
   } catch (e) {
-    why = e instanceof Deno.errors.NotFound ? "no such directory" : (e as Error).message;
+    why = e instanceof Deno.errors.NotFound ? "no such directory" : errorMessage(e);
   }
   if (why === undefined) return undefined;
   return `The agent cannot serve volumes from "${root}": ${why}; start tp agent with --volume-root ` +
@@ -124,7 +125,7 @@ export function sftpProblem(opts: Pick<SftpOptions, "root" | "sftpServer">): str
     try {
       findSftpServer();
     } catch (e) {
-      return (e as Error).message;
+      return errorMessage(e);
     }
   }
   return volumeRootProblem(opts.root);

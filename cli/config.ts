@@ -16,6 +16,7 @@
 import type { Command, Option } from "@commander-js/extra-typings";
 import { parse } from "yaml";
 import { UsageError } from "./errors.ts";
+import { errorMessage } from "../base/error_message.ts";
 
 export type Config = Record<string, Record<string, unknown>>;
 
@@ -33,7 +34,7 @@ export async function loadConfig(path: string, commands: readonly string[]): Pro
   try {
     doc = parse(await Deno.readTextFile(path));
   } catch (e) {
-    throw new UsageError(`cannot read the config file ${path}: ${(e as Error).message.split("\n")[0]}`);
+    throw new UsageError(`cannot read the config file ${path}: ${errorMessage(e).split("\n")[0]}`);
   }
   if (doc === null || doc === undefined) return {};
   if (typeof doc !== "object" || Array.isArray(doc)) {
@@ -90,7 +91,7 @@ function configValue(option: AnyOption, value: unknown, where: string): unknown 
     try {
       out = parse ? parse(v, out) : v;
     } catch (e) {
-      throw new UsageError(`${where}: ${(e as Error).message}`);
+      throw new UsageError(`${where}: ${errorMessage(e)}`);
     }
   }
   if (repeatable && parse) {

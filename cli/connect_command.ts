@@ -14,6 +14,7 @@ import { quitDaemon } from "./quit_command.ts";
 import { ExitCode } from "./exit_code.ts";
 import { addKubeOptions } from "./k8s/flags.ts";
 import { selfArgv } from "./process.ts";
+import { errorMessage } from "../base/error_message.ts";
 
 export { selfArgv };
 
@@ -187,7 +188,7 @@ export async function runCommand(argv: string[], env: Record<string, string> = {
       stderr: "inherit",
     }).spawn();
   } catch (e) {
-    console.error(`tp: cannot run "${argv[0]}": ${(e as Error).message}`);
+    console.error(`tp: cannot run "${argv[0]}": ${errorMessage(e)}`);
     return 127;
   }
   const st = await child.status;

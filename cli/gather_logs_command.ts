@@ -3,7 +3,8 @@ import { controlRequest, NotRunningError } from "./daemon/control.ts";
 import { statePaths } from "./daemon/state.ts";
 import { redactJson, redactText } from "./redact.ts";
 import { type TarFile, tarGz } from "./tar.ts";
-import { VERSION } from "./version.ts";
+import { VERSION } from "../base/version.ts";
+import { errorMessage } from "../base/error_message.ts";
 
 const MANAGER_TIMEOUT_MS = 3000;
 
@@ -40,7 +41,7 @@ async function gather(): Promise<TarFile[]> {
     const s = await controlRequest(paths.socket, { op: "status" }) as Record<string, unknown>;
     status = { connected: true, ...s }; // the daemon never sends its token
   } catch (e) {
-    if (!(e instanceof NotRunningError)) notes.push(`status: ${(e as Error).message}`);
+    if (!(e instanceof NotRunningError)) notes.push(`status: ${errorMessage(e)}`);
   }
   const json = (v: unknown) => redactText(JSON.stringify(redactJson(v), null, 2) + "\n", secrets);
   add(
@@ -53,7 +54,7 @@ async function gather(): Promise<TarFile[]> {
     try {
       add(log.slice(log.lastIndexOf("/") + 1), redactText(await Deno.readTextFile(log), secrets));
     } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) notes.push(`${log}: ${(e as Error).message}`);
+      if (!(e instanceof Deno.errors.NotFound)) notes.push(`${log}: ${errorMessage(e)}`);
       else if (log === paths.log) notes.push(`${log}: no such file (the daemon has not run with this state directory)`);
     }
   }
@@ -65,7 +66,7 @@ async function gather(): Promise<TarFile[]> {
       const res = await fetch(new URL("/metrics", managerUrl), { signal: AbortSignal.timeout(MANAGER_TIMEOUT_MS) });
       add("manager-metrics.txt", redactText(await res.text(), secrets));
     } catch (e) {
-      notes.push(`the manager's metrics at ${managerUrl}/metrics: ${(e as Error).message}`);
+      notes.push(`the manager's metrics at ${managerUrl}/metrics: ${errorMessage(e)}`);
     }
   } else {
     notes.push("the manager's metrics: tp reaches no manager directly (not connected, or through Kubernetes)");

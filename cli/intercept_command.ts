@@ -11,6 +11,7 @@ import { ExitCode } from "./exit_code.ts";
 import { ExitWith, UsageError } from "./errors.ts";
 import { isNoAgentError, workloadName } from "./intercept_k8s.ts";
 import type { AgentList, InterceptInfo } from "../proto/messages.ts";
+import { errorMessage } from "../base/error_message.ts";
 
 /** "LOCAL" or "LOCAL:APP_PORT". */
 export function parsePortSpec(text: string): { localPort: number; appPort: number } {
@@ -110,7 +111,7 @@ export function interceptCommand() {
         const settings = await daemonSettings();
         if (settings.managerUrl) {
           throw new Error(
-            `${(e as Error).message}. tp is connected with --manager-url (no Kubernetes), so it cannot inject ` +
+            `${errorMessage(e)}. tp is connected with --manager-url (no Kubernetes), so it cannot inject ` +
               `the agent: run tp agent beside the app, or connect through Kubernetes`,
           );
         }
@@ -142,7 +143,7 @@ export function interceptCommand() {
       try {
         code = await runCommand(command, env);
       } finally {
-        await ask({ op: "leave", workload: name }).catch((e) => console.error(`tp: ${(e as Error).message}`));
+        await ask({ op: "leave", workload: name }).catch((e) => console.error(`tp: ${errorMessage(e)}`));
       }
       if (code !== 0) throw new ExitWith(code);
     });

@@ -11,6 +11,7 @@ import type { KubeOptions } from "../k8s/options.ts";
 import type { ConnectSettings } from "./daemon/settings.ts";
 import { controlRequest } from "./daemon/control.ts";
 import { statePaths } from "./daemon/state.ts";
+import { errorMessage } from "../base/error_message.ts";
 
 /** The manager's NOT_FOUND for a workload with no agent (manager/intercepts.ts), as the daemon passes it on. */
 const NO_AGENT = /No traffic-agent serves /;
@@ -136,7 +137,7 @@ export async function injectAndWait(
   try {
     r = await injectAgent(t, ns, ref, { onProgress: o.progress });
   } catch (e) {
-    throw new Error(`cannot inject tp's traffic-agent into ${ref}: ${(e as Error).message}`, { cause: e });
+    throw new Error(`cannot inject tp's traffic-agent into ${ref}: ${errorMessage(e)}`, { cause: e });
   }
   if (r.action === "present") o.progress(`${ref} has tp's agent already (in its pod template)`);
   await waitForAgent(

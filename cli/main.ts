@@ -7,8 +7,9 @@
 import type { Command } from "@commander-js/extra-typings";
 import { ExitCode } from "./exit_code.ts";
 import { ExitWith, UsageError } from "./errors.ts";
-import { VERSION } from "./version.ts";
+import { VERSION } from "../base/version.ts";
 import { rootHelp } from "./help.ts";
+import { errorMessage } from "../base/error_message.ts";
 
 /** The resolv.conf guard's internal command (cli/dns/resolv_guard.ts's RESTORE_DNS_COMMAND, kept in step by a test). */
 export const RESTORE_DNS_COMMAND = "_restore-dns";
@@ -253,7 +254,7 @@ export async function main(args: string[]): Promise<number> {
       return ExitCode.usage;
     }
     if (e instanceof ExitWith) return e.code;
-    console.error(`tp: ${e instanceof Error ? e.message : String(e)}`);
+    console.error(`tp: ${errorMessage(e)}`);
     return e instanceof UsageError ? ExitCode.usage : ExitCode.failure;
   }
 }

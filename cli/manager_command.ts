@@ -1,11 +1,11 @@
 import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
 import {
+  canonicalCidr,
   DEFAULTS,
   firstNameserver,
   formatHostPort,
   type HostPort,
   type ManagerConfig,
-  parseCidr,
   parseDuration,
   parseHostPort,
   parseSize,
@@ -15,6 +15,7 @@ import type { ClusterNetwork } from "../manager/k8s_discovery.ts";
 import { Manager, serveManager } from "../manager/server.ts";
 import { guardProcess } from "../manager/listen.ts";
 import type { AgentAuth } from "../manager/agent_auth.ts";
+import { errorMessage } from "../base/error_message.ts";
 
 /** Wraps a parser so its error reads as a usage error naming the flag. */
 function arg<T>(parse: (s: string) => T) {
@@ -22,7 +23,7 @@ function arg<T>(parse: (s: string) => T) {
     try {
       return parse(value);
     } catch (e) {
-      throw new InvalidArgumentError(e instanceof Error ? e.message : String(e));
+      throw new InvalidArgumentError(errorMessage(e));
     }
   };
 }
@@ -55,12 +56,12 @@ export function managerCommand() {
     )
     .addOption(
       opt("--pod-cidr <cidr>", "a pod subnet (repeatable, IPv4 and IPv6)", "TP_MANAGER_POD_CIDR").argParser(
-        list(parseCidr),
+        list(canonicalCidr),
       ),
     )
     .addOption(
       opt("--service-cidr <cidr>", "a service subnet (repeatable, IPv4 and IPv6)", "TP_MANAGER_SERVICE_CIDR").argParser(
-        list(parseCidr),
+        list(canonicalCidr),
       ),
     )
     .addOption(
@@ -81,7 +82,7 @@ export function managerCommand() {
         "--allow <cidr>",
         "a destination the manager may dial (repeatable; default: the pod and service subnets and the DNS server)",
         "TP_MANAGER_ALLOW",
-      ).argParser(list(parseCidr)),
+      ).argParser(list(canonicalCidr)),
     )
     .addOption(
       opt(
@@ -238,7 +239,7 @@ async function agentAuthFor(opts: ManagerFlags): Promise<AgentAuth | undefined> 
           msg: "cannot read an agent's credential",
           namespace: ns,
           secret,
-          reason: e instanceof Error ? e.message : String(e),
+          reason: errorMessage(e),
         })),
     }));
   }

@@ -1,7 +1,5 @@
+import { VERSION } from "../base/version.ts";
 import { printJson } from "./print_json.ts";
-
-/** tp's version, shown by `tp version` and exchanged with the traffic-manager. Kept in step with deno.json. */
-export const VERSION = "0.1.0";
 
 /** `tp version`'s output: the client's version and the runtime it runs on. */
 export function printVersion(output: "text" | "json"): void {

@@ -7,14 +7,13 @@
  * stays -1, and an `i32` result avoids a BigInt per call on the packet path.
  */
 import { OsError } from "./errors.ts";
+import { errorMessage } from "../base/error_message.ts";
 
 const SYMBOLS = {
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   /** ioctl(fd, request, pointer) */
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
-  /** ioctl(fd, request, integer argument), e.g. TUNSETOFFLOAD */
-  ioctlInt: { name: "ioctl", parameters: ["i32", "u64", "u64"], result: "i32" },
   read: { parameters: ["i32", "buffer", "usize"], result: "i32" },
   write: { parameters: ["i32", "buffer", "usize"], result: "i32" },
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
@@ -86,7 +85,7 @@ export function openLibc(): Libc {
     if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
       throw new Error("tp needs FFI access: run deno with --allow-ffi (or --allow-all)", { cause: e });
     }
-    throw new Error(`Cannot load libc.so.6: ${(e as Error).message}`, { cause: e });
+    throw new Error(`Cannot load libc.so.6: ${errorMessage(e)}`, { cause: e });
   }
   const loc = lib.symbols.__errno_location();
   if (loc === null) throw new Error("__errno_location() returned NULL");

@@ -14,17 +14,12 @@ export {
 } from "./tun_linux.ts";
 export {
   type AddAddressOptions,
-  type AddressInfo,
-  type LinkInfo,
   Netlink,
   type RouteInfo,
   type RouteSpec,
   type RouteType,
-  type RuleInfo,
-  type RuleSpec,
   type Table,
 } from "./netlink.ts";
-export { formatAddress, formatPrefix, networkOf, parseAddress, parseCidr, parseNetwork, type Prefix } from "./cidr.ts";
 export { errnoName, NEED_NET_ADMIN, OsError } from "./errors.ts";
 export { type Libc, openLibc } from "./_libc.ts";
 export {

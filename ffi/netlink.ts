@@ -1,6 +1,7 @@
 /**
- * rtnetlink (include/uapi/linux/rtnetlink.h) over an AF_NETLINK socket through FFI: links, addresses, routes and
- * policy rules, changes and dumps, with kernel errors turned into messages that say what failed.
+ * rtnetlink (include/uapi/linux/rtnetlink.h) over an AF_NETLINK socket through FFI: what `tp connect` does to its
+ * device (up, no IPv6 address generation, addresses, routes added and deleted) and the route dump it checks for
+ * conflicts, with kernel errors turned into messages that say what failed.
  *
  * Requests are synchronous: rtnetlink handles a request inside sendmsg(), so the answer is queued by the time
  * `send` returns; `recv` waits at most 5 s (SO_RCVTIMEO) in case something is badly wrong.
@@ -18,7 +19,7 @@ import {
   SOL_NETLINK,
   SOL_SOCKET,
 } from "./_libc.ts";
-import { formatAddress, formatPrefix, parseAddress, parseCidr, parseNetwork, type Prefix } from "./cidr.ts";
+import { formatPrefix, ipToString, parseAddress, parseNetwork, parsePrefix } from "../net/wire/address.ts";
 import { errnoName, isPermissionErrno, OsError } from "./errors.ts";
 import {
   attributes,
@@ -40,22 +41,19 @@ import {
 
 // include/uapi/linux/rtnetlink.h
 const RTM_NEWLINK = 16, RTM_GETLINK = 18;
-const RTM_NEWADDR = 20, RTM_DELADDR = 21, RTM_GETADDR = 22;
+const RTM_NEWADDR = 20, RTM_GETADDR = 22;
 const RTM_NEWROUTE = 24, RTM_DELROUTE = 25, RTM_GETROUTE = 26;
-const RTM_NEWRULE = 32, RTM_DELRULE = 33, RTM_GETRULE = 34;
 const RTA_DST = 1, RTA_OIF = 4, RTA_GATEWAY = 5, RTA_PRIORITY = 6, RTA_PREFSRC = 7, RTA_TABLE = 15;
 const RT_SCOPE_UNIVERSE = 0, RT_SCOPE_LINK = 253, RT_SCOPE_NOWHERE = 255;
 const RTPROT_STATIC = 4;
-// include/uapi/linux/if_link.h, if_addr.h, fib_rules.h, socket.h, if.h
-const IFLA_IFNAME = 3, IFLA_MTU = 4, IFLA_LINKINFO = 18, IFLA_INFO_KIND = 1, IFLA_AF_SPEC = 26;
+// include/uapi/linux/if_link.h, if_addr.h, socket.h, if.h
+const IFLA_IFNAME = 3, IFLA_AF_SPEC = 26;
 const IFLA_INET6_ADDR_GEN_MODE = 8, IN6_ADDR_GEN_MODE_NONE = 1;
 const IFA_ADDRESS = 1, IFA_LOCAL = 2, IFA_FLAGS = 8;
 const IFA_F_NODAD = 0x02, IFA_F_NOPREFIXROUTE = 0x200;
-const FRA_DST = 1, FRA_SRC = 2, FRA_PRIORITY = 6, FRA_TABLE = 15;
-const FR_ACT_TO_TBL = 1;
 const AF_INET = 2, AF_INET6 = 10;
 const IFF_UP = 0x1;
-const EEXIST = 17, ESRCH = 3, ENOENT = 2, ENODEV = 19, EADDRNOTAVAIL = 99, ENETUNREACH = 101, EAFNOSUPPORT = 97;
+const EEXIST = 17, ESRCH = 3, ENODEV = 19, ENETUNREACH = 101, EAFNOSUPPORT = 97;
 const RECV_TIMEOUT_S = 5;
 const RECV_BUFFER = 65536;
 /** Most datagrams one dump may take (a dump of 10^6 routes is ~ 2000 datagrams). */
@@ -81,18 +79,8 @@ const ROUTE_TYPES = [
 /** Route types (RTN_*). "throw" ends the lookup in this table, so the next policy rule applies. */
 export type RouteType = (typeof ROUTE_TYPES)[number];
 
-export interface LinkInfo {
-  index: number;
-  name: string;
-  mtu: number;
-  up: boolean;
-  /** IFF_* flags. */
-  flags: number;
-  /** IFLA_INFO_KIND, e.g. "tun", "veth"; absent for physical devices and loopback. */
-  kind?: string;
-}
-
-export interface AddressInfo {
+/** An address as the dump sees it (for the address check of `addRoute`). */
+interface AddressInfo {
   index: number;
   dev: string;
   family: 4 | 6;
@@ -129,26 +117,6 @@ export interface RouteInfo {
   gateway?: string;
   metric?: number;
   prefsrc?: string;
-}
-
-export interface RuleSpec {
-  /** The rule's preference: lower runs first. */
-  priority: number;
-  table: Table;
-  /** Needed when neither dst nor src says it. */
-  family?: 4 | 6;
-  dst?: string;
-  src?: string;
-}
-
-export interface RuleInfo {
-  family: 4 | 6;
-  priority: number;
-  table: number;
-  /** FR_ACT_*: 1 is "lookup table". */
-  action: number;
-  dst?: string;
-  src?: string;
 }
 
 export interface AddAddressOptions {
@@ -211,7 +179,7 @@ export class Netlink {
   // ---- links ----
 
   /** The interface index of `name`. */
-  linkIndex(name: string): number {
+  #linkIndex(name: string): number {
     const b = new MessageBuilder(RTM_GETLINK, NLM_F_REQUEST).fixed(new Uint8Array(16)).string(IFLA_IFNAME, name);
     const replies = this.#transact(b, (errno) => {
       if (errno === ENODEV) return `No network interface named "${name}"`;
@@ -227,23 +195,8 @@ export class Netlink {
     this.#setLink(dev, "bring up", (b) => b, IFF_UP, IFF_UP);
   }
 
-  /** Takes `dev` down. */
-  setLinkDown(dev: string): void {
-    this.#setLink(dev, "take down", (b) => b, 0, IFF_UP);
-  }
-
   /**
-   * Sets the MTU of `dev`. For tp's own TUN prefer `createTun({ mtu })`: a `LinuxTun` reads its MTU once, at
-   * creation, and sizes its buffers by it.
-   */
-  setLinkMtu(dev: string, mtu: number): void {
-    if (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535) {
-      throw new RangeError(`MTU ${mtu} is out of range: use an integer from 68 to 65535`);
-    }
-    this.#setLink(dev, `set the MTU to ${mtu} on`, (b) => b.u32(IFLA_MTU, mtu), 0, 0);
-  }
-
-  /**
+   * Sets IFLA_INET6_ADDR_GEN_MODE  /**
    * Sets IFLA_INET6_ADDR_GEN_MODE to "none": no link-local address, hence no router solicitations, DAD or MLD noise
    * from the kernel on the device. Call it before `setLinkUp`. A kernel without IPv6 makes this a no-op.
    */
@@ -263,7 +216,7 @@ export class Netlink {
   }
 
   #setLink(dev: string, what: string, attrs: (b: MessageBuilder) => MessageBuilder, flags: number, change: number) {
-    const index = this.linkIndex(dev);
+    const index = this.#linkIndex(dev);
     const hdr = new Uint8Array(16);
     const v = new DataView(hdr.buffer);
     v.setInt32(4, index, true);
@@ -273,40 +226,23 @@ export class Netlink {
     this.#transact(b, () => `Cannot ${what} ${dev}`);
   }
 
-  /** Every link, like `ip link show`. */
-  links(): LinkInfo[] {
+  /** Interface names by index, from a dump like `ip link show`. */
+  #linkNames(): Map<number, string> {
     const b = new MessageBuilder(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP).fixed(new Uint8Array(16));
-    return this.#dump(b, RTM_NEWLINK, "links").map((m) => {
-      const v = new DataView(m.body.buffer, m.body.byteOffset, m.body.length);
-      const attrs = attributes(m.body.subarray(16));
-      const kind = readString(attributes(attrs.get(IFLA_LINKINFO) ?? new Uint8Array()).get(IFLA_INFO_KIND));
-      const flags = v.getUint32(8, true);
-      const info: LinkInfo = {
-        index: v.getInt32(4, true),
-        name: readString(attrs.get(IFLA_IFNAME)) ?? "",
-        mtu: readU32(attrs.get(IFLA_MTU)) ?? 0,
-        up: (flags & IFF_UP) !== 0,
-        flags,
-      };
-      if (kind !== undefined) info.kind = kind;
-      return info;
-    });
+    return new Map(
+      this.#dump(b, RTM_NEWLINK, "links").map((m) => {
+        const index = new DataView(m.body.buffer, m.body.byteOffset, m.body.length).getInt32(4, true);
+        return [index, readString(attributes(m.body.subarray(16)).get(IFLA_IFNAME)) ?? ""];
+      }),
+    );
   }
 
   // ---- addresses ----
 
   /** Adds an address ("198.18.0.1/32", "2001:db8::1/128") to `dev`. IPv6 addresses skip DAD (IFA_F_NODAD). */
   addAddress(dev: string, cidr: string, options: AddAddressOptions = {}): void {
-    this.#address(RTM_NEWADDR, dev, cidr, options);
-  }
-
-  deleteAddress(dev: string, cidr: string): void {
-    this.#address(RTM_DELADDR, dev, cidr, {});
-  }
-
-  #address(type: number, dev: string, cidr: string, options: AddAddressOptions): void {
-    const prefix = parseCidr(cidr);
-    const index = this.linkIndex(dev);
+    const prefix = parsePrefix(cidr);
+    const index = this.#linkIndex(dev);
     let flags = prefix.family === 6 ? IFA_F_NODAD : 0;
     if (options.noPrefixRoute) flags |= IFA_F_NOPREFIXROUTE;
     const hdr = new Uint8Array(8);
@@ -314,23 +250,21 @@ export class Netlink {
     hdr[1] = prefix.prefixLength;
     hdr[2] = flags & 0xff;
     new DataView(hdr.buffer).setUint32(4, index, true);
-    const add = type === RTM_NEWADDR;
-    const b = new MessageBuilder(type, NLM_F_REQUEST | NLM_F_ACK | (add ? NLM_F_CREATE | NLM_F_EXCL : 0))
+    const b = new MessageBuilder(RTM_NEWADDR, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
       .fixed(hdr)
       .attr(IFA_LOCAL, prefix.address)
-      .attr(IFA_ADDRESS, prefix.address);
-    if (add) b.u32(IFA_FLAGS, flags);
+      .attr(IFA_ADDRESS, prefix.address)
+      .u32(IFA_FLAGS, flags);
     const text = formatPrefix(prefix);
     this.#transact(b, (errno) => {
-      if (add && errno === EEXIST) return `Address ${text} already exists on dev ${dev}`;
-      if (!add && errno === EADDRNOTAVAIL) return `Address ${text} is not on dev ${dev}`;
-      return `Cannot ${add ? "add" : "delete"} address ${text} ${add ? "to" : "from"} dev ${dev}`;
+      if (errno === EEXIST) return `Address ${text} already exists on dev ${dev}`;
+      return `Cannot add address ${text} to dev ${dev}`;
     });
   }
 
   /** Every address, like `ip addr show`. */
-  addresses(): AddressInfo[] {
-    const names = new Map(this.links().map((l) => [l.index, l.name]));
+  #addresses(): AddressInfo[] {
+    const names = this.#linkNames();
     const b = new MessageBuilder(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP).fixed(new Uint8Array(8));
     return this.#dump(b, RTM_NEWADDR, "addresses").flatMap((m) => {
       const family = m.body[0] === AF_INET ? 4 : m.body[0] === AF_INET6 ? 6 : 0;
@@ -339,7 +273,7 @@ export class Netlink {
       const attrs = attributes(m.body.subarray(8));
       const bytes = attrs.get(IFA_LOCAL) ?? attrs.get(IFA_ADDRESS);
       if (!bytes) return [];
-      return [{ index, dev: names.get(index) ?? "", family, address: formatAddress(bytes), prefixLength: m.body[1]! }];
+      return [{ index, dev: names.get(index) ?? "", family, address: ipToString(bytes), prefixLength: m.body[1]! }];
     });
   }
 
@@ -372,9 +306,9 @@ export class Netlink {
       throw new TypeError(`Route ${route.dst}: a unicast route needs a dev or a gateway`);
     }
     const where = describeRoute(route, table);
-    const index = route.dev === undefined ? undefined : this.linkIndex(route.dev);
+    const index = route.dev === undefined ? undefined : this.#linkIndex(route.dev);
     if (add && route.dev !== undefined && rtype === "unicast") {
-      const has = this.addresses().some((a) => a.dev === route.dev && a.family === dst.family);
+      const has = this.#addresses().some((a) => a.dev === route.dev && a.family === dst.family);
       if (!has) {
         throw new RangeError(
           `Cannot add route ${formatPrefix(dst)} on dev ${route.dev}: ${route.dev} has no IPv${dst.family} address ` +
@@ -412,7 +346,7 @@ export class Netlink {
 
   /** Every route of every table and family, like `ip route show table all` plus `ip -6 route show table all`. */
   routes(): RouteInfo[] {
-    const names = new Map(this.links().map((l) => [l.index, l.name]));
+    const names = this.#linkNames();
     const b = new MessageBuilder(RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP).fixed(new Uint8Array(12));
     return this.#dump(b, RTM_NEWROUTE, "routes").flatMap((m) => {
       const body = m.body;
@@ -422,7 +356,7 @@ export class Netlink {
       const dstBytes = attrs.get(RTA_DST) ?? new Uint8Array(family === 4 ? 4 : 16);
       const info: RouteInfo = {
         family,
-        dst: `${formatAddress(dstBytes)}/${body[1]}`,
+        dst: `${ipToString(dstBytes)}/${body[1]}`,
         table: readU32(attrs.get(RTA_TABLE)) ?? body[4]!,
         type: ROUTE_TYPES[body[7]!] ?? "unspec",
         protocol: body[5]!,
@@ -435,76 +369,11 @@ export class Netlink {
         if (dev !== undefined) info.dev = dev;
       }
       const gw = attrs.get(RTA_GATEWAY);
-      if (gw) info.gateway = formatAddress(gw);
+      if (gw) info.gateway = ipToString(gw);
       const metric = readU32(attrs.get(RTA_PRIORITY));
       if (metric !== undefined) info.metric = metric;
       const prefsrc = attrs.get(RTA_PREFSRC);
-      if (prefsrc) info.prefsrc = formatAddress(prefsrc);
-      return [info];
-    });
-  }
-
-  // ---- policy rules ----
-
-  /** Adds a policy rule "from SRC to DST lookup TABLE" at `priority` (like `ip rule add`). */
-  addRule(rule: RuleSpec): void {
-    this.#rule(RTM_NEWRULE, rule);
-  }
-
-  deleteRule(rule: RuleSpec): void {
-    this.#rule(RTM_DELRULE, rule);
-  }
-
-  #rule(type: number, rule: RuleSpec): void {
-    const add = type === RTM_NEWRULE;
-    const dst = rule.dst === undefined ? undefined : parseNetwork(rule.dst);
-    const src = rule.src === undefined ? undefined : parseNetwork(rule.src);
-    const family = dst?.family ?? src?.family ?? rule.family;
-    if (family === undefined) throw new TypeError("A rule without dst or src needs a family (4 or 6)");
-    for (const p of [dst, src]) {
-      if (p && p.family !== family) throw new RangeError(`Rule mixes IPv4 and IPv6: ${rule.src} -> ${rule.dst}`);
-    }
-    if (!Number.isInteger(rule.priority) || rule.priority < 0 || rule.priority > 0xffffffff) {
-      throw new RangeError(`Rule priority ${rule.priority} is out of range: use an integer from 0 to 4294967295`);
-    }
-    const table = tableId(rule.table);
-    const hdr = new Uint8Array(12);
-    hdr[0] = family === 4 ? AF_INET : AF_INET6;
-    hdr[1] = dst?.prefixLength ?? 0;
-    hdr[2] = src?.prefixLength ?? 0;
-    hdr[4] = table < 256 ? table : 0;
-    hdr[7] = FR_ACT_TO_TBL;
-    const b = new MessageBuilder(type, NLM_F_REQUEST | NLM_F_ACK | (add ? NLM_F_CREATE | NLM_F_EXCL : 0))
-      .fixed(hdr)
-      .u32(FRA_PRIORITY, rule.priority)
-      .u32(FRA_TABLE, table);
-    if (dst && dst.prefixLength > 0) b.attr(FRA_DST, dst.address);
-    if (src && src.prefixLength > 0) b.attr(FRA_SRC, src.address);
-    const text = describeRule(rule, family, dst, src, table);
-    this.#transact(b, (errno) => {
-      if (add && errno === EEXIST) return `Rule "${text}" already exists`;
-      if (!add && errno === ENOENT) return `No rule "${text}" to delete`;
-      return `Cannot ${add ? "add" : "delete"} rule "${text}"`;
-    });
-  }
-
-  /** Every policy rule of both families, like `ip rule show` plus `ip -6 rule show`. */
-  rules(): RuleInfo[] {
-    const b = new MessageBuilder(RTM_GETRULE, NLM_F_REQUEST | NLM_F_DUMP).fixed(new Uint8Array(12));
-    return this.#dump(b, RTM_NEWRULE, "rules").flatMap((m) => {
-      const body = m.body;
-      const family = body[0] === AF_INET ? 4 : body[0] === AF_INET6 ? 6 : 0;
-      if (family === 0) return [];
-      const attrs = attributes(body.subarray(12));
-      const info: RuleInfo = {
-        family,
-        priority: readU32(attrs.get(FRA_PRIORITY)) ?? 0,
-        table: readU32(attrs.get(FRA_TABLE)) ?? body[4]!,
-        action: body[7]!,
-      };
-      const d = attrs.get(FRA_DST), s = attrs.get(FRA_SRC);
-      if (d) info.dst = `${formatAddress(d)}/${body[1]}`;
-      if (s) info.src = `${formatAddress(s)}/${body[2]}`;
+      if (prefsrc) info.prefsrc = ipToString(prefsrc);
       return [info];
     });
   }
@@ -609,16 +478,4 @@ function describeRoute(route: RouteSpec, table: number): string {
   const dev = route.dev ? ` on dev ${route.dev}` : "";
   const type = route.type && route.type !== "unicast" ? `${route.type} ` : "";
   return `${type}${route.dst}${via}${dev} (table ${tableName(table)})`;
-}
-
-function describeRule(
-  rule: RuleSpec,
-  family: 4 | 6,
-  dst: Prefix | undefined,
-  src: Prefix | undefined,
-  table: number,
-): string {
-  const from = src ? `from ${formatPrefix(src)}` : "from all";
-  const to = dst ? ` to ${formatPrefix(dst)}` : "";
-  return `${rule.priority}: ${from}${to} lookup ${tableName(table)} (IPv${family})`;
 }

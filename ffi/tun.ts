@@ -13,8 +13,7 @@ export interface TunDevice {
   readonly name: string;
 
   /**
-   * The device MTU in bytes: the largest IP packet `read` returns and `write` accepts, except that a Linux device
-   * opened with `offload: true` may exchange TCP packets up to 65535 bytes (see `tun_linux.ts`).
+   * The device MTU in bytes: the largest IP packet `read` returns and `write` accepts.
    */
   readonly mtu: number;
 
@@ -56,7 +55,7 @@ export interface TunStats {
   readPackets: number;
   /** Packets accepted by `write`. */
   writtenPackets: number;
-  /** Inbound packets dropped because they were malformed (e.g. a bad offload header). */
+  /** Inbound packets dropped because they were malformed (e.g. longer than the MTU). */
   readDrops: number;
   /** Outbound packets the kernel (or the memory device) refused. */
   writeDrops: number;

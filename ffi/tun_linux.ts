@@ -5,12 +5,9 @@
  * and an eventfd that `close()` signals, then synchronous `read()` calls until EAGAIN or a full batch, into buffers
  * allocated once. Writes: synchronous `write()` calls, waiting in `poll(POLLOUT)` when the kernel queue is full.
  *
- * With `offload: true` the device is opened with IFF_VNET_HDR and TUNSETOFFLOAD(CSUM|TSO4|TSO6|TSO_ECN): every
- * packet carries a 10-byte `struct virtio_net_hdr` (include/uapi/linux/virtio_net.h) and the kernel may hand over
- * TCP "super-packets" of up to 64 KiB with a partial checksum. The device hides the header: `read` returns packets
- * with complete checksums, either split into MTU-sized segments (`gso: "split"`, the default) or whole
- * (`gso: "coalesce"`, TCP packets larger than the MTU); `write` accepts TCP packets up to 65535 bytes and lets the
- * kernel segment them.
+ * No segmentation offload (IFF_VNET_HDR): tp's daemon sets the MTU to 65535 instead, so the kernel hands over and
+ * takes TCP segments of up to 64 KiB as plain packets. (An offload path was measured against that in
+ * scripts/bench_stack.ts and removed: it was faster downloading, slower uploading.)
  */
 import {
   check,
@@ -30,36 +27,21 @@ import {
   POLLNVAL,
   POLLOUT,
 } from "./_libc.ts";
-import { checksum, fold, pseudoHeaderSum } from "./_checksum.ts";
 import { isPermissionErrno, NEED_NET_ADMIN, OsError } from "./errors.ts";
 import { newTunStats, type TunDevice, type TunStats } from "./tun.ts";
 
 // include/uapi/linux/if_tun.h
 const TUNSETIFF = 0x400454ca; // _IOW('T', 202, int)
-const TUNSETOFFLOAD = 0x400454d0; // _IOW('T', 208, unsigned int)
 const IFF_TUN = 0x0001;
 const IFF_NO_PI = 0x1000;
-const IFF_VNET_HDR = 0x4000;
 const IFF_TUN_EXCL = 0x8000;
-const TUN_F_CSUM = 0x01;
-const TUN_F_TSO4 = 0x02;
-const TUN_F_TSO6 = 0x04;
-const TUN_F_TSO_ECN = 0x08;
 // include/uapi/linux/sockios.h, include/uapi/linux/if.h
 const SIOCGIFMTU = 0x8921;
 const SIOCSIFMTU = 0x8922;
 const IFNAMSIZ = 16;
 const IFREQ_SIZE = 40;
-// include/uapi/linux/virtio_net.h
-const VNET_HDR_LEN = 10;
-const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
-const VIRTIO_NET_HDR_GSO_NONE = 0;
-const VIRTIO_NET_HDR_GSO_TCPV4 = 1;
-const VIRTIO_NET_HDR_GSO_TCPV6 = 4;
-const VIRTIO_NET_HDR_GSO_ECN = 0x80;
 /** The largest IP packet (IPv4 total length, IPv6 payload length without jumbograms). */
 const MAX_IP_PACKET = 65535;
-const IPPROTO_TCP = 6;
 
 /** The name template tp uses when the caller gives none: the kernel replaces %d with the first free number. */
 export const DEFAULT_NAME_TEMPLATE = "tp%d";
@@ -77,10 +59,6 @@ export interface LinuxTunOptions {
   mtu?: number;
   /** Most packets one `read` returns (default 128). */
   batchSize?: number;
-  /** Open with IFF_VNET_HDR and TCP segmentation offload (default false). */
-  offload?: boolean;
-  /** With offload: split TCP super-packets into MTU-sized packets ("split", default) or return them whole. */
-  gso?: "split" | "coalesce";
   /** libc bindings to use; by default the device opens its own and closes them with itself. */
   libc?: Libc;
 }
@@ -123,21 +101,11 @@ export function createTun(options: LinuxTunOptions = {}): LinuxTun {
     const ifr = new Uint8Array(IFREQ_SIZE);
     ifr.set(new TextEncoder().encode(template));
     let flags = IFF_TUN | IFF_NO_PI;
-    if (options.offload) flags |= IFF_VNET_HDR;
     // Without %d the name is exact: fail with EBUSY if it exists instead of attaching to someone else's device.
     if (!template.includes("%d")) flags |= IFF_TUN_EXCL;
     new DataView(ifr.buffer).setUint16(16, flags, true);
     check(libc, libc.symbols.ioctl(fd, BigInt(TUNSETIFF), ifr), "ioctl TUNSETIFF", (e) => setIffMessage(e, template));
     const name = new TextDecoder().decode(ifr.subarray(0, ifr.indexOf(0)));
-    if (options.offload) {
-      const offloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
-      check(
-        libc,
-        libc.symbols.ioctlInt(fd, BigInt(TUNSETOFFLOAD), BigInt(offloads)),
-        "ioctl TUNSETOFFLOAD",
-        (e) => `The kernel refused TCP offload on ${name} (${describe(e)}): open the device without offload`,
-      );
-    }
     if (mtu !== interfaceMtu(libc, name)) setInterfaceMtu(libc, name, mtu);
     return new LinuxTun(libc, ownLibc, fd, name, mtu, options);
   } catch (e) {
@@ -149,8 +117,7 @@ export function createTun(options: LinuxTunOptions = {}): LinuxTun {
 
 /**
  * Wraps an already configured TUN file descriptor (e.g. one handed over by a privileged helper). The fd must have
- * been opened non-blocking, with IFF_NO_PI, and with IFF_VNET_HDR exactly when `offload` is true. The device owns
- * the fd from now on.
+ * been opened non-blocking, with IFF_NO_PI and without IFF_VNET_HDR. The device owns the fd from now on.
  */
 export function wrapTunFd(fd: number, name: string, options: Omit<LinuxTunOptions, "name"> = {}): LinuxTun {
   validateInterfaceName(name);
@@ -169,28 +136,17 @@ export class LinuxTun implements TunDevice {
   readonly name: string;
   readonly mtu: number;
   readonly batchSize: number;
-  /** True when packets carry a virtio_net_hdr and TCP offload is on. */
-  readonly offload: boolean;
   readonly stats: TunStats = newTunStats();
-  /** With offload: TCP super-packets read, and the segments "split" mode made of them. */
-  readonly offloadStats = { superPackets: 0, segments: 0 };
 
   readonly #libc: Libc;
   readonly #ownLibc: boolean;
   readonly #fd: number;
   readonly #eventFd: number;
-  readonly #gso: "split" | "coalesce";
   /** struct pollfd[2]: the TUN fd and the eventfd close() signals. */
   readonly #pollFds = new Uint8Array(16);
   readonly #pollOut = new Uint8Array(8);
   /** Read buffers, each a view of one allocation. */
   readonly #buffers: Uint8Array<ArrayBuffer>[] = [];
-  /** With offload and gso "split": buffers for the segments, one MTU each. */
-  readonly #segments: Uint8Array<ArrayBuffer>[] = [];
-  /** With offload: where `write` builds header + packet. */
-  readonly #writeScratch: Uint8Array<ArrayBuffer>;
-  /** Most segments one super-packet can become, so a batch never outgrows `batchSize`. */
-  readonly #maxSegments: number;
   #reading = false;
   #closed = false;
   #released = false;
@@ -202,26 +158,14 @@ export class LinuxTun implements TunDevice {
     this.#fd = fd;
     this.name = name;
     this.mtu = mtu;
-    this.offload = options.offload ?? false;
-    this.#gso = options.gso ?? "split";
-    // A segment holds at least mtu - 40 (IPv6) - 60 (TCP with options) payload bytes.
-    this.#maxSegments = Math.ceil(MAX_IP_PACKET / Math.max(1, mtu - 100));
-    const minBatch = this.offload && this.#gso === "split" ? this.#maxSegments : 1;
-    this.batchSize = Math.max(options.batchSize ?? DEFAULT_BATCH_SIZE, minBatch);
+    this.batchSize = Math.max(options.batchSize ?? DEFAULT_BATCH_SIZE, 1);
     if (!Number.isInteger(this.batchSize) || this.batchSize > 4096) {
       throw new RangeError(`Batch size ${options.batchSize} is out of range: use an integer from 1 to 4096`);
     }
     // One spare byte per buffer shows a packet longer than expected (truncated reads are drops, not packets).
-    const bufferLen = this.offload ? VNET_HDR_LEN + MAX_IP_PACKET + 1 : mtu + 1;
-    // Split mode copies every packet into a segment buffer, so one read buffer is enough.
-    const readBuffers = this.offload && this.#gso === "split" ? 1 : this.batchSize;
-    const pool = new ArrayBuffer(bufferLen * readBuffers);
-    for (let i = 0; i < readBuffers; i++) this.#buffers.push(new Uint8Array(pool, i * bufferLen, bufferLen));
-    if (this.offload && this.#gso === "split") {
-      const segPool = new ArrayBuffer(mtu * this.batchSize);
-      for (let i = 0; i < this.batchSize; i++) this.#segments.push(new Uint8Array(segPool, i * mtu, mtu));
-    }
-    this.#writeScratch = new Uint8Array(this.offload ? VNET_HDR_LEN + MAX_IP_PACKET : 0);
+    const bufferLen = mtu + 1;
+    const pool = new ArrayBuffer(bufferLen * this.batchSize);
+    for (let i = 0; i < this.batchSize; i++) this.#buffers.push(new Uint8Array(pool, i * bufferLen, bufferLen));
     this.#eventFd = check(
       libc,
       libc.symbols.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK),
@@ -272,10 +216,9 @@ export class LinuxTun implements TunDevice {
     const out: Uint8Array[] = [];
     const { read } = this.#libc.symbols;
     const fd = this.#fd;
-    const split = this.offload && this.#gso === "split";
-    for (let i = 0, interrupts = 0; out.length < this.batchSize;) {
-      if (split && out.length + this.#maxSegments > this.batchSize) break;
-      const buf = this.#buffers[i % this.#buffers.length]!;
+    for (let interrupts = 0; out.length < this.batchSize;) {
+      // A truncated read keeps its buffer for the next packet.
+      const buf = this.#buffers[out.length]!;
       const n = read(fd, buf, BigInt(buf.length));
       if (n < 0) {
         const errno = this.#libc.errno();
@@ -283,106 +226,14 @@ export class LinuxTun implements TunDevice {
         if (errno === EINTR && ++interrupts < 100) continue;
         throw new OsError(`Reading from ${this.name} failed (${describe(errno)}): was it deleted?`, "read", errno);
       }
-      i++;
       if (n >= buf.length) {
         this.stats.readDrops++; // longer than the buffer: truncated
         continue;
       }
-      if (!this.offload) out.push(buf.subarray(0, n));
-      else this.#fromVnet(buf.subarray(0, n), out);
+      out.push(buf.subarray(0, n));
     }
     this.stats.readPackets += out.length;
     return out;
-  }
-
-  /** Strips a virtio_net_hdr, completing or splitting what the kernel offloaded; appends results to `out`. */
-  #fromVnet(frame: Uint8Array, out: Uint8Array[]): void {
-    if (frame.length < VNET_HDR_LEN + 20) {
-      this.stats.readDrops++;
-      return;
-    }
-    const hdr = new DataView(frame.buffer, frame.byteOffset, VNET_HDR_LEN);
-    const flags = hdr.getUint8(0);
-    const gsoType = hdr.getUint8(1) & ~VIRTIO_NET_HDR_GSO_ECN;
-    const gsoSize = hdr.getUint16(4, true);
-    const csumStart = hdr.getUint16(6, true);
-    const csumOffset = hdr.getUint16(8, true);
-    const packet = frame.subarray(VNET_HDR_LEN);
-    if (gsoType === VIRTIO_NET_HDR_GSO_NONE || this.#gso === "coalesce") {
-      if (flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
-        const at = csumStart + csumOffset;
-        if (at + 2 > packet.length) {
-          this.stats.readDrops++;
-          return;
-        }
-        // The field holds the pseudo-header sum; the checksum covers it and everything from csum_start.
-        const sum = checksum(packet, csumStart, packet.length);
-        packet[at] = sum >> 8;
-        packet[at + 1] = sum & 0xff;
-      }
-      if (gsoType !== VIRTIO_NET_HDR_GSO_NONE) {
-        this.offloadStats.superPackets++;
-        fixSuperPacketLength(packet);
-      }
-      if (this.#gso === "coalesce") out.push(packet);
-      else if (packet.length > this.mtu) this.stats.readDrops++;
-      else {
-        const copy = this.#segments[out.length]!.subarray(0, packet.length);
-        copy.set(packet);
-        out.push(copy);
-      }
-      return;
-    }
-    if (gsoType !== VIRTIO_NET_HDR_GSO_TCPV4 && gsoType !== VIRTIO_NET_HDR_GSO_TCPV6) {
-      this.stats.readDrops++;
-      return;
-    }
-    this.offloadStats.superPackets++;
-    const before = out.length;
-    if (!this.#splitTcp(packet, csumStart, gsoSize, out)) this.stats.readDrops++;
-    this.offloadStats.segments += out.length - before;
-  }
-
-  /** Splits a TCP super-packet into segments of `gsoSize` payload bytes, each with correct lengths and checksums. */
-  #splitTcp(packet: Uint8Array, l4Start: number, gsoSize: number, out: Uint8Array[]): boolean {
-    const v4 = packet[0]! >> 4 === 4;
-    if (l4Start + 20 > packet.length || gsoSize === 0) return false;
-    const tcpLen = (packet[l4Start + 12]! >> 4) * 4;
-    const hdrLen = l4Start + tcpLen;
-    if (tcpLen < 20 || hdrLen > packet.length || hdrLen + gsoSize > this.mtu) return false;
-    const payload = packet.length - hdrLen;
-    const count = Math.max(1, Math.ceil(payload / gsoSize));
-    if (count > this.#maxSegments) return false;
-    const view = new DataView(packet.buffer, packet.byteOffset, packet.length);
-    const seq0 = view.getUint32(l4Start + 4);
-    const id0 = v4 ? view.getUint16(4) : 0;
-    const tcpFlags = packet[l4Start + 13]!;
-    for (let s = 0; s < count; s++) {
-      const start = hdrLen + s * gsoSize;
-      const len = Math.min(gsoSize, packet.length - start);
-      const seg = this.#segments[out.length]!.subarray(0, hdrLen + len);
-      seg.set(packet.subarray(0, hdrLen));
-      seg.set(packet.subarray(start, start + len), hdrLen);
-      const sv = new DataView(seg.buffer, seg.byteOffset, seg.length);
-      if (v4) {
-        sv.setUint16(2, seg.length);
-        sv.setUint16(4, (id0 + s) & 0xffff);
-        sv.setUint16(10, 0);
-        sv.setUint16(10, checksum(seg, 0, l4Start));
-      } else {
-        sv.setUint16(4, seg.length - 40);
-      }
-      sv.setUint32(l4Start + 4, (seq0 + s * gsoSize) >>> 0);
-      let f = tcpFlags;
-      if (s > 0) f &= ~0x80; // CWR only on the first segment (RFC 3168 6.1.2, as tcp_gso_segment does)
-      if (s < count - 1) f &= ~0x09; // FIN and PSH only on the last
-      seg[l4Start + 13] = f;
-      sv.setUint16(l4Start + 16, 0);
-      const sum = checksum(seg, l4Start, seg.length, pseudoHeaderSum(seg, IPPROTO_TCP, seg.length - l4Start));
-      sv.setUint16(l4Start + 16, sum);
-      out.push(seg);
-    }
-    return true;
   }
 
   write(packets: readonly Uint8Array[]): number {
@@ -390,10 +241,8 @@ export class LinuxTun implements TunDevice {
     const { write } = this.#libc.symbols;
     let written = 0;
     for (const packet of packets) {
-      let frame: Uint8Array = packet;
-      if (this.offload) frame = this.#toVnet(packet);
       for (let attempt = 0;; attempt++) {
-        const n = write(this.#fd, frame, BigInt(frame.length));
+        const n = write(this.#fd, packet, BigInt(packet.length));
         if (n >= 0) {
           written++;
           break;
@@ -415,32 +264,6 @@ export class LinuxTun implements TunDevice {
   /** Waits (synchronously, bounded) for room in the kernel queue. */
   #waitWritable(): boolean {
     return this.#libc.symbols.poll(this.#pollOut, 1n, WRITE_WAIT_MS) > 0;
-  }
-
-  /** Prefixes a virtio_net_hdr; a TCP packet larger than the MTU goes as a GSO packet the kernel segments. */
-  #toVnet(packet: Uint8Array): Uint8Array {
-    const frame = this.#writeScratch.subarray(0, VNET_HDR_LEN + packet.length);
-    frame.fill(0, 0, VNET_HDR_LEN);
-    frame.set(packet, VNET_HDR_LEN);
-    if (packet.length <= this.mtu || packet.length < 20) return frame;
-    const v4 = packet[0]! >> 4 === 4;
-    const l4Start = v4 ? (packet[0]! & 0x0f) * 4 : 40;
-    const protocol = v4 ? packet[9] : packet[6];
-    if (protocol !== IPPROTO_TCP || l4Start + 20 > packet.length) return frame; // the kernel will refuse it
-    const tcpLen = (packet[l4Start + 12]! >> 4) * 4;
-    const hdrLen = l4Start + tcpLen;
-    const hdr = new DataView(frame.buffer, frame.byteOffset, VNET_HDR_LEN);
-    hdr.setUint8(0, VIRTIO_NET_HDR_F_NEEDS_CSUM);
-    hdr.setUint8(1, v4 ? VIRTIO_NET_HDR_GSO_TCPV4 : VIRTIO_NET_HDR_GSO_TCPV6);
-    hdr.setUint16(2, hdrLen, true);
-    hdr.setUint16(4, this.mtu - hdrLen, true);
-    hdr.setUint16(6, l4Start, true);
-    hdr.setUint16(8, 16, true);
-    // With NEEDS_CSUM the checksum field holds the pseudo-header sum, not complemented.
-    const partial = fold(pseudoHeaderSum(packet, IPPROTO_TCP, packet.length - l4Start));
-    frame[VNET_HDR_LEN + l4Start + 16] = partial >> 8;
-    frame[VNET_HDR_LEN + l4Start + 17] = partial & 0xff;
-    return frame;
   }
 
   close(): void {
@@ -468,19 +291,6 @@ export class LinuxTun implements TunDevice {
 
   [Symbol.dispose](): void {
     this.close();
-  }
-}
-
-/** A coalesced super-packet keeps the lengths of the whole: make the IP length field match the bytes. */
-function fixSuperPacketLength(packet: Uint8Array): void {
-  const view = new DataView(packet.buffer, packet.byteOffset, packet.length);
-  if (packet[0]! >> 4 === 4) {
-    if (view.getUint16(2) === packet.length) return;
-    view.setUint16(2, packet.length);
-    view.setUint16(10, 0);
-    view.setUint16(10, checksum(packet, 0, (packet[0]! & 0x0f) * 4));
-  } else {
-    view.setUint16(4, packet.length - 40);
   }
 }
 

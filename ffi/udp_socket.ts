@@ -33,7 +33,7 @@ import {
   SOCK_DGRAM,
   SOCK_NONBLOCK,
 } from "./_libc.ts";
-import { parseAddress } from "./cidr.ts";
+import { parseAddress } from "../net/wire/address.ts";
 import { errnoName, OsError } from "./errors.ts";
 
 export { ECONNREFUSED };

@@ -1,4 +1,4 @@
-import { VERSION } from "../cli/version.ts";
+import { VERSION } from "../base/version.ts";
 
 /**
  * The image `tp install` deploys unless `--image` says otherwise: deploy/Dockerfile built from the release binary.

@@ -114,7 +114,7 @@ export async function waitForManager(
       return (await findManagerPod(t)).metadata!.name!;
     } catch (e) {
       if (!(e instanceof K8sError) || (e.kind !== "manager-not-ready" && e.kind !== "no-manager")) throw e;
-      if (String((e as Error).message) !== String((last as Error | undefined)?.message)) o.onProgress?.(e.message);
+      if (e.message !== (last as K8sError | undefined)?.message) o.onProgress?.(e.message);
       last = e;
     }
     if (Date.now() >= deadline) break;

@@ -8,6 +8,7 @@
 import { Buffer } from "node:buffer";
 import { type Cluster, type Context, KubeConfig, type User } from "@kubernetes/client-node";
 import { K8sError, type Where } from "./errors.ts";
+import { errorMessage } from "../base/error_message.ts";
 
 export { DEFAULT_MANAGER_NAMESPACE, type KubeOptions } from "./options.ts";
 import { DEFAULT_MANAGER_NAMESPACE, type KubeOptions } from "./options.ts";
@@ -85,7 +86,7 @@ export function readKubeconfig(files: string[]): KubeConfig {
     try {
       one.loadFromFile(file);
     } catch (e) {
-      throw new K8sError("no-kubeconfig", `cannot read kubeconfig "${file}": ${(e as Error).message}`, { cause: e });
+      throw new K8sError("no-kubeconfig", `cannot read kubeconfig "${file}": ${errorMessage(e)}`, { cause: e });
     }
     for (const c of one.getClusters()) if (!clusters.has(c.name)) clusters.set(c.name, c);
     for (const u of one.getUsers()) if (!users.has(u.name)) users.set(u.name, u);
@@ -254,7 +255,7 @@ export async function kubeTls(t: KubeTarget): Promise<KubeTls> {
   } catch (e) {
     throw new K8sError(
       "unauthorized",
-      `cannot get credentials for context "${t.context}": ${(e as Error).message}. ` +
+      `cannot get credentials for context "${t.context}": ${errorMessage(e)}. ` +
         `Check the user's exec plugin or token file in the kubeconfig`,
       { cause: e },
     );

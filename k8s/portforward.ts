@@ -19,6 +19,7 @@ import { apiCall, clients } from "./rest.ts";
 import { connectWebSocket, encodeFrame, FrameDecoder, Opcode, UpgradeRefusedError } from "./websocket.ts";
 import type { Connection } from "../proto/h2/connection.ts";
 import { endWith, type RunnableTransport } from "../proto/h2/transport.ts";
+import { errorMessage } from "../base/error_message.ts";
 
 /** The label every traffic-manager pod carries (what `tp install` puts on the Deployment's template). */
 export const MANAGER_SELECTOR = "app.kubernetes.io/name=tp-manager";
@@ -230,7 +231,7 @@ export class ManagerStream extends Duplex {
     try {
       frames = this.#decoder.push(b);
     } catch (e) {
-      this.destroy(this.#fail(`bad WebSocket data: ${(e as Error).message}`));
+      this.destroy(this.#fail(`bad WebSocket data: ${errorMessage(e)}`));
       return;
     }
     for (const f of frames) {

@@ -4,6 +4,7 @@
  */
 import { Deframer, encodeFrame, encodeTrailers, GrpcError, Status } from "../proto/grpc_web.ts";
 import { encodeDataFrame } from "../proto/messages.ts";
+import { errorMessage } from "../base/error_message.ts";
 
 /** Request messages of a streaming call: what the handlers read, whatever carries the call. */
 export interface MessageSource {
@@ -60,7 +61,7 @@ export class MessageReader implements MessageSource {
       try {
         r = await this.#reader.read();
       } catch (e) {
-        throw new ClientGoneError(e instanceof Error ? e.message : String(e));
+        throw new ClientGoneError(errorMessage(e));
       }
       if (r.done) this.#ended = true;
       else this.#deframer.push(r.value);

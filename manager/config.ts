@@ -2,7 +2,7 @@
  * The traffic-manager's configuration: what `tp manager`'s flags produce, checked once.
  */
 import ipaddr from "ipaddr.js";
-import { formatCidr, parseCidr as parseNetCidr } from "../net/cidr.ts";
+import { formatCidr, parseCidr } from "../net/cidr.ts";
 
 export interface HostPort {
   host: string;
@@ -76,8 +76,8 @@ export function formatHostPort(hp: HostPort): string {
 }
 
 /** Checks a CIDR and returns it in canonical form ("10.0.0.0/8"); the errors are `net/cidr.ts`'s. */
-export function parseCidr(text: string): string {
-  return formatCidr(parseNetCidr(text));
+export function canonicalCidr(text: string): string {
+  return formatCidr(parseCidr(text));
 }
 
 /** The first nameserver in resolv.conf text, as the manager's default DNS server. */

@@ -19,6 +19,7 @@ import { K8sError } from "../k8s/errors.ts";
 import { type KubeTarget, loadKube } from "../k8s/kubeconfig.ts";
 import { PROBE_SERVICE } from "../k8s/manifests.ts";
 import { apiCall, clients } from "../k8s/rest.ts";
+import { errorMessage } from "../base/error_message.ts";
 
 export interface ClusterNetwork {
   podCidrs: string[];
@@ -73,7 +74,7 @@ export async function discoverClusterNetwork(o: DiscoveryOptions = {}): Promise<
     podCidrs = podCidrsFromNodes(nodes.items);
     if (podCidrs.length) podCidrSource = "nodes";
   } catch (e) {
-    problems.push((e as Error).message);
+    problems.push(errorMessage(e));
   }
   if (podCidrs.length === 0) {
     try {
@@ -81,7 +82,7 @@ export async function discoverClusterNetwork(o: DiscoveryOptions = {}): Promise<
       podCidrs = coveringCidrs(podIps(pods.items));
       if (podCidrs.length) podCidrSource = "pod-ips";
     } catch (e) {
-      problems.push((e as Error).message);
+      problems.push(errorMessage(e));
     }
   }
   const serviceCidrs = await probeServiceCidrs(t, probeNamespace(o, t), problems);
@@ -89,7 +90,7 @@ export async function discoverClusterNetwork(o: DiscoveryOptions = {}): Promise<
   try {
     resolv = await Deno.readTextFile(o.resolvConf ?? "/etc/resolv.conf");
   } catch (e) {
-    problems.push(`cannot read ${o.resolvConf ?? "/etc/resolv.conf"}: ${(e as Error).message}`);
+    problems.push(`cannot read ${o.resolvConf ?? "/etc/resolv.conf"}: ${errorMessage(e)}`);
   }
   const net = { podCidrs, serviceCidrs, podCidrSource, dns: parseResolvConf(resolv), problems };
   for (const p of problems) o.log?.(`discovery: ${p}`);
@@ -196,7 +197,7 @@ export async function probeServiceCidrs(t: KubeTarget, namespace: string, proble
         t,
         { verb: "delete", resource: "services", namespace },
         () => api.deleteNamespacedService({ name: PROBE_SERVICE, namespace }),
-      ).catch((e) => problems.push((e as Error).message));
+      ).catch((e) => problems.push(errorMessage(e)));
     } catch (e) {
       if (!(e instanceof K8sError)) throw e;
       const ranges = e.status === 422 ? parseServiceCidrError(e.message) : [];
@@ -295,13 +296,13 @@ export async function watchClusterNetwork(
       timers.add(timer);
     };
     new Watch(t.kc).watch(path, {}, (type, obj) => handle(type, obj), (err) => {
-      if (err && !closed) o.log?.(`discovery: watch ${path} ended: ${(err as Error).message ?? err}`);
+      if (err && !closed) o.log?.(`discovery: watch ${path} ended: ${errorMessage(err)}`);
       again();
     }).then((ac) => {
       if (closed) ac.abort();
       else aborts.add(ac);
     }, (err) => {
-      o.log?.(`discovery: cannot watch ${path}: ${(err as Error).message}`);
+      o.log?.(`discovery: cannot watch ${path}: ${errorMessage(err)}`);
       again();
     });
   };

@@ -11,7 +11,7 @@
  */
 import { CONTENT_TYPE, encodeFrame, encodeTrailers, GrpcError, Status, statusName } from "../proto/grpc_web.ts";
 import { API_VERSION, type ClusterInfo, type Codec, codecs, methods, SERVICE_NAME } from "../proto/messages.ts";
-import { VERSION } from "../cli/version.ts";
+import { VERSION } from "../base/version.ts";
 import { AllowList, formatHostPort, type ManagerConfig } from "./config.ts";
 import { DnsForwarder } from "./dns.ts";
 import type { Logger } from "./log.ts";

@@ -2,7 +2,7 @@
  * CIDR arithmetic for routing decisions: parse, contain, overlap, and subtract (for `--never-proxy`, which carves
  * holes in the routed subnets by routing only what is left). Off the packet path; addresses are bigints here.
  */
-import { formatAddress as formatBytes, parseCidr as parsePrefix, type Prefix } from "../ffi/cidr.ts";
+import { ipToString, parsePrefix, type Prefix } from "./wire/address.ts";
 
 export interface Cidr {
   family: 4 | 6;
@@ -19,7 +19,7 @@ function bitsOf(family: 4 | 6): number {
 
 /**
  * Parses "a.b.c.d/n" or "x::/n" (a bare address is a host route); host bits must be zero unless `loose`. The text is
- * read by `ffi/cidr.ts`, the one parser tp has, which rejects shorthand forms like "10.0.0/8".
+ * read by `net/wire/address.ts`, the one parser tp has, which rejects shorthand forms like "10.0.0/8".
  */
 export function parseCidr(text: string, opts: { loose?: boolean } = {}): Cidr {
   let p: Prefix;
@@ -56,7 +56,7 @@ export function formatAddress(family: 4 | 6, value: bigint): string {
     bytes[i] = Number(value & 0xffn);
     value >>= 8n;
   }
-  return formatBytes(bytes);
+  return ipToString(bytes);
 }
 
 export function formatCidr(c: Cidr): string {

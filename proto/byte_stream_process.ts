@@ -14,6 +14,7 @@
  * stderr goes to `log` line by line, bounded: long lines are cut, and after `maxLogLines` lines the rest are counted.
  */
 import type { ByteStream } from "./byte_stream.ts";
+import { errorMessage } from "../base/error_message.ts";
 
 export interface ProcessBridgeOptions {
   /** Names the process in a reset reason: `sftp-server exited with code 1`. */
@@ -146,7 +147,7 @@ class ProcessBridge {
     try {
       return await this.stream.read();
     } catch (e) {
-      this.#onReset((e as Error).message);
+      this.#onReset(errorMessage(e));
       return undefined;
     }
   }
@@ -167,7 +168,7 @@ class ProcessBridge {
           more = this.stream.write(value);
           this.#bytesOut += value.length;
         } catch (e) {
-          this.#onReset((e as Error).message);
+          this.#onReset(errorMessage(e));
           this.#bytesDropped += value.length;
           continue;
         }

@@ -9,6 +9,7 @@
 import protobuf from "protobufjs";
 import { MANAGER_PROTO } from "./_manager_proto.ts";
 import { FRAME_HEADER_LEN } from "./grpc_web.ts";
+import { errorMessage } from "../base/error_message.ts";
 
 export const SERVICE_NAME = "tp.manager.v1.Manager";
 export const API_VERSION = "tp.manager.v1";
@@ -363,7 +364,7 @@ export function decodeTunnelFrame(msg: Uint8Array): TunnelFrame {
   try {
     m = tunnelFrameType.toObject(tunnelFrameType.decode(msg), { ...toObjectOptions, defaults: false, oneofs: true });
   } catch (e) {
-    throw new SyntaxError(`Cannot decode TunnelFrame: ${e instanceof Error ? e.message : String(e)}`);
+    throw new SyntaxError(`Cannot decode TunnelFrame: ${errorMessage(e)}`);
   }
   switch (m.kind) {
     case "data":

@@ -1,7 +1,7 @@
 /**
  * A session with the traffic-manager: arrive, keep alive, watch the cluster info, open tunnels, ask DNS, depart.
  */
-import { VERSION } from "../cli/version.ts";
+import { VERSION } from "../base/version.ts";
 import { Call, Channel, type ChannelOptions, type DuplexFactory } from "./channel.ts";
 import { encodeFrame, GrpcError, Status } from "./grpc_web.ts";
 import {
@@ -20,6 +20,7 @@ import {
   type VersionInfo,
 } from "./messages.ts";
 import { Tunnel, type TunnelMethod, type TunnelRequest } from "./tunnel.ts";
+import { errorMessage } from "../base/error_message.ts";
 
 export interface ConnectOptions extends Omit<ChannelOptions, "token"> {
   clientName?: string;
@@ -337,6 +338,6 @@ async function arrive(
   } catch (e) {
     await channel.destroy();
     if (e instanceof GrpcError) throw e;
-    throw new GrpcError(Status.UNAVAILABLE, e instanceof Error ? e.message : String(e));
+    throw new GrpcError(Status.UNAVAILABLE, errorMessage(e));
   }
 }

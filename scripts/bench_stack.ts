@@ -4,10 +4,10 @@
  * loopback path measured in the same run with the same client. Prints MB/s, the ratio to loopback, and CPU time
  * per MB (the router's process, and the whole machine).
  *
- *   sudo ./scripts/deno run -A scripts/bench_stack.ts [--megabytes 1000] [--configs plain,offload,mtu64k]
+ *   sudo ./scripts/deno run -A scripts/bench_stack.ts [--megabytes 1000] [--configs plain,mtu64k]
  *
- * Configurations: `plain` (MTU 1500, no offload), `offload` (MTU 1500, createTun({ offload: true, gso:
- * "coalesce" }): TCP super-packets both ways), `mtu64k` (MTU 65535, no offload: the kernel's MSS is 65495). The router
+ * Configurations: `plain` (MTU 1500), `mtu64k` (MTU 65535, as the daemon's TUN: the kernel's MSS is 65495). A
+ * configuration may be named more than once, to take turns. The router
  * runs in tests/stack_child.ts inside a namespace of its own (tpt-stack-bench-<pid>), deleted at the end; the
  * client is socat (256 KiB buffers).
  */
@@ -19,7 +19,7 @@ const flag = (name: string, fallback: string) => {
 };
 const MB = Number(flag("--megabytes", "1000"));
 const BYTES = MB * 1e6;
-const CONFIGS = flag("--configs", "plain,offload,mtu64k").split(",");
+const CONFIGS = flag("--configs", "plain,mtu64k").split(",");
 const NS = `tpt-stack-bench-${Deno.pid}`;
 const DENO = Deno.execPath();
 const SVC = "198.19.0.10";
@@ -148,7 +148,6 @@ try {
 
   for (const config of CONFIGS) {
     const flags = ["--verify", "false", "--source-bytes", String(BYTES), "--name", "tpt0"];
-    if (config === "offload") flags.push("--offload");
     if (config === "mtu64k") flags.push("--mtu", "65535");
     await withChild(flags, async (pid) => {
       row(`tp ${config}`, "upload", await timed(`head -c ${BYTES} /dev/zero | ${CLIENT} - TCP:${SVC}:9000`, pid), true);

@@ -15,7 +15,7 @@ import { Resolver } from "../net/dns/resolver.ts";
 import { NameRouter } from "../net/dns/name_routing.ts";
 import { nameserverForwarder } from "../cli/dns/forwarder.ts";
 import { applyResolvConf, parseResolvConf, repairResolvConf, restoreResolvConf } from "../cli/dns/resolv_conf.ts";
-import { serveDns } from "../cli/dns/server.ts";
+import { serveDns } from "./dns_server.ts";
 
 export interface ServeOptions {
   dnsAddress: string;

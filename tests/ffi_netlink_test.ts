@@ -2,18 +2,17 @@
  * rtnetlink through FFI against a real kernel, inside a namespace per test, with iproute2 as the observer.
  */
 import assert from "node:assert/strict";
-import { ipJson, NetnsChild, withChild, withNetns } from "./ffi_netns.ts";
-import { formatPrefix, networkOf, parseCidr, parseNetwork } from "../ffi/cidr.ts";
-import type { AddressInfo, LinkInfo, RouteInfo, RuleInfo } from "../ffi/netlink.ts";
+import { ip, ipJson, NetnsChild, withChild, withNetns } from "./ffi_netns.ts";
+import { formatPrefix, parsePrefix } from "../net/wire/address.ts";
+import type { RouteInfo } from "../ffi/netlink.ts";
 
 type IpAddr = { ifname: string; addr_info: { local: string; prefixlen: number }[] };
 type IpRoute = { dst: string; dev?: string; table?: string; type?: string };
-type IpRule = { priority: number; table: string; dst?: string; dstlen?: number };
 type IpLink = { ifindex: number; ifname: string; mtu: number };
 
 const TABLE_IDS: Record<string, number> = { default: 253, main: 254, local: 255 };
 
-/** Sets up tp0 the way `tp connect` will: no IPv6 address generation, MTU, up, addresses, routes, a rule. */
+/** Sets up tp0 the way `tp connect` does: no IPv6 address generation, MTU, up, addresses, routes (one in table 100). */
 async function configure(child: NetnsChild): Promise<void> {
   await child.call("createTun", { options: { name: "tp0", mtu: 1400 } });
   const steps: [string, unknown[]][] = [
@@ -25,7 +24,6 @@ async function configure(child: NetnsChild): Promise<void> {
     ["addRoute", [{ dst: "2001:db8:1::/64", dev: "tp0" }]],
     ["addRoute", [{ dst: "198.18.2.0/24", dev: "tp0", table: 100 }]],
     ["addRoute", [{ dst: "198.18.3.0/24", type: "throw", table: 100 }]],
-    ["addRule", [{ dst: "198.18.4.0/24", table: 100, priority: 1000 }]],
   ];
   for (const [method, args] of steps) await child.call("nl", { method, args });
 }
@@ -35,7 +33,7 @@ function ipRouteKey(r: IpRoute, family: 4 | 6): string {
   let dst = r.dst === "default" ? (family === 4 ? "0.0.0.0/0" : "::/0") : r.dst;
   if (!dst.includes("/")) dst += family === 4 ? "/32" : "/128";
   const table = r.table === undefined ? 254 : TABLE_IDS[r.table] ?? Number(r.table);
-  return `${family}|${formatPrefix(parseCidr(dst))}|${table}|${r.type ?? "unicast"}|${r.dev ?? ""}`;
+  return `${family}|${formatPrefix(parsePrefix(dst))}|${table}|${r.type ?? "unicast"}|${r.dev ?? ""}`;
 }
 
 const routeKey = (r: RouteInfo) => `${r.family}|${r.dst}|${r.table}|${r.type}|${r.dev ?? ""}`;
@@ -46,7 +44,7 @@ async function ipRoutes(ns: string): Promise<string[]> {
   return [...new Set([...v4, ...v6])].sort();
 }
 
-Deno.test("netlink configures tp0 and iproute2 sees exactly those addresses, routes and rule", async () => {
+Deno.test("netlink configures tp0 and iproute2 sees exactly those addresses and routes", async () => {
   await withNetns("config", async (ns) => {
     await withChild(ns, async (child) => {
       await configure(child);
@@ -66,54 +64,24 @@ Deno.test("netlink configures tp0 and iproute2 sees exactly those addresses, rou
         "throw 198.18.3.0/24 -",
         "unicast 198.18.2.0/24 tp0",
       ]);
-      const rules = await ipJson(ns, "-4", "rule", "show") as IpRule[];
-      assert.deepEqual(
-        rules.filter((r) => r.priority === 1000),
-        [{ priority: 1000, src: "all", dst: "198.18.4.0", dstlen: 24, table: "100" }],
-      );
       // And nothing the kernel did on its own reaches the device: no router solicitation, no MLD.
       assert.deepEqual(await child.call("read", { count: 1, timeoutMs: 300 }), []);
     });
   });
 });
 
-Deno.test("netlink dumps agree with ip -j link, addr, route show table all, and rule", async () => {
+Deno.test("netlink's route dump agrees with ip -j route show table all", async () => {
   await withNetns("dumps", async (ns) => {
     await withChild(ns, async (child) => {
       await configure(child);
-      const links = await child.call<LinkInfo[]>("nl", { method: "links" });
-      const ipLinks = await ipJson(ns, "link", "show") as IpLink[];
-      assert.deepEqual(
-        links.map((l) => `${l.index} ${l.name} ${l.mtu}`),
-        ipLinks.map((l) => `${l.ifindex} ${l.ifname} ${l.mtu}`),
-      );
-      assert.equal(links.find((l) => l.name === "tp0")?.kind, "tun");
-
-      const addrs = await child.call<AddressInfo[]>("nl", { method: "addresses" });
-      const ipAddrs = (await ipJson(ns, "addr", "show") as IpAddr[]).flatMap((l) =>
-        l.addr_info.map((a) => `${l.ifname} ${a.local}/${a.prefixlen}`)
-      );
-      assert.deepEqual(addrs.map((a) => `${a.dev} ${a.address}/${a.prefixLength}`).sort(), ipAddrs.sort());
-
       const routes = await child.call<RouteInfo[]>("nl", { method: "routes" });
       assert.deepEqual([...new Set(routes.map(routeKey))].sort(), await ipRoutes(ns));
-
-      const rules = await child.call<RuleInfo[]>("nl", { method: "rules" });
-      const ipRules = [
-        ...(await ipJson(ns, "-4", "rule", "show") as IpRule[]).map((r) => ({ r, f: 4 })),
-        ...(await ipJson(ns, "-6", "rule", "show") as IpRule[]).map((r) => ({ r, f: 6 })),
-      ].map(({ r, f }) =>
-        `${f} ${r.priority} ${TABLE_IDS[r.table] ?? r.table} ${r.dst ? `${r.dst}/${r.dstlen}` : "all"}`
-      );
-      assert.deepEqual(
-        rules.map((r) => `${r.family} ${r.priority} ${r.table} ${r.dst ?? "all"}`).sort(),
-        ipRules.sort(),
-      );
+      assert.ok(routes.some((r) => r.dst === "198.18.1.0/24" && r.dev === "tp0"), "device names resolved");
     });
   });
 });
 
-Deno.test("netlink deletes what it added, and a second delete is a clear error", async () => {
+Deno.test("netlink deletes the routes it added, and a second delete is a clear error", async () => {
   await withNetns("delete", async (ns) => {
     await withChild(ns, async (child) => {
       await configure(child);
@@ -121,23 +89,11 @@ Deno.test("netlink deletes what it added, and a second delete is a clear error",
         await child.request("nl", { method, args: [...[arg].flat()] });
       assert.equal((await del("deleteRoute", { dst: "198.18.1.0/24", dev: "tp0" })).error, undefined);
       assert.equal((await del("deleteRoute", { dst: "198.18.3.0/24", type: "throw", table: 100 })).error, undefined);
-      assert.equal((await del("deleteRule", { dst: "198.18.4.0/24", table: 100, priority: 1000 })).error, undefined);
-      assert.equal((await del("deleteAddress", ["tp0", "2001:db8::1/128"])).error, undefined);
       assert.deepEqual(await ipJson(ns, "-4", "route", "show", "proto", "static"), []);
       assert.deepEqual(await ipJson(ns, "-4", "route", "show", "table", "100", "type", "throw"), []);
-      assert.ok(!(await ipJson(ns, "-4", "rule", "show") as IpRule[]).some((r) => r.priority === 1000));
-      const [addr] = await ipJson(ns, "addr", "show", "dev", "tp0") as IpAddr[];
-      assert.deepEqual(addr?.addr_info.map((a) => a.local), ["198.18.0.1"]);
 
       const again = await del("deleteRoute", { dst: "198.18.1.0/24", dev: "tp0" });
       assert.equal(again.error?.message, "No route 198.18.1.0/24 on dev tp0 (table main) to delete");
-      const rule = await del("deleteRule", { dst: "198.18.4.0/24", table: 100, priority: 1000 });
-      assert.equal(rule.error?.message, 'No rule "1000: from all to 198.18.4.0/24 lookup 100 (IPv4)" to delete');
-      const addr6 = await del("deleteAddress", ["tp0", "2001:db8::1/128"]);
-      assert.equal(addr6.error?.message, "Address 2001:db8::1/128 is not on dev tp0");
-      await child.call("nl", { method: "setLinkDown", args: ["tp0"] });
-      const [link] = await ipJson(ns, "link", "show", "dev", "tp0") as { flags: string[] }[];
-      assert.ok(!link?.flags.includes("UP"));
     });
   });
 });
@@ -156,7 +112,7 @@ Deno.test("netlink errors say what failed: existing route, missing family, unkno
         (await child.request("nl", { method: "addAddress", args: ["tp0", "198.18.0.1/32"] })).error?.message,
         "Address 198.18.0.1/32 already exists on dev tp0",
       );
-      await child.call("nl", { method: "deleteAddress", args: ["tp0", "2001:db8::1/128"] });
+      await ip(ns, "addr", "del", "2001:db8::1/128", "dev", "tp0");
       assert.deepEqual(await add({ dst: "2001:db8:2::/64", dev: "tp0" }), {
         name: "RangeError",
         code: null,
@@ -172,10 +128,6 @@ Deno.test("netlink errors say what failed: existing route, missing family, unkno
       assert.equal(
         (await add({ dst: "198.18.1.7/24", dev: "tp0" }))?.message,
         'CIDR "198.18.1.7/24" has host bits set: did you mean "198.18.1.0/24"?',
-      );
-      assert.equal(
-        (await child.request("nl", { method: "setLinkMtu", args: ["tp0", 40] })).error?.message,
-        "MTU 40 is out of range: use an integer from 68 to 65535",
       );
     });
   });
@@ -196,14 +148,4 @@ Deno.test("netlink without CAP_NET_ADMIN says tp needs root or CAP_NET_ADMIN", a
       await child.end();
     }
   });
-});
-
-Deno.test("parseCidr() and parseNetwork() reject malformed CIDRs with the input quoted", () => {
-  for (const bad of ["10.0.0/8", "10.0.0.0/33", "10.0.0.0/", "0x0a.0.0.0/8", "2001:db8::/129", "fe80::1%eth0/64", ""]) {
-    assert.throws(() => parseCidr(bad), (e: Error) => e instanceof SyntaxError && e.message.includes(`"${bad}"`));
-  }
-  assert.equal(formatPrefix(parseCidr("198.18.0.1")), "198.18.0.1/32");
-  assert.equal(formatPrefix(parseCidr("2001:db8::1")), "2001:db8::1/128");
-  assert.equal(formatPrefix(networkOf(parseCidr("2001:db8:ffff::1/33"))), "2001:db8:8000::/33");
-  assert.throws(() => parseNetwork("198.18.0.1/15"), /did you mean "198.18.0.0\/15"/);
 });

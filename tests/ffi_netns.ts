@@ -3,6 +3,8 @@
  * process inside it (tests/ffi_netns_child.ts) driven by JSON lines, and iproute2 as the independent observer.
  * Everything started here is ended by pid, and every namespace made here is deleted here.
  */
+import { checksum, pseudoHeaderSumV4 } from "../net/wire/checksum.ts";
+
 const ROOT = new URL("..", import.meta.url).pathname;
 const DENO = Deno.execPath();
 const CHILD = new URL("./ffi_netns_child.ts", import.meta.url).pathname;
@@ -187,15 +189,6 @@ export async function withChild(ns: string, fn: (child: NetnsChild) => Promise<v
 
 // --- Packet builders for the tests (the tests check the device, not these; the kernel judges them). ---
 
-/** The RFC 1071 checksum of `b`. */
-function inetChecksum(b: Uint8Array, initial = 0): number {
-  let sum = initial;
-  for (let i = 0; i + 1 < b.length; i += 2) sum += (b[i]! << 8) | b[i + 1]!;
-  if (b.length % 2) sum += b[b.length - 1]! << 8;
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  return ~sum & 0xffff;
-}
-
 const v4 = (a: string) => Uint8Array.from(a.split(".").map(Number));
 
 /** An IPv4 UDP packet with correct checksums. */
@@ -208,17 +201,13 @@ export function udp4Packet(src: string, dst: string, sport: number, dport: numbe
   p[9] = 17;
   p.set(v4(src), 12);
   p.set(v4(dst), 16);
-  d.setUint16(10, inetChecksum(p.subarray(0, 20)));
+  d.setUint16(10, checksum(p, 0, 20));
   d.setUint16(20, sport);
   d.setUint16(22, dport);
   d.setUint16(24, 8 + payload.length);
   p.set(payload, 28);
-  const pseudo = new Uint8Array(12);
-  pseudo.set(p.subarray(12, 20));
-  pseudo[9] = 17;
-  new DataView(pseudo.buffer).setUint16(10, 8 + payload.length);
-  const ps = Array.from({ length: 6 }, (_, i) => (pseudo[2 * i]! << 8) | pseudo[2 * i + 1]!).reduce((a, b) => a + b);
-  d.setUint16(26, inetChecksum(p.subarray(20), ps) || 0xffff);
+  const pseudo = pseudoHeaderSumV4(d.getUint32(12), d.getUint32(16), 17, 8 + payload.length);
+  d.setUint16(26, checksum(p, 20, p.length, pseudo) || 0xffff);
   return p;
 }
 

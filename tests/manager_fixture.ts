@@ -3,6 +3,7 @@
  * servers. Each returns a `close()` that releases everything it opened, so test sanitizers stay on.
  */
 import dgram from "node:dgram";
+import { concat } from "../base/bytes.ts";
 import { type ManagerConfig } from "../manager/config.ts";
 import { recordingLogger } from "../manager/log.ts";
 import { Manager, serveManager, type ServeOptions } from "../manager/server.ts";
@@ -130,15 +131,10 @@ export async function udpEchoServer(host = "127.0.0.1") {
 }
 
 export async function sha256(chunks: Uint8Array[]): Promise<string> {
-  let n = 0;
-  for (const c of chunks) n += c.length;
-  const all = new Uint8Array(n);
-  let o = 0;
-  for (const c of chunks) {
-    all.set(c, o);
-    o += c.length;
-  }
-  return Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", all)), (b) => b.toString(16).padStart(2, "0"))
+  return Array.from(
+    new Uint8Array(await crypto.subtle.digest("SHA-256", concat(chunks))),
+    (b) => b.toString(16).padStart(2, "0"),
+  )
     .join("");
 }
 

@@ -9,7 +9,7 @@
  *   5201  forwarded to 127.0.0.1:5201 (an iperf3 server the test runs in the namespace)
  *   9     refused (RST)                    10    unreachable (ICMP host unreachable)
  *
- * Flags: --offload (createTun offload + gso coalesce), --mtu N, --fault SEED (FaultyTun: 1 % loss, duplication and
+ * Flags: --mtu N, --fault SEED (FaultyTun: 1 % loss, duplication and
  * reordering, 20 ms delay each way), --name NAME. Prints "ready" when the device and routes are up, and a JSON
  * line of router stats when stdin closes (then exits).
  */
@@ -218,14 +218,13 @@ if (import.meta.main) {
     const i = args.indexOf(name);
     return i >= 0 ? args[i + 1] : undefined;
   };
-  const offload = args.includes("--offload");
   const name = flag("--name") ?? "tpt0";
   const mtu = Number(flag("--mtu") ?? 1500);
   const sourceBytes = Number(flag("--source-bytes") ?? 100e6);
   const faultSeed = flag("--fault");
   const block = patternBlock();
 
-  const tun = createTun({ name, mtu, ...(offload ? { offload: true, gso: "coalesce" as const } : {}) });
+  const tun = createTun({ name, mtu });
   const nl = Netlink.open();
   nl.disableIpv6AddrGen(name);
   nl.setLinkUp(name);
@@ -262,7 +261,6 @@ if (import.meta.main) {
   };
   const router = new Router(dev, owner, {
     verifyChecksums: flag("--verify") !== "false",
-    ...(args.includes("--no-tso") ? { offload: false } : {}),
     onError: (e) => console.error(`router: ${(e as Error)?.stack ?? e}`),
   });
   const running = router.run();
@@ -272,6 +270,6 @@ if (import.meta.main) {
   router.stop();
   dev.close();
   await running;
-  console.log(JSON.stringify({ ...router.stats(), tun: tun.stats, offload: tun.offloadStats }));
+  console.log(JSON.stringify({ ...router.stats(), tun: tun.stats }));
   Deno.exit(0);
 }

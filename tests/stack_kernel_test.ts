@@ -149,31 +149,9 @@ Deno.test("kernel TCP through the TUN: curl and socat move 100 MB each way, veri
   assert.deepEqual(s.stats["drops"], {}, "no drops");
 });
 
-Deno.test("kernel TCP through a TUN with MTU 65535 (MSS 65495, no offload): 100 MB each way, verified", async () => {
+Deno.test("kernel TCP through a TUN with MTU 65535 (MSS 65495, as the daemon's): 100 MB each way, verified", async () => {
   const s = await withStack("bulk64k", ["--mtu", "65535"], (s) => bulk(s, MB100));
   assert.deepEqual(s.stats["drops"], {}, "no drops");
-});
-
-Deno.test("kernel TCP through an offloading TUN (TCP super-packets both ways): curl moves 100 MB each way, verified", async () => {
-  // Known issue (see the router's report): with super-packets from the kernel and a slow reader on the kernel's side
-  // (socat echo into a pipe, curl into sha256sum), a connection sometimes recovers only by retransmission
-  // timeouts, for seconds. Readers that keep up are used here: the sink hashes the upload, the download is counted.
-  const s = await withStack("bulko", ["--offload"], async (s) => {
-    const down = await s.bash(`curl -sS -o /dev/null -w '%{size_download}' http://${SVC}/bytes/${MB100}`);
-    assert.equal(down.stdout, String(MB100), down.stderr);
-    const dir = `/tmp/${s.ns}`;
-    await must(["mkdir", "-p", dir]);
-    try {
-      await must(["bash", "-c", `head -c ${MB100} /dev/urandom > ${dir}/in.bin`]);
-      const want = (await must(["sha256sum", `${dir}/in.bin`])).stdout.split(" ")[0];
-      const up = await s.bash(`curl -sS -H 'Expect:' --data-binary @${dir}/in.bin http://${SVC}/upload`);
-      assert.equal(up.stdout, want, `upload content ${up.stderr}`);
-    } finally {
-      await run(["rm", "-rf", dir]);
-    }
-  });
-  assert.deepEqual(s.stats["drops"], {}, "no drops");
-  assert.ok((s.stats["offload"] as { superPackets: number }).superPackets > 100, "super-packets were read");
 });
 
 Deno.test("kernel TCP through the TUN: iperf3 moves 100 MB each way (forwarded to an iperf3 server)", async () => {

@@ -4,7 +4,7 @@
  * the router stops taking the app's bytes (its TCP window closes); while the app's send buffer is full the bridge
  * stops reading the tunnel (the HTTP/2 window closes).
  */
-import { DialCode, type ManagerSession, type Tunnel, TunnelResetError } from "../../proto/mod.ts";
+import { DialCode, dialCodeName, type ManagerSession, type Tunnel, TunnelResetError } from "../../proto/mod.ts";
 import type { Flow, RefuseReason, TcpSocket, UdpFlow } from "../../net/router/owner.ts";
 
 export interface BridgeStats {
@@ -69,7 +69,7 @@ async function open(
     stats.dialResults["error"] = (stats.dialResults["error"] ?? 0) + 1;
     return "unreachable";
   }
-  const name = Object.entries(DialCode).find(([, v]) => v === t.dial.code)?.[0] ?? String(t.dial.code);
+  const name = dialCodeName(t.dial.code);
   stats.dialResults[name] = (stats.dialResults[name] ?? 0) + 1;
   if (t.dial.code === DialCode.ok) return t;
   t.reset("not dialed");

@@ -10,7 +10,7 @@ import { Netlink } from "../../ffi/netlink.ts";
 import { type Cidr, formatAddress, formatCidr } from "../../net/cidr.ts";
 import { Router } from "../../net/router/router.ts";
 import type { TcpSocket, UdpFlow } from "../../net/router/owner.ts";
-import { VERSION } from "../version.ts";
+import { VERSION } from "../../base/version.ts";
 import { selfArgv } from "../process.ts";
 import { ExitCode } from "../exit_code.ts";
 import { bridgeTcp, bridgeUdp, newBridgeStats } from "./bridge.ts";

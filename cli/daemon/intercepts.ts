@@ -9,6 +9,7 @@ import net from "node:net";
 import { DialCode, type ManagerSession, pipeSocket } from "../../proto/mod.ts";
 import type { MountUser, SshfsMount } from "../mount/mod.ts";
 import type { AgentList, InterceptConnection, InterceptInfo } from "../../proto/messages.ts";
+import { errorMessage } from "../../base/error_message.ts";
 
 export interface InterceptStats {
   connections: number;
@@ -61,7 +62,7 @@ export class DaemonIntercepts {
             const info = await session.createIntercept(w.workload, w.appPort, w.localPort);
             this.#infos.set(info.id, info);
           } catch (e) {
-            this.log(`cannot intercept ${w.workload} again after reconnecting: ${(e as Error).message}`);
+            this.log(`cannot intercept ${w.workload} again after reconnecting: ${errorMessage(e)}`);
           }
         }
       }
@@ -83,7 +84,7 @@ export class DaemonIntercepts {
       const m = await this.#mount(s, info, mount.dir);
       return { ...info, mount: { dir: m.dir } };
     } catch (e) {
-      const error = (e as Error).message;
+      const error = errorMessage(e);
       this.log(`cannot mount ${workload}'s volumes at ${mount.dir}: ${error}`);
       if (mount.required) {
         await this.leave(workload).catch(() => {});
@@ -119,7 +120,7 @@ export class DaemonIntercepts {
         await m.unmount();
         this.log(`unmounted ${w}'s volumes from ${m.dir}`);
       } catch (e) {
-        this.log(`cannot unmount ${m.dir}: ${(e as Error).message}`);
+        this.log(`cannot unmount ${m.dir}: ${errorMessage(e)}`);
       }
     }
   }
@@ -165,7 +166,7 @@ export class DaemonIntercepts {
     try {
       for await (const c of session.watchInterceptConnections()) this.#serve(session, c);
     } catch (e) {
-      if (this.#session === session) this.log(`intercepted connections: watch ended (${(e as Error).message})`);
+      if (this.#session === session) this.log(`intercepted connections: watch ended (${errorMessage(e)})`);
     }
   }
 

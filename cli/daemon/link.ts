@@ -14,7 +14,8 @@ import {
 import type { ManagerStream } from "../../k8s/portforward.ts";
 import { lookup } from "node:dns/promises";
 import { type ConnectSettings, describeTarget } from "./settings.ts";
-import { VERSION } from "../version.ts";
+import { VERSION } from "../../base/version.ts";
+import { errorMessage } from "../../base/error_message.ts";
 
 /** Reconnection gives up after this many attempts (about 5 minutes with the backoff below). */
 const MAX_RECONNECTS = 80;
@@ -153,7 +154,7 @@ export class ManagerLink {
         }
         return;
       } catch (e) {
-        this.lastError = (e as Error).message;
+        this.lastError = errorMessage(e);
       }
     }
     this.state = "closed";

@@ -3,6 +3,7 @@
  * own against the running daemon's.
  */
 import { type Cidr, formatCidr, parseCidr } from "../../net/cidr.ts";
+import { errorMessage } from "../../base/error_message.ts";
 
 export interface ConnectSettings {
   /** A direct traffic-manager URL; "" means Kubernetes: a port-forward through the API server (the `kube` fields). */
@@ -30,7 +31,7 @@ function cidrs(flag: string, values: readonly string[]): string[] {
     try {
       c = parseCidr(v);
     } catch (e) {
-      throw new UsageError(`${flag}: ${(e as Error).message}`);
+      throw new UsageError(`${flag}: ${errorMessage(e)}`);
     }
     return formatCidr(c);
   });

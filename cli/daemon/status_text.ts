@@ -38,7 +38,6 @@ const TCP_TROUBLE = [
   "resetsSent",
   "resetsReceived",
   "outOfOrderOverflowDrops",
-  "connectionLimitDrops",
   "heldSynTimeouts",
   "dataAfterFinDrops",
 ] as const;

@@ -1,6 +1,6 @@
 /**
  * The OS side of tp's DNS: pointing the system at tp (resolv.conf or systemd-resolved), asking the original
- * nameservers, and a kernel-socket DNS server. The DNS logic itself is in `net/dns/`.
+ * nameservers. The DNS logic itself is in `net/dns/`.
  */
 export {
   type Nameserver,
@@ -33,4 +33,3 @@ export {
   type ResolvedVia,
   revertResolved,
 } from "./resolved.ts";
-export { type DnsServer, type DnsServerOptions, serveDns } from "./server.ts";

@@ -3,7 +3,7 @@
  * the calls resolvectl(1) itself makes). The same settings as the resolvectl command lines in resolved.ts, in the
  * same order: DNS server, domains, not the default route, no DNSSEC.
  */
-import { parseAddress } from "../../ffi/cidr.ts";
+import { parseAddress } from "../../net/wire/address.ts";
 import type { DBusCall, DBusValue } from "./dbus.ts";
 
 export interface LinkDnsSettings {

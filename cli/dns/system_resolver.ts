@@ -2,7 +2,7 @@
  * Whether the system's resolver points at tp right now, for `tp status`: read from where the C library and
  * systemd-resolved take it (resolv.conf itself; resolved's settings for tp's link), never from what tp last wrote.
  */
-import { parseAddress } from "../../ffi/cidr.ts";
+import { parseAddress } from "../../net/wire/address.ts";
 import { DBusConnection, DBusVariant, systemBusAddress } from "./dbus.ts";
 import { parseResolvConf } from "./resolv_conf.ts";
 import { linkIndex, RESOLVE1 } from "./resolved_dbus.ts";

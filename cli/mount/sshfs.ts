@@ -37,6 +37,7 @@ import { mountAt } from "./mountinfo.ts";
 import { type MountRecord, processStartTime, removeRecord, writeRecord } from "./records.ts";
 import { checkMountRequirements, SYSTEM_PATH } from "./requirements.ts";
 import { mountSource, type UnmountResult, unmountTpMount } from "./unmount.ts";
+import { errorMessage } from "../../base/error_message.ts";
 
 export interface MountUser {
   uid: number;
@@ -168,7 +169,7 @@ export async function mountSshfs(stream: ByteStream, dir: string, opts: SshfsOpt
     record.dir = await prepareMountPoint(dir, user);
     await writeRecord(opts.stateDir, record);
   } catch (e) {
-    stream.reset((e as Error).message);
+    stream.reset(errorMessage(e));
     throw e;
   }
 

@@ -109,17 +109,26 @@ export function setU32(buf: Uint8Array, o: number, v: number): void {
 
 /**
  * Reads the name at `offset`, following compression pointers (RFC 1035 section 4.1.4) only backwards and a bounded
- * number of times. Returns the normalised name and the offset after the name's in-place bytes, or null.
+ * number of times: tp's one walker over names from the network. Returns the normalised name and the offset after
+ * the name's in-place bytes, or null when the name is malformed, longer than 255 bytes, or its in-place bytes run
+ * past `limit` (e.g. the end of the record holding it). With `wire`, the name's uncompressed wire bytes (letter case
+ * kept) are appended to it.
  */
-export function readName(buf: Uint8Array, offset: number): { name: string; end: number } | null {
+export function readName(
+  buf: Uint8Array,
+  offset: number,
+  limit = buf.length,
+  wire?: number[],
+): { name: string; end: number } | null {
   const labels: string[] = [];
   let o = offset;
   let end = -1;
-  let wire = 1;
+  let wireLen = 1;
   let pointers = 0;
   let lowest = offset;
   for (;;) {
-    if (o >= buf.length) return null;
+    const stop = end < 0 ? limit : buf.length;
+    if (o >= stop) return null;
     const len = buf[o]!;
     if (len === 0) {
       if (end < 0) end = o + 1;
@@ -127,7 +136,7 @@ export function readName(buf: Uint8Array, offset: number): { name: string; end: 
     }
     const kind = len & 0xc0;
     if (kind === 0xc0) {
-      if (o + 1 >= buf.length || ++pointers > MAX_POINTERS) return null;
+      if (o + 1 >= stop || ++pointers > MAX_POINTERS) return null;
       const target = ((len & 0x3f) << 8) | buf[o + 1]!;
       if (end < 0) end = o + 2;
       // Only backwards, and strictly before every place this name has been read from: no loops.
@@ -137,17 +146,19 @@ export function readName(buf: Uint8Array, offset: number): { name: string; end: 
       continue;
     }
     if (kind !== 0) return null; // 0x40 and 0x80 label types are obsolete (RFC 6891 section 5)
-    if (o + 1 + len > buf.length) return null;
-    wire += len + 1;
-    if (wire > MAX_NAME_WIRE) return null;
+    if (o + 1 + len > stop) return null;
+    wireLen += len + 1;
+    if (wireLen > MAX_NAME_WIRE) return null;
     labels.push(labelText(buf, o + 1, len));
+    if (wire !== undefined) { for (let i = o; i <= o + len; i++) wire.push(buf[i]!); }
     o += 1 + len;
   }
+  wire?.push(0);
   return { name: labels.join("."), end };
 }
 
 /** One label as normalised text: lower-case ASCII; control bytes, non-ASCII, dot and backslash as \\DDD. */
-export function labelText(buf: Uint8Array, start: number, len: number): string {
+function labelText(buf: Uint8Array, start: number, len: number): string {
   let s = "";
   for (let i = start; i < start + len; i++) {
     let c = buf[i]!;

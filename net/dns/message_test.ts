@@ -42,6 +42,18 @@ Deno.test("readName() lower-cases, escapes odd bytes and follows pointers backwa
   assert.equal(readName(Uint8Array.from([0x41, 0]), 0), null);
 });
 
+Deno.test("readName() gives a name's expanded wire bytes with case kept, and refuses in-place bytes past the limit", () => {
+  const buf = Uint8Array.from([0, 0, 3, 0x41, 0x62, 0x63, 1, 0x64, 0, 1, 0x45, 0xc0, 2]);
+  const wire: number[] = [];
+  assert.deepEqual(readName(buf, 9, buf.length, wire), { name: "e.abc.d", end: 13 });
+  assert.deepEqual(wire, [1, 0x45, 3, 0x41, 0x62, 0x63, 1, 0x64, 0]);
+  // The pointer's second byte lies past the limit (the end of the record that holds the name).
+  assert.equal(readName(buf, 9, 12), null);
+  // A name over 255 bytes once expanded is refused.
+  const long = Uint8Array.from([...Array(4).fill(0).flatMap(() => [63, ...Array(63).fill(0x61)]), 0]);
+  assert.equal(readName(long, 0), null);
+});
+
 Deno.test("encodeName() is the inverse of readName() and refuses labels over 63 bytes", () => {
   for (const name of ["", "echo.default.svc.cluster.local", "a\\046\\000.b"]) {
     assert.equal(readName(encodeName(name), 0)!.name, name);

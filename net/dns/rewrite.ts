@@ -4,9 +4,9 @@
  *
  * The message is rebuilt without compression (RFC 1035 section 4.1.4 allows any mix), because changing one name's
  * length moves every later offset. Names inside RDATA are expanded for the types whose RDATA may hold compression
- * pointers (RFC 3597 section 4); other RDATA is copied byte for byte.
+ * pointers (RFC 3597 section 4), by `message.ts`'s `readName`; other RDATA is copied byte for byte.
  */
-import { HEADER_LEN, labelText, type MessageInfo, setU16 } from "./message.ts";
+import { HEADER_LEN, type MessageInfo, readName, setU16 } from "./message.ts";
 
 /** RDATA layouts with names: a number is that many fixed bytes, "name" is a (possibly compressed) name. */
 const NAME_LAYOUTS: Record<number, (number | "name")[]> = {
@@ -30,43 +30,6 @@ const NAME_LAYOUTS: Record<number, (number | "name")[]> = {
   39: ["name"], // DNAME
 };
 
-/** A name's wire bytes with pointers expanded (letter case kept), its lower-case text, and where it ends in place. */
-function expandName(
-  buf: Uint8Array,
-  offset: number,
-  limit: number,
-): { wire: number[]; text: string; end: number } | null {
-  const wire: number[] = [];
-  const labels: string[] = [];
-  let o = offset;
-  let end = -1;
-  let lowest = offset;
-  for (let hops = 0; hops < 128; hops++) {
-    if (o >= (end < 0 ? limit : buf.length)) return null;
-    const len = buf[o]!;
-    if (len === 0) {
-      wire.push(0);
-      return wire.length <= 255 ? { wire, text: labels.join("."), end: end < 0 ? o + 1 : end } : null;
-    }
-    if ((len & 0xc0) === 0xc0) {
-      if (o + 1 >= buf.length) return null;
-      const target = ((len & 0x3f) << 8) | buf[o + 1]!;
-      if (end < 0) end = o + 2;
-      if (target >= lowest) return null;
-      lowest = target;
-      o = target;
-      continue;
-    }
-    if ((len & 0xc0) !== 0 || o + 1 + len > buf.length) return null;
-    const label = buf.subarray(o + 1, o + 1 + len);
-    wire.push(len, ...label);
-    labels.push(labelText(buf, o + 1, len));
-    if (wire.length > 255) return null;
-    o += 1 + len;
-  }
-  return null;
-}
-
 /**
  * Rebuilds `buf` (scanned as `info`, exactly one question) with `question` (wire bytes: name, type, class) as its
  * question, and every record owned by `from` (normalised) owned by `to` (wire name) instead. Returns null when a
@@ -87,10 +50,11 @@ export function renameMessage(
   if (info.opt) all.push({ start: info.opt.start, end: info.opt.end });
   all.sort((a, b) => a.start - b.start);
   for (const r of all) {
-    const owner = expandName(buf, r.start, r.end);
+    const wire: number[] = [];
+    const owner = readName(buf, r.start, r.end, wire);
     if (!owner) return null;
-    if (owner.text === rename.from) out.push(...rename.to);
-    else out.push(...owner.wire);
+    if (owner.name === rename.from) out.push(...rename.to);
+    else out.push(...wire);
     const type = (buf[owner.end]! << 8) | buf[owner.end + 1]!;
     for (let i = owner.end; i < owner.end + 8; i++) out.push(buf[i]!);
     const rdStart = owner.end + 10;
@@ -103,9 +67,8 @@ export function renameMessage(
     let o = rdStart;
     for (const part of layout) {
       if (part === "name") {
-        const n = expandName(buf, o, r.end);
+        const n = readName(buf, o, r.end, rdata);
         if (!n) return null;
-        rdata.push(...n.wire);
         o = n.end;
       } else {
         if (o + part > r.end) return null;

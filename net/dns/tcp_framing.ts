@@ -2,6 +2,7 @@
  * DNS over TCP framing (RFC 1035 section 4.2.2, RFC 7766 section 8): every message is preceded by its length as a
  * 16-bit big-endian number. One connection may carry many queries, pipelined, in any segmentation.
  */
+import { concat } from "../../base/bytes.ts";
 import { TCP_LIMIT } from "./message.ts";
 
 /** The message with its 2-byte length prefix. */
@@ -32,12 +33,7 @@ export class TcpDeframer {
 
   push(chunk: Uint8Array): Uint8Array[] {
     if (this.broken) return [];
-    let buf = chunk;
-    if (this.#buf.length) {
-      buf = new Uint8Array(this.#buf.length + chunk.length);
-      buf.set(this.#buf);
-      buf.set(chunk, this.#buf.length);
-    }
+    const buf = this.#buf.length ? concat([this.#buf, chunk]) : chunk;
     const out: Uint8Array[] = [];
     let o = 0;
     while (buf.length - o >= 2) {

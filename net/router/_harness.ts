@@ -4,7 +4,6 @@
  * answers parsed back.
  */
 import { MemoryTun } from "../../ffi/tun_memory.ts";
-import type { TunDevice } from "../../ffi/tun.ts";
 import {
   buildIcmpPacket,
   buildTcpPacket,
@@ -119,9 +118,9 @@ export class Harness {
   readonly running: Promise<void>;
   readonly errors: unknown[] = [];
 
-  constructor(options: RouterOptions = {}, device?: { tun: MemoryTun; dev: TunDevice }) {
-    this.tun = device?.tun ?? new MemoryTun({ mtu: 1500 });
-    this.router = new Router(device?.dev ?? this.tun, this.owner, {
+  constructor(options: RouterOptions = {}, tun = new MemoryTun({ mtu: 1500 })) {
+    this.tun = tun;
+    this.router = new Router(tun, this.owner, {
       now: () => this.clock.t,
       onError: (e) => this.errors.push(e),
       ...options,

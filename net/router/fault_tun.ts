@@ -72,8 +72,6 @@ export class FaultyTun implements TunDevice {
     inbound: { lost: 0, duplicated: 0, reordered: 0 },
     outbound: { lost: 0, duplicated: 0, reordered: 0 },
   };
-  /** The wrapped device's `offload`, so that the router sees the same device capabilities. */
-  readonly offload: boolean;
 
   readonly #inner: TunDevice;
   readonly #random: () => number;
@@ -91,7 +89,6 @@ export class FaultyTun implements TunDevice {
     this.name = inner.name;
     this.mtu = inner.mtu;
     this.batchSize = inner.batchSize;
-    this.offload = (inner as { offload?: unknown }).offload === true;
     this.#random = generator(options.seed);
     this.#o = {
       loss: options.loss ?? 0,

@@ -2,19 +2,16 @@
  * The router: reads batches of IP packets from the device (inbound), terminates each TCP connection and UDP flow
  * in the userspace stack, hands them to its owner (`owner.ts`), and writes the stack's answers back (outbound).
  *
- * One parse per packet (`net/wire`'s `classify`, then `parseTcp` for TCP), then: the hooks in order (a hook may
- * answer a packet itself), then dispatch by 5-tuple: TCP to a `TcpConnection` (`net/tcp`), UDP to `net/udp`'s
- * `UdpFlowTable`. Connections are sans-IO; the router owns their clock: it polls a connection after input, after an
- * owner call, or when its deadline comes (a min-heap of deadlines and one timer). Outbound packets are built by
- * `net/wire` into pooled buffers and written in batches; with a device that offloads TCP segmentation, consecutive
- * segments of a connection are joined into super-packets (`_super_packet.ts`). Every drop is counted by name
- * (`stats()`), never thrown.
+ * One parse per packet (`net/wire`'s `classify`, then `parseTcp` for TCP), then dispatch by 5-tuple: TCP to a
+ * `TcpConnection` (`net/tcp`) in the router's connection table, UDP to `net/udp`'s `UdpFlowTable`. Connections are
+ * sans-IO; the router owns their clock: it polls a connection after input, after an owner call, or when its deadline
+ * comes (one min-heap of deadlines, `_deadlines.ts`, and one timer). Outbound packets are built by `net/wire` into
+ * pooled buffers and written in batches. Every drop is counted by name (`stats()`), never thrown.
  */
 import type { TunDevice } from "../../ffi/tun.ts";
 import { TcpConnection } from "../tcp/connection.ts";
 import { newTcpCounters, resolveConfig, type TcpConfig, type TcpCounters, type TcpOptions } from "../tcp/options.ts";
 import { rstForUnmatched } from "../tcp/reset.ts";
-import { seqGt } from "../tcp/seq.ts";
 import { type UdpFlowCounters, UdpFlowTable } from "../udp/mod.ts";
 import {
   buildTcpPacket,
@@ -32,23 +29,9 @@ import {
   type UnreachableReason,
 } from "../wire/mod.ts";
 import { Deadlines } from "./_deadlines.ts";
-import { appendToSuperPacket, finishSuperPacket, MAX_SUPER_PACKET } from "./_super_packet.ts";
 import type { RefuseReason, RouterOwner } from "./owner.ts";
 import { RouterTcpSocket } from "./_tcp_socket.ts";
 import { RouterUdpFlow, type UdpFlowHost } from "./_udp_flow.ts";
-
-/** What a hook decides for a packet. `drop` counts it under the hook's name; `drop-silently` does not. */
-export type HookVerdict = "accept" | "drop" | "drop-silently";
-
-/**
- * A hook sees each inbound packet, classified once (`net/wire`'s `PacketInfo`: version, protocol, addresses,
- * ports, payload range), before dispatch; it may answer with `router.inject()`. `info` is reused for the next
- * packet: read it during the call.
- */
-export interface Hook {
-  name: string;
-  inspect(packet: Uint8Array, info: Readonly<PacketInfo>): HookVerdict;
-}
 
 export interface RouterOptions {
   /** TCP tuning for every connection (the MSS is derived from the device MTU unless given). */
@@ -63,22 +46,14 @@ export interface RouterOptions {
    */
   udpIdleMs?: number;
   /**
-   * The device segments outbound TCP packets larger than its MTU (TSO/GSO: a Linux TUN opened with
-   * `offload: true`): consecutive segments of a connection are written as one super-packet of up to 64 KiB.
-   * Default: the device's own `offload` property when it has one, else false.
-   */
-  offload?: boolean;
-  /**
    * Verify inbound IPv4 header and transport checksums (default true). A kernel TUN's packets come from this
-   * machine's own IP stack (and an offloading device completes their checksums itself), so the daemon may turn
-   * this off to save a pass over every byte; malformed lengths are still dropped and counted.
+   * machine's own IP stack, so the daemon may turn this off to save a pass over every byte; malformed lengths are still dropped and counted.
    */
   verifyChecksums?: boolean;
   /** The clock, in milliseconds (default `performance.now`). */
   now?: () => number;
   /** Told of an internal error that cost a packet (it is also counted as the drop `internalError`). */
   onError?: (e: unknown) => void;
-  hooks?: Hook[];
 }
 
 export interface RouterCounters {
@@ -95,8 +70,6 @@ const DEFAULT_MAX_UDP_FLOWS = 16_384;
 /** IPv4 (20) + TCP (20) and IPv6 (40) + TCP (20) headers: MSS = MTU minus these (RFC 9293 section 3.7.1). */
 const TCP4_OVERHEAD = 40;
 const TCP6_OVERHEAD = 60;
-/** Super-packet buffers: each holds one packet of up to 64 KiB; the batch is written when they run out. */
-const SUPER_BUFFERS = 16;
 
 const UNREACHABLE: Record<RefuseReason, UnreachableReason> = {
   refused: "port",
@@ -112,7 +85,6 @@ export class Router {
   readonly #owner: RouterOwner;
   readonly #now: () => number;
   readonly #onError: (e: unknown) => void;
-  readonly #hooks: Hook[];
   readonly #tcp = new Map<string, RouterTcpSocket>();
   readonly #udp: UdpFlowTable<RouterUdpFlow>;
   readonly #maxConnections: number;
@@ -122,22 +94,13 @@ export class Router {
   readonly #counters: RouterCounters = { packetsIn: 0, packetsOut: 0, tcpConnections: 0, udpFlows: 0, drops: {} };
   readonly #info = new PacketInfo();
   readonly #classify: ClassifyOptions;
-  readonly #offload: boolean;
   /** The connection of the last TCP packet: a bulk flow's packets skip the key and the map lookup. */
   #last: RouterTcpSocket | undefined;
 
   // Outbound batch: packets built into pooled buffers, written to the device in one call.
   readonly #pool: Uint8Array[] = [];
   #poolNext = 0;
-  readonly #superPool: Uint8Array[] = [];
-  #superNext = 0;
   readonly #batch: Uint8Array[] = [];
-  /** The super-packet being grown (offload only): its buffer, length, batch slot, connection and next seq. */
-  #superBuf: Uint8Array | undefined;
-  #superLen = 0;
-  #superSlot = -1;
-  #superFor: RouterTcpSocket | undefined;
-  #superSeq = 0;
 
   // Timers and deferred work.
   readonly #deadlines = new Deadlines<RouterTcpSocket>();
@@ -157,7 +120,6 @@ export class Router {
     this.#owner = owner;
     this.#now = options.now ?? (() => performance.now());
     this.#onError = options.onError ?? (() => {});
-    this.#hooks = [...(options.hooks ?? [])];
     this.#maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     const idle = options.udpIdleMs;
     this.#udp = new UdpFlowTable<RouterUdpFlow>({
@@ -170,23 +132,11 @@ export class Router {
       icmp: (quote, reason) => this.#icmpUnreachable(quote, reason),
     };
     this.#classify = { verifyChecksums: options.verifyChecksums ?? true };
-    const devOffload = (dev as { offload?: unknown }).offload === true;
-    this.#offload = options.offload ?? devOffload;
     const mtu = dev.mtu;
     this.#cfg4 = resolveConfig({ mss: Math.min(65495, mtu - TCP4_OVERHEAD), ...options.tcp });
     this.#cfg6 = resolveConfig({ mss: Math.min(65475, mtu - TCP6_OVERHEAD), ...options.tcp });
     const bufLen = Math.min(Math.max(mtu, 1280) + 64, 65536 + 40);
     for (let i = 0; i < Math.max(64, dev.batchSize); i++) this.#pool.push(new Uint8Array(bufLen));
-    if (this.#offload) {
-      for (let i = 0; i < SUPER_BUFFERS; i++) {
-        this.#superPool.push(new Uint8Array(MAX_SUPER_PACKET));
-      }
-    }
-  }
-
-  /** Adds a hook after the others. */
-  addHook(hook: Hook): void {
-    this.#hooks.push(hook);
   }
 
   /** Reads and routes packets until the device closes or `stop()` is called. */
@@ -235,13 +185,6 @@ export class Router {
     };
   }
 
-  /** Writes an outbound packet built by a hook (e.g. a DNS answer). */
-  inject(packet: Uint8Array): void {
-    this.#closeSuper();
-    this.#batch.push(packet);
-    this.#flushBatch();
-  }
-
   #drop(reason: string, n = 1): void {
     const d = this.#counters.drops;
     d[reason] = (d[reason] ?? 0) + n;
@@ -257,14 +200,6 @@ export class Router {
     // tp terminates unicast only (an ICMP error may not answer the others either: RFC 1122 3.2.2, RFC 4443 2.4).
     if (info.version === 4 ? info.dst4 >>> 28 === 0xe || info.dst4 === 0xffffffff : packet[24] === 0xff) {
       return this.#drop("multicastOrBroadcast");
-    }
-    const hooks = this.#hooks;
-    for (let i = 0; i < hooks.length; i++) {
-      const h = hooks[i]!;
-      const v = h.inspect(packet, info);
-      if (v === "accept") continue;
-      if (v === "drop") this.#drop(`hook:${h.name}`);
-      return;
     }
     switch (info.protocol) {
       case IpProtocol.TCP:
@@ -286,10 +221,8 @@ export class Router {
       key = info.flowKey(packet);
       s = this.#tcp.get(key);
     }
-    const bareSyn = (seg.flags & (SYN | ACK | RST)) === SYN;
-    if (s !== undefined && bareSyn && s.conn.state === "TIME-WAIT" && seqGt(seg.seq, s.conn.info().rcvNxt)) {
-      // RFC 9293 section 3.10.7.4 / RFC 6191: a new SYN above the old sequence space may reopen a TIME-WAIT pair.
-      this.#closeTcp(s);
+    if (s !== undefined && s.conn.reopenedBy(seg)) {
+      this.#closeTcp(s); // a new SYN for a pair in TIME-WAIT (RFC 6191): the SYN opens a new connection below
       s = undefined;
     }
     if (s !== undefined) {
@@ -299,7 +232,7 @@ export class Router {
       return;
     }
     key ??= info.flowKey(packet);
-    if (!bareSyn) {
+    if ((seg.flags & (SYN | ACK | RST)) !== SYN) {
       this.#rstUnmatched(packet, info, seg);
       return this.#drop("tcpNoConnection");
     }
@@ -470,7 +403,6 @@ export class Router {
   }
 
   #flushBatch(): void {
-    this.#closeSuper();
     if (this.#batch.length) {
       const n = this.#batch.length;
       let written = 0;
@@ -484,57 +416,19 @@ export class Router {
       this.#batch.length = 0;
     }
     this.#poolNext = 0;
-    this.#superNext = 0;
   }
 
   #emitTcp(seg: TcpRepr): void {
     const s = this.#emitFor;
     if (!s) return;
-    const n = seg.payload.length;
-    // A plain data segment (ACK, no FIN, no SACK blocks) may grow or start a super-packet.
-    if (this.#offload && n > 0 && seg.flags === ACK && seg.sackBlocks === undefined) {
-      if (
-        this.#superFor === s && this.#superSeq === seg.seq && this.#superLen + n <= MAX_SUPER_PACKET &&
-        this.#batch.length === this.#superSlot + 1
-      ) {
-        this.#superLen = appendToSuperPacket(this.#superBuf!, this.#superLen, seg.payload, seg.ack, seg.window);
-        this.#batch[this.#superSlot] = this.#superBuf!.subarray(0, this.#superLen);
-        this.#superSeq = (seg.seq + n) >>> 0;
-        return;
-      }
-      this.#closeSuper();
-      if (this.#superNext >= this.#superPool.length) this.#flushBatch();
-      const buf = this.#superPool[this.#superNext++]!;
-      const len = this.#build(buf, s.outboundHeader, seg, "none");
-      if (len === 0) return;
-      this.#superBuf = buf;
-      this.#superLen = len;
-      this.#superFor = s;
-      this.#superSeq = (seg.seq + n) >>> 0;
-      this.#superSlot = this.#batch.length;
-      this.#batch.push(buf.subarray(0, len));
-      return;
-    }
-    this.#closeSuper();
     const buf = this.#buffer();
-    const len = this.#build(buf, s.outboundHeader, seg, "full");
+    const len = this.#build(buf, s.outboundHeader, seg);
     if (len > 0) this.#push(buf.subarray(0, len));
   }
 
-  /** Finishes the super-packet being grown, if any (its checksums), so that nothing more joins it. */
-  #closeSuper(): void {
-    const buf = this.#superBuf;
-    if (buf === undefined) return;
-    this.#superBuf = undefined;
-    this.#superFor = undefined;
-    // A packet the device will segment gets its checksum from the device; a small one needs it now.
-    finishSuperPacket(buf, this.#superLen, this.#superLen <= this.#dev.mtu);
-    if (this.#batch.length >= this.#dev.batchSize) this.#flushBatch();
-  }
-
-  #build(buf: Uint8Array, ip: IpHeader, seg: TcpRepr, checksum: "full" | "none"): number {
+  #build(buf: Uint8Array, ip: IpHeader, seg: TcpRepr): number {
     try {
-      return buildTcpPacket(buf, ip, seg, { checksum });
+      return buildTcpPacket(buf, ip, seg);
     } catch (e) {
       // A segment that does not fit the buffer is a bug upstream: count it, lose the packet, not the session.
       this.#drop("outboundBuildFailed");
@@ -548,7 +442,6 @@ export class Router {
     const v4 = typeof e.app === "number";
     if (datagram.length + (v4 ? 28 : 48) > this.#dev.mtu) return this.#drop("udpOutboundTooBig");
     if (!this.#udp.outbound(e, datagram.length, this.#now())) return;
-    this.#closeSuper();
     const buf = this.#buffer();
     const len = buildUdpPacket(buf, e.outboundHeader, { srcPort: e.remotePort, dstPort: e.appPort, payload: datagram });
     this.#push(buf.subarray(0, len));
@@ -556,7 +449,6 @@ export class Router {
   }
 
   #icmpUnreachable(quote: Uint8Array, reason: RefuseReason): void {
-    this.#closeSuper();
     const buf = this.#buffer();
     const len = buildUnreachable(buf, quote, { reason: UNREACHABLE[reason] });
     if (len === 0) return this.#drop("icmpNotAllowed");
@@ -569,10 +461,9 @@ export class Router {
     const rst = rstForUnmatched(seg);
     if (rst === null) return;
     this.#tcpCounters.resetsSent++;
-    this.#closeSuper();
     const buf = this.#buffer();
     const ip = { src: info.dstAddress(packet), dst: info.srcAddress(packet) } as IpHeader;
-    const len = this.#build(buf, ip, rst, "full");
+    const len = this.#build(buf, ip, rst);
     if (len > 0) this.#push(buf.subarray(0, len));
   }
 }

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { MemoryTun } from "../../ffi/tun_memory.ts";
 import { ipv4ToString } from "../wire/mod.ts";
 import { ACK, APP4, APP_ISN, FIN, Harness, pattern, RST, seq, settle, SocketLog, SVC4, SVC6, SYN } from "./_harness.ts";
 
@@ -238,6 +239,19 @@ Deno.test("Router: a new SYN on a pair in TIME-WAIT opens a new connection", asy
     assert.ok(log.closed);
     assert.equal(h.owner.sockets.length, 2);
     void new SocketLog(h.owner.sockets[1]!);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("Router takes a 60,000-byte segment from a device with MTU 65535 (as the daemon's TUN) as one segment", async () => {
+  const h = new Harness({}, new MemoryTun({ mtu: 65535 }));
+  try {
+    const { log, isn } = await h.established();
+    h.sendTcp({ seq: seq(APP_ISN, 1), ack: seq(isn, 1), flags: ACK, payload: pattern(60_000) });
+    await settle();
+    assert.deepEqual(log.data, [...pattern(60_000)]);
+    assert.deepEqual(h.router.stats().drops, {});
   } finally {
     await h.close();
   }

@@ -11,6 +11,8 @@ import {
   lastAck,
   OUR_ISN,
   PEER_ISN,
+  peerSyn,
+  SYN,
   synHeld,
   synReceived,
   timeWait,
@@ -178,4 +180,13 @@ Deno.test("shutdownWrite() before accept(): the FIN follows the handshake", () =
   const s = h.one();
   assert.equal(s.payload.length, 10);
   assert.equal(s.flags, FIN | ACK);
+});
+
+Deno.test("RFC 6191: only a bare SYN above the old sequence space reopens a pair in TIME-WAIT", () => {
+  const h = timeWait();
+  assert.equal(h.conn.state, "TIME-WAIT");
+  assert.ok(h.conn.reopenedBy(peerSyn({ seq: seqAdd(h.peerNxt, 1000) })));
+  assert.ok(!h.conn.reopenedBy(peerSyn({ seq: seqAdd(h.peerNxt, -1) })), "a SYN below rcvNxt is an old duplicate");
+  assert.ok(!h.conn.reopenedBy(peerSyn({ seq: seqAdd(h.peerNxt, 1000), flags: SYN | ACK })));
+  assert.ok(!established().conn.reopenedBy(peerSyn({ seq: seqAdd(PEER0, 1000) })), "only in TIME-WAIT");
 });

@@ -14,7 +14,7 @@ import {
   type TcpOptions,
   type TcpState,
 } from "./options.ts";
-import { seqAdd, seqDiff } from "./seq.ts";
+import { seqAdd, seqDiff, seqGt } from "./seq.ts";
 
 export type { Emit };
 
@@ -153,6 +153,16 @@ export class TcpConnection {
   }
 
   // ---- driving ----
+
+  /**
+   * Whether `seg` opens a new connection in place of this one: a bare SYN above the old sequence space while this
+   * connection is in TIME-WAIT (RFC 9293 section 3.10.7.4, RFC 6191). The caller then forgets this connection and
+   * opens one from the SYN; otherwise the segment goes to `input()`.
+   */
+  reopenedBy(seg: TcpRepr): boolean {
+    return (seg.flags & (TcpFlags.SYN | TcpFlags.ACK | TcpFlags.RST)) === TcpFlags.SYN && this.state === "TIME-WAIT" &&
+      seqGt(seg.seq, this.#t.rcvNxt);
+  }
 
   /** One segment for this connection (ports already matched by the caller). */
   input(seg: TcpRepr, now: number): void {

@@ -52,8 +52,8 @@ export interface TcpKeepalive {
 
 export interface TcpOptions {
   /**
-   * Largest payload we advertise (MSS option) and send. 1460 suits a 1500-byte MTU; with TUN offload (GSO/GRO
-   * super-packets) up to 65495 (65535 minus the IPv4 and TCP headers).
+   * Largest payload we advertise (MSS option) and send. 1460 suits a 1500-byte MTU; the daemon's TUN has MTU 65535,
+   * hence up to 65495 (65535 minus the IPv4 and TCP headers).
    */
   mss?: number;
   /** Per-connection cap on bytes written and not yet acknowledged. */
@@ -154,18 +154,16 @@ export function resolveConfig(o: TcpOptions = {}): TcpConfig {
   return c;
 }
 
-/** Named counters: drops and unusual events are counted here, never thrown. Shared by an endpoint's connections. */
+/** Named counters: drops and unusual events are counted here, never thrown. Shared by the router's connections. */
 export interface TcpCounters {
   segmentsIn: number;
   segmentsOut: number;
   connectionsOpened: number;
   connectionsRefused: number;
-  connectionLimitDrops: number;
   heldSynTimeouts: number;
   duplicateSyns: number;
   resetsSent: number;
   resetsReceived: number;
-  unmatchedSegments: number;
   outOfWindow: number;
   challengeAcks: number;
   ackOfUnsent: number;
@@ -187,12 +185,10 @@ export function newTcpCounters(): TcpCounters {
     segmentsOut: 0,
     connectionsOpened: 0,
     connectionsRefused: 0,
-    connectionLimitDrops: 0,
     heldSynTimeouts: 0,
     duplicateSyns: 0,
     resetsSent: 0,
     resetsReceived: 0,
-    unmatchedSegments: 0,
     outOfWindow: 0,
     challengeAcks: 0,
     ackOfUnsent: 0,

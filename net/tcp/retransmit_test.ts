@@ -159,3 +159,22 @@ Deno.test("Karn's algorithm (RFC 6298 3): a retransmitted segment gives no RTT s
   h.send({ ack: seqAdd(DATA0, 100) });
   assert.equal(h.conn.info().srttMs, before);
 });
+Deno.test("RFC 9293 3.8.4: keepalive probes an idle connection and times it out when unanswered", () => {
+  const h = established({ keepalive: { idleMs: 10_000, intervalMs: 1000, probes: 2 } });
+  h.fire();
+  assert.equal(h.now, 10_000);
+  const p = h.one();
+  assert.equal(p.seq, seqAdd(p.seq, 0));
+  assert.equal(p.payload.length, 0);
+  // An answer resets the idle timer.
+  h.send();
+  assert.equal(h.conn.nextDeadline(), 20_000);
+  h.fire();
+  h.one();
+  h.fire();
+  h.one();
+  h.fire();
+  assert.equal(h.conn.state, "CLOSED");
+  assert.equal(h.conn.error, "timeout");
+  assert.equal(h.conn.counters.keepaliveProbes, 3);
+});

@@ -60,7 +60,7 @@ Deno.test("simulation: a slow reader with small buffers exercises zero windows a
   });
 });
 
-Deno.test("simulation: super-segments (MSS 65495, as with TUN offload) with 5 % loss", () => {
+Deno.test("simulation: 64 KiB segments (MSS 65495, as on the daemon's MTU 65535 TUN) with 5 % loss", () => {
   check({
     seed: 13,
     loss: 0.05,

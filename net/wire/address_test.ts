@@ -5,6 +5,7 @@ import {
   flowKeyV4,
   flowKeyV6,
   flowKeyV6At,
+  formatPrefix,
   ipEquals,
   ipFromString,
   ipToString,
@@ -12,6 +13,10 @@ import {
   ipv4ToString,
   ipv6FromString,
   ipv6ToString,
+  networkOf,
+  parseAddress,
+  parseNetwork,
+  parsePrefix,
 } from "./address.ts";
 
 Deno.test("ipv4FromString() reads a dotted quad as a uint32", () => {
@@ -86,4 +91,24 @@ Deno.test("flowKeyV6At() reads the same key from addresses inside a packet", () 
 Deno.test("flowKey() refuses to mix an IPv4 and an IPv6 address", () => {
   assert.throws(() => flowKey(1, 1, new Uint8Array(16), 1, 6), TypeError);
   assert.throws(() => flowKey(new Uint8Array(16), 1, 1, 1, 6), TypeError);
+});
+
+Deno.test("parsePrefix() and parseNetwork() reject malformed CIDRs with the input quoted", () => {
+  for (const bad of ["10.0.0/8", "10.0.0.0/33", "10.0.0.0/", "0x0a.0.0.0/8", "2001:db8::/129", "fe80::1%eth0/64", ""]) {
+    assert.throws(() => parsePrefix(bad), (e: Error) => e instanceof SyntaxError && e.message.includes(`"${bad}"`));
+  }
+  assert.equal(formatPrefix(parsePrefix("198.18.0.1")), "198.18.0.1/32");
+  assert.equal(formatPrefix(parsePrefix("2001:db8::1")), "2001:db8::1/128");
+  assert.equal(formatPrefix(networkOf(parsePrefix("2001:db8:ffff::1/33"))), "2001:db8:8000::/33");
+  assert.throws(() => parseNetwork("198.18.0.1/15"), /did you mean "198.18.0.0\/15"/);
+});
+
+Deno.test("parseAddress() gives an address's bytes, and ipToString() formats 4 or 16 of them", () => {
+  assert.deepEqual(parseAddress("198.18.0.1"), { family: 4, address: Uint8Array.of(198, 18, 0, 1) });
+  const v6 = parseAddress("2001:db8::1");
+  assert.equal(v6.family, 6);
+  assert.equal(ipToString(v6.address), "2001:db8::1");
+  assert.equal(ipToString(Uint8Array.of(198, 18, 0, 1)), "198.18.0.1");
+  assert.throws(() => parseAddress("198.18.0"), /Cannot parse IP address "198.18.0"/);
+  assert.throws(() => ipToString(new Uint8Array(5)), RangeError);
 });

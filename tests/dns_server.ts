@@ -1,11 +1,12 @@
 /**
- * A DNS server on kernel sockets (UDP and TCP on one address and port) in front of a `Resolver`. The daemon answers
- * DNS inside its TUN device instead (a router hook, no socket); this server is for the tests, the benchmark, and a
- * host where tp's DNS address is a local one.
+ * Test infrastructure: a DNS server on kernel sockets (UDP and TCP on one address and port) in front of tp's
+ * `Resolver`, for the DNS lab's child (`dns_lab_child.ts`, which the DNS lab tests and `scripts/bench_dns.ts` run).
+ * The daemon needs no such socket: its router terminates the UDP flows and TCP connections to tp's DNS address and
+ * hands them to `cli/daemon/dns.ts`.
  */
 import dgram from "node:dgram";
-import type { Resolver } from "../../net/dns/resolver.ts";
-import { frameTcp, TcpDeframer } from "../../net/dns/tcp_framing.ts";
+import type { Resolver } from "../net/dns/resolver.ts";
+import { frameTcp, TcpDeframer } from "../net/dns/tcp_framing.ts";
 
 export interface DnsServerOptions {
   hostname: string;

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { Resolver } from "../../net/dns/resolver.ts";
-import { decode, type FakeZone, query, silentForwarder, zoneForwarder } from "../../net/dns/_test_util.ts";
-import { nameserverForwarder } from "./forwarder.ts";
-import { serveDns } from "./server.ts";
+import { Resolver } from "../net/dns/resolver.ts";
+import { decode, type FakeZone, query, silentForwarder, zoneForwarder } from "../net/dns/_test_util.ts";
+import { nameserverForwarder } from "../cli/dns/forwarder.ts";
+import { serveDns } from "./dns_server.ts";
 import dgram from "node:dgram";
-import { frameTcp, TcpDeframer } from "../../net/dns/tcp_framing.ts";
+import { frameTcp, TcpDeframer } from "../net/dns/tcp_framing.ts";
 
 // These tests use the host's loopback only, on ports the kernel picks.
 const ZONE: FakeZone = {
