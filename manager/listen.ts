@@ -21,6 +21,7 @@ import type { Manager } from "./server.ts";
 import type { Logger } from "./log.ts";
 import { ErrorCode, PREFACE } from "../proto/h2/frame.ts";
 import { Status } from "../proto/grpc_web.ts";
+import { errorMessage } from "../base/error_message.ts";
 
 export interface ServeOptions {
   signal?: AbortSignal;
@@ -105,7 +106,7 @@ export function serveManager(manager: Manager, options: ServeOptions = {}): Mana
         signal: http1.signal,
         onListen: (a) => resolve(a),
         onError: (e: unknown) => {
-          manager.logger.warn("handler error", { reason: e instanceof Error ? e.message : String(e) });
+          manager.logger.warn("handler error", { reason: errorMessage(e) });
           return new Response(null, { status: 200, headers: { "grpc-status": String(Status.INTERNAL) } });
         },
       }, manager.handler);
@@ -117,11 +118,11 @@ export function serveManager(manager: Manager, options: ServeOptions = {}): Mana
     const c: Connection = new Connection("server", t, {
       ...H2_OPTIONS,
       maxConcurrentStreams: limits.maxStreamsPerConnection,
-      onHandlerError: (e) => manager.logger.warn("handler error", { reason: errorText(e) }),
+      onHandlerError: (e) => manager.logger.warn("handler error", { reason: errorMessage(e) }),
       onStream: (s) => {
         const call = new H2Call(s);
         manager.serveCall(call, port).catch((e) => {
-          manager.logger.warn("handler error", { reason: errorText(e) });
+          manager.logger.warn("handler error", { reason: errorMessage(e) });
           if (!call.responded) call.trailersOnly(Status.INTERNAL, "internal error");
           else s.reset(ErrorCode.INTERNAL_ERROR);
         });
@@ -216,7 +217,7 @@ export function serveManager(manager: Manager, options: ServeOptions = {}): Mana
         // fine. Waiting lets connections close and free descriptors; the loop never ends for it.
         backoff = Math.min(ACCEPT_BACKOFF_MAX_MS, backoff === 0 ? ACCEPT_BACKOFF_MS : backoff * 2);
         manager.metrics.rejected.add({ reason: "accept-error" }, 1);
-        manager.logger.warn("accept failed, retrying", { reason: errorText(e), retryMs: backoff });
+        manager.logger.warn("accept failed, retrying", { reason: errorMessage(e), retryMs: backoff });
         await new Promise((r) => setTimeout(r, backoff));
         continue;
       }
@@ -324,10 +325,6 @@ function release(conn: Deno.Conn): void {
 function isHttp1(first: Uint8Array): boolean {
   const head = new TextDecoder().decode(first.subarray(0, 8));
   return HTTP1_METHODS.some((m) => head.startsWith(`${m} `));
-}
-
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }
 
 /**

@@ -22,6 +22,7 @@ import type { FrameSink, MessageSource } from "./_streams.ts";
 import { runTcpTunnel } from "./tunnel_tcp.ts";
 import { runUdpTunnel } from "./tunnel_udp.ts";
 import { clip } from "./clip.ts";
+import { errorMessage } from "../base/error_message.ts";
 
 /** What a runner needs; it reports its dial result once through `dialed`. */
 export interface TunnelContext {
@@ -57,7 +58,7 @@ export function decodeTunnelMessage(msg: Uint8Array): TunnelFrame {
   try {
     return decodeTunnelFrame(msg);
   } catch (e) {
-    throw new GrpcError(Status.INVALID_ARGUMENT, e instanceof Error ? e.message : String(e));
+    throw new GrpcError(Status.INVALID_ARGUMENT, errorMessage(e));
   }
 }
 
@@ -141,7 +142,7 @@ export async function serveTunnel(host: TunnelHost, reader: MessageSource, out: 
   } catch (e) {
     outcome = e instanceof GrpcError
       ? { code: e.code, message: e.details }
-      : { code: Status.INTERNAL, message: e instanceof Error ? e.message : String(e) };
+      : { code: Status.INTERNAL, message: errorMessage(e) };
     logger.warn("stream refused", { ...fields, status: statusName(outcome.code), reason: outcome.message });
     reader.cancel();
   }

@@ -3,7 +3,7 @@
  * hpack.ts) written to a plain socket exactly as given, and the frames that come back, parsed one by one. It checks
  * nothing itself, so it can send what no correct client would.
  */
-import { concat } from "../proto/h2/connection.ts";
+import { concat } from "../base/bytes.ts";
 import {
   ErrorCode,
   errorName,

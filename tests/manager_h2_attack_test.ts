@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import type { Connection } from "../proto/h2/connection.ts";
-import { concat } from "../proto/h2/connection.ts";
+import { concat } from "../base/bytes.ts";
 import {
   ErrorCode,
   errorName,

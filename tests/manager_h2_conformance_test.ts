@@ -5,7 +5,7 @@
  * h2spec itself (not packaged here) is a final check by hand; the README says how it was run and what it gave.
  */
 import assert from "node:assert/strict";
-import { concat } from "../proto/h2/connection.ts";
+import { concat } from "../base/bytes.ts";
 import { ErrorCode, errorName, Flag, frame, FrameType, rstStreamFrame, windowUpdateFrame } from "../proto/h2/frame.ts";
 import type { HeaderList } from "../proto/h2/hpack.ts";
 import { GET_HEALTHZ, header, RawH2 } from "./h2_raw.ts";

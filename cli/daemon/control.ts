@@ -12,6 +12,7 @@
 
 import { stateAccessError } from "./state.ts";
 import type { LogLevel } from "./log_file.ts";
+import { errorMessage } from "../../base/error_message.ts";
 
 export type ControlRequest =
   /** `compare`: a second `tp connect`'s settings; the answer's `differs` lists what differs (tokens compared here). */
@@ -103,7 +104,7 @@ async function serveOne(conn: Deno.Conn, handler: ControlHandler): Promise<void>
     }
     res = { ok: true, result: await handler(req as ControlRequest) };
   } catch (e) {
-    res = { ok: false, error: e instanceof Error ? e.message : String(e) };
+    res = { ok: false, error: errorMessage(e) };
   }
   try {
     await writeAll(conn, new TextEncoder().encode(JSON.stringify(res) + "\n"));

@@ -14,6 +14,8 @@ import {
   unmarshal,
   utf8,
 } from "./dbus_wire.ts";
+import { errorMessage } from "../../base/error_message.ts";
+import { concat } from "../../base/bytes.ts";
 
 export * from "./dbus_wire.ts";
 
@@ -109,18 +111,6 @@ async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
   for (let off = 0; off < bytes.length;) off += await conn.write(bytes.subarray(off));
 }
 
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  if (!a.length) return b.slice();
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
-}
-
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
-
 /** Sends the AUTH line, reads the answer, sends BEGIN. Returns any bytes read past the answer's line. */
 async function authenticate(conn: Deno.Conn, uid: number): Promise<Uint8Array> {
   await writeAll(conn, saslAuthExternal(uid));
@@ -131,7 +121,7 @@ async function authenticate(conn: Deno.Conn, uid: number): Promise<Uint8Array> {
     if (buf.length > MAX_SASL_LINE) throw new Error("the server's authentication answer is too long");
     const n = await conn.read(chunk);
     if (n === null) throw new Error("the server closed the connection during authentication");
-    buf = concat(buf, chunk.subarray(0, n));
+    buf = concat([buf, chunk.subarray(0, n)]);
   }
   const line = new TextDecoder().decode(buf.subarray(0, end));
   if (line.startsWith("REJECTED")) {
@@ -183,7 +173,7 @@ export class DBusConnection {
     try {
       conn = await Deno.connect({ transport: "unix", path });
     } catch (e) {
-      throw new DBusConnectError(`Cannot connect to D-Bus at ${path}: ${errorText(e)}`, { cause: e });
+      throw new DBusConnectError(`Cannot connect to D-Bus at ${path}: ${errorMessage(e)}`, { cause: e });
     }
     const uid = Deno.uid() ?? 0;
     let timedOut = false;
@@ -196,7 +186,7 @@ export class DBusConnection {
       initial = await authenticate(conn, uid);
     } catch (e) {
       if (!timedOut) conn.close();
-      const why = timedOut ? `no answer to authentication within ${timeoutMs} ms` : errorText(e);
+      const why = timedOut ? `no answer to authentication within ${timeoutMs} ms` : errorMessage(e);
       throw new DBusConnectError(`Cannot connect to D-Bus at ${path}: ${why}`, { cause: e });
     } finally {
       clearTimeout(timer);
@@ -214,7 +204,7 @@ export class DBusConnection {
     } catch (e) {
       c.close();
       await c.done;
-      throw new DBusConnectError(`Cannot connect to D-Bus at ${path}: Hello failed: ${errorText(e)}`, { cause: e });
+      throw new DBusConnectError(`Cannot connect to D-Bus at ${path}: Hello failed: ${errorMessage(e)}`, { cause: e });
     }
     return c;
   }
@@ -255,7 +245,7 @@ export class DBusConnection {
       }, timeoutMs);
       this.#pending.set(serial, { resolve, reject, timer });
       this.#writing = this.#writing.then(() => writeAll(this.#conn, bytes)).catch((e) => {
-        this.#shutdown(new DBusError(DISCONNECTED, `cannot send ${what}: ${errorText(e)}`));
+        this.#shutdown(new DBusError(DISCONNECTED, `cannot send ${what}: ${errorMessage(e)}`));
       });
     });
   }
@@ -291,11 +281,11 @@ export class DBusConnection {
         }
         const n = await this.#conn.read(chunk);
         if (n === null) break;
-        buf = concat(buf, chunk.subarray(0, n));
+        buf = concat([buf, chunk.subarray(0, n)]);
       }
       this.#shutdown(new DBusError(DISCONNECTED, "the bus closed the connection"));
     } catch (e) {
-      this.#shutdown(new DBusError(DISCONNECTED, `the connection failed: ${errorText(e)}`));
+      this.#shutdown(new DBusError(DISCONNECTED, `the connection failed: ${errorMessage(e)}`));
     }
   }
 

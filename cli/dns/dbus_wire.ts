@@ -8,6 +8,7 @@
  * s o g -> string; ay -> Uint8Array (a number[] is accepted when sending); a{kv} -> Map (an array of [k, v] pairs is
  * accepted when sending); other arrays and structs -> arrays; v -> DBusVariant.
  */
+import { errorMessage } from "../../base/error_message.ts";
 
 // ---------------------------------------------------------------------------------------------------------------------
 // Type signatures ("Type System", "Valid Signatures")
@@ -381,7 +382,7 @@ function readString(r: Reader, t: DBusType): string {
     try {
       parseSignature(s);
     } catch (e) {
-      throw malformed((e as Error).message);
+      throw malformed(errorMessage(e));
     }
   }
   return s;

@@ -5,6 +5,7 @@
  */
 import { parseAddress } from "../../net/wire/address.ts";
 import type { DBusCall, DBusValue } from "./dbus.ts";
+import { errorMessage } from "../../base/error_message.ts";
 
 export interface LinkDnsSettings {
   /** The TUN device's name. */
@@ -76,7 +77,7 @@ async function invoke(conn: DBusCaller, c: Resolve1Call): Promise<void> {
   try {
     await conn.call({ ...RESOLVE1, ...c });
   } catch (e) {
-    const why = e instanceof Error ? e.message : String(e);
+    const why = errorMessage(e);
     throw new Error(`systemd-resolved: D-Bus call ${c.member} on link ${c.body[0]} failed: ${why}`, { cause: e });
   }
 }
@@ -110,7 +111,7 @@ export async function linkIndex(name: string, sysClassNet = "/sys/class/net"): P
   try {
     text = await Deno.readTextFile(`${sysClassNet}/${name}/ifindex`);
   } catch (e) {
-    const why = e instanceof Deno.errors.NotFound ? "there is no such interface" : (e as Error).message;
+    const why = e instanceof Deno.errors.NotFound ? "there is no such interface" : errorMessage(e);
     throw new Error(`Cannot find the index of network interface "${name}": ${why}`, { cause: e });
   }
   const index = Number(text.trim());

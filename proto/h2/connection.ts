@@ -42,6 +42,8 @@ import { type HeaderList, HpackDecoder, HpackEncoder, HpackError } from "./hpack
 import { InputBuffer } from "./input_buffer.ts";
 import { checkRequest, checkResponse, checkTrailers, contentLength } from "./fields.ts";
 import { type ConnectionCounters, DEFAULT_LIMITS, type Limits, newCounters, TokenBucket } from "./limits.ts";
+import { errorMessage } from "../../base/error_message.ts";
+import { concat } from "../../base/bytes.ts";
 
 /** Where a connection's bytes go. The connection calls `write` at most once per tick with everything it has. */
 export interface Transport {
@@ -445,7 +447,7 @@ export class Connection {
         ? e
         : e instanceof HpackError
         ? new ConnectionError(ErrorCode.COMPRESSION_ERROR, e.message)
-        : new ConnectionError(ErrorCode.INTERNAL_ERROR, e instanceof Error ? e.message : String(e));
+        : new ConnectionError(ErrorCode.INTERNAL_ERROR, errorMessage(e));
       this.#in.clear();
       this.destroy(err.code, err.message);
       return;
@@ -917,7 +919,7 @@ export class Connection {
         // the reporter itself failed: the count stays
       }
       if (s && !s.closed) {
-        this.resetStream(s, ErrorCode.INTERNAL_ERROR, `handler error: ${e instanceof Error ? e.message : String(e)}`);
+        this.resetStream(s, ErrorCode.INTERNAL_ERROR, `handler error: ${errorMessage(e)}`);
       }
     }
   }
@@ -1105,18 +1107,6 @@ function stripPadding(flags: number, p: Uint8Array): Uint8Array {
   const pad = p[0]!;
   if (pad >= p.length) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "Padding longer than the frame");
   return p.subarray(1, p.length - pad);
-}
-
-export function concat(parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
 }
 
 function equal(a: Uint8Array, b: Uint8Array): boolean {

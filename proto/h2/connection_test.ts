@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import http2 from "node:http2";
 import { hex } from "../../net/wire/testdata/hex.ts";
-import { concat, Connection, type ConnectionOptions, type Stream, type Transport } from "./connection.ts";
+import { Connection, type ConnectionOptions, type Stream, type Transport } from "./connection.ts";
 import {
   ErrorCode,
   errorName,
@@ -20,6 +20,7 @@ import {
 } from "./frame.ts";
 import type { HeaderList } from "./hpack.ts";
 import { ConnTransport } from "./transport.ts";
+import { concat } from "../../base/bytes.ts";
 
 // ------------------------------------------------------------------------------------------------ helpers
 

@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
-import { concat, Connection, type Stream, type Transport } from "./connection.ts";
+import { Connection, type Stream, type Transport } from "./connection.ts";
 import { ErrorCode, Flag, frame, FrameType, settingsFrame } from "./frame.ts";
 import { type HeaderList, HpackEncoder } from "./hpack.ts";
 import { checkRequest, checkResponse, checkTrailers, contentLength } from "./fields.ts";
+import { concat } from "../../base/bytes.ts";
 
 Deno.test("checkRequest() takes a plain GET and CONNECT, and names what makes others malformed", () => {
   const get: HeaderList = [[":method", "GET"], [":scheme", "https"], [":path", "/"], ["te", "trailers"]];

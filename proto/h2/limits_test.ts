@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { concat, Connection, type ConnectionOptions, type Transport } from "./connection.ts";
+import { Connection, type ConnectionOptions, type Transport } from "./connection.ts";
 import {
   ErrorCode,
   errorName,
@@ -17,6 +17,7 @@ import {
 import { HpackEncoder } from "./hpack.ts";
 import { InputBuffer } from "./input_buffer.ts";
 import { TokenBucket } from "./limits.ts";
+import { concat } from "../../base/bytes.ts";
 
 /** Test double: keeps what the connection wrote as frames; `buffered` is what the test says the peer left unread. */
 class StuckTransport implements Transport {

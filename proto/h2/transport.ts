@@ -5,7 +5,9 @@
  * reports its end with `Connection.transportClosed`.
  */
 import type { Duplex } from "node:stream";
-import { concat, type Connection, type Transport } from "./connection.ts";
+import { type Connection, type Transport } from "./connection.ts";
+import { errorMessage } from "../../base/error_message.ts";
+import { concat } from "../../base/bytes.ts";
 
 const READ_BUFFER = 256 * 1024;
 /** How long a closing connection may take to write what it still holds. */
@@ -68,7 +70,7 @@ export class ConnTransport implements RunnableTransport {
         h2.receive(buf.subarray(0, n));
       }
     } catch (e) {
-      reason = e instanceof Error ? e.message : String(e);
+      reason = errorMessage(e);
     }
     h2.transportClosed(reason);
     this.#shut();
@@ -89,7 +91,7 @@ export class ConnTransport implements RunnableTransport {
       this.#queue = [];
       this.#buffered = 0;
       this.#writing = false;
-      this.#h2?.transportClosed(e instanceof Error ? e.message : String(e));
+      this.#h2?.transportClosed(errorMessage(e));
       this.#shut();
       return;
     }
