@@ -38,6 +38,7 @@ const TCP_TROUBLE = [
   "resetsSent",
   "resetsReceived",
   "outOfOrderOverflowDrops",
+  "sackBlocksIgnored",
   "heldSynTimeouts",
   "dataAfterFinDrops",
 ] as const;
