@@ -204,14 +204,18 @@ export class Router {
     for (const f of [...this.#udp.flows()]) f.owner?.close();
   }
 
-  /** Counters: packets, connections, named drops, and the TCP stack's and UDP table's own counters. */
+  /**
+   * Counters: packets, connections, named drops, and the TCP stack's and UDP table's own counters. The table's held
+   * datagrams discarded when a pending flow ends are among the drops (`udpHeldDiscarded`).
+   */
   stats(): RouterCounters & { tcp: TcpCounters; udp: UdpFlowCounters } {
+    const discarded = this.#udp.counters.heldDiscarded;
     return {
       ...this.#counters,
       tcpConnections: this.#tcp.size,
       tcpInProgress: this.#inProgress.size,
       udpFlows: this.#udp.size,
-      drops: { ...this.#counters.drops },
+      drops: { ...this.#counters.drops, ...(discarded > 0 ? { udpHeldDiscarded: discarded } : {}) },
       tcp: { ...this.#tcpCounters },
       udp: { ...this.#udp.counters },
     };
@@ -489,7 +493,8 @@ export class Router {
     const e = f.entry;
     const v4 = typeof e.app === "number";
     if (datagram.length + (v4 ? 28 : 48) > this.#dev.mtu) return this.#drop("udpOutboundTooBig");
-    if (!this.#udp.outbound(e, datagram.length, this.#now())) return;
+    // The flow is pending (the owner sent before accepting) or gone (it ended while the cluster side still answered).
+    if (!this.#udp.outbound(e, datagram.length, this.#now())) return this.#drop("udpOutboundNoFlow");
     const buf = this.#buffer();
     const len = buildUdpPacket(buf, e.outboundHeader, { srcPort: e.remotePort, dstPort: e.appPort, payload: datagram });
     this.#push(buf.subarray(0, len));
