@@ -49,7 +49,7 @@ export class Metrics {
   readonly datagramsDropped = this.#family(
     "tp_manager_datagrams_dropped_total",
     "counter",
-    "UDP datagrams dropped because the stream's buffer was full.",
+    "UDP datagrams dropped, by reason (stream-buffer-full, flow-ended, socket-buffer-full, send-error, network-error).",
   );
   readonly dials = this.#family("tp_manager_dials_total", "counter", "Dial results, by protocol and result.");
   readonly interceptConnections = this.#family(

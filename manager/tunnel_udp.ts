@@ -8,14 +8,28 @@
  * must answer such a flow with ICMP port unreachable on the workstation.
  *
  * UDP has no backpressure of its own: an outbound datagram that finds the response queue full, or an inbound one that
- * finds the socket buffer full, is dropped and counted (tp_manager_datagrams_dropped_total), as a full socket buffer
- * would drop it.
+ * finds the socket buffer full, is dropped, as a full socket buffer would drop it. Every datagram lost here is counted
+ * in tp_manager_datagrams_dropped_total by reason (`DropReason`).
  */
 import { OsError } from "../ffi/errors.ts";
 import { ECONNREFUSED, UdpPoller, type UdpSocket } from "../ffi/udp_socket.ts";
 import { GrpcError, Status } from "../proto/grpc_web.ts";
 import { DialCode, encodeDataFrame, encodeTunnelFrame } from "../proto/messages.ts";
 import type { TunnelContext, TunnelOutcome } from "./tunnel.ts";
+
+/** Why a datagram was lost, the `reason` label of tp_manager_datagrams_dropped_total. */
+export type DropReason =
+  /** Outbound: the stream's response queue held its high-water mark (the client does not read). */
+  | "stream-buffer-full"
+  /** Outbound: received from the destination as the flow ended. */
+  | "flow-ended"
+  /** Inbound: the socket's send buffer was full. */
+  | "socket-buffer-full"
+  /** Inbound: the kernel refused to send it (EMSGSIZE: larger than UDP allows; a route error). */
+  | "send-error"
+  /** Inbound: the network answered an earlier one with an ICMP error other than port unreachable (host unreachable,
+   * administratively prohibited, ...), which the kernel reports on the socket: that datagram was lost. */
+  | "network-error";
 
 const FIN = encodeTunnelFrame({ kind: "fin" });
 const KEEPALIVE = encodeTunnelFrame({ kind: "keepalive" });
@@ -31,6 +45,7 @@ let poller: UdpPoller | undefined;
 export async function runUdpTunnel(ctx: TunnelContext): Promise<TunnelOutcome> {
   const { open, out, reader, signal, config, metrics } = ctx;
   const dst = open.destination!;
+  const dropped = (reason: DropReason, n = 1) => metrics.datagramsDropped.add({ reason }, n);
   let sock: UdpSocket;
   try {
     poller ??= new UdpPoller();
@@ -86,13 +101,15 @@ export async function runUdpTunnel(ctx: TunnelContext): Promise<TunnelOutcome> {
       } catch (e) {
         if (finished) return;
         if (isRefused(e)) return refused();
-        continue; // other ICMP errors (host unreachable, ...): UDP carries on
+        dropped("network-error"); // other ICMP errors (host unreachable, ...): that datagram is lost, UDP carries on
+        continue;
       }
-      if (finished || datagrams.length === 0) return;
+      if (finished) return dropped("flow-ended", datagrams.length);
+      if (datagrams.length === 0) return;
       touch();
       for (const msg of datagrams) {
         if (out.queued >= out.highWaterBytes) {
-          metrics.datagramsDropped.add({}, 1);
+          dropped("stream-buffer-full");
           continue;
         }
         metrics.bytes.add({ protocol: "udp", direction: "outbound" }, msg.length);
@@ -115,10 +132,10 @@ export async function runUdpTunnel(ctx: TunnelContext): Promise<TunnelOutcome> {
           touch();
           metrics.bytes.add({ protocol: "udp", direction: "inbound" }, frame.data.length);
           try {
-            if (!sock.send(frame.data)) metrics.datagramsDropped.add({}, 1);
+            if (!sock.send(frame.data)) dropped("socket-buffer-full");
           } catch (e) {
             if (isRefused(e)) return refused();
-            // other errors (EMSGSIZE, host unreachable, ...): this datagram is lost, UDP carries on
+            dropped("send-error"); // EMSGSIZE, host unreachable, ...: this datagram is lost, UDP carries on
           }
           break;
         case "fin":

@@ -78,15 +78,19 @@ async function open(
 
 /** Carries one TCP connection; returns once it is set up (the rest runs on its own). */
 export async function bridgeTcp(session: ManagerSession, sock: TcpSocket, stats: BridgeStats): Promise<void> {
+  // The router may close the socket while the dial runs (its held SYN timed out, or a flood's fairness evicted it):
+  // then the tunnel has no app to carry and is reset as soon as it opens.
+  let closed = false;
+  sock.onClose = () => (closed = true);
   const t = await open(session, "tcp", sock.flow, stats);
   if (typeof t === "string") {
     stats.tcpRefused++;
     sock.refuse(t);
     return;
   }
+  if (closed) return t.reset("the connection closed while dialing");
   stats.tcpOpened++;
   stats.tcpActive++;
-  let closed = false;
   let paused = false;
   let writable: (() => void) | undefined;
   sock.onData = (data) => {
@@ -141,15 +145,17 @@ export async function bridgeTcp(session: ManagerSession, sock: TcpSocket, stats:
 
 /** Carries one UDP flow; the first datagram waits in the router until the tunnel is dialed. */
 export async function bridgeUdp(session: ManagerSession, flow: UdpFlow, stats: BridgeStats): Promise<void> {
+  let closed = false;
+  flow.onClose = () => (closed = true); // ended while the dial runs: the tunnel is reset as soon as it opens
   const t = await open(session, "udp", flow.flow, stats);
   if (typeof t === "string") {
     stats.udpRefused++;
     flow.refuse(t);
     return;
   }
+  if (closed) return t.reset("the flow ended while dialing");
   stats.udpOpened++;
   stats.udpActive++;
-  let closed = false;
   flow.onDatagram = (d) => {
     // UDP has no backpressure of its own: while the tunnel holds UDP_BUFFER bytes unsent, a datagram is dropped (and
     // counted), as a full socket buffer would drop it, instead of queueing without bound.

@@ -38,6 +38,7 @@ const TCP_TROUBLE = [
   "resetsSent",
   "resetsReceived",
   "outOfOrderOverflowDrops",
+  "sackBlocksIgnored",
   "heldSynTimeouts",
   "dataAfterFinDrops",
 ] as const;
@@ -93,7 +94,7 @@ export function formatStatus(s: Status): string {
     `  connections: TCP ${c.tcpActive ?? 0} open, ${c.tcpOpened ?? 0} opened, ${c.tcpRefused ?? 0} refused; ` +
     `UDP ${c.udpActive ?? 0} flows, ${c.udpOpened ?? 0} opened`,
     `  traffic:     ${bytes(c.bytesInbound ?? 0)} to the cluster, ${bytes(c.bytesOutbound ?? 0)} back`,
-    `  drops:       ${nonZero(r.drops)}`,
+    `  drops:       ${nonZero({ ...r.drops, udpDatagramsDropped: c.udpDatagramsDropped })}`,
     `  tcp trouble: ${nonZero(r.tcp, TCP_TROUBLE)}`,
     ...(s.log ? [`  log:         ${s.log.path} (${s.log.level} and above; tp loglevel LEVEL changes it)`] : []),
   ];

@@ -108,6 +108,8 @@ export interface Endpoints {
   family?: 4 | 6;
   appPort?: number;
   svcPort?: number;
+  /** The cluster-side address (default SVC4 or SVC6, of `family`). */
+  svc?: IpAddress;
 }
 
 export class Harness {
@@ -129,7 +131,7 @@ export class Harness {
   }
 
   ip(e: Endpoints = {}): IpHeader {
-    return (e.family === 6 ? { src: APP6, dst: SVC6 } : { src: APP4, dst: SVC4 }) as IpHeader;
+    return (e.family === 6 ? { src: APP6, dst: e.svc ?? SVC6 } : { src: APP4, dst: e.svc ?? SVC4 }) as IpHeader;
   }
 
   /** A TCP packet from the app (defaults: port 40000 -> 8080, ACK, window 65535). */

@@ -34,9 +34,10 @@ export class RouterUdpFlow implements UdpFlow {
 
   accept(): void {
     if (this.#closed) return;
-    for (const d of this.host.table.accept(this.entry, this)) {
-      if (this.#closed) break; // the owner closed it while taking the held datagrams
-      this.onDatagram(d);
+    const held = this.host.table.accept(this.entry, this);
+    for (let i = 0; i < held.length; i++) {
+      if (this.#closed) return this.host.table.discarded(held.length - i); // the owner closed it while taking them
+      this.onDatagram(held[i]!);
     }
   }
 
@@ -48,7 +49,7 @@ export class RouterUdpFlow implements UdpFlow {
   }
 
   send(datagram: Uint8Array): void {
-    if (!this.#closed) this.host.send(this, datagram);
+    this.host.send(this, datagram); // after the flow ended too: the router counts the drop
   }
 
   close(): void {

@@ -21,6 +21,7 @@ import {
   type ClassifyOptions,
   type IpHeader,
   IpProtocol,
+  ipToString,
   PacketInfo,
   parseTcp,
   TcpFlags,
@@ -29,6 +30,7 @@ import {
   type UnreachableReason,
 } from "../wire/mod.ts";
 import { Deadlines } from "./_deadlines.ts";
+import { InProgress } from "./_in_progress.ts";
 import type { RefuseReason, RouterOwner } from "./owner.ts";
 import { RouterTcpSocket } from "./_tcp_socket.ts";
 import { RouterUdpFlow, type UdpFlowHost } from "./_udp_flow.ts";
@@ -38,6 +40,11 @@ export interface RouterOptions {
   tcp?: TcpOptions;
   /** Most TCP connections at once; a SYN beyond it is answered with RST and counted. */
   maxConnections?: number;
+  /**
+   * Most TCP connections in progress at once (SYN-HELD: the owner dials; SYN-RECEIVED: the app's ACK is due), shared
+   * fairly between destination addresses (`_in_progress.ts`); a SYN beyond it is answered with RST and counted.
+   */
+  maxConnectionsInProgress?: number;
   /** Most UDP flows at once; beyond it a datagram is dropped and counted. */
   maxUdpFlows?: number;
   /**
@@ -60,12 +67,23 @@ export interface RouterCounters {
   packetsIn: number;
   packetsOut: number;
   tcpConnections: number;
+  /** TCP connections in SYN-HELD or SYN-RECEIVED. */
+  tcpInProgress: number;
   udpFlows: number;
   /** Drops by reason: malformed input (`net/wire`'s `DropReason` names), limits, unsupported protocols. */
   drops: Record<string, number>;
 }
 
 const DEFAULT_MAX_CONNECTIONS = 65_536;
+/**
+ * Connections in progress: gVisor's forwarder users pick 1,024 to 4,096 for `maxInFlight` (Tailscale's netstack: 1,024
+ * on small machines). Each one holds a tunnel stream while it dials, and the manager serves 4,160 streams at once
+ * (`manager/listen.ts`): 1,024 leaves three quarters of them to open connections.
+ */
+const DEFAULT_MAX_IN_PROGRESS = 1_024;
+/** Evictions for fairness (`_in_progress.ts`): each may leave a dial running at the manager for its 5 s timeout. */
+const EVICTION_BURST = 64;
+const EVICTIONS_PER_SECOND = 64;
 const DEFAULT_MAX_UDP_FLOWS = 16_384;
 /** IPv4 (20) + TCP (20) and IPv6 (40) + TCP (20) headers: MSS = MTU minus these (RFC 9293 section 3.7.1). */
 const TCP4_OVERHEAD = 40;
@@ -88,10 +106,18 @@ export class Router {
   readonly #tcp = new Map<string, RouterTcpSocket>();
   readonly #udp: UdpFlowTable<RouterUdpFlow>;
   readonly #maxConnections: number;
+  readonly #inProgress: InProgress<RouterTcpSocket>;
   readonly #cfg4: TcpConfig;
   readonly #cfg6: TcpConfig;
   readonly #tcpCounters: TcpCounters = newTcpCounters();
-  readonly #counters: RouterCounters = { packetsIn: 0, packetsOut: 0, tcpConnections: 0, udpFlows: 0, drops: {} };
+  readonly #counters: RouterCounters = {
+    packetsIn: 0,
+    packetsOut: 0,
+    tcpConnections: 0,
+    tcpInProgress: 0,
+    udpFlows: 0,
+    drops: {},
+  };
   readonly #info = new PacketInfo();
   readonly #classify: ClassifyOptions;
   /** The connection of the last TCP packet: a bulk flow's packets skip the key and the map lookup. */
@@ -121,6 +147,11 @@ export class Router {
     this.#now = options.now ?? (() => performance.now());
     this.#onError = options.onError ?? (() => {});
     this.#maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+    this.#inProgress = new InProgress({
+      max: options.maxConnectionsInProgress ?? DEFAULT_MAX_IN_PROGRESS,
+      evictionBurst: EVICTION_BURST,
+      evictionsPerSecond: EVICTIONS_PER_SECOND,
+    });
     const idle = options.udpIdleMs;
     this.#udp = new UdpFlowTable<RouterUdpFlow>({
       maxFlows: options.maxUdpFlows ?? DEFAULT_MAX_UDP_FLOWS,
@@ -173,13 +204,18 @@ export class Router {
     for (const f of [...this.#udp.flows()]) f.owner?.close();
   }
 
-  /** Counters: packets, connections, named drops, and the TCP stack's and UDP table's own counters. */
+  /**
+   * Counters: packets, connections, named drops, and the TCP stack's and UDP table's own counters. The table's held
+   * datagrams discarded when a pending flow ends are among the drops (`udpHeldDiscarded`).
+   */
   stats(): RouterCounters & { tcp: TcpCounters; udp: UdpFlowCounters } {
+    const discarded = this.#udp.counters.heldDiscarded;
     return {
       ...this.#counters,
       tcpConnections: this.#tcp.size,
+      tcpInProgress: this.#inProgress.size,
       udpFlows: this.#udp.size,
-      drops: { ...this.#counters.drops },
+      drops: { ...this.#counters.drops, ...(discarded > 0 ? { udpHeldDiscarded: discarded } : {}) },
       tcp: { ...this.#tcpCounters },
       udp: { ...this.#udp.counters },
     };
@@ -240,6 +276,18 @@ export class Router {
       this.#rstUnmatched(packet, info, seg);
       return this.#drop("tcpConnectionLimit");
     }
+    const dst = info.version === 4 ? info.dst4 : ipToString(info.dstAddress(packet));
+    const admission = this.#inProgress.admit(dst, now);
+    if (!admission.admit) {
+      this.#rstUnmatched(packet, info, seg);
+      return this.#drop("tcpInProgressLimit");
+    }
+    if (admission.evict !== undefined) {
+      // The busiest destination gives up its oldest attempt (the app gets an RST) to one that has fewer.
+      this.#drop("tcpInProgressEvicted");
+      admission.evict.conn.abort();
+      this.#afterEvents(admission.evict);
+    }
     const conn = TcpConnection.fromSyn(seg, now, {
       config: info.version === 4 ? this.#cfg4 : this.#cfg6,
       counters: this.#tcpCounters,
@@ -253,6 +301,7 @@ export class Router {
     });
     this.#tcp.set(key, s);
     this.#byConn.set(conn, s);
+    this.#inProgress.add(dst, s);
     this.#afterEvents(s);
     this.#dirty.add(s);
   }
@@ -341,6 +390,8 @@ export class Router {
   #afterEvents(s: RouterTcpSocket): void {
     const ev = s.conn.takeEvents();
     if (ev === 0) return;
+    const state = s.conn.state;
+    if (state !== "SYN-HELD" && state !== "SYN-RECEIVED") this.#inProgress.remove(s);
     const opened = s.handleEvents(ev);
     if (opened) {
       try {
@@ -361,6 +412,7 @@ export class Router {
   #closeTcp(s: RouterTcpSocket): void {
     if (s.closed) return;
     s.closed = true;
+    this.#inProgress.remove(s);
     if (this.#tcp.get(s.key) === s) this.#tcp.delete(s.key);
     this.#byConn.delete(s.conn);
     this.#dirty.delete(s);
@@ -441,7 +493,8 @@ export class Router {
     const e = f.entry;
     const v4 = typeof e.app === "number";
     if (datagram.length + (v4 ? 28 : 48) > this.#dev.mtu) return this.#drop("udpOutboundTooBig");
-    if (!this.#udp.outbound(e, datagram.length, this.#now())) return;
+    // The flow is pending (the owner sent before accepting) or gone (it ended while the cluster side still answered).
+    if (!this.#udp.outbound(e, datagram.length, this.#now())) return this.#drop("udpOutboundNoFlow");
     const buf = this.#buffer();
     const len = buildUdpPacket(buf, e.outboundHeader, { srcPort: e.remotePort, dstPort: e.appPort, payload: datagram });
     this.#push(buf.subarray(0, len));

@@ -104,3 +104,65 @@ Deno.test("Router: a UDP flow over IPv6 round-trips", async () => {
     await h.close();
   }
 });
+
+Deno.test("Router counts an outbound datagram for a flow not yet accepted or already ended (udpOutboundNoFlow)", async () => {
+  const h = new Harness();
+  try {
+    h.tun.inject(h.udpPacket(pattern(1)));
+    await settle();
+    const f = h.owner.flows[0]!;
+    f.send(pattern(8)); // still pending
+    f.accept();
+    f.send(pattern(8, 1));
+    f.close();
+    f.send(pattern(8, 2)); // ended
+    const out = await h.drain();
+    assert.deepEqual(out.map((o) => o.udp!.payload), [pattern(8, 1)], "only the open flow's datagram goes out");
+    assert.equal(h.router.stats().drops["udpOutboundNoFlow"], 2);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("Router counts the held datagrams of a pending flow that is refused, closed or expires (udpHeldDiscarded)", async () => {
+  const h = new Harness({ udpIdleMs: 5000 });
+  try {
+    const burst = (appPort: number, n: number) => {
+      for (let i = 0; i < n; i++) h.tun.inject(h.udpPacket(pattern(4, i), { appPort }));
+    };
+    burst(1, 3);
+    burst(2, 2);
+    burst(3, 1);
+    await settle();
+    const [refused, closed] = h.owner.flows;
+    refused!.refuse("refused");
+    assert.equal(h.router.stats().drops["udpHeldDiscarded"], 3);
+    closed!.close();
+    assert.equal(h.router.stats().drops["udpHeldDiscarded"], 5);
+    await h.advance(5000); // the third, never answered, expires
+    assert.equal(h.router.stats().drops["udpHeldDiscarded"], 6);
+    assert.equal(h.router.stats().udp.heldDiscarded, 6);
+    assert.equal(h.router.stats().udpFlows, 0);
+  } finally {
+    await h.close();
+  }
+});
+
+Deno.test("Router counts the held datagrams an owner loses by closing the flow while taking them", async () => {
+  const h = new Harness();
+  try {
+    for (let i = 0; i < 4; i++) h.tun.inject(h.udpPacket(pattern(4, i)));
+    await settle();
+    const f = h.owner.flows[0]!;
+    const got: number[][] = [];
+    f.onDatagram = (d) => {
+      got.push([...d]);
+      f.close();
+    };
+    f.accept();
+    assert.deepEqual(got, [[...pattern(4, 0)]]);
+    assert.equal(h.router.stats().drops["udpHeldDiscarded"], 3);
+  } finally {
+    await h.close();
+  }
+});

@@ -287,7 +287,7 @@ function ackArrives(t: Tcb, seg: TcpRepr, now: number): boolean {
   }
   if (t.sackOk && seg.sackBlocks !== undefined) {
     for (const [l, r] of seg.sackBlocks) {
-      if (seqLt(l, r) && seqGt(l, ack) && seqLe(r, t.sndMax)) t.sacked.add(l, r);
+      if (seqLt(l, r) && seqGt(l, ack) && seqLe(r, t.sndMax) && !t.sacked.add(l, r)) t.counters.sackBlocksIgnored++;
     }
   }
   if (seqGt(ack, t.sndUna)) newAck(t, seg, now);

@@ -4,10 +4,20 @@
  */
 import { seqGe, seqGt, seqLe, seqLt, seqMax, seqMin } from "./seq.ts";
 
+/**
+ * Ranges a sender's scoreboard keeps. RFC 2018 and RFC 6675 set no bound; each ACK carries at most 4 blocks, but a
+ * peer may report a new disjoint one in every ACK, and each `add` walks the ranges: the bound keeps both small. A
+ * block that would need a range beyond it is ignored (and counted): SACK is advisory (RFC 2018 section 8), so the
+ * sender at worst retransmits bytes the peer holds. 32 is the receiver's own default (`maxOooBlocks`).
+ */
+export const MAX_SACK_RANGES = 32;
+
 /** Sender side: disjoint, sorted [start, end) ranges above SND.UNA that the peer has selectively acknowledged. */
 export class SackScoreboard {
   /** Flat pairs: starts at even, ends at odd indices. */
   readonly #r: number[] = [];
+
+  constructor(readonly maxRanges = MAX_SACK_RANGES) {}
 
   get size(): number {
     return this.#r.length >> 1;
@@ -22,8 +32,11 @@ export class SackScoreboard {
     this.#r.length = 0;
   }
 
-  /** Records [start, end), merging with overlapping or touching ranges. */
-  add(start: number, end: number): void {
+  /**
+   * Records [start, end), merging with overlapping or touching ranges. Returns false, recording nothing, when the
+   * block touches no range and `maxRanges` are kept already.
+   */
+  add(start: number, end: number): boolean {
     const r = this.#r;
     let i = 0;
     while (i < r.length && seqLt(r[i + 1]!, start)) i += 2;
@@ -33,7 +46,9 @@ export class SackScoreboard {
       end = seqMax(end, r[j + 1]!);
       j += 2;
     }
+    if (j === i && r.length >= 2 * this.maxRanges) return false;
     r.splice(i, j - i, start, end);
+    return true;
   }
 
   /** Forgets everything below `una` (it has been cumulatively acknowledged). */

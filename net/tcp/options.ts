@@ -173,6 +173,8 @@ export interface TcpCounters {
   timeouts: number;
   outOfOrderSegments: number;
   outOfOrderOverflowDrops: number;
+  /** SACK blocks not recorded because the sender's scoreboard kept its most ranges (`_sack.ts`). */
+  sackBlocksIgnored: number;
   zeroWindowProbes: number;
   windowUpdates: number;
   keepaliveProbes: number;
@@ -198,6 +200,7 @@ export function newTcpCounters(): TcpCounters {
     timeouts: 0,
     outOfOrderSegments: 0,
     outOfOrderOverflowDrops: 0,
+    sackBlocksIgnored: 0,
     zeroWindowProbes: 0,
     windowUpdates: 0,
     keepaliveProbes: 0,

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { NewReno } from "./_congestion.ts";
 import { bytes, established, Harness, OUR_ISN, RST } from "./_fixtures.ts";
 import { RttEstimator } from "./_rtt.ts";
+import { MAX_SACK_RANGES } from "./_sack.ts";
 import { TcpEvent } from "./options.ts";
 import { seqAdd } from "./seq.ts";
 
@@ -177,4 +178,20 @@ Deno.test("RFC 9293 3.8.4: keepalive probes an idle connection and times it out 
   assert.equal(h.conn.state, "CLOSED");
   assert.equal(h.conn.error, "timeout");
   assert.equal(h.conn.counters.keepaliveProbes, 3);
+});
+
+Deno.test("RFC 2018: SACK blocks past the scoreboard's bound are ignored and counted, and recovery goes on", () => {
+  const h = inFlight(10_000, { sack: true });
+  h.take();
+  // 100 disjoint blocks of 50 bytes, four to an ACK (as a peer that drops every other 50 bytes might report them).
+  const blocks = Array.from({ length: 100 }, (_, k) => [seqAdd(DATA0, k * 100 + 1), seqAdd(DATA0, k * 100 + 51)]);
+  for (let k = 0; k < blocks.length; k += 4) {
+    h.send({ ack: DATA0, sackBlocks: blocks.slice(k, k + 4) as [number, number][] });
+  }
+  assert.equal(h.conn.counters.sackBlocksIgnored, 100 - MAX_SACK_RANGES);
+  assert.ok(h.conn.info().inRecovery);
+  // A cumulative ACK of everything ends it as usual.
+  h.send({ ack: seqAdd(DATA0, 10_000) });
+  assert.equal(h.conn.info().unackedBytes, 0);
+  assert.ok(!h.conn.info().inRecovery);
 });

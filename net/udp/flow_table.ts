@@ -57,6 +57,8 @@ export interface UdpFlowCounters {
   closed: number;
   tableFull: number;
   heldDropped: number;
+  /** Held datagrams of pending flows that ended without `accept` (refused, closed, expired), or that the owner lost. */
+  heldDiscarded: number;
 }
 
 export class UdpFlow<T = unknown> {
@@ -118,6 +120,7 @@ export class UdpFlowTable<T = unknown> {
     closed: 0,
     tableFull: 0,
     heldDropped: 0,
+    heldDiscarded: 0,
   };
   /** The flow the last `inbound` call concerned (null after "tableFull"). */
   flow: UdpFlow<T> | null = null;
@@ -241,8 +244,14 @@ export class UdpFlowTable<T = unknown> {
     if (this.#flows.get(flow.key) !== flow) return false;
     this.#flows.delete(flow.key);
     (flow.replied ? this.#repliedQueue : this.#unrepliedQueue).delete(flow);
+    this.counters.heldDiscarded += flow.held.length;
     flow.held = [];
     return true;
+  }
+
+  /** The owner lost `n` of the datagrams `accept` handed back (it closed the flow while taking them): counted. */
+  discarded(n: number): void {
+    this.counters.heldDiscarded += n;
   }
 
   /** When `expire` may next find an idle flow (possibly early, never late, always after the last `expire`). */
