@@ -131,15 +131,23 @@ Deno.test("a kubeconfig root could read but the user who ran sudo cannot is refu
         "current-context": "lab",
       }),
     );
-    const r = await asNobody(
-      ["sudo", "--non-interactive", "--preserve-env=DENO_DIR,TP_STATE_DIR", ...tpArgv(connectArgs(config))],
-      { stateDir: `${dir}/state`, scratch: dir, sudo: true, netns: LAB.namespaces.workstation },
-    );
-    assert.equal(r.code, 1, r.stderr);
-    assert.match(
-      r.stderr,
-      new RegExp(`cannot read kubeconfig "${config}" as nobody \\(uid ${NOBODY}\\): permission denied`),
-    );
+    // `sudo tp connect`, and the daemon itself, which resolves the kubeconfig only when it dials.
+    for (const extra of [[], ["--foreground"]]) {
+      const r = await asNobody(
+        [
+          "sudo",
+          "--non-interactive",
+          "--preserve-env=DENO_DIR,TP_STATE_DIR",
+          ...tpArgv([...connectArgs(config), ...extra]),
+        ],
+        { stateDir: `${dir}/state`, scratch: dir, sudo: true, netns: LAB.namespaces.workstation },
+      );
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(
+        r.stderr,
+        new RegExp(`cannot read kubeconfig "${config}" as nobody \\(uid ${NOBODY}\\): permission denied`),
+      );
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
