@@ -75,6 +75,10 @@ export function connectCommand() {
       // The Kubernetes client loads only when tp goes through Kubernetes.
       const kube = opts.managerUrl ? undefined : await import("../k8s/kubeconfig.ts");
       const settings = validateSettings({ ...opts, token }, (f) => {
+        // A daemon in this process with the context and namespace named (as tp connect starts one through sudo)
+        // resolves the kubeconfig when it dials, at once, with the same errors: resolving it here as well would run
+        // the user's helper and credential plugin twice (k8s/as_user.ts).
+        if (opts.foreground && f.context && f.namespace) return { context: f.context, namespace: f.namespace };
         const t = kube!.loadKube(f);
         return { context: t.context, namespace: t.namespace };
       });

@@ -10,6 +10,7 @@ import { ExitWith, UsageError } from "./errors.ts";
 import { VERSION } from "../base/version.ts";
 import { rootHelp } from "./help.ts";
 import { errorMessage } from "../base/error_message.ts";
+import { KUBE_AS_USER_COMMAND } from "../k8s/options.ts";
 
 /** The resolv.conf guard's internal command (cli/dns/resolv_guard.ts's RESTORE_DNS_COMMAND, kept in step by a test). */
 export const RESTORE_DNS_COMMAND = "_restore-dns";
@@ -237,6 +238,13 @@ export async function main(args: string[]): Promise<number> {
         restoreDnsMain(args: string[]): Promise<number>;
       };
       return await m.restoreDnsMain(rest);
+    }
+    if (first === KUBE_AS_USER_COMMAND) {
+      // Run by root, as the user who ran sudo, to read their kubeconfig (k8s/as_user.ts).
+      const m = await import(new URL("./kube_as_user_command.ts", import.meta.url).href) as {
+        kubeAsUserMain(args: string[]): Promise<number>;
+      };
+      return await m.kubeAsUserMain(rest);
     }
     const name = first === "help" ? rest[0] : first;
     const entry = COMMANDS.find((c) => c.name === name);

@@ -1,14 +1,16 @@
 /**
  * kubectl's conventions for finding a cluster: `--kubeconfig`, KUBECONFIG with several files, `--context`,
  * `-n/--namespace`, plus tp's `--manager-namespace`. Parsing and the auth methods (client certificates, bearer tokens,
- * token files, exec credential plugins, CA data, insecure-skip-tls-verify) are @kubernetes/client-node's; tp adds
- * kubectl's merge rule for several files (the first file to set a name wins) and the sudo rule: the kubeconfig is the
- * invoking user's, and exec plugins run as that user, never as root.
+ * token files, exec credential plugins, auth-providers, CA data, insecure-skip-tls-verify) are
+ * @kubernetes/client-node's; tp adds kubectl's merge rule for several files (the first file to set a name wins) and
+ * the sudo rule: under sudo, root reads nothing of the kubeconfig and runs none of its commands. A helper run as the
+ * user who ran sudo does all of it and hands root a self-contained config (k8s/as_user.ts).
  */
 import { Buffer } from "node:buffer";
 import { type Cluster, type Context, KubeConfig, type User } from "@kubernetes/client-node";
 import { K8sError, type Where } from "./errors.ts";
 import { errorMessage } from "../base/error_message.ts";
+import { loadKubeAsUser } from "./as_user.ts";
 
 export { DEFAULT_MANAGER_NAMESPACE, type KubeOptions } from "./options.ts";
 import { DEFAULT_MANAGER_NAMESPACE, type KubeOptions } from "./options.ts";
@@ -32,6 +34,8 @@ export interface KubeTarget {
   managerNamespace: string;
   /** The files read, in order ([] for in-cluster config). */
   files: string[];
+  /** How the context's user authenticates, for messages: "bearer token", `exec plugin "aws"`, ... */
+  auth: string;
 }
 
 /** The user who ran `sudo tp ...`, when this process is root through sudo; their kubeconfig is the one to read. */
@@ -62,30 +66,44 @@ export function kubeconfigFiles(opts: KubeOptions, env: KubeEnv = processEnv): s
   if (opts.kubeconfig) return [opts.kubeconfig];
   const list = env.get("KUBECONFIG");
   if (list) return list.split(":").filter((f) => f.length > 0);
-  const home = invokingUser(env)?.home ?? env.get("HOME") ?? "";
-  return [`${home}/.kube/config`];
+  return [`${env.get("HOME") ?? ""}/.kube/config`]; // under sudo, the helper's HOME is the user's (k8s/as_user.ts)
 }
 
-function exists(path: string): boolean {
+/** Whether `path` is a file; a file this user may not reach is an error, not a missing file. */
+function exists(path: string, env: KubeEnv): boolean {
   try {
     return Deno.statSync(path).isFile;
-  } catch {
+  } catch (e) {
+    if (e instanceof Deno.errors.PermissionDenied) throw unreadable(path, e, env);
     return false;
   }
 }
 
+/** The error for a kubeconfig this process may not read, naming the user it reads as. */
+function unreadable(path: string, e: Error, env: KubeEnv): K8sError {
+  const uid = env.uid();
+  const as = uid === 0 || uid === null ? "" : ` as ${env.get("USER") ?? "uid"} (uid ${uid})`;
+  return new K8sError(
+    "no-kubeconfig",
+    `cannot read kubeconfig "${path}"${as}: permission denied; tp reads the kubeconfig as the user who ran it, ` +
+      `like kubectl: make it readable by that user`,
+    { cause: e },
+  );
+}
+
 /** Reads and merges the kubeconfig files with kubectl's rule: the first file to define a name, or a current-context, wins. */
-export function readKubeconfig(files: string[]): KubeConfig {
+export function readKubeconfig(files: string[], env: KubeEnv = processEnv): KubeConfig {
   const clusters = new Map<string, Cluster>();
   const users = new Map<string, User>();
   const contexts = new Map<string, Context>();
   let current = "";
   for (const file of files) {
-    if (!exists(file)) continue; // kubectl ignores missing files in KUBECONFIG
+    if (!exists(file, env)) continue; // kubectl ignores missing files in KUBECONFIG
     const one = new KubeConfig();
     try {
       one.loadFromFile(file);
     } catch (e) {
+      if ((e as { code?: string }).code === "EACCES") throw unreadable(file, e as Error, env);
       throw new K8sError("no-kubeconfig", `cannot read kubeconfig "${file}": ${errorMessage(e)}`, { cause: e });
     }
     for (const c of one.getClusters()) if (!clusters.has(c.name)) clusters.set(c.name, c);
@@ -106,12 +124,21 @@ export function readKubeconfig(files: string[]): KubeConfig {
 /**
  * Resolves the flags to one context of one kubeconfig, or throws a K8sError that says the fix: no kubeconfig, an
  * unknown context, a context whose cluster or user is missing. Inside a pod with no kubeconfig, the service
- * account's in-cluster config is used (what the traffic-manager runs with).
+ * account's in-cluster config is used (what the traffic-manager runs with). Under sudo, all of it is done by a helper
+ * that runs as the invoking user (k8s/as_user.ts): root reads no kubeconfig, token or key file and runs no command of
+ * it.
  */
 export function loadKube(opts: KubeOptions, env: KubeEnv = processEnv): KubeTarget {
+  const who = invokingUser(env);
+  if (who) return loadKubeAsUser(opts, who);
+  return loadOwnKube(opts, env);
+}
+
+/** loadKube() in this process, as this process's user. */
+function loadOwnKube(opts: KubeOptions, env: KubeEnv): KubeTarget {
   const files = kubeconfigFiles(opts, env);
   const managerNamespace = opts.managerNamespace ?? DEFAULT_MANAGER_NAMESPACE;
-  const found = files.filter(exists);
+  const found = files.filter((f) => exists(f, env));
   if (found.length === 0) {
     if (!opts.kubeconfig && !opts.context && env.get("KUBERNETES_SERVICE_HOST")) {
       const kc = new KubeConfig();
@@ -124,21 +151,20 @@ export function loadKube(opts: KubeOptions, env: KubeEnv = processEnv): KubeTarg
         namespace: opts.namespace ?? kc.getContextObject(ctx)?.namespace ?? "default",
         managerNamespace,
         files: [],
+        auth: describeAuth(kc.getCurrentUser()),
       };
     }
     const where = opts.kubeconfig
       ? `--kubeconfig "${opts.kubeconfig}" does not exist`
       : env.get("KUBECONFIG")
       ? `none of the files in KUBECONFIG (${files.join(", ")}) exists`
-      : `there is no ${files[0]}${
-        invokingUser(env) ? ` (the kubeconfig of ${invokingUser(env)!.name}, who ran sudo)` : ""
-      }`;
+      : `there is no ${files[0]}`;
     throw new K8sError(
       "no-kubeconfig",
       `no kubeconfig: ${where}. Pass --kubeconfig <file> or set KUBECONFIG, as for kubectl`,
     );
   }
-  const kc = readKubeconfig(found);
+  const kc = readKubeconfig(found, env);
   const names = kc.getContexts().map((c) => c.name);
   const name = opts.context ?? kc.getCurrentContext();
   if (!name) {
@@ -169,7 +195,6 @@ export function loadKube(opts: KubeOptions, env: KubeEnv = processEnv): KubeTarg
   if (ctx.user && !kc.getUser(ctx.user)) {
     throw new K8sError("unknown-context", `context "${name}" names user "${ctx.user}", which the kubeconfig lacks`);
   }
-  runExecPluginsAs(kc, invokingUser(env));
   return {
     kc,
     context: name,
@@ -177,45 +202,30 @@ export function loadKube(opts: KubeOptions, env: KubeEnv = processEnv): KubeTarg
     namespace: opts.namespace ?? ctx.namespace ?? "default",
     managerNamespace,
     files: found,
+    auth: describeAuth(kc.getCurrentUser()),
   };
 }
 
-/**
- * Under sudo, rewrites every exec credential plugin to run as the invoking user (through util-linux's setpriv), so
- * the plugin sees that user's cloud credentials and caches, not root's.
- */
-function runExecPluginsAs(kc: KubeConfig, who: InvokingUser | undefined): void {
-  if (!who) return;
-  for (const u of kc.getUsers()) {
-    const exec = u.exec as { command?: string; args?: string[]; env?: { name: string; value: string }[] } | undefined;
-    if (!exec?.command) continue;
-    exec.args = [
-      `--reuid=${who.uid}`,
-      `--regid=${who.gid}`,
-      "--init-groups",
-      "--",
-      exec.command,
-      ...(exec.args ?? []),
-    ];
-    exec.command = "setpriv";
-    exec.env = [{ name: "HOME", value: who.home }, { name: "USER", value: who.name }, ...(exec.env ?? [])];
-  }
-}
-
-export function where(t: KubeTarget): Where {
-  const u = t.kc.getCurrentUser();
-  const exec = u?.exec as { command?: string; args?: string[] } | undefined;
-  const command = exec?.command === "setpriv" ? exec.args?.[exec.args.indexOf("--") + 1] : exec?.command;
-  const auth = exec
-    ? `exec plugin "${command}"`
-    : u?.token || u?.authProvider
+/** How a kubeconfig user authenticates, in words for messages. */
+export function describeAuth(u: User | null | undefined): string {
+  const exec = u?.exec as { command?: string } | undefined;
+  return exec
+    ? `exec plugin "${exec.command}"`
+    : u?.authProvider?.config?.tokenFile
+    ? "bearer token file"
+    : u?.authProvider
+    ? `auth-provider "${(u.authProvider as { name?: string }).name}"`
+    : u?.token
     ? "bearer token"
     : u?.certFile || u?.certData
     ? "client certificate"
     : u?.username
     ? "basic auth"
     : "no credentials";
-  return { context: t.context, server: t.server, auth };
+}
+
+export function where(t: KubeTarget): Where {
+  return { context: t.context, server: t.server, auth: t.auth };
 }
 
 /** What a TLS connection to the API server needs: trust, client identity and the auth header. */
@@ -232,47 +242,63 @@ export interface KubeTls {
   headers: Record<string, string>;
 }
 
+/** What the target's user presents: the auth headers, the client certificate and key; and the CA to trust. */
+export interface KubeCredentials {
+  headers: Record<string, string>;
+  ca?: string | Buffer | undefined;
+  cert?: string | Buffer | undefined;
+  key?: string | Buffer | undefined;
+  servername?: string | undefined;
+}
+
 /**
  * The TLS material and headers of the target's user: client-node reads CA and certificate files and data, tokens
- * and token files, and runs exec plugins (their tokens are cached until they expire).
+ * and token files, and runs exec plugins (their tokens are cached until they expire) and auth-providers' commands.
  */
-export async function kubeTls(t: KubeTarget): Promise<KubeTls> {
-  const url = new URL(t.server);
-  if (url.protocol !== "https:") {
-    throw new K8sError("api", `tp only speaks HTTPS to the API server; context "${t.context}" has ${t.server}`);
-  }
+export async function kubeCredentials(t: KubeTarget): Promise<KubeCredentials> {
   const o: {
     headers?: Record<string, string>;
     ca?: string | Buffer;
     cert?: string | Buffer;
     key?: string | Buffer;
-    rejectUnauthorized?: boolean;
     servername?: string;
     auth?: string;
   } = {};
   try {
     await t.kc.applyToHTTPSOptions(o as never);
   } catch (e) {
+    if (e instanceof K8sError) throw e;
     throw new K8sError(
       "unauthorized",
       `cannot get credentials for context "${t.context}": ${errorMessage(e)}. ` +
-        `Check the user's exec plugin or token file in the kubeconfig`,
+        `Check the user's exec plugin, auth-provider or token file in the kubeconfig`,
       { cause: e },
     );
   }
   const headers: Record<string, string> = {};
-  for (const [k, v] of Object.entries(o.headers ?? {})) headers[k] = String(v);
+  // A token file's trailing newline is no part of the token (kubectl trims it too).
+  for (const [k, v] of Object.entries(o.headers ?? {})) headers[k] = String(v).trim();
   if (o.auth) headers["Authorization"] = `Basic ${Buffer.from(o.auth).toString("base64")}`;
+  return { headers, ca: o.ca, cert: o.cert, key: o.key, servername: o.servername };
+}
+
+/** What a port-forward's TLS connection needs (kubeCredentials() and the server's address). */
+export async function kubeTls(t: KubeTarget): Promise<KubeTls> {
+  const url = new URL(t.server);
+  if (url.protocol !== "https:") {
+    throw new K8sError("api", `tp only speaks HTTPS to the API server; context "${t.context}" has ${t.server}`);
+  }
+  const c = await kubeCredentials(t);
   const cluster = t.kc.getCurrentCluster();
   return {
     host: url.hostname.replace(/^\[|\]$/g, ""),
     port: url.port ? Number(url.port) : 443,
     basePath: url.pathname.replace(/\/$/, ""),
-    ca: o.ca,
-    cert: o.cert,
-    key: o.key,
+    ca: c.ca,
+    cert: c.cert,
+    key: c.key,
     rejectUnauthorized: !(cluster?.skipTLSVerify ?? false),
-    servername: cluster?.tlsServerName ?? o.servername,
-    headers,
+    servername: cluster?.tlsServerName ?? c.servername,
+    headers: c.headers,
   };
 }

@@ -17,3 +17,9 @@ export interface KubeOptions {
 }
 
 export const DEFAULT_MANAGER_NAMESPACE = "tp";
+
+/**
+ * tp's internal command that resolves a kubeconfig as the user who ran sudo, for root (k8s/as_user.ts runs it,
+ * cli/kube_as_user_command.ts is it). Never listed, never typed by a person.
+ */
+export const KUBE_AS_USER_COMMAND = "_kube-as-user";

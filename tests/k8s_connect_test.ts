@@ -4,52 +4,11 @@
  * tunnel, DNS query and control call shares that ONE WebSocket connection.
  */
 import assert from "node:assert/strict";
-import { labService, requireTools, ROOT } from "./lab.ts";
-import { forceQuit, inNs, LAB, spawnInCluster, startLabManager, tp } from "./connect_fixture.ts";
+import { labService, ROOT } from "./lab.ts";
+import { forceQuit, inNs, LAB, startLabManager, tp } from "./connect_fixture.ts";
+import { startDouble } from "./k8s_lab_double.ts";
 
 const echo = labService(LAB, "echo");
-const API = `${LAB.manager.ip}:6443`;
-
-interface Double {
-  dir: string;
-  pid: number;
-  /** Stops the double; returns what it counted. */
-  stop(): Promise<{ webSocketUpgrades: number; portForwardDials: number; requests: number }>;
-}
-
-async function startDouble(): Promise<Double> {
-  requireTools("openssl");
-  const dir = await Deno.makeTempDir({ prefix: "tp-k8s-connect-" });
-  const child = spawnInCluster([
-    Deno.execPath(),
-    "run",
-    "-A",
-    `${ROOT}/tests/k8s_double_process.ts`,
-    "--listen",
-    API,
-    "--forward",
-    `${LAB.manager.ip}:${LAB.manager.port}`,
-    "--dir",
-    dir,
-  ]);
-  const stop = async () => {
-    await child.stop();
-    let stats = { webSocketUpgrades: -1, portForwardDials: -1, requests: -1 };
-    try {
-      stats = JSON.parse(await Deno.readTextFile(`${dir}/stats.json`));
-    } catch { /* it did not get that far */ }
-    await Deno.remove(dir, { recursive: true });
-    return stats;
-  };
-  for (let i = 0; i < 150; i++) {
-    if (await Deno.stat(`${dir}/ready`).then(() => true, () => false)) {
-      return { dir, pid: Number((await Deno.readTextFile(`${dir}/ready`)).trim()), stop };
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  await stop();
-  throw new Error(`the API server double did not start within 15 s:\n${child.log()}`);
-}
 
 Deno.test("tp connect through the API server's port-forward carries HTTP, a 20 MB TCP echo and DNS over one WebSocket", async () => {
   const manager = await startLabManager();

@@ -9,7 +9,8 @@
  * namespace default as lab pods, each with those hosts lines; start the process with `nsenter --net=...` then (see
  * there).
  *
- * Writes DIR/kubeconfig (context "lab", a bearer token), then DIR/ready. Its cluster has the lab's subnets (node-a
+ * Writes DIR/kubeconfig (context "lab", a bearer token), DIR/ca.crt and, for user lab-user, DIR/client.crt and
+ * DIR/client.key, then DIR/ready. Its cluster has the lab's subnets (node-a
  * holds the pod CIDRs); SIGUSR1 adds node-b with 198.19.144.0/24. On SIGTERM writes DIR/stats.json (requests and
  * port-forward connections counted) and exits. A test double: no real API server can run on this network.
  */
@@ -49,6 +50,10 @@ double.put({ apiVersion: "v1", kind: "Namespace", metadata: { name: "tp" } });
 double.addPod("tp", "tp-manager-7c9d", { labels: { "app.kubernetes.io/name": "tp-manager" }, ports: [Number(fport)] });
 Deno.writeTextFileSync(`${dir}/kubeconfig`, double.kubeconfig({ token: DOUBLE_TOKEN, context: "lab" }));
 Deno.writeTextFileSync(`${dir}/kubeconfig-wrong-token`, double.kubeconfig({ token: "not-the-token", context: "lab" }));
+const client = pki.clientCert("lab-user");
+Deno.writeTextFileSync(`${dir}/ca.crt`, pki.caCert);
+Deno.writeTextFileSync(`${dir}/client.crt`, client.cert);
+Deno.writeTextFileSync(`${dir}/client.key`, client.key);
 Deno.writeTextFileSync(`${dir}/ready`, `${Deno.pid}\n`);
 
 Deno.addSignalListener("SIGTERM", async () => {
