@@ -157,15 +157,24 @@ Deno.test("a program that rewrites resolv.conf every 100 ms for 5 s makes tp bac
       connected(async () => {
         const pid = (await daemonPid())!;
         const cpu0 = await cpuMs(pid);
-        let usable = 0;
-        for (let i = 0; i < 50; i++) {
+        // The program rewrites every 100 ms: at least 5 s, and on until tp has backed off (at most 20 s: on a loaded
+        // machine fewer of tp's re-applies fit in its 10 s window, and the test waits for the event, not the clock).
+        let usable = 0, tries = 0, i = 0;
+        const backedOff = async () => /tp backs off for/.test(await Deno.readTextFile(`${STATE_DIR}/daemon.log`));
+        for (; i < 200 && (i < 50 || !await backedOff()); i++) {
           await Deno.writeTextFile(RESOLV, WIFI_CONF);
           await new Promise((r) => setTimeout(r, 100));
-          if (i % 10 === 9 && await getent(WIFI.name) === WIFI.hostIp) usable++;
+          if (i % 10 === 9 && i < 50) {
+            tries++;
+            if (await getent(WIFI.name) === WIFI.hostIp) usable++;
+          }
         }
         const cpu = await cpuMs(pid) - cpu0;
-        assert.ok(cpu < 500, `the daemon used ${cpu} ms of CPU in 5 s`);
-        assert.ok(usable >= 4, `the machine resolved names ${usable} times out of 5 while the program ran`);
+        assert.ok(cpu < 100 * i / 10, `the daemon used ${cpu} ms of CPU in ${i} rewrites 100 ms apart`);
+        assert.ok(
+          usable >= tries - 1,
+          `the machine resolved names ${usable} times out of ${tries} while the program ran`,
+        );
         assert.equal(await Deno.readTextFile(RESOLV), WIFI_CONF, "tp left the file to the program");
         const status = JSON.parse((await tp(["status", "-o", "json"])).stdout);
         assert.equal(status.dns.follow.state, "backing-off");
