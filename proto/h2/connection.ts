@@ -162,6 +162,11 @@ export class Connection {
     return this.#prefaceSeen && this.#settingsSeen;
   }
 
+  /** Bytes received and held: a frame not yet whole, and a header block waiting for its END_HEADERS. */
+  get inputBuffered(): number {
+    return this.#in.length + this.#headerBlocks.buffered;
+  }
+
   /** Why the connection ended, once it did. */
   get error(): ConnectionError | undefined {
     return this.#closed;

@@ -28,6 +28,11 @@ export class HeaderBlockReader {
   /** `maxContinuations`: CONTINUATION frames allowed after one HEADERS (limits.ts). */
   constructor(readonly maxContinuations: number) {}
 
+  /** Bytes of an open block held until its END_HEADERS (at most MAX_HEADER_BLOCK plus one frame). */
+  get buffered(): number {
+    return this.#open?.bytes ?? 0;
+  }
+
   /** Whether a block is open: only CONTINUATION frames on its stream may come next (section 6.10). */
   get open(): boolean {
     return this.#open !== undefined;
