@@ -156,9 +156,16 @@ export class FrameDecoder {
   #chunks: Buffer[] = [];
   #len = 0;
   #fragments: Buffer[] = [];
+  /** Bytes in #fragments: a message is bounded by maxMessage as a whole, not only frame by frame. */
+  #fragBytes = 0;
   #fragOpcode = 0;
   /** Largest message accepted; a bigger one is a protocol error. */
   constructor(readonly maxMessage = 64 * 1024 * 1024) {}
+
+  /** Bytes held: received and not yet decoded, and the fragments of a message not yet finished. */
+  get buffered(): number {
+    return this.#len + this.#fragBytes;
+  }
 
   /** The first `n` bytes (n <= #len), contiguous; copies only when they span chunks. */
   #peek(n: number): Buffer {
@@ -238,10 +245,15 @@ export class FrameDecoder {
       if (fin && this.#fragments.length === 0) {
         out.push({ opcode, payload });
       } else {
+        this.#fragBytes += payload.length;
+        if (this.#fragBytes > this.maxMessage) {
+          throw new RangeError(`A fragmented WebSocket message of over ${this.maxMessage} bytes`);
+        }
         this.#fragments.push(payload);
         if (fin) {
           out.push({ opcode: this.#fragOpcode, payload: Buffer.concat(this.#fragments) });
           this.#fragments = [];
+          this.#fragBytes = 0;
         }
       }
     }

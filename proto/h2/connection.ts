@@ -15,11 +15,15 @@
  *
  * Errors: a connection error (malformed frame, flow-control violation, bad header block) sends GOAWAY with its code
  * and closes; a stream error resets that stream only.
+ *
+ * This file reads and dispatches frames, frames what streams queue, and runs the connection's lifecycle. Beside
+ * it: stream.ts (the user's Stream and its one `setState`), stream_state.ts (RFC 9113 section 5.1's states, their
+ * transitions, and what a frame on a closed stream means), header_block.ts (HEADERS and CONTINUATION in and out),
+ * settings.ts (a peer's SETTINGS checked), fields.ts (malformed requests and responses), limits.ts, options.ts.
  */
 import {
   DEFAULT_MAX_FRAME_SIZE,
   DEFAULT_WINDOW,
-  emitHeader,
   ErrorCode,
   errorName,
   Flag,
@@ -29,7 +33,6 @@ import {
   HEADER_LENGTH,
   MAX_WINDOW,
   parseHeader,
-  parseSettings,
   pingFrame,
   PREFACE,
   readU32,
@@ -42,192 +45,26 @@ import { type HeaderList, HpackDecoder, HpackEncoder, HpackError } from "./hpack
 import { InputBuffer } from "./input_buffer.ts";
 import { checkRequest, checkResponse, checkTrailers, contentLength } from "./fields.ts";
 import { type ConnectionCounters, DEFAULT_LIMITS, type Limits, newCounters, TokenBucket } from "./limits.ts";
+import { HeaderBlockReader, headerFrames, SELF_DEPENDENT, stripPadding } from "./header_block.ts";
+import { ConnectionError, type ConnectionOptions, type Transport } from "./options.ts";
+import { readSettings } from "./settings.ts";
+import { Stream } from "./stream.ts";
+import { type ClosedState, ClosedStreams, type LateFrame } from "./stream_state.ts";
 import { errorMessage } from "../../base/error_message.ts";
 import { concat } from "../../base/bytes.ts";
 
-/** Where a connection's bytes go. The connection calls `write` at most once per tick with everything it has. */
-export interface Transport {
-  write(bytes: Uint8Array): void;
-  /** Bytes written and not yet taken by the peer's socket (for backpressure). */
-  readonly buffered: number;
-  close(): void;
-}
-
-export interface ConnectionOptions {
-  /** Our stream receive window (SETTINGS_INITIAL_WINDOW_SIZE), default 1 MiB. */
-  streamWindow?: number;
-  /** Our connection receive window, default 32 MiB. */
-  connectionWindow?: number;
-  /** Our SETTINGS_MAX_FRAME_SIZE, default 128 KiB. */
-  maxFrameSize?: number;
-  /** Server: SETTINGS_MAX_CONCURRENT_STREAMS we allow, default 100,000. */
-  maxConcurrentStreams?: number;
-  /** Server: called with each new stream once its request headers arrived. */
-  onStream?: (stream: Stream) => void;
-  /** Stop framing DATA while the transport holds this many bytes (default 1 MiB). */
-  transportHighWater?: number;
-  /** What the peer may make us hold or do (limits.ts has the defaults and where each comes from). */
-  limits?: Partial<Limits>;
-  /** The clock for rate limits, in ms (default performance.now); tests pass a fake one. */
-  now?: () => number;
-  /** A callback threw: its stream was reset (INTERNAL_ERROR), the connection goes on. */
-  onHandlerError?: (error: unknown) => void;
-}
-
-/** Why a connection ended: a GOAWAY either way, the transport closing, or an error. */
-export class ConnectionError extends Error {
-  override name = "ConnectionError";
-  constructor(readonly code: number, message: string) {
-    super(message);
-  }
-}
-
-/**
- * One stream. Callbacks are plain fields (no emitter per stream: a tunnel holds one stream per TCP connection, so
- * their memory counts). The receive window is credited as `consume` is called; by default right after `onData`
- * returns, unless the stream is paused.
- */
-export class Stream {
-  /** Request headers (server) or response headers (client), once they arrived. */
-  headers: HeaderList | undefined;
-  trailers: HeaderList | undefined;
-  /** The RST_STREAM code, once reset either way; -1 when the connection ended under the stream. */
-  resetCode: number | undefined;
-  onResponse: ((headers: HeaderList) => void) | undefined;
-  onData: ((chunk: Uint8Array) => void) | undefined;
-  onTrailers: ((headers: HeaderList) => void) | undefined;
-  /** The peer ended its side (END_STREAM). */
-  onEnd: (() => void) | undefined;
-  /** Both sides done, or reset: called once, last. `code` is 0 for a clean close. */
-  onClose: ((code: number, reason: string) => void) | undefined;
-  /** The send queue emptied (after `bufferedAmount` was non-zero). */
-  onDrain: (() => void) | undefined;
-
-  /** @internal */ sendWindow: number;
-  /** @internal */ recvWindow: number;
-  /** @internal */ queue: Uint8Array[] = [];
-  /** @internal */ queued = 0;
-  /** @internal */ endQueued = false;
-  /** @internal */ endTrailers: HeaderList | undefined;
-  /** @internal */ localDone = false;
-  /** @internal */ remoteDone = false;
-  /** @internal */ started = false;
-  /** @internal */ paused = false;
-  /** @internal */ unconsumed = 0;
-  /** @internal */ toCredit = 0;
-  /** @internal */ closed = false;
-  /** @internal A client stream's request headers, until the peer's stream limit lets it start. */
-  pendingBlock: Uint8Array | undefined;
-  /** @internal The request's END_STREAM is known but not yet applied (inside onStream). */
-  endPending = false;
-  /** @internal The content-length the peer declared, checked against its DATA (RFC 9113 section 8.1.1). */
-  contentLength: number | undefined;
-  /** @internal DATA payload received (padding excluded). */
-  dataReceived = 0;
-  /** @internal The peer reset the stream (RST_STREAM received). */
-  resetByPeer = false;
-
-  constructor(readonly id: number, readonly connection: Connection, sendWindow: number, recvWindow: number) {
-    this.sendWindow = sendWindow;
-    this.recvWindow = recvWindow;
-  }
-
-  /** Whether this side ended (or queued its END_STREAM) or the stream closed: nothing more may be sent. */
-  get sendEnded(): boolean {
-    return this.localDone || this.endQueued || this.closed;
-  }
-
-  /** Whether the peer ended its side (END_STREAM received) or the stream closed. */
-  get receiveEnded(): boolean {
-    return this.remoteDone || this.closed;
-  }
-
-  /** Payload bytes written and not yet framed (waiting for window or for the transport). */
-  get bufferedAmount(): number {
-    return this.queued;
-  }
-
-  /** Server: sends the response headers. */
-  respond(headers: HeaderList, endStream = false): void {
-    this.connection.sendHeaders(this, headers, endStream);
-  }
-
-  /** Queues payload; `chunk` is kept until framed, so the caller must not reuse it. */
-  write(chunk: Uint8Array): void {
-    if (this.localDone || this.endQueued || this.closed) return;
-    if (chunk.length === 0) return;
-    this.queue.push(chunk);
-    this.queued += chunk.length;
-    this.connection.wantsSend(this);
-  }
-
-  /** Ends our side: END_STREAM on the last DATA, or on trailers when given. */
-  end(trailers?: HeaderList): void {
-    if (this.localDone || this.endQueued || this.closed) return;
-    this.endQueued = true;
-    this.endTrailers = trailers;
-    this.connection.wantsSend(this);
-  }
-
-  /** Resets the stream (RST_STREAM with `code`, CANCEL by default). */
-  reset(code: number = ErrorCode.CANCEL): void {
-    this.connection.resetStream(this, code, `reset by this side (${errorName(code)})`);
-  }
-
-  /** Stops crediting the receive window: the peer stops sending once it used the window up. */
-  pause(): void {
-    this.paused = true;
-  }
-
-  resume(): void {
-    if (!this.paused) return;
-    this.paused = false;
-    const n = this.unconsumed;
-    this.unconsumed = 0;
-    if (n > 0) this.consume(n);
-  }
-
-  /** Credits `n` received bytes back to the peer (stream and connection windows). */
-  consume(n: number): void {
-    if (this.paused) {
-      this.unconsumed += n;
-      return;
-    }
-    this.connection.credit(this, n);
-  }
-}
+export { ConnectionError, type ConnectionOptions, Stream, type Transport };
 
 const enum Role {
   client,
   server,
 }
 
-/**
- * The largest header block (HEADERS and its CONTINUATIONs, still compressed) accepted: far above what gRPC-web
- * sends, and a bound on what a peer that never sends END_HEADERS can make us hold.
- */
-const MAX_HEADER_BLOCK = 256 * 1024;
 /** An HPACK dynamic table size update to 0 (RFC 7541 section 6.3). */
 const TABLE_SIZE_ZERO = new Uint8Array([0x20]);
 const DEFAULT_STREAM_WINDOW = 1 << 20;
 const DEFAULT_CONNECTION_WINDOW = 32 << 20;
 const DEFAULT_FRAME_SIZE = 1 << 17;
-/** Closed streams whose end is remembered, for the frames that come after it (RFC 9113 section 5.1). */
-const CLOSED_KEPT = 1024;
-/** A flag of our own on a header block: its HEADERS made the stream depend on itself (section 5.3.1). */
-const SELF_DEPENDENT = 0x100;
-
-/**
- * How a stream closed (RFC 9113 section 5.1, "closed"): after we sent RST_STREAM, late frames are ignored; after
- * the peer's RST_STREAM, a frame from it is a stream error STREAM_CLOSED; after END_STREAM both ways, a
- * connection error STREAM_CLOSED. `early`: we ended the exchange with RST_STREAM NO_ERROR after a complete
- * response (section 8.1); what the peer still sends is checked as the rest of its request (content-length,
- * trailers) though not delivered.
- */
-interface ClosedStream {
-  how: "reset-sent" | "reset-received" | "ended";
-  early?: { contentLeft: number | undefined } | undefined;
-}
 
 export class Connection {
   readonly #role: Role;
@@ -248,12 +85,9 @@ export class Connection {
   readonly #in = new InputBuffer();
   #prefaceSeen: boolean;
   #settingsSeen = false;
-  /** The stream whose header block is open (CONTINUATION expected), and its fragments. */
-  #headerBlock:
-    | { streamId: number; flags: number; parts: Uint8Array[]; bytes: number; continuations: number }
-    | undefined;
+  readonly #headerBlocks: HeaderBlockReader;
   #lastPeerStream = 0;
-  readonly #closedStreams = new Map<number, ClosedStream>();
+  readonly #closedStreams: ClosedStreams;
   #recvConnWindow: number;
   #connToCredit = 0;
 
@@ -278,6 +112,8 @@ export class Connection {
   readonly closed: Promise<ConnectionError>;
   /** Called once when the peer sent GOAWAY (no new streams from then on). */
   onGoaway: ((e: ConnectionError) => void) | undefined;
+  /** @internal Where streams log their changes of state (ConnectionOptions.log). */
+  readonly log: ((line: string) => void) | undefined;
 
   constructor(role: "client" | "server", transport: Transport, options: ConnectionOptions = {}) {
     this.#role = role === "client" ? Role.client : Role.server;
@@ -287,11 +123,11 @@ export class Connection {
     this.#maxFrameSize = options.maxFrameSize ?? DEFAULT_FRAME_SIZE;
     this.#highWater = options.transportHighWater ?? 1 << 20;
     this.#limits = { ...DEFAULT_LIMITS, ...options.limits };
-    this.#resets = new TokenBucket(
-      this.#limits.resetBurst,
-      this.#limits.resetRate,
-      options.now ?? (() => performance.now()),
-    );
+    const now = options.now ?? (() => performance.now());
+    this.#resets = new TokenBucket(this.#limits.resetBurst, this.#limits.resetRate, now);
+    this.log = options.log;
+    this.#closedStreams = new ClosedStreams(now, options.log);
+    this.#headerBlocks = new HeaderBlockReader(this.#limits.maxContinuations);
     this.#recvConnWindow = connectionWindow(options);
     this.#nextStreamId = this.#role === Role.client ? 1 : 2;
     this.#prefaceSeen = this.#role === Role.client;
@@ -324,6 +160,11 @@ export class Connection {
   /** Whether the peer's connection preface arrived whole (a server: the magic and the first SETTINGS). */
   get prefaceReceived(): boolean {
     return this.#prefaceSeen && this.#settingsSeen;
+  }
+
+  /** Bytes received and held: a frame not yet whole, and a header block waiting for its END_HEADERS. */
+  get inputBuffered(): number {
+    return this.#in.length + this.#headerBlocks.buffered;
   }
 
   /** Why the connection ended, once it did. */
@@ -359,7 +200,7 @@ export class Connection {
   #start(s: Stream): void {
     const block = s.pendingBlock!;
     s.pendingBlock = undefined;
-    s.started = true;
+    s.setState("open", "HEADERS sent");
     this.#localOpen++;
     const endNow = s.endQueued && s.queued === 0 && !s.endTrailers;
     this.#queueHeaderBlock(s.id, block, endNow);
@@ -465,33 +306,19 @@ export class Connection {
     if (!this.#settingsSeen && type !== FrameType.SETTINGS) {
       throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "The first frame was not SETTINGS");
     }
-    if (this.#headerBlock && type !== FrameType.CONTINUATION) {
+    if (this.#headerBlocks.open && type !== FrameType.CONTINUATION) {
       throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "A header block was interrupted by another frame");
     }
     switch (type) {
       case FrameType.DATA:
         return this.#onData(flags, id, p);
-      case FrameType.HEADERS:
-        return this.#onHeaders(flags, id, p);
+      case FrameType.HEADERS: {
+        const hb = this.#headerBlocks.headers(flags, id, p);
+        return hb && this.#onHeaderBlock(hb.streamId, hb.flags, hb.block);
+      }
       case FrameType.CONTINUATION: {
-        const hb = this.#headerBlock;
-        if (!hb || hb.streamId !== id) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "Unexpected CONTINUATION");
-        if (++hb.continuations > this.#limits.maxContinuations) {
-          throw new ConnectionError(
-            ErrorCode.ENHANCE_YOUR_CALM,
-            `A header block of over ${this.#limits.maxContinuations} CONTINUATION frames`,
-          );
-        }
-        if (p.length > 0) hb.parts.push(p.slice());
-        hb.bytes += p.length;
-        if (hb.bytes > MAX_HEADER_BLOCK) {
-          throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, `A header block over ${MAX_HEADER_BLOCK} bytes`);
-        }
-        if (flags & Flag.END_HEADERS) {
-          this.#headerBlock = undefined;
-          this.#onHeaderBlock(id, hb.flags, concat(hb.parts));
-        }
-        return;
+        const hb = this.#headerBlocks.continuation(flags, id, p);
+        return hb && this.#onHeaderBlock(hb.streamId, hb.flags, hb.block);
       }
       case FrameType.PRIORITY:
         if (id === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "PRIORITY on stream 0");
@@ -507,13 +334,8 @@ export class Connection {
           const code = readU32(p, 0);
           this.counters.peerResets++;
           this.#spendReset();
-          s.resetByPeer = true;
-          this.#closeStream(s, code, `reset by the peer (${errorName(code)})`);
-        } else {
-          // Whatever the peer sends on this stream after its own RST_STREAM is an error, even if ours crossed it.
-          const closed = this.#closedStreams.get(id);
-          if (closed) this.#closedStreams.set(id, { how: "reset-received" });
-        }
+          this.#closeStream(s, code, `reset by the peer (${errorName(code)})`, "closed (reset)");
+        } else this.#closedStreams.peerReset(id);
         return;
       }
       case FrameType.SETTINGS:
@@ -582,49 +404,12 @@ export class Connection {
       if (p.length !== 0) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "SETTINGS ACK with a payload");
       return;
     }
-    const list = parseSettings(p);
-    if (!list) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "SETTINGS length not a multiple of 6");
-    if (list.length > this.#limits.maxSettingsEntries) {
-      throw new ConnectionError(
-        ErrorCode.ENHANCE_YOUR_CALM,
-        `SETTINGS of over ${this.#limits.maxSettingsEntries} entries`,
-      );
-    }
+    const u = readSettings(p, this.#limits.maxSettingsEntries);
     this.#settingsSeen = true;
-    // Each setting is checked in order; what walks the streams (a new INITIAL_WINDOW_SIZE, a new stream limit) is
-    // done once, with the last value, as nghttp2 does: not once per entry.
-    let window: number | undefined;
-    let maxStreams = false;
-    for (const [k, v] of list) {
-      switch (k) {
-        case Setting.ENABLE_PUSH:
-          if (v > 1) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "ENABLE_PUSH not 0 or 1");
-          break;
-        case Setting.MAX_CONCURRENT_STREAMS:
-          this.#peerMaxStreams = v;
-          maxStreams = true;
-          break;
-        case Setting.INITIAL_WINDOW_SIZE:
-          if (v > MAX_WINDOW) {
-            throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, "INITIAL_WINDOW_SIZE over 2^31-1");
-          }
-          window = v;
-          break;
-        case Setting.MAX_FRAME_SIZE:
-          if (v < DEFAULT_MAX_FRAME_SIZE || v > 16_777_215) {
-            throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `MAX_FRAME_SIZE ${v} out of range`);
-          }
-          this.#peerMaxFrame = v;
-          break;
-        case Setting.HEADER_TABLE_SIZE:
-          // Our encoder keeps no dynamic table, but a peer that lowered its size expects an update to a size
-          // within it at the start of our next block (RFC 7541 section 4.2); 0 fits any.
-          if (v < 4096) this.#tableSizeUpdate = true;
-          break;
-        default:
-          break; // advisory or unknown
-      }
-    }
+    if (u.maxConcurrentStreams !== undefined) this.#peerMaxStreams = u.maxConcurrentStreams;
+    if (u.maxFrameSize !== undefined) this.#peerMaxFrame = u.maxFrameSize;
+    if (u.smallerTable) this.#tableSizeUpdate = true;
+    const window = u.initialWindowSize;
     if (window !== undefined) {
       const delta = window - this.#peerStreamWindow;
       this.#peerStreamWindow = window;
@@ -636,20 +421,8 @@ export class Connection {
         if (delta > 0 && (s.queued > 0 || s.endQueued)) this.wantsSend(s);
       }
     }
-    if (maxStreams) this.#startWaiting();
+    if (u.maxConcurrentStreams !== undefined) this.#startWaiting();
     this.#queueControl(frame(FrameType.SETTINGS, Flag.ACK, 0));
-  }
-
-  #onHeaders(flags: number, id: number, p: Uint8Array): void {
-    if (id === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "HEADERS on stream 0");
-    let body = stripPadding(flags, p);
-    if (flags & Flag.PRIORITY) {
-      if (body.length < 5) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "HEADERS priority too short");
-      if (readU32(body, 0, true) === id) flags |= SELF_DEPENDENT;
-      body = body.subarray(5);
-    }
-    if (flags & Flag.END_HEADERS) this.#onHeaderBlock(id, flags, body);
-    else this.#headerBlock = { streamId: id, flags, parts: [body.slice()], bytes: body.length, continuations: 0 };
   }
 
   #onHeaderBlock(id: number, flags: number, block: Uint8Array): void {
@@ -672,7 +445,7 @@ export class Connection {
         return this.#malformed(id);
       }
       s = new Stream(id, this, this.#peerStreamWindow, this.#streamWindow);
-      s.started = true;
+      s.setState("open", "HEADERS received");
       s.contentLength = length;
       this.#streams.set(id, s);
       s.headers = headers;
@@ -683,7 +456,7 @@ export class Connection {
       const stream = s;
       this.#guard(s, () => this.#options.onStream?.(stream));
       s.endPending = false;
-    } else if (s.remoteDone) {
+    } else if (s.state === "half-closed (remote)") {
       return this.#streamError(id, ErrorCode.STREAM_CLOSED);
     } else if (flags & SELF_DEPENDENT) {
       return this.#malformed(id);
@@ -719,48 +492,32 @@ export class Connection {
       throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS on idle stream ${id}`);
     }
     this.counters.closedStreamFrames++;
-    const closed = this.#closedStreams.get(id);
-    if (!closed) {
-      // A peer's stream id we do not remember: one it skipped (opening a later one closed it, section 5.1.1), or
-      // one closed over CLOSED_KEPT streams ago. Ours that closed long ago: ignored.
-      if (this.#isLocal(id)) return;
-      throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS on stream ${id}, lower than one opened before`);
-    }
-    switch (closed.how) {
-      case "reset-sent":
-        // Late trailers of a request we answered early must still be trailers.
-        if (closed.early && (!endStream || checkTrailers(headers) !== undefined)) {
-          closed.early = undefined;
-          return this.#malformed(id);
-        }
-        return; // crossed our RST_STREAM: ignored
-      case "reset-received":
-        return this.#streamError(id, ErrorCode.STREAM_CLOSED);
-      case "ended":
-        throw new ConnectionError(ErrorCode.STREAM_CLOSED, `HEADERS on stream ${id} after its END_STREAM`);
-    }
+    const late = this.#closedStreams.headers(id, endStream, headers);
+    if (late !== undefined) return this.#lateFrame(id, late, "HEADERS");
+    // A peer's stream id we do not remember: one it skipped (opening a later one closed it, section 5.1.1), or
+    // one closed over CLOSED_KEPT streams ago. Ours that closed long ago: ignored.
+    if (this.#isLocal(id)) return;
+    throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS on stream ${id}, lower than one opened before`);
   }
 
   /** DATA on a stream that is no longer open; its window was given back already. */
   #onClosedData(id: number, flags: number, length: number): void {
     this.counters.closedStreamFrames++;
-    const closed = this.#closedStreams.get(id);
-    if (!closed) return this.#streamError(id, ErrorCode.STREAM_CLOSED); // as Go's x/net/http2 does
-    switch (closed.how) {
-      case "reset-sent": {
-        const left = closed.early?.contentLeft;
-        if (left === undefined) return; // crossed our RST_STREAM: ignored
-        closed.early!.contentLeft = left - length;
-        if (left - length < 0 || ((flags & Flag.END_STREAM) && left - length !== 0)) {
-          closed.early = undefined;
-          this.#malformed(id);
-        }
+    const late = this.#closedStreams.data(id, (flags & Flag.END_STREAM) !== 0, length);
+    if (late !== undefined) return this.#lateFrame(id, late, "DATA");
+    this.#streamError(id, ErrorCode.STREAM_CLOSED); // not remembered: as Go's x/net/http2 does
+  }
+
+  #lateFrame(id: number, late: LateFrame, what: string): void {
+    switch (late) {
+      case "ignore":
         return;
-      }
-      case "reset-received":
+      case "stream-closed":
         return this.#streamError(id, ErrorCode.STREAM_CLOSED);
-      case "ended":
-        throw new ConnectionError(ErrorCode.STREAM_CLOSED, `DATA on stream ${id} after its END_STREAM`);
+      case "malformed":
+        return this.#malformed(id);
+      case "connection-closed":
+        throw new ConnectionError(ErrorCode.STREAM_CLOSED, `${what} on stream ${id} after its END_STREAM`);
     }
   }
 
@@ -772,7 +529,7 @@ export class Connection {
       throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, "Peer sent past the connection window");
     }
     const s = this.#streams.get(id);
-    if (!s || s.remoteDone || s.headers === undefined) {
+    if (!s || s.state === "half-closed (remote)" || s.headers === undefined) {
       this.#connToCredit += p.length; // not ours to hold: give the connection window back
       this.#checkNotIdle(id);
       if (!s) return this.#onClosedData(id, flags, stripPadding(flags, p).length);
@@ -817,7 +574,7 @@ export class Connection {
 
   #credit(s: Stream, n: number): void {
     this.#connToCredit += n;
-    if (s.remoteDone || s.closed) return;
+    if (s.receiveEnded) return;
     s.toCredit += n;
     // Batched: an update once a quarter of the window was taken, so one small message costs no extra frame.
     if (s.toCredit >= this.#streamWindow >>> 2) {
@@ -840,7 +597,7 @@ export class Connection {
 
   /** @internal */
   sendHeaders(s: Stream, headers: HeaderList, endStream: boolean): void {
-    if (s.closed || s.localDone) return;
+    if (s.closed || s.state === "half-closed (local)") return;
     if (this.#role === Role.server && s.queued === 0 && !s.endQueued) {
       this.#queueHeaderBlock(s.id, this.#encoder.encode(headers), endStream);
       if (endStream) this.#localEnded(s);
@@ -849,7 +606,7 @@ export class Connection {
 
   /** @internal A stream has something to send. */
   wantsSend(s: Stream): void {
-    if (!s.started || s.closed) return;
+    if (s.state === "idle" || s.closed) return;
     this.#sending.add(s);
     this.#scheduleFlush();
   }
@@ -857,7 +614,7 @@ export class Connection {
   /** @internal */
   resetStream(s: Stream, code: number, reason: string): void {
     if (s.closed) return;
-    if (s.started) this.#queue(rstStreamFrame(s.id, code));
+    if (s.state !== "idle") this.#queue(rstStreamFrame(s.id, code));
     this.#closeStream(s, code, reason);
   }
 
@@ -867,21 +624,7 @@ export class Connection {
       this.#tableSizeUpdate = false;
       block = concat([TABLE_SIZE_ZERO, block]);
     }
-    const max = this.#peerMaxFrame;
-    let flags = endStream ? Flag.END_STREAM : 0;
-    if (block.length <= max) {
-      this.#queue(frame(FrameType.HEADERS, flags | Flag.END_HEADERS, id, block));
-      return;
-    }
-    let off = 0;
-    let type: number = FrameType.HEADERS;
-    while (off < block.length) {
-      const part = block.subarray(off, Math.min(block.length, off + max));
-      off += part.length;
-      this.#queue(frame(type, flags | (off === block.length ? Flag.END_HEADERS : 0), id, part));
-      type = FrameType.CONTINUATION;
-      flags = 0;
-    }
+    for (const f of headerFrames(id, block, endStream, this.#peerMaxFrame)) this.#queue(f);
   }
 
   #queue(b: Uint8Array): void {
@@ -960,7 +703,7 @@ export class Connection {
         if (room <= 0) break;
         const n = Math.min(room, s.queued);
         const last = n === s.queued && s.endQueued && !s.endTrailers;
-        this.#pushDataFrame(s, n, last);
+        s.takeDataFrame(n, last, this.#out);
         s.sendWindow -= n;
         this.#sendConnWindow -= n;
         budget -= n;
@@ -968,7 +711,7 @@ export class Connection {
       }
       if (s.queued === 0) {
         this.#sending.delete(s);
-        if (s.endQueued && !s.localDone) {
+        if (s.endQueued && (s.state === "open" || s.state === "half-closed (remote)")) {
           if (s.endTrailers) this.#queueHeaderBlock(s.id, this.#encoder.encode(s.endTrailers), true);
           else if (!hadQueued) this.#out.push(frame(FrameType.DATA, Flag.END_STREAM, s.id));
           this.#localEnded(s);
@@ -977,36 +720,12 @@ export class Connection {
     }
   }
 
-  /**
-   * One DATA frame of the next `n` queued bytes onto the output: its 9-byte header, then the queued chunks (or parts
-   * of them) themselves. They are copied once, when the flush that follows in the same call joins the output.
-   */
-  #pushDataFrame(s: Stream, n: number, endStream: boolean): void {
-    const h = new Uint8Array(HEADER_LENGTH);
-    emitHeader(h, 0, { length: n, type: FrameType.DATA, flags: endStream ? Flag.END_STREAM : 0, streamId: s.id });
-    this.#out.push(h);
-    let left = n;
-    while (left > 0) {
-      const c = s.queue[0]!;
-      if (c.length <= left) {
-        this.#out.push(c);
-        left -= c.length;
-        s.queue.shift();
-      } else {
-        this.#out.push(c.subarray(0, left));
-        s.queue[0] = c.subarray(left);
-        left = 0;
-      }
-    }
-    s.queued -= n;
-  }
-
   // ------------------------------------------------------------------------------------------------ lifecycle
 
   #localEnded(s: Stream): void {
-    s.localDone = true;
-    if (s.remoteDone) this.#closeStream(s, 0, "");
-    else if (this.#role === Role.server && !s.endPending) {
+    if (s.state === "half-closed (remote)") return this.#closeStream(s, 0, "", "closed");
+    s.setState("half-closed (local)", "END_STREAM sent");
+    if (this.#role === Role.server && !s.endPending) {
       // A complete response ends the exchange: the client may stop sending (RFC 9113 section 8.1, NO_ERROR).
       this.#queue(rstStreamFrame(s.id, ErrorCode.NO_ERROR));
       this.#closeStream(s, 0, "");
@@ -1014,21 +733,32 @@ export class Connection {
   }
 
   #remoteEnded(s: Stream): void {
-    s.remoteDone = true;
+    const both = s.state === "half-closed (local)";
+    if (!both) s.setState("half-closed (remote)", "END_STREAM received");
     this.#guard(s, () => s.onEnd?.());
-    if (s.localDone) this.#closeStream(s, 0, "");
+    if (both) this.#closeStream(s, 0, "", "closed");
   }
 
-  #closeStream(s: Stream, code: number, reason: string): void {
+  /**
+   * Closes a stream: `next` is "closed" after END_STREAM both ways, "closed (reset)" after the peer's RST_STREAM,
+   * "closed (reset sent)" otherwise (our RST_STREAM, a refusal, the connection's end). `reason` goes to onClose.
+   */
+  #closeStream(s: Stream, code: number, reason: string, next: ClosedState = "closed (reset sent)"): void {
     if (s.closed) return;
-    s.closed = true;
-    if (s.started) this.#rememberClosed(s, code);
+    const started = s.state !== "idle";
+    // A server's stream that ends without the request's END_STREAM: the rest of the request is still checked.
+    const early = next === "closed (reset sent)" && code === 0 && !s.receiveEnded && this.#role === Role.server;
+    s.setState(next, reason || (next === "closed" ? "END_STREAM both ways" : errorName(code)));
+    if (started) {
+      const contentLeft = s.contentLength === undefined ? undefined : s.contentLength - s.dataReceived;
+      this.#closedStreams.add(s.id, next, early ? { contentLeft } : undefined);
+    }
     if (code !== 0) s.resetCode = code;
     s.queue = [];
     s.queued = 0;
     this.#sending.delete(s);
-    if (this.#streams.delete(s.id) && s.started && this.#isLocal(s.id)) this.#localOpen--;
-    if (!s.started) {
+    if (this.#streams.delete(s.id) && started && this.#isLocal(s.id)) this.#localOpen--;
+    if (!started) {
       const i = this.#waitingToStart.indexOf(s);
       if (i >= 0) this.#waitingToStart.splice(i, 1);
     }
@@ -1038,21 +768,6 @@ export class Connection {
     this.#guard(s, () => s.onClose?.(code, reason));
     this.#startWaiting();
     if (this.#goaway && this.#streams.size === 0) this.#end(this.#goaway);
-  }
-
-  #rememberClosed(s: Stream, code: number): void {
-    const record: ClosedStream = s.localDone && s.remoteDone
-      ? { how: "ended" }
-      : s.resetByPeer
-      ? { how: "reset-received" }
-      : { how: "reset-sent" };
-    if (code === 0 && !s.remoteDone && this.#role === Role.server) {
-      record.early = {
-        contentLeft: s.contentLength === undefined ? undefined : s.contentLength - s.dataReceived,
-      };
-    }
-    this.#closedStreams.set(s.id, record);
-    if (this.#closedStreams.size > CLOSED_KEPT) this.#closedStreams.delete(this.#closedStreams.keys().next().value!);
   }
 
   #startWaiting(): void {
@@ -1067,8 +782,7 @@ export class Connection {
     if (s) this.#closeStream(s, code, `stream error ${errorName(code)}`);
     else if (!this.#isLocal(id) && !this.#closedStreams.has(id)) {
       // A stream refused or malformed at its HEADERS: what the peer sent before our RST_STREAM reached it is ignored.
-      this.#closedStreams.set(id, { how: "reset-sent" });
-      if (this.#closedStreams.size > CLOSED_KEPT) this.#closedStreams.delete(this.#closedStreams.keys().next().value!);
+      this.#closedStreams.add(id, "closed (reset sent)");
     }
   }
 
@@ -1099,14 +813,6 @@ export class Connection {
 /** Our connection window: never under the 65,535 every connection starts with (RFC 9113 section 6.9.2). */
 function connectionWindow(options: ConnectionOptions): number {
   return Math.max(DEFAULT_WINDOW, options.connectionWindow ?? DEFAULT_CONNECTION_WINDOW);
-}
-
-function stripPadding(flags: number, p: Uint8Array): Uint8Array {
-  if (!(flags & Flag.PADDED)) return p;
-  if (p.length < 1) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "Padded frame without a pad length");
-  const pad = p[0]!;
-  if (pad >= p.length) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "Padding longer than the frame");
-  return p.subarray(1, p.length - pad);
 }
 
 function equal(a: Uint8Array, b: Uint8Array): boolean {
