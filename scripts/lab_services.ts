@@ -66,8 +66,21 @@ function httpHandler(req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): R
   return describe();
 }
 
+/**
+ * Accepts until the listener closes. An accept that fails (a client that reset before it was accepted, too many files)
+ * costs that one connection: the loop goes on, as a real server's does, instead of ending the lab's echo service.
+ */
 async function tcpEcho(listener: Deno.Listener<Deno.TcpConn>): Promise<void> {
-  for await (const conn of listener) {
+  for (;;) {
+    let conn: Deno.TcpConn;
+    try {
+      conn = await listener.accept();
+    } catch (e) {
+      if (e instanceof Deno.errors.BadResource || abort.signal.aborted) return;
+      console.error(`lab_services: accept failed (${e instanceof Error ? e.message : e}); going on`);
+      await new Promise((r) => setTimeout(r, 10));
+      continue;
+    }
     (async () => {
       const buf = new Uint8Array(256 * 1024);
       try {
