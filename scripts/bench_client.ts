@@ -9,8 +9,9 @@
  *                                                         tries an HTTP GET every few ms until one succeeds and
  *                                                         prints the milliseconds since that line
  *   idle HOST PORT [--gaps 0,1,10,100,500] [--size 64]   request/response on ONE connection (TCP echo) with an idle
- *                                                         gap before each request: p50/p99 per gap
- *   connect HOST PORT [--gaps 10,200,1000]                a new connection after each idle gap: connect() and time
+ *        [--ms 6000]                                      gap before each request: p50/p99 per gap (about MS of
+ *                                                         idling per gap)
+ *   connect HOST PORT [--gaps 10,200,1000] [--ms 7000]    a new connection after each idle gap: connect() and time
  *                                                         to the first byte of an HTTP answer, p50/p99 per gap
  *   burst HOST PORT [--count 10000] [--concurrency 32]    COUNT HTTP GETs, each on a new connection, COUNT/32 at a
  *         [--timeout-ms 5000] [--ms 120000]               time; each must answer 200 (with `"service":"NAME"` in
@@ -124,6 +125,7 @@ function summary(samples: Float64Array): { n: number; p50Us: number; p99Us: numb
 async function idle(host: string, port: number, args: string[]): Promise<void> {
   const size = flag(args, "size", 64);
   const gaps = gapsFlag(args, [0, 1, 10, 100, 500]);
+  const budgetMs = flag(args, "ms", 6000);
   const conn = await Deno.connect({ hostname: host, port });
   conn.setNoDelay(true);
   const out = new Uint8Array(size).fill(0x61);
@@ -138,7 +140,7 @@ async function idle(host: string, port: number, args: string[]): Promise<void> {
     for (let i = 0; i < 200; i++) await rt();
     const result: Record<string, unknown> = {};
     for (const gap of gaps) {
-      const samples = new Float64Array(samplesFor(gap, 6000, 12, gap === 0 ? 3000 : 300));
+      const samples = new Float64Array(samplesFor(gap, budgetMs, 12, gap === 0 ? 3000 : 300));
       for (let i = 0; i < samples.length; i++) {
         if (gap > 0) await sleep(gap);
         samples[i] = await rt();
@@ -157,6 +159,7 @@ async function idle(host: string, port: number, args: string[]): Promise<void> {
  */
 async function connectAfterIdle(host: string, port: number, args: string[]): Promise<void> {
   const gaps = gapsFlag(args, [10, 200, 1000]);
+  const budgetMs = flag(args, "ms", 7000);
   const request = new TextEncoder().encode(`GET /bench-ttfb HTTP/1.1
 Host: ${host}
 Connection: close
@@ -183,7 +186,7 @@ Connection: close
   };
   for (let i = 0; i < 20; i++) await once(); // warm-up
   for (const gap of gaps) {
-    const n = samplesFor(gap, 7000, 8, 40);
+    const n = samplesFor(gap, budgetMs, 8, 40);
     const connect = new Float64Array(n), ttfb = new Float64Array(n);
     for (let i = 0; i < n; i++) {
       await sleep(gap);
