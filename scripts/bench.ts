@@ -317,7 +317,12 @@ async function iperfUdp(rate: string): Promise<{ mbps: number; lossPct: number; 
   return {
     mbps: (received ?? sent * (1 - lostPct / 100)) / 1e6,
     lossPct: lostPct,
-    detail: { sentMbps: sent / 1e6, receivedMbps: received, packets: j.end.sum.packets, lost: j.end.sum.lost_packets },
+    detail: {
+      sentMbps: sent / 1e6,
+      receivedMbps: received === undefined ? null : received / 1e6,
+      packets: j.end.sum.packets,
+      lost: j.end.sum.lost_packets,
+    },
   };
 }
 
