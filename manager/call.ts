@@ -23,8 +23,11 @@ export interface ServerCall {
   trailersOnly(code: Status, message: string, httpStatus?: number): void;
   /** A complete gRPC-web body (messages and the trailers frame). */
   body(bytes: Uint8Array): void;
-  /** A streamed gRPC-web body of at most `highWater` bytes queued. */
-  frames(highWater: number): FrameSink;
+  /**
+   * A streamed gRPC-web body of at most `highWater` bytes queued. `lazyHeaders`: the response headers may wait for
+   * the first frame (HTTP/2; a stream whose first frame comes soon, a Tunnel's dial result).
+   */
+  frames(highWater: number, options?: { lazyHeaders?: boolean }): FrameSink;
 }
 
 /** A Deno.serve request; `response` settles with what the handler answered. */

@@ -19,6 +19,8 @@ import type { ServerCall } from "./call.ts";
  */
 const READ_PAUSE_BYTES = 256 << 10;
 
+const RESPONSE_200: HeaderList = [[":status", "200"], ["content-type", CONTENT_TYPE]];
+
 export class H2Call implements ServerCall {
   readonly method: string;
   readonly path: string;
@@ -81,15 +83,30 @@ export class H2Call implements ServerCall {
     this.stream.end();
   }
 
-  frames(highWater: number): FrameSink {
-    this.#respond([[":status", "200"], ["content-type", CONTENT_TYPE]], false);
-    this.#frames = new H2Frames(this.stream, highWater);
+  /**
+   * The response's frames. With `lazyHeaders` the headers go with the first frame rather than at once: a Tunnel's
+   * first frame is its dial result, so the client wakes once for both (the headers alone cost it a wake-up, a read
+   * and a header block to decode per new connection), and the manager dials before it writes anything.
+   */
+  frames(highWater: number, options: { lazyHeaders?: boolean } = {}): FrameSink {
+    this.#answer();
+    const respond = () => this.#send(RESPONSE_200, false);
+    if (!options.lazyHeaders) respond();
+    this.#frames = new H2Frames(this.stream, highWater, options.lazyHeaders ? respond : undefined);
     return this.#frames;
   }
 
   #respond(headers: HeaderList, endStream: boolean): void {
+    this.#answer();
+    this.#send(headers, endStream);
+  }
+
+  #answer(): void {
     if (this.#responded) throw new TypeError("The call was already answered");
     this.#responded = true;
+  }
+
+  #send(headers: HeaderList, endStream: boolean): void {
     if (this.stream.sendEnded) return; // the client went away first
     this.stream.respond(headers, endStream);
   }
@@ -157,10 +174,19 @@ class H2Messages implements MessageSource {
 class H2Frames implements FrameSink {
   #closed = false;
   #waiters: (() => void)[] = [];
+  /** Sends the response headers; called once, before the first frame or the trailers. */
+  #respond: (() => void) | undefined;
   onCancel: (reason: unknown) => void = () => {};
 
-  constructor(readonly stream: Stream, readonly highWaterBytes: number) {
+  constructor(readonly stream: Stream, readonly highWaterBytes: number, respond: (() => void) | undefined) {
+    this.#respond = respond;
     stream.onDrain = () => this.#wake();
+  }
+
+  #headers(): void {
+    const r = this.#respond;
+    this.#respond = undefined;
+    r?.();
   }
 
   get closed(): boolean {
@@ -173,6 +199,7 @@ class H2Frames implements FrameSink {
 
   writeFrame(frame: Uint8Array): boolean {
     if (this.#closed) return false;
+    this.#headers();
     this.stream.write(frame);
     return this.stream.bufferedAmount < this.highWaterBytes;
   }
@@ -184,6 +211,7 @@ class H2Frames implements FrameSink {
   /** The frame's header, then the payload itself: no copy until the connection writes. */
   writeData(payload: Uint8Array): boolean {
     if (this.#closed) return false;
+    this.#headers();
     this.stream.write(encodeDataFrameHeader(payload.length));
     this.stream.write(payload);
     return this.stream.bufferedAmount < this.highWaterBytes;
@@ -197,6 +225,7 @@ class H2Frames implements FrameSink {
   end(code: Status, message = ""): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#headers();
     this.stream.write(encodeTrailers(code, message));
     this.stream.end();
     this.#wake();

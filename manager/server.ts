@@ -310,7 +310,7 @@ export class Manager implements TunnelHost {
     }
     const reader = call.messages(this.config.maxMessageSize);
     if (method.name === "Tunnel") {
-      void serveTunnel(this, reader, call.frames(this.config.streamBufferBytes));
+      void serveTunnel(this, reader, call.frames(this.config.streamBufferBytes, { lazyHeaders: true }));
       return;
     }
     if (method.name === "WatchClusterInfo") return await this.#watch(call, reader);

@@ -42,3 +42,20 @@ export function cpuSeconds(pid: number): number {
 export function treeCpuSeconds(pid: number): number {
   return processTree(pid).reduce((a, p) => a + cpuSeconds(p), 0);
 }
+
+/**
+ * Context switches of a process's live threads (voluntary and not): how often it woke up, for the idle figures.
+ * 0 when it is gone.
+ */
+export function contextSwitches(pid: number): number {
+  let n = 0;
+  try {
+    for (const t of Deno.readDirSync(`/proc/${pid}/task`)) {
+      try {
+        const s = Deno.readTextFileSync(`/proc/${pid}/task/${t.name}/status`);
+        for (const m of s.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)$/gm)) n += Number(m[1]);
+      } catch { /* the thread ended */ }
+    }
+  } catch { /* gone */ }
+  return n;
+}

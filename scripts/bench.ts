@@ -11,23 +11,27 @@
  *   workstation namespace for the cluster's subnets (its NAT rules live in the namespace's own nftables/iptables);
  * - tp: `tp manager` in the cluster namespace, `tp connect --manager-url` in the workstation namespace.
  *
- * Measures: iperf3 upload and download (1 and 4 streams), UDP (iperf3 -u, offered 100 Mbit/s and unlimited), new
- * HTTP connections per second (wrk, `Connection: close`), TCP request/response p50/p99 on one connection (64 bytes
- * with the TCP echo), time from start to the first successful request, memory per idle connection, and how many of 1000 idle
- * connections a path holds at once.
+ * Measures: iperf3 upload and download (1 and 4 streams), UDP (iperf3 -u, offered 200, 500 and 1000 Mbit/s and
+ * unlimited), new HTTP connections per second (wrk, `Connection: close`, 32 and 8 connections), TCP request/response
+ * p50/p99 on one connection (64 bytes with the TCP echo), back to back and after idle gaps of 1, 10, 100 and 500 ms,
+ * connect() and time to the first byte of a new connection after 10 ms, 200 ms and 1 s of idle, DNS queries per
+ * second (dnsperf, one cached name: tp's DNS, and the cluster's DNS over the kernel's route), the idle CPU of the
+ * path's own processes, time from start to the first successful request, memory per idle connection, and how many
+ * of 1000 idle connections a path holds at once. `--only a,b` runs only the named steps (tcp, udp, wrk, rr, idle,
+ * connect, dns, idleCpu, memory, capacity).
  * For tp it also records the daemon's and the manager's CPU time per measure and the daemon's counters; with
  * `--profile` it runs both under the V8 inspector and records CPU profiles (scripts/bench_profile.ts) during tp's
  * single-stream runs, its HTTP run and its request/response run.
  *
- * Needs root and: iproute2, dnsmasq-base, iperf3, wrk, sshuttle, openssh-server, openssh-client, nftables or
- * iptables. Every process it starts is ended by pid, and the lab goes down, even on
- * failure. Bounded: about 2-3 minutes.
+ * Needs root and: iproute2, dnsmasq-base, iperf3, wrk, dnsperf, sshuttle, openssh-server, openssh-client, nftables
+ * or iptables. Every process it starts is ended by pid, and the lab goes down, even on failure. Bounded: about 5
+ * minutes.
  */
 import { type LabConfig, labConfig, labService } from "./lab_config.ts";
 import { down, up } from "./lab.ts";
 import { controlRequest } from "../cli/daemon/control.ts";
 import { exec, type ExecResult } from "../tests/lab.ts";
-import { cpuSeconds, processTree, rssKiB } from "./_proc.ts";
+import { contextSwitches, cpuSeconds, processTree, rssKiB } from "./_proc.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const TP = `${ROOT}/scripts/tp`;
@@ -36,6 +40,18 @@ const CLIENT = `${ROOT}/scripts/bench_client.ts`;
 const STATE_DIR = "/run/tp-bench";
 const IPERF_SECONDS = 3;
 const WRK_CONNECTIONS = 32;
+/** The few clients a person's tools open at once (a browser, a test suite): where waking up costs most. */
+const WRK_FEW_CONNECTIONS = 8;
+/** Idle gaps (ms) before a request on one connection, and before a new connection. */
+const IDLE_GAPS = [0, 1, 10, 100, 500];
+const CONNECT_GAPS = [10, 200, 1000];
+/** UDP rates offered (iperf3 -b; 0 is unlimited). */
+const UDP_RATES = ["200M", "500M", "1000M", "0"];
+/** How long the idle CPU of a path's processes is measured, with nothing flowing. */
+const IDLE_CPU_SECONDS = 10;
+const DNSPERF_SECONDS = 3;
+/** The name dnsperf asks for: a cluster name tp's DNS answers from its cache after the first query. */
+const DNS_NAME = "echo.default.svc.cluster.local";
 /** Idle connections for the memory figure: the issue's thousand, all on one HTTP/2 connection to the manager. */
 const HELD_CONNECTIONS = 1000;
 const CAPACITY_CONNECTIONS = 1000;
@@ -56,6 +72,10 @@ function argValue(name: string): string | undefined {
   return i >= 0 ? Deno.args[i + 1] : undefined;
 }
 const profile = Deno.args.includes("--profile");
+const STEPS = ["tcp", "udp", "wrk", "rr", "idle", "connect", "dns", "idleCpu", "memory", "capacity"];
+const only = argValue("only")?.split(",");
+for (const o of only ?? []) if (!STEPS.includes(o)) throw new TypeError(`--only takes ${STEPS.join(", ")}; got "${o}"`);
+const wanted = (step: string) => !only || only.includes(step);
 const paths = (argValue("paths") ?? ALL_PATHS.join(",")).split(",").map((p) => {
   if (!ALL_PATHS.includes(p as PathName)) throw new TypeError(`--paths takes kernel, sshuttle, tp; got "${p}"`);
   return p as PathName;
@@ -81,6 +101,7 @@ const TOOLS: [string, string][] = [
   ["dnsmasq", "dnsmasq-base"],
   ["iperf3", "iperf3"],
   ["wrk", "wrk"],
+  ["dnsperf", "dnsperf"],
   ["sshuttle", "sshuttle"],
   ["sshd", "openssh-server"],
   ["ssh", "openssh-client"],
@@ -256,21 +277,11 @@ async function stopAll(): Promise<void> {
 
 // ---------------------------------------------------------------- measures
 
-interface Measures {
-  tcpUp1Gbps?: number;
-  tcpUp4Gbps?: number;
-  tcpDown1Gbps?: number;
-  tcpDown4Gbps?: number;
-  udp100LossPct?: number;
-  udpMaxMbps?: number;
-  udpMaxLossPct?: number;
-  httpConnPerSec?: number;
-  rrP50Us?: number;
-  rrP99Us?: number;
-  firstRequestMs?: number;
-  idleKiBPerConn?: number;
-  connectionsHeld?: number;
-}
+/**
+ * Figures by name: tcpUp1Gbps, udp500Mbps, udp500LossPct, httpConnPerSec, httpConn8PerSec, rrP50Us, rrIdle100P50Us,
+ * connect200Ms, ttfb200Ms, dnsQps, daemonIdleCpuPct, ... (ROWS lists them all).
+ */
+type Measures = Record<string, number>;
 
 interface PathResult {
   measures: Measures;
@@ -298,21 +309,27 @@ async function iperfUdp(rate: string): Promise<{ mbps: number; lossPct: number; 
   const r = await inWs(args, { timeoutMs: (IPERF_SECONDS + 12) * 1000 });
   const j = JSON.parse(r.stdout || "{}");
   if (j.error || r.code !== 0) throw new Error(`iperf3 ${args.slice(1).join(" ")}: ${j.error ?? r.stderr.trim()}`);
-  // iperf3 3.12 puts the receiver's view of a UDP test in end.sum (bits_per_second, lost_percent).
-  const s = j.end.sum_received ?? j.end.sum;
-  const sent = j.end.sum_sent ?? j.end.sum;
+  // iperf3 3.12: end.sum_received is the receiver's view (bits_per_second is what arrived: the goodput, loss already
+  // out), end.sum_sent the sender's (what it managed to offer), end.sum the loss.
+  const received = j.end.sum_received?.bits_per_second as number | undefined;
+  const sent = (j.end.sum_sent ?? j.end.sum).bits_per_second as number;
   const lostPct = (j.end.sum.lost_percent ?? 0) as number;
   return {
-    mbps: (s.bits_per_second as number) * (1 - lostPct / 100) / 1e6,
+    mbps: (received ?? sent * (1 - lostPct / 100)) / 1e6,
     lossPct: lostPct,
-    detail: { end: j.end.sum, sentBps: sent.bits_per_second, packets: j.end.sum.packets, lost: j.end.sum.lost_packets },
+    detail: {
+      sentMbps: sent / 1e6,
+      receivedMbps: received === undefined ? null : received / 1e6,
+      packets: j.end.sum.packets,
+      lost: j.end.sum.lost_packets,
+    },
   };
 }
 
-async function wrk(): Promise<{ perSec: number; detail: unknown }> {
+async function wrk(connections: number): Promise<{ perSec: number; detail: unknown }> {
   const url = `http://${echo.serviceIp}:${HTTP_PORT}/`;
   const r = await inWs(
-    ["wrk", "-t2", `-c${WRK_CONNECTIONS}`, `-d${IPERF_SECONDS}s`, "--timeout", "2s", "-H", "Connection: close", url],
+    ["wrk", "-t2", `-c${connections}`, `-d${IPERF_SECONDS}s`, "--timeout", "2s", "-H", "Connection: close", url],
     { timeoutMs: (IPERF_SECONDS + 15) * 1000 },
   );
   const m = r.stdout.match(/Requests\/sec:\s+([\d.]+)/);
@@ -321,7 +338,7 @@ async function wrk(): Promise<{ perSec: number; detail: unknown }> {
   const non2xx = r.stdout.match(/Non-2xx or 3xx responses: (\d+)/)?.[1] ?? "0";
   return {
     perSec: Number(m[1]),
-    detail: { connections: WRK_CONNECTIONS, socketErrors: errors, non2xx: Number(non2xx) },
+    detail: { connections, socketErrors: errors, non2xx: Number(non2xx) },
   };
 }
 
@@ -332,6 +349,100 @@ async function rr(): Promise<{ p50: number; p99: number; detail: unknown }> {
   if (r.code !== 0) throw new Error(`rr client: ${r.stderr.trim()}`);
   const j = JSON.parse(r.stdout) as { p50Us: number; p99Us: number };
   return { p50: j.p50Us, p99: j.p99Us, detail: j };
+}
+
+interface Quantiles {
+  n: number;
+  p50Us: number;
+  p99Us: number;
+  minUs: number;
+  maxUs: number;
+}
+
+/** Request/response on one connection after each idle gap (scripts/bench_client.ts idle). */
+async function rrIdle(): Promise<Record<string, Quantiles>> {
+  const r = await inWs(
+    [DENO, "run", "--allow-net", CLIENT, "idle", echo.serviceIp, String(TCP_ECHO), "--gaps", IDLE_GAPS.join(",")],
+    { timeoutMs: 90_000 },
+  );
+  if (r.code !== 0) throw new Error(`idle client: ${r.stderr.trim()}`);
+  return (JSON.parse(r.stdout) as { gaps: Record<string, Quantiles> }).gaps;
+}
+
+/** New connections after each idle gap: connect() and first byte (scripts/bench_client.ts connect). */
+async function connectIdle(): Promise<Record<string, { connect: Quantiles; ttfb: Quantiles }>> {
+  const r = await inWs(
+    [
+      DENO,
+      "run",
+      "--allow-net",
+      CLIENT,
+      "connect",
+      echo.serviceIp,
+      String(HTTP_PORT),
+      "--gaps",
+      CONNECT_GAPS.join(","),
+    ],
+    { timeoutMs: 90_000 },
+  );
+  if (r.code !== 0) throw new Error(`connect client: ${r.stderr.trim()}`);
+  return (JSON.parse(r.stdout) as { gaps: Record<string, { connect: Quantiles; ttfb: Quantiles }> }).gaps;
+}
+
+/** dnsperf, 4 clients, one name asked again and again, against `server` for DNSPERF_SECONDS. */
+async function dnsperf(server: string): Promise<{ qps: number; detail: Record<string, unknown> }> {
+  const dir = await Deno.makeTempDir({ prefix: "tp-bench-dns-" });
+  try {
+    await Deno.writeTextFile(`${dir}/queries`, `${DNS_NAME} A\n`);
+    const args = ["dnsperf", "-s", server, "-d", `${dir}/queries`, "-c", "4", "-l", String(DNSPERF_SECONDS)];
+    args.push("-t", "2");
+    const r = await inWs(args, { timeoutMs: (DNSPERF_SECONDS + 15) * 1000 });
+    const qps = r.stdout.match(/Queries per second:\s+([\d.]+)/)?.[1];
+    if (r.code !== 0 || qps === undefined) throw new Error(`dnsperf: ${r.stderr.trim() || r.stdout.trim()}`);
+    const num = (re: RegExp) => Number(r.stdout.match(re)?.[1] ?? NaN);
+    return {
+      qps: Number(qps),
+      detail: {
+        server,
+        completed: num(/Queries completed:\s+(\d+)/),
+        lost: num(/Queries lost:\s+(\d+)/),
+        avgLatencyUs: num(/Average Latency \(s\):\s+([\d.]+)/) * 1e6,
+      },
+    };
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+/**
+ * CPU the path's own processes use with nothing flowing, in percent of one core (scheduler time, nanoseconds), as
+ * `<name>IdleCpuPct`; measured first, before any measure leaves connections or timers behind.
+ */
+async function measureIdleCpu(res: PathResult, sets: Record<string, () => number[]>): Promise<void> {
+  if (!wanted("idleCpu")) return;
+  const r = await idleCpu(sets);
+  for (const [k, v] of Object.entries(r)) {
+    if (k.endsWith("WakeupsPerSec")) res.measures[k] = v;
+    else res.measures[`${k}IdleCpuPct`] = v;
+  }
+  res.details.idleCpu = { seconds: IDLE_CPU_SECONDS, pct: r };
+}
+
+async function idleCpu(sets: Record<string, () => number[]>): Promise<Record<string, number>> {
+  // /proc/PID/stat's CPU time (10 ms ticks, but it keeps the time of threads that ended: Deno's blocking-pool
+  // threads come and go) over IDLE_CPU_SECONDS: 0.1 % resolution.
+  const sum = (f: (pid: number) => number) =>
+    Object.fromEntries(Object.entries(sets).map(([k, pids]) => [k, pids().reduce((a, p) => a + f(p), 0)]));
+  await new Promise((r) => setTimeout(r, 1000)); // what the last measure left (timers, closing connections) settles
+  const c0 = sum(cpuSeconds), w0 = sum(contextSwitches), t0 = performance.now();
+  await new Promise((r) => setTimeout(r, IDLE_CPU_SECONDS * 1000));
+  const c1 = sum(cpuSeconds), w1 = sum(contextSwitches), wall = (performance.now() - t0) / 1000;
+  const out: Record<string, number> = {};
+  for (const k of Object.keys(c1)) {
+    out[k] = (100 * (c1[k]! - c0[k]!)) / wall;
+    out[`${k}WakeupsPerSec`] = (w1[k]! - w0[k]!) / wall;
+  }
+  return out;
 }
 
 /**
@@ -447,11 +558,17 @@ async function suite(
   name: PathName,
   res: PathResult,
   observer: Observer | null,
-  opts: { udp: boolean; wrap?: (key: string, f: () => Promise<void>) => Promise<void> },
+  opts: {
+    udp: boolean;
+    /** The DNS server dnsperf asks, or null when the path carries no DNS of its own. */
+    dns: string | null;
+    wrap?: (key: string, f: () => Promise<void>) => Promise<void>;
+  },
 ): Promise<void> {
   const m = res.measures;
   const step = async (key: string, f: () => Promise<void>) => {
     if (cleaned) return; // interrupted: the lab is going down
+    if (!wanted(STEP_OF[key] ?? key)) return;
     const t0 = performance.now();
     try {
       await observer?.before();
@@ -474,22 +591,25 @@ async function suite(
   await tcp("tcpUp4Gbps", false, 4);
   await tcp("tcpDown4Gbps", true, 4);
   if (opts.udp) {
-    await step("udp100", async () => {
-      const r = await iperfUdp("100M");
-      m.udp100LossPct = r.lossPct;
-      res.details.udp100 = r.detail;
-    });
-    await step("udpMax", async () => {
-      const r = await iperfUdp("0");
-      m.udpMaxMbps = r.mbps;
-      m.udpMaxLossPct = r.lossPct;
-      res.details.udpMax = r.detail;
-    });
+    for (const rate of UDP_RATES) {
+      const name = rate === "0" ? "udpMax" : `udp${rate.replace("M", "")}`;
+      await step(name, async () => {
+        const r = await iperfUdp(rate);
+        m[`${name}Mbps`] = r.mbps;
+        m[`${name}LossPct`] = r.lossPct;
+        res.details[name] = r.detail;
+      });
+    }
   }
   await step("httpConnPerSec", async () => {
-    const r = await wrk();
+    const r = await wrk(WRK_CONNECTIONS);
     m.httpConnPerSec = r.perSec;
     res.details.httpConnPerSec = r.detail;
+  });
+  await step("httpConn8PerSec", async () => {
+    const r = await wrk(WRK_FEW_CONNECTIONS);
+    m.httpConn8PerSec = r.perSec;
+    res.details.httpConn8PerSec = r.detail;
   });
   await step("rr", async () => {
     const r = await rr();
@@ -497,7 +617,47 @@ async function suite(
     m.rrP99Us = r.p99;
     res.details.rr = r.detail;
   });
+  await step("idle", async () => {
+    const r = await rrIdle();
+    for (const [gap, q] of Object.entries(r)) {
+      m[`rrIdle${gap}P50Us`] = q.p50Us;
+      m[`rrIdle${gap}P99Us`] = q.p99Us;
+    }
+    res.details.idle = r;
+  });
+  await step("connect", async () => {
+    const r = await connectIdle();
+    for (const [gap, q] of Object.entries(r)) {
+      m[`connect${gap}Ms`] = q.connect.p50Us / 1000;
+      m[`ttfb${gap}Ms`] = q.ttfb.p50Us / 1000;
+    }
+    res.details.connect = r;
+  });
+  const dns = opts.dns;
+  if (dns !== null) {
+    await step("dns", async () => {
+      // One query first: the name is in tp's cache from then on (its TTL, 5 s in the lab, is renewed as it runs out).
+      await inWs(["dig", "+short", "+time=2", `@${dns}`, DNS_NAME]);
+      const r = await dnsperf(dns);
+      m.dnsQps = r.qps;
+      res.details.dns = r.detail;
+    });
+  }
 }
+
+/** The `--only` step each measure belongs to. */
+const STEP_OF: Record<string, string> = {
+  tcpUp1Gbps: "tcp",
+  tcpDown1Gbps: "tcp",
+  tcpUp4Gbps: "tcp",
+  tcpDown4Gbps: "tcp",
+  udp200: "udp",
+  udp500: "udp",
+  udp1000: "udp",
+  udpMax: "udp",
+  httpConnPerSec: "wrk",
+  httpConn8PerSec: "wrk",
+};
 
 // ---------------------------------------------------------------- V8 profiles (--profile)
 
@@ -551,9 +711,11 @@ async function kernelPath(): Promise<PathResult> {
       added.push(c);
     }
     await checkReachable("kernel route");
-    await suite("kernel", res, null, { udp: true });
-    const cap = await idleMemory(() => [], res.errors, CAPACITY_CONNECTIONS);
-    res.measures.connectionsHeld = cap.detail.opened as number;
+    await suite("kernel", res, null, { udp: true, dns: cfg.clusterDns.ip });
+    if (wanted("capacity")) {
+      const cap = await idleMemory(() => [], res.errors, CAPACITY_CONNECTIONS);
+      res.measures.connectionsHeld = cap.detail.opened as number;
+    }
   } catch (e) {
     res.errors.push((e as Error).message);
   } finally {
@@ -628,15 +790,18 @@ async function sshuttlePath(): Promise<PathResult> {
     res.details.firewall = method;
     await checkReachable("sshuttle");
     const shPid = sshuttle.pid;
+    await measureIdleCpu(res, { sshuttle: () => processTree(shPid) });
     try {
-      const mem = await steadyIdleMemory(() => processTree(shPid), res.errors);
-      res.measures.idleKiBPerConn = mem.perConn;
-      res.details.idleMemory = { ...mem.detail, what: "sshuttle's client processes (sshuttle, its firewall, ssh)" };
+      if (wanted("memory")) {
+        const mem = await steadyIdleMemory(() => processTree(shPid), res.errors);
+        res.measures.idleKiBPerConn = mem.perConn;
+        res.details.idleMemory = { ...mem.detail, what: "sshuttle's client processes (sshuttle, its firewall, ssh)" };
+      }
     } catch (e) {
       res.errors.push(`idleMemory: ${(e as Error).message}`);
     }
     const observer = cpuObserver({ sshuttle: () => processTree(shPid) }, null);
-    await suite("sshuttle", res, observer, { udp: false });
+    await suite("sshuttle", res, observer, { udp: false, dns: null });
     res.errors.push(
       "udp: not measured; sshuttle's nat/nft methods carry TCP only (UDP needs --method tproxy with policy routing)",
     );
@@ -692,6 +857,9 @@ function diff(a: unknown, b: unknown): unknown {
   }
   return undefined;
 }
+
+/** A step left out by `--only`. */
+class Skipped extends Error {}
 
 async function tpPath(): Promise<PathResult> {
   const res: PathResult = { measures: {}, details: {}, errors: [] };
@@ -769,9 +937,11 @@ async function tpPath(): Promise<PathResult> {
     await checkReachable("tp");
     const d = daemon;
     const m = manager.pid;
+    await measureIdleCpu(res, { daemon: () => [d], manager: () => [m] });
     // Memory first, while the daemon's heap is young: after the throughput runs, garbage collection moves its RSS
     // by more than the held connections do.
     try {
+      if (!wanted("memory")) throw new Skipped();
       const managerBefore = rssKiB(m);
       const mem = await steadyIdleMemory(() => [d], res.errors);
       res.measures.idleKiBPerConn = mem.perConn;
@@ -781,12 +951,14 @@ async function tpPath(): Promise<PathResult> {
         managerRssKiB: { before: managerBefore, after: rssKiB(m) },
       };
     } catch (e) {
-      res.errors.push(`idleMemory: ${(e as Error).message}`);
+      if (!(e instanceof Skipped)) res.errors.push(`idleMemory: ${(e as Error).message}`);
     }
     const status = () => controlRequest(`${STATE_DIR}/daemon.sock`, { op: "status" });
     const observer = cpuObserver({ daemon: () => [d], manager: () => [m] }, status);
+    const dnsAddress = ((await status()) as { dns?: { address?: string } }).dns?.address ?? null;
     await suite("tp", res, observer, {
       udp: true,
+      dns: dnsAddress,
       wrap: (key, f) =>
         profile && ["tcpUp1Gbps", "tcpDown1Gbps", "httpConnPerSec", "rr"].includes(key)
           ? profileDuring(key, res, f)
@@ -794,11 +966,12 @@ async function tpPath(): Promise<PathResult> {
     });
     // The capacity probe last: opening more connections than the session can carry can end the session.
     try {
+      if (!wanted("capacity")) throw new Skipped();
       const cap = await idleMemory(() => [d], res.errors, CAPACITY_CONNECTIONS);
       res.details.capacity = { attempted: CAPACITY_CONNECTIONS, ...cap.detail };
       res.measures.connectionsHeld = cap.detail.opened as number;
     } catch (e) {
-      res.errors.push(`capacity: ${(e as Error).message}`);
+      if (!(e instanceof Skipped)) res.errors.push(`capacity: ${(e as Error).message}`);
     }
     res.details.finalStatus = await status();
   } catch (e) {
@@ -830,7 +1003,7 @@ function round(x: number, digits: number): number {
 }
 
 interface Row {
-  key: keyof Measures;
+  key: string;
   label: string;
   unit: string;
   better: "higher" | "lower";
@@ -842,12 +1015,49 @@ const ROWS: Row[] = [
   { key: "tcpDown1Gbps", label: "TCP download, 1 stream", unit: "Gbit/s", better: "higher", digits: 2 },
   { key: "tcpUp4Gbps", label: "TCP upload, 4 streams", unit: "Gbit/s", better: "higher", digits: 2 },
   { key: "tcpDown4Gbps", label: "TCP download, 4 streams", unit: "Gbit/s", better: "higher", digits: 2 },
-  { key: "udp100LossPct", label: "UDP loss at 100 Mbit/s", unit: "%", better: "lower", digits: 2 },
-  { key: "udpMaxMbps", label: "UDP received, unlimited", unit: "Mbit/s", better: "higher", digits: 0 },
-  { key: "udpMaxLossPct", label: "UDP loss, unlimited", unit: "%", better: "lower", digits: 1 },
-  { key: "httpConnPerSec", label: "HTTP new connections", unit: "/s", better: "higher", digits: 0 },
+  ...UDP_RATES.flatMap((rate): Row[] => {
+    const name = rate === "0" ? "udpMax" : `udp${rate.replace("M", "")}`;
+    const offered = rate === "0" ? "unlimited" : `${rate.replace("M", "")} Mbit/s offered`;
+    return [
+      { key: `${name}Mbps`, label: `UDP received, ${offered}`, unit: "Mbit/s", better: "higher", digits: 0 },
+      { key: `${name}LossPct`, label: `UDP loss, ${offered}`, unit: "%", better: "lower", digits: 1 },
+    ];
+  }),
+  {
+    key: "httpConnPerSec",
+    label: `HTTP new connections, ${WRK_CONNECTIONS} clients`,
+    unit: "/s",
+    better: "higher",
+    digits: 0,
+  },
+  {
+    key: "httpConn8PerSec",
+    label: `HTTP new connections, ${WRK_FEW_CONNECTIONS} clients`,
+    unit: "/s",
+    better: "higher",
+    digits: 0,
+  },
   { key: "rrP50Us", label: "TCP req/resp p50", unit: "us", better: "lower", digits: 0 },
   { key: "rrP99Us", label: "TCP req/resp p99", unit: "us", better: "lower", digits: 0 },
+  ...IDLE_GAPS.flatMap((gap): Row[] =>
+    (["P50", "P99"] as const).map((q) => ({
+      key: `rrIdle${gap}${q}Us`,
+      label: `req/resp ${q.toLowerCase()}, ${gap === 0 ? "back to back" : `${gap} ms idle`}`,
+      unit: "us",
+      better: "lower",
+      digits: 0,
+    }))
+  ),
+  ...CONNECT_GAPS.flatMap((gap): Row[] => [
+    { key: `connect${gap}Ms`, label: `connect() p50, ${gap} ms idle`, unit: "ms", better: "lower", digits: 2 },
+    { key: `ttfb${gap}Ms`, label: `first byte p50, ${gap} ms idle`, unit: "ms", better: "lower", digits: 2 },
+  ]),
+  { key: "dnsQps", label: "DNS queries, one cached name", unit: "/s", better: "higher", digits: 0 },
+  { key: "daemonIdleCpuPct", label: "idle CPU, tp's daemon", unit: "%", better: "lower", digits: 2 },
+  { key: "managerIdleCpuPct", label: "idle CPU, tp's manager", unit: "%", better: "lower", digits: 2 },
+  { key: "sshuttleIdleCpuPct", label: "idle CPU, sshuttle", unit: "%", better: "lower", digits: 2 },
+  { key: "daemonWakeupsPerSec", label: "idle wake-ups, tp's daemon", unit: "/s", better: "lower", digits: 1 },
+  { key: "managerWakeupsPerSec", label: "idle wake-ups, tp's manager", unit: "/s", better: "lower", digits: 1 },
   { key: "firstRequestMs", label: "start to first request", unit: "ms", better: "lower", digits: 0 },
   { key: "idleKiBPerConn", label: "memory per idle conn", unit: "KiB", better: "lower", digits: 1 },
   {
@@ -884,6 +1094,43 @@ function targets(r: Partial<Record<PathName, PathResult>>): Target[] {
   if (tp.httpConnPerSec !== undefined && sh.httpConnPerSec !== undefined) {
     const x = tp.httpConnPerSec / sh.httpConnPerSec;
     add("new HTTP connections >= 2x sshuttle", x, (v) => v >= 2, `${x.toFixed(1)}x`);
+  }
+  // Issue 16: what a person feels.
+  for (const gap of IDLE_GAPS) {
+    const v = tp[`rrIdle${gap}P50Us`], s = sh[`rrIdle${gap}P50Us`];
+    if (v !== undefined && s !== undefined) {
+      add(`req/resp p50 after ${gap} ms idle <= sshuttle's`, v / s, (x) => x <= 1, `${(v / s).toFixed(2)}x`);
+    }
+  }
+  add(
+    "first byte of a new connection after 200 ms idle <= 1.5 ms",
+    tp.ttfb200Ms,
+    (x) => x <= 1.5,
+    `${tp.ttfb200Ms?.toFixed(2)} ms`,
+  );
+  if (tp.httpConn8PerSec !== undefined && sh.httpConn8PerSec !== undefined) {
+    const x = tp.httpConn8PerSec / sh.httpConn8PerSec;
+    add(`new HTTP connections, ${WRK_FEW_CONNECTIONS} clients, >= 3x sshuttle`, x, (v) => v >= 3, `${x.toFixed(1)}x`);
+  }
+  const u = tp.udp500Mbps, ul = tp.udp500LossPct;
+  add(
+    "UDP at 500 Mbit/s: >= 475 received, < 1 % loss",
+    u,
+    (x) => x >= 475 && (ul ?? 100) < 1,
+    `${u?.toFixed(0)} Mbit/s, ${ul?.toFixed(1)} %`,
+  );
+  const best = Math.max(...UDP_RATES.map((r) => tp[`udp${r === "0" ? "Max" : r.replace("M", "")}Mbps`] ?? 0));
+  if (tp.udpMaxMbps !== undefined && best > 0) {
+    const x = tp.udpMaxMbps / best;
+    add("UDP unlimited: goodput >= 80 % of the best rate's", x, (v) => v >= 0.8, `${(100 * x).toFixed(0)} %`);
+  }
+  const kd = r.kernel?.measures.dnsQps;
+  if (tp.dnsQps !== undefined && kd !== undefined) {
+    add("DNS, cached name: >= dnsmasq direct", tp.dnsQps / kd, (x) => x >= 1, `${(tp.dnsQps / kd).toFixed(2)}x`);
+  }
+  for (const who of ["daemon", "manager"]) {
+    const v = tp[`${who}IdleCpuPct`];
+    add(`idle CPU of the ${who} < 1 %`, v, (x) => x < 1, `${v?.toFixed(2)} %`);
   }
   add("tp connect to first request < 1 s", tp.firstRequestMs, (x) => x < 1000, `${tp.firstRequestMs?.toFixed(0)} ms`);
   add(
@@ -994,7 +1241,11 @@ async function main(): Promise<number> {
       heldConnections: HELD_CONNECTIONS,
       capacityProbe: CAPACITY_CONNECTIONS,
       rr: "64 bytes, one connection, Deno client (scripts/bench_client.ts rr), after 200 warm-up round trips",
-      udp: "iperf3 -u -l 1200, offered 100 Mbit/s and unlimited (-b 0), upload",
+      udp: `iperf3 -u -l 1200, offered ${UDP_RATES.join(", ")} (0: unlimited), upload`,
+      idle: `64 bytes on one connection after idle gaps of ${IDLE_GAPS.join(", ")} ms (scripts/bench_client.ts idle)`,
+      connect: `connect() and first byte of an HTTP GET after ${CONNECT_GAPS.join(", ")} ms idle`,
+      dns: `dnsperf -c 4 -l ${DNSPERF_SECONDS}, ${DNS_NAME} A, against tp's DNS and the cluster's directly`,
+      idleCpuSeconds: IDLE_CPU_SECONDS,
     },
     results,
     targets: t,

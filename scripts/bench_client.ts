@@ -8,6 +8,11 @@
  *   first HOST PORT [--timeout-ms 10000]                  prints {"ready":true}, waits for a line on stdin, then
  *                                                         tries an HTTP GET every few ms until one succeeds and
  *                                                         prints the milliseconds since that line
+ *   idle HOST PORT [--gaps 0,1,10,100,500] [--size 64]   request/response on ONE connection (TCP echo) with an idle
+ *        [--ms 6000]                                      gap before each request: p50/p99 per gap (about MS of
+ *                                                         idling per gap)
+ *   connect HOST PORT [--gaps 10,200,1000] [--ms 7000]    a new connection after each idle gap: connect() and time
+ *                                                         to the first byte of an HTTP answer, p50/p99 per gap
  *   burst HOST PORT [--count 10000] [--concurrency 32]    COUNT HTTP GETs, each on a new connection, COUNT/32 at a
  *         [--timeout-ms 5000] [--ms 120000]               time; each must answer 200 (with `"service":"NAME"` in
  *         [--expect NAME]                                 its body when --expect is given) within the timeout;
@@ -83,6 +88,115 @@ async function rr(host: string, port: number, args: string[]): Promise<void> {
   } finally {
     conn.close();
   }
+}
+
+function gapsFlag(args: string[], fallback: number[]): number[] {
+  const i = args.indexOf("--gaps");
+  if (i < 0) return fallback;
+  const gaps = (args[i + 1] ?? "").split(",").map(Number);
+  if (!gaps.length || gaps.some((g) => !Number.isFinite(g) || g < 0 || g > 10_000)) {
+    throw new RangeError(`--gaps takes milliseconds from 0 to 10000, separated by commas; got "${args[i + 1]}"`);
+  }
+  return gaps;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Samples per idle gap: about `budgetMs` of idling, at least `min` and at most `max` samples. */
+function samplesFor(gapMs: number, budgetMs: number, min: number, max: number): number {
+  return gapMs === 0 ? max : Math.max(min, Math.min(max, Math.floor(budgetMs / gapMs)));
+}
+
+function summary(samples: Float64Array): { n: number; p50Us: number; p99Us: number; minUs: number; maxUs: number } {
+  const s = samples.slice().sort();
+  return {
+    n: s.length,
+    p50Us: quantile(s, 0.5) * 1000,
+    p99Us: quantile(s, 0.99) * 1000,
+    minUs: s[0]! * 1000,
+    maxUs: s[s.length - 1]! * 1000,
+  };
+}
+
+/**
+ * What a person feels after a pause: request/response on one connection, each request sent `gap` ms after the last
+ * answer (the client's own timer wake-up is outside the measured time: the clock starts after it fired).
+ */
+async function idle(host: string, port: number, args: string[]): Promise<void> {
+  const size = flag(args, "size", 64);
+  const gaps = gapsFlag(args, [0, 1, 10, 100, 500]);
+  const budgetMs = flag(args, "ms", 6000);
+  const conn = await Deno.connect({ hostname: host, port });
+  conn.setNoDelay(true);
+  const out = new Uint8Array(size).fill(0x61);
+  const back = new Uint8Array(size);
+  const rt = async () => {
+    const t0 = performance.now();
+    await writeAll(conn, out);
+    if (!(await readFull(conn, back))) throw new Error("the echo server closed the connection");
+    return performance.now() - t0;
+  };
+  try {
+    for (let i = 0; i < 200; i++) await rt();
+    const result: Record<string, unknown> = {};
+    for (const gap of gaps) {
+      const samples = new Float64Array(samplesFor(gap, budgetMs, 12, gap === 0 ? 3000 : 300));
+      for (let i = 0; i < samples.length; i++) {
+        if (gap > 0) await sleep(gap);
+        samples[i] = await rt();
+      }
+      result[String(gap)] = summary(samples);
+    }
+    say({ size, gaps: result });
+  } finally {
+    conn.close();
+  }
+}
+
+/**
+ * A new connection after each idle gap: the time connect() takes (through tp: until the cluster side dialed), and
+ * from the start of connect() to the first byte of the answer to an HTTP GET.
+ */
+async function connectAfterIdle(host: string, port: number, args: string[]): Promise<void> {
+  const gaps = gapsFlag(args, [10, 200, 1000]);
+  const budgetMs = flag(args, "ms", 7000);
+  const request = new TextEncoder().encode(`GET /bench-ttfb HTTP/1.1
+Host: ${host}
+Connection: close
+
+`);
+  const buf = new Uint8Array(16 * 1024);
+  const result: Record<string, unknown> = {};
+  const once = async (): Promise<[number, number]> => {
+    const t0 = performance.now();
+    const conn = await Deno.connect({ hostname: host, port });
+    try {
+      const t1 = performance.now();
+      conn.setNoDelay(true);
+      await writeAll(conn, request);
+      const n = await conn.read(buf);
+      const t2 = performance.now();
+      if (n === null) throw new Error("the server closed the connection without an answer");
+      // Read to the end, so the close is the server's and the next connection starts from idle.
+      for (let i = 0; i < 1000 && (await conn.read(buf)) !== null; i++);
+      return [t1 - t0, t2 - t0];
+    } finally {
+      conn.close();
+    }
+  };
+  for (let i = 0; i < 20; i++) await once(); // warm-up
+  for (const gap of gaps) {
+    const n = samplesFor(gap, budgetMs, 8, 40);
+    const connect = new Float64Array(n), ttfb = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      await sleep(gap);
+      const [c, t] = await once();
+      connect[i] = c;
+      ttfb[i] = t;
+    }
+    result[String(gap)] = { connect: summary(connect), ttfb: summary(ttfb) };
+  }
+  say({ gaps: result });
 }
 
 /**
@@ -250,7 +364,7 @@ if (import.meta.main) {
   const [cmd, host, portText, ...rest] = Deno.args;
   const port = Number(portText);
   if (!host || !Number.isInteger(port) || port <= 0 || port > 65535) {
-    console.error("usage: bench_client.ts rr|hold|first|burst HOST PORT [flags]");
+    console.error("usage: bench_client.ts rr|hold|first|burst|idle|connect HOST PORT [flags]");
     Deno.exit(2);
   }
   switch (cmd) {
@@ -265,6 +379,12 @@ if (import.meta.main) {
       break;
     case "burst":
       await burst(host, port, rest);
+      break;
+    case "idle":
+      await idle(host, port, rest);
+      break;
+    case "connect":
+      await connectAfterIdle(host, port, rest);
       break;
     default:
       console.error(`bench_client.ts: unknown client "${cmd}"`);
