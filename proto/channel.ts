@@ -121,7 +121,8 @@ export class Channel {
       ["content-type", CONTENT_TYPE],
       ["x-grpc-web", "1"],
       ["te", "trailers"],
-      ...(options.token !== undefined ? [["authorization", `Bearer ${options.token}`] as [string, string]] : []),
+      // No token, no header: "Bearer " alone ends in a space, which RFC 9113 section 8.2.1 makes malformed.
+      ...(options.token ? [["authorization", `Bearer ${options.token}`] as [string, string]] : []),
     ];
     this.closed = this.connection.closed.then((e: ConnectionError) => {
       if (!this.#closing) this.#error ??= e;
