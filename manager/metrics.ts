@@ -58,6 +58,11 @@ export class Metrics {
     "Connections agents sent for intercepted ports, by result (joined, not-intercepted, timeout, unreachable).",
   );
   readonly dnsQueries = this.#family("tp_manager_dns_queries_total", "counter", "DNS queries, by outcome.");
+  readonly pings = this.#family(
+    "tp_manager_pings_total",
+    "counter",
+    "ICMP echoes, by outcome (replied, timeout, limit, unavailable).",
+  );
   readonly requests = this.#family("tp_manager_requests_total", "counter", "gRPC requests, by method and status.");
   readonly rejected = this.#family("tp_manager_rejected_total", "counter", "Requests refused early, by reason.");
   readonly bufferedBytes = this.#family(

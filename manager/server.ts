@@ -25,6 +25,7 @@ import type { Session, SessionKind } from "./sessions.ts";
 import type { AgentAuth } from "./agent_auth.ts";
 import type { ManagerPort } from "./listen.ts";
 import { clip } from "./clip.ts";
+import { type PingHost, PingService } from "./ping.ts";
 
 /** The methods the agent port serves: what a traffic-agent calls, nothing that reaches anywhere else. */
 const AGENT_METHODS = new Set(["AgentArrive", "Keepalive", "Depart", "WatchAgent", "AgentDnsAnswer", "AgentTunnel"]);
@@ -37,6 +38,8 @@ export interface ManagerOptions {
   agentAuth?: AgentAuth;
   /** The clock, in ms; tests pass a fake one. */
   now?: () => number;
+  /** Makes the ICMP pinger (default: the kernel's ICMP sockets); tests pass a double. */
+  pinger?: PingHost["pinger"];
 }
 
 type Unary = (req: unknown, ctx: { call: ServerCall; port: ManagerPort }) => Promise<unknown> | unknown;
@@ -54,6 +57,8 @@ export class Manager implements TunnelHost {
   #closing = false;
   readonly #unary: Record<string, { req: Codec<unknown>; res: Codec<unknown>; fn: Unary }>;
   readonly #dns: DnsForwarder;
+  /** ICMP echo for the workstations (ping). */
+  readonly pings: PingService;
   readonly #agentAuth: AgentAuth | undefined;
   /** Agents, intercepts and the streams of intercepted connections. */
   readonly intercepts: InterceptService;
@@ -73,6 +78,12 @@ export class Manager implements TunnelHost {
     this.sessions.onEnd = (s) => this.intercepts.sessionEnded(s);
     this.#allow = AllowList.forConfig(config);
     this.#dns = new DnsForwarder(config.dnsServer);
+    this.pings = new PingService({
+      logger: this.logger,
+      metrics: this.metrics,
+      allows: (ip) => this.allows(ip),
+      ...(options.pinger ? { pinger: options.pinger } : {}),
+    });
     this.#clusterInfo = {
       podSubnets: config.podCidrs,
       serviceSubnets: config.serviceCidrs,
@@ -158,6 +169,10 @@ export class Manager implements TunnelHost {
         this.#session(r.sessionId);
         return this.#clusterInfo;
       }),
+      Ping: u(codecs.PingRequest, codecs.PingResponse, (r) => {
+        this.#session(r.sessionId);
+        return this.pings.ping(r.sessionId, r);
+      }),
       Dns: u(codecs.DnsRequest, codecs.DnsResponse, async (r) => {
         this.#session(r.sessionId);
         try {
@@ -214,6 +229,7 @@ export class Manager implements TunnelHost {
     this.#closing = true;
     clearInterval(this.#expiryTimer);
     this.#dns.close();
+    void this.pings.close();
     this.intercepts.close();
     for (const s of this.sessions.endAll("shutdown")) {
       this.metrics.sessions.add({}, -1);

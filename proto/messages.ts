@@ -56,6 +56,18 @@ export interface DnsResponse {
   answer: Uint8Array;
 }
 
+export interface PingRequest {
+  sessionId: string;
+  destination: string;
+  data: Uint8Array;
+  timeoutMs: number;
+}
+export interface PingResponse {
+  replied: boolean;
+  data: Uint8Array;
+  unavailable: string;
+}
+
 export const Protocol = { unspecified: 0, tcp: 1, udp: 2 } as const;
 export type Protocol = (typeof Protocol)[keyof typeof Protocol];
 
@@ -223,6 +235,8 @@ export const codecs = {
   ClusterInfo: codec<ClusterInfo>("ClusterInfo"),
   DnsRequest: codec<DnsRequest>("DnsRequest"),
   DnsResponse: codec<DnsResponse>("DnsResponse"),
+  PingRequest: codec<PingRequest>("PingRequest"),
+  PingResponse: codec<PingResponse>("PingResponse"),
   AgentArriveRequest: codec<AgentArriveRequest>("AgentArriveRequest"),
   InterceptInfo: codec<InterceptInfo>("InterceptInfo"),
   CreateInterceptRequest: codec<CreateInterceptRequest>("CreateInterceptRequest"),

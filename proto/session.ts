@@ -129,6 +129,26 @@ export class ManagerSession {
     return r.answer;
   }
 
+  /**
+   * One ICMP echo to a cluster address, sent by the manager: the reply's data, or null when none came within
+   * `timeoutMs`. `unavailable` is set (and nothing was sent) when the manager cannot send ICMP echo at all.
+   */
+  async ping(
+    destination: string,
+    data: Uint8Array,
+    timeoutMs: number,
+    signal?: AbortSignal,
+  ): Promise<{ reply: Uint8Array | null; unavailable: string }> {
+    const r = await this.client.call(
+      "Ping",
+      codecs.PingRequest,
+      codecs.PingResponse,
+      { sessionId: this.id, destination, data, timeoutMs },
+      signal,
+    );
+    return { reply: r.replied ? r.data : null, unavailable: r.unavailable };
+  }
+
   /** The cluster info now, then on each change, until the session ends or the loop breaks. */
   async *watchClusterInfo(): AsyncGenerator<ClusterInfo> {
     for await (const info of this.#watch("WatchClusterInfo", codecs.ClusterInfo)) {

@@ -65,6 +65,13 @@ function resolverText(d: Status): string {
   return parts.join("; ");
 }
 
+/** ICMP echo through the manager: counts, or why the manager cannot send it. */
+function pingText(p: Status): string {
+  const counts = `${p.requests ?? 0} echo requests, ${p.replies ?? 0} replies` +
+    (p.dropped ? `, ${p.dropped} dropped (too many waiting)` : "");
+  return p.unavailable ? `not available at the traffic-manager: ${p.unavailable} (${counts})` : counts;
+}
+
 export function formatStatus(s: Status): string {
   const m = s.manager ?? {};
   const where = m.url ??
@@ -94,6 +101,7 @@ export function formatStatus(s: Status): string {
     `  connections: TCP ${c.tcpActive ?? 0} open, ${c.tcpOpened ?? 0} opened, ${c.tcpRefused ?? 0} refused; ` +
     `UDP ${c.udpActive ?? 0} flows, ${c.udpOpened ?? 0} opened`,
     `  traffic:     ${bytes(c.bytesInbound ?? 0)} to the cluster, ${bytes(c.bytesOutbound ?? 0)} back`,
+    ...(s.ping ? [`  ping:        ${pingText(s.ping)}`] : []),
     `  drops:       ${nonZero(r.drops)}`,
     `  tcp trouble: ${nonZero(r.tcp, TCP_TROUBLE)}`,
     ...(s.log ? [`  log:         ${s.log.path} (${s.log.level} and above; tp loglevel LEVEL changes it)`] : []),
