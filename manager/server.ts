@@ -90,6 +90,7 @@ export class Manager implements TunnelHost {
       clusterDomain: config.clusterDomain,
       dnsServer: formatHostPort(config.dnsServer),
       managerVersion: VERSION,
+      managerId: crypto.randomUUID(),
     };
     const u = <Req, Res>(
       req: Codec<Req>,

@@ -38,6 +38,8 @@ export interface ClusterInfo {
   clusterDomain: string;
   dnsServer: string;
   managerVersion: string;
+  /** Random per manager process ("" from a manager older than this field). */
+  managerId: string;
 }
 export interface ArriveResponse {
   sessionId: string;

@@ -261,6 +261,30 @@ export class ManagerSession {
     return this.#tunnels;
   }
 
+  /**
+   * Checks the session now (a keepalive): rejects when the manager does not know it any more, or gave no answer within
+   * `timeoutMs` (the connection hangs).
+   */
+  async probe(timeoutMs: number): Promise<void> {
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), timeoutMs);
+    try {
+      await this.client.call(
+        "Keepalive",
+        codecs.SessionRef,
+        codecs.KeepaliveResponse,
+        { sessionId: this.id },
+        abort.signal,
+      );
+    } catch (e) {
+      if (abort.signal.aborted) throw new Error(`the manager gave no answer within ${timeoutMs} ms`);
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+    this.#lastOk = Date.now();
+  }
+
   /** Ends the session at the manager (its streams end with it) and closes the connection. */
   async depart(): Promise<void> {
     if (this.#closed) return;

@@ -65,6 +65,18 @@ function resolverText(d: Status): string {
   return parts.join("; ");
 }
 
+/** How the last reconnection went: "; last at 12:00:01: the manager had restarted". */
+function lastReconnectText(m: Status): string {
+  const l = m.lastReconnect;
+  if (!l) return "";
+  const how = l.kind === "manager-restarted"
+    ? "a new manager (it had restarted): open connections were reset"
+    : l.kind === "resumed"
+    ? "the same session resumed: open connections carried on"
+    : "a new session: open connections were reset";
+  return `; last at ${clock(l.at)}: ${how}`;
+}
+
 /** ICMP echo through the manager: counts, or why the manager cannot send it. */
 function pingText(p: Status): string {
   const counts = `${p.requests ?? 0} echo requests, ${p.replies ?? 0} replies` +
@@ -85,7 +97,7 @@ export function formatStatus(s: Status): string {
   const lines = [
     `tp: connected (pid ${s.pid}, up ${uptime(s.startedAt)})`,
     `  manager:     ${where}, version ${m.version}, session ${String(m.session).slice(0, 8)}: ${link}` +
-    (m.reconnects ? ` (reconnected ${m.reconnects}x)` : ""),
+    (m.reconnects ? ` (reconnected ${m.reconnects}x${lastReconnectText(m)})` : ""),
     `  namespace:   ${s.namespace}`,
     `  device:      ${s.device?.name}, MTU ${s.device?.mtu}: ${s.device?.readPackets} packets in, ` +
     `${s.device?.writtenPackets} out`,
