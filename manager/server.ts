@@ -26,6 +26,8 @@ import type { AgentAuth } from "./agent_auth.ts";
 import type { ManagerPort } from "./listen.ts";
 import { clip } from "./clip.ts";
 import { type PingHost, PingService } from "./ping.ts";
+import type { ResumableTcpStream } from "./tunnel_resume.ts";
+import { DEFAULT_RESUME_GRACE_MS } from "./tunnel_resume.ts";
 
 /** The methods the agent port serves: what a traffic-agent calls, nothing that reaches anywhere else. */
 const AGENT_METHODS = new Set(["AgentArrive", "Keepalive", "Depart", "WatchAgent", "AgentDnsAnswer", "AgentTunnel"]);
@@ -48,6 +50,7 @@ export class Manager implements TunnelHost {
   readonly sessions: Sessions;
   readonly metrics = new Metrics();
   readonly active = new Set<TunnelContext>();
+  readonly resumable = new Map<string, ResumableTcpStream>();
   readonly logger: Logger;
   #allow: AllowList;
   readonly #now: () => number;
@@ -67,7 +70,12 @@ export class Manager implements TunnelHost {
     this.logger = options.logger;
     this.#now = options.now ?? (() => Date.now());
     this.#agentAuth = options.agentAuth;
-    this.sessions = new Sessions(config.sessionTtlMs, config.maxSessions);
+    // A session whose connection broke lives at least the resume grace period after its last keepalive came.
+    const grace = config.resumeGraceMs ?? DEFAULT_RESUME_GRACE_MS;
+    this.sessions = new Sessions(
+      Math.max(config.sessionTtlMs, grace + Math.floor(config.sessionTtlMs / 3)),
+      config.maxSessions,
+    );
     this.intercepts = new InterceptService({
       config,
       logger: this.logger,
@@ -113,6 +121,12 @@ export class Manager implements TunnelHost {
         streams: this.active.size,
       })),
       Arrive: u(codecs.ArriveRequest, codecs.ArriveResponse, (r) => {
+        const old = r.resumeSessionId ? this.sessions.get(r.resumeSessionId) : undefined;
+        if (old && old.kind === "client" && this.sessions.touch(old.id, this.#now())) {
+          this.metrics.sessionsResumed.add({}, 1);
+          this.logger.info("session resumed", { session: old.tag, client: clip(r.clientName) });
+          return { ...this.#arrived(old), resumed: true };
+        }
         const s = this.#arrive(r.clientName, r.namespace, "client");
         this.logger.info("session arrived", {
           session: s.tag,
@@ -207,6 +221,8 @@ export class Manager implements TunnelHost {
       clusterInfo: this.#clusterInfo,
       sessionTtlMs: this.config.sessionTtlMs,
       keepaliveIntervalMs: Math.floor(this.config.sessionTtlMs / 3),
+      resumed: false,
+      resumeGraceMs: this.config.resumeGraceMs ?? DEFAULT_RESUME_GRACE_MS,
     };
   }
 

@@ -31,6 +31,8 @@ export interface ArriveRequest {
   clientName: string;
   namespace: string;
   clientVersion: string;
+  /** The session to resume after a broken connection ("" for a new one). */
+  resumeSessionId?: string;
 }
 export interface ClusterInfo {
   podSubnets: string[];
@@ -46,6 +48,10 @@ export interface ArriveResponse {
   clusterInfo: ClusterInfo | null;
   sessionTtlMs: number;
   keepaliveIntervalMs: number;
+  /** The session named by resumeSessionId was resumed. */
+  resumed?: boolean;
+  /** How long the manager keeps a resumable stream whose connection broke; 0: it does not resume. */
+  resumeGraceMs?: number;
 }
 export interface SessionRef {
   sessionId: string;
@@ -99,10 +105,21 @@ export interface TunnelOpen {
   connectionId?: string;
   /** MountTunnel: the intercept whose pod's volumes to mount. */
   interceptId?: string;
+  /** Tunnel: keep the stream resumable (both sides keep what the other has not acknowledged). */
+  resumable?: boolean;
+  /** Tunnel: rejoin this resumable stream instead of dialing. */
+  resume?: TunnelResume | null;
+}
+export interface TunnelResume {
+  streamId: string;
+  /** Payload bytes of the manager's the client has received. */
+  received: number;
 }
 export interface DialResult {
   code: DialCode;
   message: string;
+  /** Set when the manager keeps the stream resumable. */
+  streamId?: string;
 }
 
 export interface AgentForward {
@@ -184,7 +201,9 @@ export type TunnelFrame =
   | { kind: "dial"; dial: DialResult }
   | { kind: "fin" }
   | { kind: "reset"; reason: string }
-  | { kind: "keepalive" };
+  | { kind: "keepalive" }
+  | { kind: "ack"; received: number }
+  | { kind: "resumed"; received: number };
 
 const root = protobuf.parse(MANAGER_PROTO, { keepCase: false }).root;
 
@@ -363,6 +382,12 @@ export function encodeTunnelFrame(frame: TunnelFrame): Uint8Array {
     case "keepalive":
       obj = { keepalive: {} };
       break;
+    case "ack":
+      obj = { ack: { received: frame.received } };
+      break;
+    case "resumed":
+      obj = { resumed: { received: frame.received } };
+      break;
     default: {
       const never: never = frame;
       throw new TypeError(`Unknown tunnel frame ${JSON.stringify(never)}`);
@@ -395,12 +420,23 @@ export function decodeTunnelFrame(msg: Uint8Array): TunnelFrame {
           destination: endpoint(o.destination),
           connectionId: o.connectionId ?? "",
           interceptId: o.interceptId ?? "",
+          ...(o.resumable ? { resumable: true } : {}),
+          ...(o.resume
+            ? { resume: { streamId: o.resume.streamId ?? "", received: Number(o.resume.received ?? 0) } }
+            : {}),
         },
       };
     }
     case "dial": {
       const d = m.dial as Partial<DialResult>;
-      return { kind: "dial", dial: { code: (d.code ?? 0) as DialCode, message: d.message ?? "" } };
+      return {
+        kind: "dial",
+        dial: {
+          code: (d.code ?? 0) as DialCode,
+          message: d.message ?? "",
+          ...(d.streamId ? { streamId: d.streamId } : {}),
+        },
+      };
     }
     case "fin":
       return { kind: "fin" };
@@ -408,6 +444,10 @@ export function decodeTunnelFrame(msg: Uint8Array): TunnelFrame {
       return { kind: "reset", reason: (m.reset as { reason?: string }).reason ?? "" };
     case "keepalive":
       return { kind: "keepalive" };
+    case "ack":
+      return { kind: "ack", received: Number((m.ack as { received?: number }).received ?? 0) };
+    case "resumed":
+      return { kind: "resumed", received: Number((m.resumed as { received?: number }).received ?? 0) };
     default:
       throw new SyntaxError("TunnelFrame has no kind");
   }

@@ -26,6 +26,8 @@ export interface ConnectOptions extends Omit<ChannelOptions, "token"> {
   namespace?: string;
   /** Called once if the session is lost: the manager expired it, or keepalives failed for a whole ttl. */
   onLost?: (reason: Error) => void;
+  /** After a broken connection: the session to resume (`ManagerSession.resumed` says whether the manager did). */
+  resumeSessionId?: string;
   signal?: AbortSignal;
 }
 
@@ -64,6 +66,10 @@ export class ManagerSession {
   readonly id: string;
   readonly ttlMs: number;
   readonly keepaliveIntervalMs: number;
+  /** This session is one the manager resumed (connect's `resumeSessionId`), not a new one. */
+  readonly resumed: boolean;
+  /** How long the manager keeps resumable streams of a broken connection (0: it does not resume). */
+  readonly resumeGraceMs: number;
   /** The cluster info from arrive, updated by `watchClusterInfo`. */
   clusterInfo: ClusterInfo;
   readonly #tunnels = new Set<Tunnel>();
@@ -77,11 +83,20 @@ export class ManagerSession {
   /** Use `connect`. */
   constructor(
     client: ManagerClient,
-    arrived: { sessionId: string; clusterInfo: ClusterInfo; ttlMs: number; keepaliveIntervalMs: number },
+    arrived: {
+      sessionId: string;
+      clusterInfo: ClusterInfo;
+      ttlMs: number;
+      keepaliveIntervalMs: number;
+      resumed?: boolean;
+      resumeGraceMs?: number;
+    },
     onLost?: (reason: Error) => void,
   ) {
     this.client = client;
     this.id = arrived.sessionId;
+    this.resumed = arrived.resumed ?? false;
+    this.resumeGraceMs = arrived.resumeGraceMs ?? 0;
     this.clusterInfo = arrived.clusterInfo;
     this.ttlMs = arrived.ttlMs;
     this.keepaliveIntervalMs = Math.max(100, arrived.keepaliveIntervalMs);
@@ -298,6 +313,33 @@ export class ManagerSession {
     await this.close();
   }
 
+  /**
+   * Lets go of a broken connection without ending what can resume: keepalives and watches stop, tunnels that cannot
+   * resume are reset, and the connection is destroyed, which suspends the resumable ones. Returns those, for
+   * `adopt` on the session that resumes this one (or for `reset` when none does).
+   */
+  async detach(): Promise<Tunnel[]> {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    for (const c of this.#watches) c.cancel();
+    const keep = [...this.#tunnels].filter((t) => t.resumable && !t.finished);
+    for (const t of this.#tunnels) if (!keep.includes(t)) t.reset("session closed");
+    this.#tunnels.clear();
+    await this.channel.destroy();
+    return keep.filter((t) => t.suspended);
+  }
+
+  /** Takes over suspended tunnels of the session this one resumed: each rejoins its stream on this connection. */
+  adopt(tunnels: Iterable<Tunnel>): Promise<boolean[]> {
+    const resumed: Promise<boolean>[] = [];
+    for (const t of tunnels) {
+      this.#tunnels.add(t);
+      t.ended.then(() => this.#tunnels.delete(t));
+      resumed.push(t.resume(this.channel, this.id));
+    }
+    return Promise.all(resumed);
+  }
+
   /** Closes the connection without departing (the manager expires the session after its ttl). */
   async close(): Promise<void> {
     this.#closed = true;
@@ -343,6 +385,7 @@ export function connect(
       clientName: options.clientName ?? Deno.hostname(),
       namespace: options.namespace ?? "default",
       clientVersion: VERSION,
+      resumeSessionId: options.resumeSessionId ?? "",
     }, options.signal));
 }
 
@@ -377,6 +420,8 @@ async function arrive(
       clusterInfo: r.clusterInfo,
       ttlMs: r.sessionTtlMs,
       keepaliveIntervalMs: r.keepaliveIntervalMs,
+      resumed: r.resumed ?? false,
+      resumeGraceMs: r.resumeGraceMs ?? 0,
     }, options.onLost);
   } catch (e) {
     await channel.destroy();

@@ -1,10 +1,19 @@
 import assert from "node:assert/strict";
-import { FAST_MAX_MS, GIVE_UP_AFTER_MS, ReconnectBackoff, SLOW_AFTER_MS, SLOW_MS } from "./backoff.ts";
+import {
+  FAST_MAX_MS,
+  GIVE_UP_AFTER_MS,
+  ReconnectBackoff,
+  RESUME_WINDOW_MS,
+  SLOW_AFTER_MS,
+  SLOW_MS,
+} from "./backoff.ts";
 import { ClockJumpDetector } from "./clock_jump.ts";
 
-Deno.test("ReconnectBackoff retries within a second for the first minute, then every 5 s, and gives up after 5 minutes", () => {
+Deno.test("ReconnectBackoff retries every 250 ms while connections may resume, every second to a minute, then every 5 s, and gives up after 5 minutes", () => {
   const b = new ReconnectBackoff(1000);
-  assert.deepEqual([b.next(1000), b.next(1100), b.next(1350), b.next(1850), b.next(2850)], [100, 250, 500, 1000, 1000]);
+  assert.deepEqual([b.next(1000), b.next(1100), b.next(1350)], [100, 250, 250]);
+  assert.equal(b.next(1000 + RESUME_WINDOW_MS - 1), 250);
+  assert.equal(b.next(1000 + RESUME_WINDOW_MS), FAST_MAX_MS);
   assert.equal(b.next(1000 + SLOW_AFTER_MS - 1), FAST_MAX_MS);
   assert.equal(b.next(1000 + SLOW_AFTER_MS), SLOW_MS);
   assert.equal(b.next(1000 + GIVE_UP_AFTER_MS), null);

@@ -64,7 +64,8 @@ async function open(
 ): Promise<Tunnel | RefuseReason> {
   let t: Tunnel;
   try {
-    t = await session.openTunnel({ protocol, ...endpoints(flow) });
+    // TCP streams are resumable: they survive a broken connection that the link resumes (link.ts).
+    t = await session.openTunnel({ protocol, ...endpoints(flow) }, { resumable: protocol === "tcp" });
   } catch {
     stats.dialResults["error"] = (stats.dialResults["error"] ?? 0) + 1;
     return "unreachable";

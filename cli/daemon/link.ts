@@ -1,9 +1,12 @@
 /**
  * The daemon's link to the traffic-manager: a session over one connection (a URL, or a port-forward through the
  * Kubernetes API server), and, when that connection breaks, reconnection while the device, routes and DNS stay
- * (`backoff.ts`: within a second for the first minute). Connections open when the link broke are reset (their streams
- * died with it); new ones use the new session. The manager's identity (`ClusterInfo.managerId`) tells a restarted
- * manager from the same one, and the log and `tp status` say which it was. A wall clock that jumps ahead of the
+ * (`backoff.ts`: within a second for the first minute). The link asks the manager to resume its session: when the
+ * manager still holds it (the same manager, within its grace period), the open TCP connections carry on where they
+ * were (their tunnels were suspended, not ended: `proto/tunnel.ts`); otherwise they are reset and a new session
+ * starts. The manager's identity (`ClusterInfo.managerId`) tells a restarted manager from the same one, and the log
+ * and `tp status` say which of the three it was. A connection that hangs without closing (a link that went down) is
+ * found by HTTP/2 PING: no answer within LIVENESS_TIMEOUT_MS and the link reconnects. A wall clock that jumps ahead of the
  * monotonic one (the machine slept: `clock_jump.ts`) makes the link check its session at once, and a link that is
  * reconnecting try again at once.
  */
@@ -14,6 +17,7 @@ import {
   GrpcError,
   type ManagerSession,
   Status,
+  type Tunnel,
 } from "../../proto/mod.ts";
 import type { ManagerStream } from "../../k8s/portforward.ts";
 import { lookup } from "node:dns/promises";
@@ -28,9 +32,11 @@ const DIAL_TIMEOUT_MS = 5_000;
 const CLOCK_CHECK_MS = 1_000;
 /** After a clock jump, how long the session's keepalive may take before the connection counts as lost. */
 const PROBE_TIMEOUT_MS = 2_000;
+/** A PING goes out with each clock check; one unanswered for this long means the connection hangs. */
+const LIVENESS_TIMEOUT_MS = 2_500;
 
 /** How the last reconnection went: the same manager with a new session, or a new manager. */
-export type ReconnectKind = "new-session" | "manager-restarted";
+export type ReconnectKind = "resumed" | "new-session" | "manager-restarted";
 
 /** The clocks the link compares (tests inject their own). */
 export interface LinkClock {
@@ -67,6 +73,11 @@ export class ManagerLink {
   managerRestarts = 0;
   /** Clock jumps seen (the machine slept). */
   clockJumps = 0;
+  /** Reconnections that resumed the session, its open connections carrying on. */
+  resumes = 0;
+  /** Open connections carried across resumes, and those the manager no longer held (reset). */
+  streamsResumed = 0;
+  streamsLost = 0;
   lastError = "";
   /** The last reconnection: when, and how. */
   lastReconnect: { at: string; kind: ReconnectKind } | undefined;
@@ -77,6 +88,10 @@ export class ManagerLink {
   readonly #clockTimer: ReturnType<typeof setInterval> | undefined;
   /** Cuts the reconnection's current wait short. */
   #wake: (() => void) | undefined;
+  /** Tunnels of the lost connection, waiting to resume (filled once the old session let go of them). */
+  #suspended: Promise<Tunnel[]> = Promise.resolve([]);
+  /** When the outstanding liveness PING went out (monotonic ms), or undefined. */
+  #pingSentAt: number | undefined;
 
   private constructor(settings: ConnectSettings, events: LinkEvents, first: Dialed, options: LinkOptions) {
     this.#settings = settings;
@@ -86,7 +101,12 @@ export class ManagerLink {
     this.#clock = options.clock ?? { wall: () => Date.now(), mono: () => performance.now() };
     this.#jumps = new ClockJumpDetector(this.#clock.wall(), this.#clock.mono());
     const every = options.clockCheckMs ?? CLOCK_CHECK_MS;
-    if (every > 0) this.#clockTimer = setInterval(() => this.checkClock(), every);
+    if (every > 0) {
+      this.#clockTimer = setInterval(() => {
+        this.checkClock();
+        this.#checkLiveness();
+      }, every);
+    }
   }
 
   /** Connects and arrives; throws an Error whose message says what failed and what to do. */
@@ -158,10 +178,35 @@ export class ManagerLink {
     });
   }
 
+  /** Sends a PING unless one is out; a PING unanswered for LIVENESS_TIMEOUT_MS means the connection hangs. */
+  #checkLiveness(): void {
+    if (this.state !== "connected") {
+      this.#pingSentAt = undefined;
+      return;
+    }
+    const now = this.#clock.mono();
+    if (this.#pingSentAt !== undefined) {
+      if (now - this.#pingSentAt > LIVENESS_TIMEOUT_MS) {
+        this.#pingSentAt = undefined;
+        this.#lost(new Error(`no answer to HTTP/2 PING within ${LIVENESS_TIMEOUT_MS} ms`));
+      }
+      return;
+    }
+    const session = this.session;
+    this.#pingSentAt = now;
+    session.channel.connection.ping().then(() => {
+      if (this.session === session) this.#pingSentAt = undefined;
+    }, () => {});
+  }
+
   status(): Record<string, unknown> {
     return {
       state: this.state,
       reconnects: this.reconnects,
+      resumes: this.resumes,
+      streamsResumed: this.streamsResumed,
+      streamsLost: this.streamsLost,
+      resumeGraceMs: this.session.resumeGraceMs,
       managerRestarts: this.managerRestarts,
       clockJumps: this.clockJumps,
       ...(this.lastReconnect ? { lastReconnect: this.lastReconnect } : {}),
@@ -180,6 +225,7 @@ export class ManagerLink {
     this.state = "closed";
     clearInterval(this.#clockTimer);
     this.#wake?.();
+    for (const t of await this.#suspended) t.reset("tp is disconnecting");
     if (wasConnected) await this.session.depart().catch(() => {});
     await this.session.close().catch(() => {});
     this.forward?.destroy();
@@ -190,7 +236,10 @@ export class ManagerLink {
     this.state = "reconnecting";
     this.lastError = e.message;
     this.#events.log(`the connection to the traffic-manager broke (${e.message}); reconnecting`);
-    void this.session.close().catch(() => {});
+    // Resumable tunnels are suspended, not ended: they rejoin their streams if the session resumes.
+    const before = this.#suspended;
+    const now = this.session.detach().catch(() => [] as Tunnel[]);
+    this.#suspended = Promise.all([before, now]).then(([a, b]) => [...a.filter((t) => t.suspended), ...b]);
     this.forward?.destroy();
     void this.#reconnect(e);
   }
@@ -203,7 +252,11 @@ export class ManagerLink {
       await this.#sleep(delay);
       if (this.state === "closed") return;
       try {
-        const d = await dialWithin(DIAL_TIMEOUT_MS, () => dial(this.#settings, () => {}, (e) => this.#lost(e)));
+        const resumeId = this.session.id;
+        const d = await dialWithin(
+          DIAL_TIMEOUT_MS,
+          () => dial(this.#settings, () => {}, (e) => this.#lost(e), resumeId),
+        );
         if ((this.state as string) === "closed") { // close() may have run while dialing
           await d.session.close();
           d.forward?.destroy();
@@ -212,23 +265,39 @@ export class ManagerLink {
         const old = this.session.clusterInfo;
         const now = d.session.clusterInfo;
         // A manager older than managerId sends none: then a new session is all that can be said.
-        const kind: ReconnectKind = old.managerId && now.managerId !== old.managerId
+        const kind: ReconnectKind = d.session.resumed
+          ? "resumed"
+          : old.managerId && now.managerId !== old.managerId
           ? "manager-restarted"
           : "new-session";
+        const suspended = await this.#suspended;
+        this.#suspended = Promise.resolve([]);
         this.session = d.session;
         this.forward = d.forward;
         this.state = "connected";
         void this.#watch(d.session);
         this.reconnects++;
         if (kind === "manager-restarted") this.managerRestarts++;
+        if (kind === "resumed") {
+          this.resumes++;
+          void this.#adopt(d.session, suspended);
+        } else {
+          const why = kind === "manager-restarted"
+            ? "the traffic-manager restarted"
+            : "the traffic-manager no longer held the session";
+          for (const t of suspended) t.reset(why);
+        }
         this.lastReconnect = { at: new Date(this.#clock.wall()).toISOString(), kind };
         this.lastError = "";
         this.#events.log(
-          kind === "manager-restarted"
+          kind === "resumed"
+            ? `reconnected to the traffic-manager after ${backoff.attempts} attempt(s) and resumed session ` +
+              `${d.session.id.slice(0, 8)}: ${suspended.length} open connection(s) carry on`
+            : kind === "manager-restarted"
             ? `reconnected after ${backoff.attempts} attempt(s) to a new traffic-manager (it restarted): the ` +
               `connections open before were reset; new session ${d.session.id.slice(0, 8)}`
             : `reconnected to the traffic-manager after ${backoff.attempts} attempt(s): new session ` +
-              `${d.session.id.slice(0, 8)} (the connections open before were reset)`,
+              `${d.session.id.slice(0, 8)} (the old one was gone; the connections open before were reset)`,
         );
         this.#events.reconnected?.(d.session, kind);
         const before = JSON.stringify([old.podSubnets, old.serviceSubnets]);
@@ -243,7 +312,19 @@ export class ManagerLink {
     }
     this.state = "closed";
     clearInterval(this.#clockTimer);
+    for (const t of await this.#suspended) t.reset("could not reconnect to the traffic-manager");
     this.#events.gaveUp(new Error(`could not reconnect to the traffic-manager: ${this.lastError || first.message}`));
+  }
+
+  /** Rejoins each suspended tunnel's stream on the resumed session; counts those the manager no longer held. */
+  async #adopt(session: ManagerSession, tunnels: Tunnel[]): Promise<void> {
+    const results = await session.adopt(tunnels);
+    const ok = results.filter(Boolean).length;
+    this.streamsResumed += ok;
+    // A tunnel whose new connection broke too stays suspended for the next resume; the others were reset.
+    const lost = tunnels.filter((t, i) => !results[i] && !t.suspended).length;
+    this.streamsLost += lost;
+    if (lost) this.#events.log(`${lost} connection(s) could not resume (the manager had ended them) and were reset`);
   }
 
   /** Waits `ms`, or less when `#wake` is called (a clock jump, close). */
@@ -291,6 +372,7 @@ async function dial(
   settings: ConnectSettings,
   stage: (stage: string, message: string) => void,
   onLost: (e: Error) => void,
+  resumeSessionId = "",
 ): Promise<Dialed> {
   let target: string | DuplexFactory = settings.managerUrl;
   let forward: ManagerStream | undefined;
@@ -316,6 +398,7 @@ async function dial(
       clientName: Deno.hostname(),
       namespace: settings.namespace,
       onLost,
+      resumeSessionId,
     });
     return { session, forward };
   } catch (e) {

@@ -77,6 +77,15 @@ function lastReconnectText(m: Status): string {
   return `; last at ${clock(l.at)}: ${how}`;
 }
 
+/** Session resume: the manager's grace period and what resumed so far. */
+function resumeText(m: Status): string {
+  if (!m.resumeGraceMs) return "not offered by this traffic-manager (open connections reset when the link breaks)";
+  const grace = `open connections survive a broken link of up to ${Math.round(m.resumeGraceMs / 1000)} s`;
+  if (!m.resumes) return grace;
+  return `${grace}; resumed ${m.resumes}x, ${m.streamsResumed ?? 0} connection(s) carried on` +
+    (m.streamsLost ? `, ${m.streamsLost} lost` : "");
+}
+
 /** ICMP echo through the manager: counts, or why the manager cannot send it. */
 function pingText(p: Status): string {
   const counts = `${p.requests ?? 0} echo requests, ${p.replies ?? 0} replies` +
@@ -98,6 +107,7 @@ export function formatStatus(s: Status): string {
     `tp: connected (pid ${s.pid}, up ${uptime(s.startedAt)})`,
     `  manager:     ${where}, version ${m.version}, session ${String(m.session).slice(0, 8)}: ${link}` +
     (m.reconnects ? ` (reconnected ${m.reconnects}x${lastReconnectText(m)})` : ""),
+    `  resume:      ${resumeText(m)}`,
     `  namespace:   ${s.namespace}`,
     `  device:      ${s.device?.name}, MTU ${s.device?.mtu}: ${s.device?.readPackets} packets in, ` +
     `${s.device?.writtenPackets} out`,
