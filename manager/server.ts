@@ -27,6 +27,7 @@ import type { ManagerPort } from "./listen.ts";
 import { clip } from "./clip.ts";
 import { type PingHost, PingService } from "./ping.ts";
 import type { ResumableTcpStream } from "./tunnel_resume.ts";
+import { TunnelAckService } from "./tunnel_acks.ts";
 import { DEFAULT_RESUME_GRACE_MS } from "./tunnel_resume.ts";
 
 /** The methods the agent port serves: what a traffic-agent calls, nothing that reaches anywhere else. */
@@ -51,6 +52,7 @@ export class Manager implements TunnelHost {
   readonly metrics = new Metrics();
   readonly active = new Set<TunnelContext>();
   readonly resumable = new Map<string, ResumableTcpStream>();
+  readonly #acks: TunnelAckService;
   readonly logger: Logger;
   #allow: AllowList;
   readonly #now: () => number;
@@ -83,9 +85,20 @@ export class Manager implements TunnelHost {
       sessions: this.sessions,
       touch: (id) => this.#session(id),
     });
-    this.sessions.onEnd = (s) => this.intercepts.sessionEnded(s);
+    this.sessions.onEnd = (s, reason) => {
+      this.intercepts.sessionEnded(s);
+      this.#acks.sessionEnded(s.id);
+      const prefix = `${s.id}/`;
+      for (const [key, rs] of [...this.resumable]) if (key.startsWith(prefix)) rs.reset(`session ${reason}`);
+    };
     this.#allow = AllowList.forConfig(config);
     this.#dns = new DnsForwarder(config.dnsServer);
+    this.#acks = new TunnelAckService({
+      logger: this.logger,
+      metrics: this.metrics,
+      session: (id) => this.#session(id),
+      resumable: this.resumable,
+    });
     this.pings = new PingService({
       logger: this.logger,
       metrics: this.metrics,
@@ -276,6 +289,10 @@ export class Manager implements TunnelHost {
     return this.sessions.get(id);
   }
 
+  sendAck(sessionId: string, streamId: string, received: number): void {
+    this.#acks.send(sessionId, streamId, received);
+  }
+
   allows(ip: string): boolean {
     return this.#allow.allows(ip);
   }
@@ -347,6 +364,10 @@ export class Manager implements TunnelHost {
       return;
     }
     if (method.name === "WatchClusterInfo") return await this.#watch(call, reader);
+    if (method.name === "TunnelAcks") {
+      void this.#acks.serve(reader, call.frames(256 * 1024));
+      return;
+    }
     if (method.name === "AgentTunnel") {
       void this.intercepts.serveAgentTunnel(reader, call.frames(this.config.streamBufferBytes));
       return;

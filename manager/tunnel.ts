@@ -60,6 +60,8 @@ export interface TunnelHost {
   active: Set<TunnelContext>;
   /** Resumable streams, by session id and stream id: attached to a call or waiting for one. */
   resumable: Map<string, ResumableTcpStream>;
+  /** Sends a resumable stream's acks to its workstation (on the session's TunnelAcks stream). */
+  sendAck(sessionId: string, streamId: string, received: number): void;
 }
 
 export function decodeTunnelMessage(msg: Uint8Array): TunnelFrame {
@@ -123,22 +125,22 @@ export async function serveTunnel(host: TunnelHost, reader: MessageSource, out: 
       decode: decodeTunnelMessage,
       buffered: () => out.queued + reader.buffered,
       keepResumable: (sock) => {
+        // Not among the session's streams (the call is, while one carries it): the session's end resets it through
+        // the host (`Manager`'s sessions.onEnd).
         const key = () => `${owner.id}/${rs.id}`;
-        const kept = { abort: (reason: string) => rs.reset(reason) };
         const rs: ResumableTcpStream = new ResumableTcpStream(sock, {
           graceMs: config.resumeGraceMs ?? DEFAULT_RESUME_GRACE_MS,
           bufferBytes: config.resumeBufferBytes ?? DEFAULT_RESUME_BUFFER_BYTES,
           idleTimeoutMs: config.tcpIdleTimeoutMs,
           metrics,
           decode: decodeTunnelMessage,
+          sendAck: (received) => host.sendAck(owner.id, rs.id, received),
           onGone: () => {
             host.resumable.delete(key());
-            owner.streams.delete(kept);
             metrics.streamsResumable.add({}, -1);
           },
         });
         host.resumable.set(key(), rs);
-        owner.streams.add(kept);
         metrics.streamsResumable.add({}, 1);
         return rs;
       },

@@ -3,8 +3,9 @@
  * that carries them, so that a workstation whose connection broke can rejoin the stream on a new connection
  * (TunnelOpen.resume) and carry on where it was.
  *
- * Each side counts the payload it has received and acknowledges it (TunnelAck, every ACK_EVERY bytes); each keeps what
- * it sent until the other acknowledged it. Here that is the outbound bytes read from the destination, up to
+ * Each side counts the payload it has received and acknowledges it every ACK_EVERY bytes, on the session's
+ * TunnelAcks stream (`tunnel_acks.ts`), apart from the data, which flow control may hold up; each keeps what it sent
+ * until the other acknowledged it. Here that is the outbound bytes read from the destination, up to
  * `bufferBytes`: past that the socket is paused (the destination's TCP window closes), so nothing overflows. On a
  * resume the manager says how many inbound bytes the destination's socket took (TunnelResumed), and sends again what
  * the workstation has not received, then its FIN if the destination had ended. Inbound bytes count as received once
@@ -38,6 +39,8 @@ export interface ResumableOptions {
   idleTimeoutMs: number;
   metrics: Metrics;
   decode(msg: Uint8Array): import("../proto/messages.ts").TunnelFrame;
+  /** Tells the workstation how many of its bytes the socket took (on the session's TunnelAcks stream). */
+  sendAck(received: number): void;
   /** Called once when the stream is gone for good (finished or reset). */
   onGone(): void;
 }
@@ -90,6 +93,23 @@ export class ResumableTcpStream {
   /** Bytes this stream holds: kept outbound bytes and the socket's unsent ones. */
   get buffered(): number {
     return this.#keptBytes + this.#sock.writableLength;
+  }
+
+  /**
+   * The workstation has received the outbound bytes up to `received` (a TunnelAck): they are forgotten, and reading
+   * the destination goes on if it waited for room. False when `received` is outside what was sent (misuse).
+   */
+  acknowledge(received: number): boolean {
+    // An ack older than what the resume exchange settled (acks travel on their own stream) says nothing new.
+    if (this.#finished || received <= this.#base) return true;
+    if (!this.#ack(received)) return false;
+    this.#maybeResume();
+    return true;
+  }
+
+  /** Inbound payload bytes the destination's socket took so far. */
+  get received(): number {
+    return this.#taken;
   }
 
   /** Whether a stream carries it now. */
@@ -270,7 +290,7 @@ export class ResumableTcpStream {
           this.#taken += frame.data.length;
           if (this.#taken - this.#takenAcked >= ACK_EVERY) {
             this.#takenAcked = this.#taken;
-            att.out.writeMessage(encodeTunnelFrame({ kind: "ack", received: this.#taken }));
+            this.#o.sendAck(this.#taken);
           }
           if (!room) await drainOrClose(this.#sock);
           break;
@@ -288,13 +308,6 @@ export class ResumableTcpStream {
           return;
         case "keepalive":
           att.out.writeMessage(KEEPALIVE);
-          break;
-        case "ack":
-          if (!this.#ack(frame.received)) {
-            const e = new GrpcError(Status.INVALID_ARGUMENT, `Ack of byte ${frame.received}, which was never sent`);
-            return this.#protocolError(att, e);
-          }
-          this.#maybeResume();
           break;
         default:
           return this.#protocolError(

@@ -202,8 +202,13 @@ export type TunnelFrame =
   | { kind: "fin" }
   | { kind: "reset"; reason: string }
   | { kind: "keepalive" }
-  | { kind: "ack"; received: number }
   | { kind: "resumed"; received: number };
+
+/** Acknowledgements of resumable streams (the TunnelAcks method); `sessionId` only in the client's first message. */
+export interface TunnelAcks {
+  sessionId: string;
+  acks: { streamId: string; received: number }[];
+}
 
 const root = protobuf.parse(MANAGER_PROTO, { keepCase: false }).root;
 
@@ -257,6 +262,7 @@ export const codecs = {
   DnsRequest: codec<DnsRequest>("DnsRequest"),
   DnsResponse: codec<DnsResponse>("DnsResponse"),
   PingRequest: codec<PingRequest>("PingRequest"),
+  TunnelAcks: codec<TunnelAcks>("TunnelAcks"),
   PingResponse: codec<PingResponse>("PingResponse"),
   AgentArriveRequest: codec<AgentArriveRequest>("AgentArriveRequest"),
   InterceptInfo: codec<InterceptInfo>("InterceptInfo"),
@@ -382,9 +388,6 @@ export function encodeTunnelFrame(frame: TunnelFrame): Uint8Array {
     case "keepalive":
       obj = { keepalive: {} };
       break;
-    case "ack":
-      obj = { ack: { received: frame.received } };
-      break;
     case "resumed":
       obj = { resumed: { received: frame.received } };
       break;
@@ -444,8 +447,6 @@ export function decodeTunnelFrame(msg: Uint8Array): TunnelFrame {
       return { kind: "reset", reason: (m.reset as { reason?: string }).reason ?? "" };
     case "keepalive":
       return { kind: "keepalive" };
-    case "ack":
-      return { kind: "ack", received: Number((m.ack as { received?: number }).received ?? 0) };
     case "resumed":
       return { kind: "resumed", received: Number((m.resumed as { received?: number }).received ?? 0) };
     default:

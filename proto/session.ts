@@ -73,6 +73,10 @@ export class ManagerSession {
   /** The cluster info from arrive, updated by `watchClusterInfo`. */
   clusterInfo: ClusterInfo;
   readonly #tunnels = new Set<Tunnel>();
+  /** Resumable tunnels by stream id, and the TunnelAcks call their acks travel on (opened with the first ack). */
+  readonly #resumable = new Map<string, Tunnel>();
+  #acks: Call | undefined;
+  #acksPending = new Map<string, number>();
   readonly #watches = new Set<Call>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #lastOk: number;
@@ -129,7 +133,55 @@ export class ManagerSession {
       await t.ended;
       throw e;
     }
+    if (t.resumable) this.#keepResumable(t);
     return t;
+  }
+
+  /** A resumable tunnel's acks go out on this session's TunnelAcks stream, and the manager's come back to it. */
+  #keepResumable(t: Tunnel): void {
+    const id = t.streamId;
+    this.#resumable.set(id, t);
+    t.sendAck = (received) => this.#ack(id, received);
+    // The ack stream opens with the first resumable tunnel, so that the manager's acks have a way back from the start.
+    if (!this.#acks) this.#ack(id, t.received);
+    t.ended.then(() => {
+      if (this.#resumable.get(id) === t) this.#resumable.delete(id);
+    });
+  }
+
+  #ack(streamId: string, received: number): void {
+    if (this.#closed || this.#lost) return;
+    const first = this.#acksPending.size === 0;
+    this.#acksPending.set(streamId, received);
+    if (first) queueMicrotask(() => this.#flushAcks());
+  }
+
+  #flushAcks(): void {
+    const acks = [...this.#acksPending].map(([streamId, received]) => ({ streamId, received }));
+    this.#acksPending.clear();
+    if (acks.length === 0 || this.#closed || this.#lost) return;
+    try {
+      if (!this.#acks || this.#acks.stream.sendEnded) {
+        const call = new Call(this.channel.open(methods["TunnelAcks"]!.path), this.channel.maxMessageSize);
+        call.onMessage = (m) => {
+          let msg;
+          try {
+            msg = codecs.TunnelAcks.decode(m);
+          } catch {
+            return call.cancel();
+          }
+          for (const a of msg.acks) this.#resumable.get(a.streamId)?.acknowledged(a.received);
+        };
+        call.onEnd = () => {
+          if (this.#acks === call) this.#acks = undefined;
+        };
+        call.stream.write(encodeFrame(codecs.TunnelAcks.encode({ sessionId: this.id, acks: [] })));
+        this.#acks = call;
+      }
+      this.#acks.stream.write(encodeFrame(codecs.TunnelAcks.encode({ sessionId: "", acks })));
+    } catch {
+      // The connection is gone: the resume exchange counts again.
+    }
   }
 
   /** Sends a raw DNS query to the cluster's DNS server and returns its raw answer. */
@@ -322,6 +374,7 @@ export class ManagerSession {
     this.#closed = true;
     clearTimeout(this.#timer);
     for (const c of this.#watches) c.cancel();
+    this.#acks?.cancel();
     const keep = [...this.#tunnels].filter((t) => t.resumable && !t.finished);
     for (const t of this.#tunnels) if (!keep.includes(t)) t.reset("session closed");
     this.#tunnels.clear();
@@ -335,6 +388,7 @@ export class ManagerSession {
     for (const t of tunnels) {
       this.#tunnels.add(t);
       t.ended.then(() => this.#tunnels.delete(t));
+      this.#keepResumable(t);
       resumed.push(t.resume(this.channel, this.id));
     }
     return Promise.all(resumed);
@@ -345,6 +399,7 @@ export class ManagerSession {
     this.#closed = true;
     clearTimeout(this.#timer);
     for (const c of this.#watches) c.cancel();
+    this.#acks?.cancel();
     for (const t of this.#tunnels) t.reset("session closed");
     await this.channel.destroy();
   }

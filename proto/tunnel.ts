@@ -10,8 +10,9 @@
  *   WINDOW_UPDATE goes out and the manager stops reading its destination socket.
  *
  * Resumable (TCP on the Tunnel method, when asked and the manager agrees: its dial result names the stream): the
- * payload sent is kept until the manager acknowledges it (TunnelAck), at most RETAIN_LIMIT bytes (then `write` says
- * false), and what arrives is acknowledged every ACK_EVERY bytes. When the connection breaks the tunnel is suspended,
+ * payload sent is kept until the manager acknowledges it, at most RETAIN_LIMIT bytes (then `write` says false), and
+ * what arrives is acknowledged every ACK_EVERY bytes; acks travel apart from the data, on the session's TunnelAcks
+ * stream (`session.ts`), so that none waits behind data that flow control holds up. When the connection breaks the tunnel is suspended,
  * not ended: reads wait, writes queue (and soon say false), until `resume()` rejoins the stream on a new connection
  * (each side then sends again what the other has not received) or `reset()` ends it.
  */
@@ -179,6 +180,30 @@ export class Tunnel {
   /** Whether the stream has ended (both directions finished, a reset, or an error). */
   get finished(): boolean {
     return this.#end !== undefined;
+  }
+
+  /** Sends an ack of `received` bytes for this stream (set by the session, on its TunnelAcks stream). */
+  sendAck: ((received: number) => void) | undefined;
+
+  /** Payload bytes received from the manager so far. */
+  get received(): number {
+    return this.#bytesRead;
+  }
+
+  /** The manager's name for a resumable stream ("" when the stream is not resumable). */
+  get streamId(): string {
+    return this.#streamId;
+  }
+
+  /** The manager has received the payload up to `received` (its TunnelAck): forget it, and let writes go on. */
+  acknowledged(received: number): void {
+    // An ack older than what the resume exchange settled (acks travel on their own stream) says nothing new.
+    if (this.#end || received <= this.#unackedBase) return;
+    if (!this.#takeAck(received)) {
+      this.reset(`the manager acknowledged byte ${received}, which was never sent`);
+      return;
+    }
+    this.#wakeDrain();
   }
 
   /** Whether the manager keeps this stream resumable. */
@@ -480,15 +505,8 @@ export class Tunnel {
         }
         if (this.resumable && this.#bytesRead - this.#ackedToPeer >= ACK_EVERY) {
           this.#ackedToPeer = this.#bytesRead;
-          this.#stream!.write(encodeFrame(encodeTunnelFrame({ kind: "ack", received: this.#bytesRead })));
+          this.sendAck?.(this.#bytesRead);
         }
-        break;
-      case "ack":
-        if (!this.#takeAck(frame.received)) {
-          this.reset(`the manager acknowledged byte ${frame.received}, which was never sent`);
-          break;
-        }
-        this.#wakeDrain();
         break;
       case "resumed":
         if (this.#resuming) this.#resumed(frame.received);

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { labService, ROOT } from "./lab.ts";
-import { forceQuit, inNs, LAB, MANAGER_URL, startLabManager, tp } from "./connect_fixture.ts";
+import { forceQuit, inNs, LAB, MANAGER_URL, startLabManager, STATE_DIR, tp } from "./connect_fixture.ts";
 
 const echo = labService(LAB, "echo");
 const iperf = labService(LAB, "iperf");
@@ -17,6 +17,15 @@ const HTTP = echo.ports["http"]!.port;
 async function status(): Promise<{ manager: Record<string, number | string> }> {
   const r = await tp(["status", "-o", "json"]);
   return JSON.parse(r.stdout);
+}
+
+/** What tp and the manager say, for a failure's message. */
+async function diagnosis(what: string): Promise<string> {
+  const st = await tp(["status", "-o", "json"]);
+  const log = await Deno.readTextFile(`${STATE_DIR}/daemon.log`).catch(() => "");
+  const metrics = await inNs("ws", ["curl", "-s", "-m", "2", `${MANAGER_URL}/metrics`]);
+  return `${what}\n--- tp status\n${st.stdout}\n--- daemon.log\n${log.split("\n").slice(-30).join("\n")}\n` +
+    `--- manager metrics\n${metrics.stdout.split("\n").filter((l) => /resum|buffered|streams/.test(l)).join("\n")}`;
 }
 
 /** Sets the workstation's end of the lab's link down or up. */
@@ -59,17 +68,32 @@ function echoClient(mb: number, rateMbPerS: number) {
   ], { timeoutMs: 120_000 });
 }
 
+/** A UDP flow to the echo service for `seconds`: one datagram every 50 ms from one source port. */
+function udpFlow(seconds: number) {
+  return inNs("ws", [
+    Deno.execPath(),
+    "run",
+    "-A",
+    "--cached-only",
+    `${ROOT}/tests/udp_flow_client.ts`,
+    echo.serviceIp,
+    String(echo.ports["udp-echo"]!.port),
+    String(seconds),
+  ], { timeoutMs: 120_000 });
+}
+
 for (const cutMs of [3_000, 10_000]) {
-  Deno.test(`a 100 MB TCP echo through tp survives the link cut for ${cutMs / 1000} s: same hash, no reset, one resume`, async () => {
+  Deno.test(`a 100 MB TCP echo and a UDP flow through tp survive the link cut for ${cutMs / 1000} s: same hash, no reset, one resume`, async () => {
     const manager = await startLabManager();
     try {
       const c = await tp(["connect", "--manager-url", MANAGER_URL]);
       assert.equal(c.code, 0, c.stderr);
       const client = echoClient(100, 25);
+      const udp = udpFlow(cutMs / 1000 + 12);
       await new Promise((r) => setTimeout(r, 1_500));
       const upAt = await cut(cutMs);
       const r = await client;
-      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.code, 0, r.code === 0 ? "" : await diagnosis(r.stderr));
       const out = JSON.parse(r.stdout);
       assert.equal(out.error, "", "no reset");
       assert.equal(out.received, out.sent);
@@ -83,6 +107,11 @@ for (const cutMs of [3_000, 10_000]) {
       assert.ok(Number(m.streamsResumed) >= 1);
       assert.equal(m.streamsLost, 0);
       assert.match((await tp(["status"])).stdout, /resumed 1x, \d+ connection\(s\) carried on/);
+      const u = await udp;
+      assert.equal(u.code, 0, u.stderr);
+      const flow = JSON.parse(u.stdout);
+      assert.deepEqual(flow.errors, [], "the UDP flow saw no error");
+      assert.ok(flow.lastReplyAt > upAt + 2_000, "the UDP flow's echoes came back after the link did, and went on");
     } finally {
       await link("up");
       await forceQuit();
@@ -129,7 +158,12 @@ Deno.test("a cut longer than the manager's grace period resets the open connecti
     const r = await client;
     const out = JSON.parse(r.stdout);
     assert.match(out.error, /reset/i, "the open connection was reset");
-    const curl = await inNs("ws", ["curl", "-sS", "-m", "5", `http://${echo.serviceIp}:${HTTP}/`]);
+    // New connections work once tp is back (it reconnects within a quarter second of the link).
+    let curl = { code: -1, stderr: "" };
+    for (let i = 0; i < 20 && curl.code !== 0; i++) {
+      curl = await inNs("ws", ["curl", "-sS", "-m", "5", `http://${echo.serviceIp}:${HTTP}/`]);
+      if (curl.code !== 0) await new Promise((r) => setTimeout(r, 100));
+    }
     assert.equal(curl.code, 0, curl.stderr);
     const m = (await status()).manager;
     assert.equal(m.streamsLost, 1);

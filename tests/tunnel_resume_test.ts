@@ -95,3 +95,35 @@ Deno.test("a stream whose grace period ended is reset alone; the session resumes
     await m.close();
   }
 });
+
+Deno.test("acks do not wait behind data: an upload of 32 MB before reading a 32 MB response sent meanwhile finishes", async () => {
+  const m = await startManager();
+  // The destination reads everything while it sends its own 32 MB at once.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const server = (async () => {
+    const c = await listener.accept();
+    const sending = (async () => {
+      const out = seededBytes(32 * MB, 3);
+      for (let o = 0; o < out.length;) o += await c.write(out.subarray(o, o + 65536));
+      await c.closeWrite();
+    })();
+    const buf = new Uint8Array(65536);
+    let n = 0;
+    for (let k = await c.read(buf); k !== null; k = await c.read(buf)) n += k;
+    await sending;
+    c.close();
+    return n;
+  })();
+  const s = await connect(m.url, undefined);
+  try {
+    const t = await openEcho(s, (listener.addr as Deno.NetAddr).port);
+    await writeAll(t, seededBytes(32 * MB, 4)); // not reading meanwhile: the response waits in flow control
+    const got = await readAll(t);
+    assert.equal(await sha256(got), await sha256([seededBytes(32 * MB, 3)]));
+    assert.equal(await server, 32 * MB);
+  } finally {
+    listener.close();
+    await s.close();
+    await m.close();
+  }
+});

@@ -187,7 +187,7 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
       },
       openUdp: (f: UdpFlow) => {
         if (logger?.enabled("debug")) log(`udp ${flowText(f.flow)}`, "debug");
-        return dns?.handles(f.flow) ? dns.serveUdp(f) : void bridgeUdp(session(), f, bridge);
+        return dns?.handles(f.flow) ? dns.serveUdp(f) : void bridgeUdp(session, f, bridge);
       },
     }, {
       // The packets come from this machine's kernel, never from a wire: verifying their checksums finds nothing.

@@ -90,6 +90,8 @@ export class ManagerLink {
   #wake: (() => void) | undefined;
   /** Tunnels of the lost connection, waiting to resume (filled once the old session let go of them). */
   #suspended: Promise<Tunnel[]> = Promise.resolve([]);
+  /** Time the machine slept (clock jumps) during the current outage, which the monotonic clock does not count. */
+  #sleptMs = 0;
   /** When the outstanding liveness PING went out (monotonic ms), or undefined. */
   #pingSentAt: number | undefined;
 
@@ -167,6 +169,7 @@ export class ManagerLink {
     this.clockJumps++;
     const secs = (jump / 1000).toFixed(1);
     if (this.state === "reconnecting") {
+      this.#sleptMs += jump;
       this.#events.log(`the wall clock jumped ${secs} s ahead (the machine slept?): reconnecting now`);
       this.#wake?.();
       return;
@@ -245,12 +248,27 @@ export class ManagerLink {
   }
 
   async #reconnect(first: Error): Promise<void> {
-    const backoff = new ReconnectBackoff(this.#clock.mono());
+    const since = this.#clock.mono();
+    this.#sleptMs = 0;
+    const grace = this.session.resumeGraceMs;
+    let expired = false;
+    const backoff = new ReconnectBackoff(since);
     for (;;) {
       const delay = backoff.next(this.#clock.mono());
       if (delay === null) break;
       await this.#sleep(delay);
       if (this.state === "closed") return;
+      if (!expired && this.#clock.mono() - since + this.#sleptMs > grace) {
+        // Longer than the manager keeps streams: nothing can resume, so the apps hear it now, not at reconnection.
+        expired = true;
+        const suspended = await this.#suspended;
+        this.#suspended = Promise.resolve([]);
+        for (const t of suspended) t.reset("the link to the traffic-manager stayed down longer than its grace period");
+        this.streamsLost += suspended.length;
+        if (suspended.length) {
+          this.#events.log(`${suspended.length} open connection(s) reset: the link stayed down past the grace period`);
+        }
+      }
       try {
         const resumeId = this.session.id;
         const d = await dialWithin(
