@@ -100,6 +100,20 @@ export function managerCommand() {
         .default(DEFAULTS.sessionTtlMs).argParser(arg(parseDuration)),
     )
     .addOption(
+      opt(
+        "--resume-grace <duration>",
+        "how long a workstation whose connection broke may take to resume its open connections",
+        "TP_MANAGER_RESUME_GRACE",
+      ).default(DEFAULTS.resumeGraceMs).argParser(arg(parseDuration)),
+    )
+    .addOption(
+      opt(
+        "--resume-buffer <size>",
+        "bytes each resumable connection keeps for its workstation until acknowledged (128KiB, 4MiB, ...)",
+        "TP_MANAGER_RESUME_BUFFER",
+      ).default(DEFAULTS.resumeBufferBytes).argParser(arg(parseSize)),
+    )
+    .addOption(
       opt("--dial-timeout <duration>", "how long a TCP dial may take", "TP_MANAGER_DIAL_TIMEOUT").default(
         DEFAULTS.dialTimeoutMs,
       )
@@ -170,6 +184,8 @@ export function managerCommand() {
           ? { cert: await Deno.readTextFile(opts.tlsCert), key: await Deno.readTextFile(opts.tlsKey) }
           : undefined,
         sessionTtlMs: opts.sessionTtl,
+        resumeGraceMs: opts.resumeGrace,
+        resumeBufferBytes: opts.resumeBuffer,
         dialTimeoutMs: opts.dialTimeout,
         tcpIdleTimeoutMs: opts.tcpIdleTimeout,
         udpIdleTimeoutMs: opts.udpIdleTimeout,
@@ -263,6 +279,8 @@ interface ManagerFlags {
   tlsCert?: string;
   tlsKey?: string;
   sessionTtl: number;
+  resumeGrace: number;
+  resumeBuffer: number;
   dialTimeout: number;
   tcpIdleTimeout: number;
   udpIdleTimeout: number;

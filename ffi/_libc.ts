@@ -26,6 +26,10 @@ const SYMBOLS = {
   send: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
   recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
   connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  /** sendto(fd, buf, len, flags, dest_addr, addrlen) */
+  sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "i32" },
+  /** recvfrom(fd, buf, len, flags, src_addr, socklen_t *addrlen) */
+  recvfrom: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "buffer"], result: "i32" },
   /** getsockname(fd, addr, socklen_t *addrlen) */
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
@@ -68,6 +72,10 @@ export const SOCK_NONBLOCK = O_NONBLOCK;
 export const EMSGSIZE = 90; // asm-generic/errno.h
 export const ENOBUFS = 105;
 export const ECONNREFUSED = 111;
+export const EACCES = 13;
+export const EPROTONOSUPPORT = 93;
+export const IPPROTO_ICMP = 1; // linux/in.h
+export const IPPROTO_ICMPV6 = 58; // linux/in6.h
 export const NETLINK_ROUTE = 0;
 export const SOL_NETLINK = 270;
 export const NETLINK_EXT_ACK = 11; // linux/netlink.h: error messages from the kernel in NLMSGERR_ATTR_MSG

@@ -14,6 +14,8 @@ export interface MessageSource {
   next(): Promise<Uint8Array | null>;
   /** Stops reading; the rest of the body is discarded. */
   cancel(): void;
+  /** When the connection under the call last received anything (performance.now() ms), where the transport says. */
+  readonly lastReceivedAt?: number;
 }
 
 /** Response frames of a streaming call, bounded: what the handlers write, whatever carries the call. */

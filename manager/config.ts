@@ -35,6 +35,10 @@ export interface ManagerConfig {
   streamBufferBytes: number;
   /** How long a new tunnel stream may take to send its open frame (default 3 s; tp sends it with the headers). */
   openTimeoutMs?: number;
+  /** How long a resumable stream whose connection broke is kept for its workstation (default 30 s). */
+  resumeGraceMs?: number;
+  /** Outbound bytes a resumable stream keeps until acknowledged; past them its reading pauses (default 4 MiB). */
+  resumeBufferBytes?: number;
 }
 
 export const DEFAULTS = {
@@ -49,6 +53,8 @@ export const DEFAULTS = {
   maxStreamsPerSession: 4096,
   maxSessions: 256,
   streamBufferBytes: 256 * 1024,
+  resumeGraceMs: 30_000,
+  resumeBufferBytes: 4 << 20,
 } as const;
 
 /** Parses "HOST:PORT", "[V6]:PORT" or, with a default port, a bare host. */

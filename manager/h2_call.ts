@@ -137,6 +137,10 @@ class H2Messages implements MessageSource {
     return this.#deframer.buffered;
   }
 
+  get lastReceivedAt(): number {
+    return this.stream.connection.lastReceivedAt;
+  }
+
   async next(): Promise<Uint8Array | null> {
     for (;;) {
       const m = takeRequestMessage(this.#deframer, this.#ended);

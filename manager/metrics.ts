@@ -38,9 +38,24 @@ export class Metrics {
   readonly #families: Family[] = [];
   readonly sessions = this.#family("tp_manager_sessions", "gauge", "Sessions now open.");
   readonly sessionsTotal = this.#family("tp_manager_sessions_total", "counter", "Sessions started.");
+  readonly sessionsResumed = this.#family(
+    "tp_manager_sessions_resumed_total",
+    "counter",
+    "Sessions a workstation resumed after its connection broke.",
+  );
   readonly sessionsExpired = this.#family("tp_manager_sessions_expired_total", "counter", "Sessions expired.");
   readonly streams = this.#family("tp_manager_streams", "gauge", "Tunnel streams now open, by protocol.");
   readonly streamsTotal = this.#family("tp_manager_streams_total", "counter", "Tunnel streams opened.");
+  readonly streamsResumable = this.#family(
+    "tp_manager_streams_resumable",
+    "gauge",
+    "Resumable TCP streams now kept (attached to a call or waiting for their workstation).",
+  );
+  readonly resumes = this.#family(
+    "tp_manager_stream_resumes_total",
+    "counter",
+    "Streams a workstation asked to resume after a reconnection, by result (resumed, gone).",
+  );
   readonly bytes = this.#family(
     "tp_manager_bytes_total",
     "counter",
@@ -58,6 +73,11 @@ export class Metrics {
     "Connections agents sent for intercepted ports, by result (joined, not-intercepted, timeout, unreachable).",
   );
   readonly dnsQueries = this.#family("tp_manager_dns_queries_total", "counter", "DNS queries, by outcome.");
+  readonly pings = this.#family(
+    "tp_manager_pings_total",
+    "counter",
+    "ICMP echoes, by outcome (replied, timeout, limit, unavailable).",
+  );
   readonly requests = this.#family("tp_manager_requests_total", "counter", "gRPC requests, by method and status.");
   readonly rejected = this.#family("tp_manager_rejected_total", "counter", "Requests refused early, by reason.");
   readonly bufferedBytes = this.#family(

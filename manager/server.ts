@@ -25,6 +25,10 @@ import type { Session, SessionKind } from "./sessions.ts";
 import type { AgentAuth } from "./agent_auth.ts";
 import type { ManagerPort } from "./listen.ts";
 import { clip } from "./clip.ts";
+import { type PingHost, PingService } from "./ping.ts";
+import type { ResumableTcpStream } from "./tunnel_resume.ts";
+import { TunnelAckService } from "./tunnel_acks.ts";
+import { DEFAULT_RESUME_GRACE_MS } from "./tunnel_resume.ts";
 
 /** The methods the agent port serves: what a traffic-agent calls, nothing that reaches anywhere else. */
 const AGENT_METHODS = new Set(["AgentArrive", "Keepalive", "Depart", "WatchAgent", "AgentDnsAnswer", "AgentTunnel"]);
@@ -37,6 +41,8 @@ export interface ManagerOptions {
   agentAuth?: AgentAuth;
   /** The clock, in ms; tests pass a fake one. */
   now?: () => number;
+  /** Makes the ICMP pinger (default: the kernel's ICMP sockets); tests pass a double. */
+  pinger?: PingHost["pinger"];
 }
 
 type Unary = (req: unknown, ctx: { call: ServerCall; port: ManagerPort }) => Promise<unknown> | unknown;
@@ -45,6 +51,8 @@ export class Manager implements TunnelHost {
   readonly sessions: Sessions;
   readonly metrics = new Metrics();
   readonly active = new Set<TunnelContext>();
+  readonly resumable = new Map<string, ResumableTcpStream>();
+  readonly #acks: TunnelAckService;
   readonly logger: Logger;
   #allow: AllowList;
   readonly #now: () => number;
@@ -54,6 +62,8 @@ export class Manager implements TunnelHost {
   #closing = false;
   readonly #unary: Record<string, { req: Codec<unknown>; res: Codec<unknown>; fn: Unary }>;
   readonly #dns: DnsForwarder;
+  /** ICMP echo for the workstations (ping). */
+  readonly pings: PingService;
   readonly #agentAuth: AgentAuth | undefined;
   /** Agents, intercepts and the streams of intercepted connections. */
   readonly intercepts: InterceptService;
@@ -62,7 +72,12 @@ export class Manager implements TunnelHost {
     this.logger = options.logger;
     this.#now = options.now ?? (() => Date.now());
     this.#agentAuth = options.agentAuth;
-    this.sessions = new Sessions(config.sessionTtlMs, config.maxSessions);
+    // A session whose connection broke lives at least the resume grace period after its last keepalive came.
+    const grace = config.resumeGraceMs ?? DEFAULT_RESUME_GRACE_MS;
+    this.sessions = new Sessions(
+      Math.max(config.sessionTtlMs, grace + Math.floor(config.sessionTtlMs / 3)),
+      config.maxSessions,
+    );
     this.intercepts = new InterceptService({
       config,
       logger: this.logger,
@@ -70,15 +85,33 @@ export class Manager implements TunnelHost {
       sessions: this.sessions,
       touch: (id) => this.#session(id),
     });
-    this.sessions.onEnd = (s) => this.intercepts.sessionEnded(s);
+    this.sessions.onEnd = (s, reason) => {
+      this.intercepts.sessionEnded(s);
+      this.#acks.sessionEnded(s.id);
+      const prefix = `${s.id}/`;
+      for (const [key, rs] of [...this.resumable]) if (key.startsWith(prefix)) rs.reset(`session ${reason}`);
+    };
     this.#allow = AllowList.forConfig(config);
     this.#dns = new DnsForwarder(config.dnsServer);
+    this.#acks = new TunnelAckService({
+      logger: this.logger,
+      metrics: this.metrics,
+      session: (id) => this.#session(id),
+      resumable: this.resumable,
+    });
+    this.pings = new PingService({
+      logger: this.logger,
+      metrics: this.metrics,
+      allows: (ip) => this.allows(ip),
+      ...(options.pinger ? { pinger: options.pinger } : {}),
+    });
     this.#clusterInfo = {
       podSubnets: config.podCidrs,
       serviceSubnets: config.serviceCidrs,
       clusterDomain: config.clusterDomain,
       dnsServer: formatHostPort(config.dnsServer),
       managerVersion: VERSION,
+      managerId: crypto.randomUUID(),
     };
     const u = <Req, Res>(
       req: Codec<Req>,
@@ -101,6 +134,12 @@ export class Manager implements TunnelHost {
         streams: this.active.size,
       })),
       Arrive: u(codecs.ArriveRequest, codecs.ArriveResponse, (r) => {
+        const old = r.resumeSessionId ? this.sessions.get(r.resumeSessionId) : undefined;
+        if (old && old.kind === "client" && this.sessions.touch(old.id, this.#now())) {
+          this.metrics.sessionsResumed.add({}, 1);
+          this.logger.info("session resumed", { session: old.tag, client: clip(r.clientName) });
+          return { ...this.#arrived(old), resumed: true };
+        }
         const s = this.#arrive(r.clientName, r.namespace, "client");
         this.logger.info("session arrived", {
           session: s.tag,
@@ -158,6 +197,10 @@ export class Manager implements TunnelHost {
         this.#session(r.sessionId);
         return this.#clusterInfo;
       }),
+      Ping: u(codecs.PingRequest, codecs.PingResponse, (r) => {
+        this.#session(r.sessionId);
+        return this.pings.ping(r.sessionId, r);
+      }),
       Dns: u(codecs.DnsRequest, codecs.DnsResponse, async (r) => {
         this.#session(r.sessionId);
         try {
@@ -191,6 +234,8 @@ export class Manager implements TunnelHost {
       clusterInfo: this.#clusterInfo,
       sessionTtlMs: this.config.sessionTtlMs,
       keepaliveIntervalMs: Math.floor(this.config.sessionTtlMs / 3),
+      resumed: false,
+      resumeGraceMs: this.config.resumeGraceMs ?? DEFAULT_RESUME_GRACE_MS,
     };
   }
 
@@ -214,6 +259,7 @@ export class Manager implements TunnelHost {
     this.#closing = true;
     clearInterval(this.#expiryTimer);
     this.#dns.close();
+    void this.pings.close();
     this.intercepts.close();
     for (const s of this.sessions.endAll("shutdown")) {
       this.metrics.sessions.add({}, -1);
@@ -241,6 +287,10 @@ export class Manager implements TunnelHost {
 
   session(id: string) {
     return this.sessions.get(id);
+  }
+
+  sendAck(sessionId: string, streamId: string, received: number): void {
+    this.#acks.send(sessionId, streamId, received);
   }
 
   allows(ip: string): boolean {
@@ -314,6 +364,10 @@ export class Manager implements TunnelHost {
       return;
     }
     if (method.name === "WatchClusterInfo") return await this.#watch(call, reader);
+    if (method.name === "TunnelAcks") {
+      void this.#acks.serve(reader, call.frames(256 * 1024));
+      return;
+    }
     if (method.name === "AgentTunnel") {
       void this.intercepts.serveAgentTunnel(reader, call.frames(this.config.streamBufferBytes));
       return;

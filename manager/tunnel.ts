@@ -23,6 +23,8 @@ import { runTcpTunnel } from "./tunnel_tcp.ts";
 import { runUdpTunnel } from "./tunnel_udp.ts";
 import { clip } from "./clip.ts";
 import { errorMessage } from "../base/error_message.ts";
+import type net from "node:net";
+import { DEFAULT_RESUME_BUFFER_BYTES, DEFAULT_RESUME_GRACE_MS, ResumableTcpStream } from "./tunnel_resume.ts";
 
 /** What a runner needs; it reports its dial result once through `dialed`. */
 export interface TunnelContext {
@@ -37,6 +39,11 @@ export interface TunnelContext {
   decode(msg: Uint8Array): TunnelFrame;
   /** Bytes this stream holds in its buffers; the runner replaces it once it has buffers. */
   buffered: () => number;
+  /**
+   * For an open that asked for it (TunnelOpen.resumable): makes the dialed socket a resumable stream that outlives
+   * this call, kept until it ends or its grace period after a broken connection does (`tunnel_resume.ts`).
+   */
+  keepResumable(sock: net.Socket): ResumableTcpStream;
 }
 
 export interface TunnelOutcome {
@@ -52,6 +59,10 @@ export interface TunnelHost {
   allows(ip: string): boolean;
   /** Every live stream, for /metrics and shutdown. */
   active: Set<TunnelContext>;
+  /** Resumable streams, by session id and stream id: attached to a call or waiting for one. */
+  resumable: Map<string, ResumableTcpStream>;
+  /** Sends a resumable stream's acks to its workstation (on the session's TunnelAcks stream). */
+  sendAck(sessionId: string, streamId: string, received: number): void;
 }
 
 export function decodeTunnelMessage(msg: Uint8Array): TunnelFrame {
@@ -103,6 +114,7 @@ export async function serveTunnel(host: TunnelHost, reader: MessageSource, out: 
     }
     session.streams.add(handle);
     const dst = open.destination!;
+    const owner = session;
     let dialResult: DialResult | undefined;
     ctx = {
       open,
@@ -113,6 +125,26 @@ export async function serveTunnel(host: TunnelHost, reader: MessageSource, out: 
       metrics,
       decode: decodeTunnelMessage,
       buffered: () => out.queued + reader.buffered,
+      keepResumable: (sock) => {
+        // Not among the session's streams (the call is, while one carries it): the session's end resets it through
+        // the host (`Manager`'s sessions.onEnd).
+        const key = () => `${owner.id}/${rs.id}`;
+        const rs: ResumableTcpStream = new ResumableTcpStream(sock, {
+          graceMs: config.resumeGraceMs ?? DEFAULT_RESUME_GRACE_MS,
+          bufferBytes: config.resumeBufferBytes ?? DEFAULT_RESUME_BUFFER_BYTES,
+          idleTimeoutMs: config.tcpIdleTimeoutMs,
+          metrics,
+          decode: decodeTunnelMessage,
+          sendAck: (received) => host.sendAck(owner.id, rs.id, received),
+          onGone: () => {
+            host.resumable.delete(key());
+            metrics.streamsResumable.add({}, -1);
+          },
+        });
+        host.resumable.set(key(), rs);
+        metrics.streamsResumable.add({}, 1);
+        return rs;
+      },
       dialed: (result) => {
         dialResult = result;
         metrics.dials.add({ protocol: proto, result: dialCodeName(result.code) }, 1);
@@ -126,7 +158,22 @@ export async function serveTunnel(host: TunnelHost, reader: MessageSource, out: 
     metrics.streamsTotal.add({ protocol: proto }, 1);
     metrics.streams.add({ protocol: proto }, 1);
     try {
-      if (!host.allows(dst.ip)) {
+      if (open.resume) {
+        // A stream rejoined after a reconnection: no dial; the kept stream carries on on this call.
+        const rs = host.resumable.get(`${session.id}/${open.resume.streamId}`);
+        if (!rs) {
+          metrics.resumes.add({ result: "gone" }, 1);
+          const reason = "the stream is gone: it ended, or its grace period did, while the workstation was away";
+          out.writeMessage(encodeTunnelFrame({ kind: "reset", reason }));
+          outcome = { code: Status.OK, message: reason };
+        } else {
+          metrics.resumes.add({ result: "resumed" }, 1);
+          logger.debug("stream resumed", { ...fields, received: open.resume.received });
+          dialResult = { code: 1, message: "" };
+          ctx.buffered = () => rs.buffered + out.queued + reader.buffered;
+          outcome = await rs.attach(reader, out, open.resume.received, true);
+        }
+      } else if (!host.allows(dst.ip)) {
         ctx.dialed({ code: 5, message: `${dst.ip} is outside the allowed destinations` });
         outcome = { code: Status.OK, message: "" };
       } else {

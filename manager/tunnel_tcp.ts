@@ -77,6 +77,24 @@ export async function runTcpTunnel(ctx: TunnelContext): Promise<TunnelOutcome> {
   const { open, out, reader, signal, config, metrics } = ctx;
   const dst = open.destination!;
   const { result, socket } = await dialTcp(dst.ip, dst.port, config.dialTimeoutMs, signal);
+  if (socket && open.resumable) {
+    // The client keeps what it sends until acknowledged: the stream may outlive this call (tunnel_resume.ts).
+    if (signal.aborted) {
+      socket.resetAndDestroy();
+      ctx.dialed({ code: DialCode.unreachable, message: String(signal.reason) });
+      return { code: Status.UNAVAILABLE, message: String(signal.reason) };
+    }
+    const rs = ctx.keepResumable(socket);
+    ctx.dialed({ ...result, streamId: rs.id });
+    ctx.buffered = () => rs.buffered + out.queued + reader.buffered;
+    const onAbort = () => rs.reset(String(signal.reason));
+    signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      return await rs.attach(reader, out, 0, false);
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+    }
+  }
   ctx.dialed(result);
   if (!socket) return { code: Status.OK, message: "" };
   const sock = socket;

@@ -32,6 +32,8 @@ export interface ArriveRequest {
   clientName: string;
   namespace: string;
   clientVersion: string;
+  /** The session to resume after a broken connection ("" for a new one). */
+  resumeSessionId?: string;
 }
 export interface ClusterInfo {
   podSubnets: string[];
@@ -39,12 +41,18 @@ export interface ClusterInfo {
   clusterDomain: string;
   dnsServer: string;
   managerVersion: string;
+  /** Random per manager process ("" from a manager older than this field). */
+  managerId: string;
 }
 export interface ArriveResponse {
   sessionId: string;
   clusterInfo: ClusterInfo | null;
   sessionTtlMs: number;
   keepaliveIntervalMs: number;
+  /** The session named by resumeSessionId was resumed. */
+  resumed?: boolean;
+  /** How long the manager keeps a resumable stream whose connection broke; 0: it does not resume. */
+  resumeGraceMs?: number;
 }
 export interface SessionRef {
   sessionId: string;
@@ -55,6 +63,18 @@ export interface DnsRequest {
 }
 export interface DnsResponse {
   answer: Uint8Array;
+}
+
+export interface PingRequest {
+  sessionId: string;
+  destination: string;
+  data: Uint8Array;
+  timeoutMs: number;
+}
+export interface PingResponse {
+  replied: boolean;
+  data: Uint8Array;
+  unavailable: string;
 }
 
 export const Protocol = { unspecified: 0, tcp: 1, udp: 2 } as const;
@@ -86,10 +106,21 @@ export interface TunnelOpen {
   connectionId?: string;
   /** MountTunnel: the intercept whose pod's volumes to mount. */
   interceptId?: string;
+  /** Tunnel: keep the stream resumable (both sides keep what the other has not acknowledged). */
+  resumable?: boolean;
+  /** Tunnel: rejoin this resumable stream instead of dialing. */
+  resume?: TunnelResume | null;
+}
+export interface TunnelResume {
+  streamId: string;
+  /** Payload bytes of the manager's the client has received. */
+  received: number;
 }
 export interface DialResult {
   code: DialCode;
   message: string;
+  /** Set when the manager keeps the stream resumable. */
+  streamId?: string;
 }
 
 export interface AgentForward {
@@ -171,7 +202,14 @@ export type TunnelFrame =
   | { kind: "dial"; dial: DialResult }
   | { kind: "fin" }
   | { kind: "reset"; reason: string }
-  | { kind: "keepalive" };
+  | { kind: "keepalive" }
+  | { kind: "resumed"; received: number };
+
+/** Acknowledgements of resumable streams (the TunnelAcks method); `sessionId` only in the client's first message. */
+export interface TunnelAcks {
+  sessionId: string;
+  acks: { streamId: string; received: number }[];
+}
 
 const root = protobuf.parse(MANAGER_PROTO, { keepCase: false }).root;
 
@@ -224,6 +262,9 @@ export const codecs = {
   ClusterInfo: codec<ClusterInfo>("ClusterInfo"),
   DnsRequest: codec<DnsRequest>("DnsRequest"),
   DnsResponse: codec<DnsResponse>("DnsResponse"),
+  PingRequest: codec<PingRequest>("PingRequest"),
+  TunnelAcks: codec<TunnelAcks>("TunnelAcks"),
+  PingResponse: codec<PingResponse>("PingResponse"),
   AgentArriveRequest: codec<AgentArriveRequest>("AgentArriveRequest"),
   InterceptInfo: codec<InterceptInfo>("InterceptInfo"),
   CreateInterceptRequest: codec<CreateInterceptRequest>("CreateInterceptRequest"),
@@ -348,6 +389,9 @@ export function encodeTunnelFrame(frame: TunnelFrame): Uint8Array {
     case "keepalive":
       obj = { keepalive: {} };
       break;
+    case "resumed":
+      obj = { resumed: { received: frame.received } };
+      break;
     default: {
       const never: never = frame;
       throw new TypeError(`Unknown tunnel frame ${JSON.stringify(never)}`);
@@ -380,12 +424,23 @@ export function decodeTunnelFrame(msg: Uint8Array): TunnelFrame {
           destination: endpoint(o.destination),
           connectionId: o.connectionId ?? "",
           interceptId: o.interceptId ?? "",
+          ...(o.resumable ? { resumable: true } : {}),
+          ...(o.resume
+            ? { resume: { streamId: o.resume.streamId ?? "", received: Number(o.resume.received ?? 0) } }
+            : {}),
         },
       };
     }
     case "dial": {
       const d = m.dial as Partial<DialResult>;
-      return { kind: "dial", dial: { code: (d.code ?? 0) as DialCode, message: d.message ?? "" } };
+      return {
+        kind: "dial",
+        dial: {
+          code: (d.code ?? 0) as DialCode,
+          message: d.message ?? "",
+          ...(d.streamId ? { streamId: d.streamId } : {}),
+        },
+      };
     }
     case "fin":
       return { kind: "fin" };
@@ -393,6 +448,8 @@ export function decodeTunnelFrame(msg: Uint8Array): TunnelFrame {
       return { kind: "reset", reason: (m.reset as { reason?: string }).reason ?? "" };
     case "keepalive":
       return { kind: "keepalive" };
+    case "resumed":
+      return { kind: "resumed", received: Number((m.resumed as { received?: number }).received ?? 0) };
     default:
       throw new SyntaxError("TunnelFrame has no kind");
   }

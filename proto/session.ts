@@ -27,6 +27,8 @@ export interface ConnectOptions extends Omit<ChannelOptions, "token"> {
   namespace?: string;
   /** Called once if the session is lost: the manager expired it, or keepalives failed for a whole ttl. */
   onLost?: (reason: Error) => void;
+  /** After a broken connection: the session to resume (`ManagerSession.resumed` says whether the manager did). */
+  resumeSessionId?: string;
   signal?: AbortSignal;
 }
 
@@ -65,9 +67,17 @@ export class ManagerSession {
   readonly id: string;
   readonly ttlMs: number;
   readonly keepaliveIntervalMs: number;
+  /** This session is one the manager resumed (connect's `resumeSessionId`), not a new one. */
+  readonly resumed: boolean;
+  /** How long the manager keeps resumable streams of a broken connection (0: it does not resume). */
+  readonly resumeGraceMs: number;
   /** The cluster info from arrive, updated by `watchClusterInfo`. */
   clusterInfo: ClusterInfo;
   readonly #tunnels = new Set<Tunnel>();
+  /** Resumable tunnels by stream id, and the TunnelAcks call their acks travel on (opened with the first ack). */
+  readonly #resumable = new Map<string, Tunnel>();
+  #acks: Call | undefined;
+  #acksPending = new Map<string, number>();
   readonly #watches = new Set<Call>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #lastOk: number;
@@ -78,11 +88,20 @@ export class ManagerSession {
   /** Use `connect`. */
   constructor(
     client: ManagerClient,
-    arrived: { sessionId: string; clusterInfo: ClusterInfo; ttlMs: number; keepaliveIntervalMs: number },
+    arrived: {
+      sessionId: string;
+      clusterInfo: ClusterInfo;
+      ttlMs: number;
+      keepaliveIntervalMs: number;
+      resumed?: boolean;
+      resumeGraceMs?: number;
+    },
     onLost?: (reason: Error) => void,
   ) {
     this.client = client;
     this.id = arrived.sessionId;
+    this.resumed = arrived.resumed ?? false;
+    this.resumeGraceMs = arrived.resumeGraceMs ?? 0;
     this.clusterInfo = arrived.clusterInfo;
     this.ttlMs = arrived.ttlMs;
     this.keepaliveIntervalMs = Math.max(100, arrived.keepaliveIntervalMs);
@@ -115,7 +134,55 @@ export class ManagerSession {
       await t.ended;
       throw e;
     }
+    if (t.resumable) this.#keepResumable(t);
     return t;
+  }
+
+  /** A resumable tunnel's acks go out on this session's TunnelAcks stream, and the manager's come back to it. */
+  #keepResumable(t: Tunnel): void {
+    const id = t.streamId;
+    this.#resumable.set(id, t);
+    t.sendAck = (received) => this.#ack(id, received);
+    // The ack stream opens with the first resumable tunnel, so that the manager's acks have a way back from the start.
+    if (!this.#acks) this.#ack(id, t.received);
+    t.ended.then(() => {
+      if (this.#resumable.get(id) === t) this.#resumable.delete(id);
+    });
+  }
+
+  #ack(streamId: string, received: number): void {
+    if (this.#closed || this.#lost) return;
+    const first = this.#acksPending.size === 0;
+    this.#acksPending.set(streamId, received);
+    if (first) queueMicrotask(() => this.#flushAcks());
+  }
+
+  #flushAcks(): void {
+    const acks = [...this.#acksPending].map(([streamId, received]) => ({ streamId, received }));
+    this.#acksPending.clear();
+    if (acks.length === 0 || this.#closed || this.#lost) return;
+    try {
+      if (!this.#acks || this.#acks.stream.sendEnded) {
+        const call = new Call(this.channel.open(methods["TunnelAcks"]!.path), this.channel.maxMessageSize);
+        call.onMessage = (m) => {
+          let msg;
+          try {
+            msg = codecs.TunnelAcks.decode(m);
+          } catch {
+            return call.cancel();
+          }
+          for (const a of msg.acks) this.#resumable.get(a.streamId)?.acknowledged(a.received);
+        };
+        call.onEnd = () => {
+          if (this.#acks === call) this.#acks = undefined;
+        };
+        call.stream.write(encodeFrame(codecs.TunnelAcks.encode({ sessionId: this.id, acks: [] })));
+        this.#acks = call;
+      }
+      this.#acks.stream.write(encodeFrame(codecs.TunnelAcks.encode({ sessionId: "", acks })));
+    } catch {
+      // The connection is gone: the resume exchange counts again.
+    }
   }
 
   /** Sends a raw DNS query to the cluster's DNS server and returns its raw answer. */
@@ -128,6 +195,26 @@ export class ManagerSession {
       signal,
     );
     return r.answer;
+  }
+
+  /**
+   * One ICMP echo to a cluster address, sent by the manager: the reply's data, or null when none came within
+   * `timeoutMs`. `unavailable` is set (and nothing was sent) when the manager cannot send ICMP echo at all.
+   */
+  async ping(
+    destination: string,
+    data: Uint8Array,
+    timeoutMs: number,
+    signal?: AbortSignal,
+  ): Promise<{ reply: Uint8Array | null; unavailable: string }> {
+    const r = await this.client.call(
+      "Ping",
+      codecs.PingRequest,
+      codecs.PingResponse,
+      { sessionId: this.id, destination, data, timeoutMs },
+      signal,
+    );
+    return { reply: r.replied ? r.data : null, unavailable: r.unavailable };
   }
 
   /** The cluster info now, then on each change, until the session ends or the loop breaks. */
@@ -242,6 +329,30 @@ export class ManagerSession {
     return this.#tunnels;
   }
 
+  /**
+   * Checks the session now (a keepalive): rejects when the manager does not know it any more, or gave no answer within
+   * `timeoutMs` (the connection hangs).
+   */
+  async probe(timeoutMs: number): Promise<void> {
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), timeoutMs);
+    try {
+      await this.client.call(
+        "Keepalive",
+        codecs.SessionRef,
+        codecs.KeepaliveResponse,
+        { sessionId: this.id },
+        abort.signal,
+      );
+    } catch (e) {
+      if (abort.signal.aborted) throw new Error(`the manager gave no answer within ${timeoutMs} ms`);
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+    this.#lastOk = Date.now();
+  }
+
   /** Ends the session at the manager (its streams end with it) and closes the connection. */
   async depart(): Promise<void> {
     if (this.#closed) return;
@@ -255,11 +366,41 @@ export class ManagerSession {
     await this.close();
   }
 
+  /**
+   * Lets go of a broken connection without ending what can resume: keepalives and watches stop, tunnels that cannot
+   * resume are reset, and the connection is destroyed, which suspends the resumable ones. Returns those, for
+   * `adopt` on the session that resumes this one (or for `reset` when none does).
+   */
+  async detach(): Promise<Tunnel[]> {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    for (const c of this.#watches) c.cancel();
+    this.#acks?.cancel();
+    const keep = [...this.#tunnels].filter((t) => t.resumable && !t.finished);
+    for (const t of this.#tunnels) if (!keep.includes(t)) t.reset("session closed");
+    this.#tunnels.clear();
+    await this.channel.destroy();
+    return keep.filter((t) => t.suspended);
+  }
+
+  /** Takes over suspended tunnels of the session this one resumed: each rejoins its stream on this connection. */
+  adopt(tunnels: Iterable<Tunnel>): Promise<boolean[]> {
+    const resumed: Promise<boolean>[] = [];
+    for (const t of tunnels) {
+      this.#tunnels.add(t);
+      t.ended.then(() => this.#tunnels.delete(t));
+      this.#keepResumable(t);
+      resumed.push(t.resume(this.channel, this.id));
+    }
+    return Promise.all(resumed);
+  }
+
   /** Closes the connection without departing (the manager expires the session after its ttl). */
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#timer);
     for (const c of this.#watches) c.cancel();
+    this.#acks?.cancel();
     for (const t of this.#tunnels) t.reset("session closed");
     await this.channel.destroy();
   }
@@ -300,6 +441,7 @@ export function connect(
       clientName: options.clientName ?? Deno.hostname(),
       namespace: options.namespace ?? "default",
       clientVersion: VERSION,
+      resumeSessionId: options.resumeSessionId ?? "",
     }, options.signal));
 }
 
@@ -334,6 +476,8 @@ async function arrive(
       clusterInfo: r.clusterInfo,
       ttlMs: r.sessionTtlMs,
       keepaliveIntervalMs: r.keepaliveIntervalMs,
+      resumed: r.resumed ?? false,
+      resumeGraceMs: r.resumeGraceMs ?? 0,
     }, options.onLost);
   } catch (e) {
     await channel.destroy();

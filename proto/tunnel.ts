@@ -8,6 +8,13 @@
  *   Writing past WRITE_HARD_LIMIT is misuse and throws.
  * - outbound (reads): received payload waits in a queue; above READ_HIGH_WATER the HTTP/2 stream is paused, so no
  *   WINDOW_UPDATE goes out and the manager stops reading its destination socket.
+ *
+ * Resumable (TCP on the Tunnel method, when asked and the manager agrees: its dial result names the stream): the
+ * payload sent is kept until the manager acknowledges it, at most RETAIN_LIMIT bytes (then `write` says false), and
+ * what arrives is acknowledged every ACK_EVERY bytes; acks travel apart from the data, on the session's TunnelAcks
+ * stream (`session.ts`), so that none waits behind data that flow control holds up. When the connection breaks the tunnel is suspended,
+ * not ended: reads wait, writes queue (and soon say false), until `resume()` rejoins the stream on a new connection
+ * (each side then sends again what the other has not received) or `reset()` ends it.
  */
 import type { Stream } from "./h2/connection.ts";
 import { GrpcError, Status } from "./grpc_web.ts";
@@ -29,6 +36,10 @@ export const MAX_FRAME_PAYLOAD = 64 * 1024;
 export const WRITE_HIGH_WATER = 256 * 1024;
 export const WRITE_HARD_LIMIT = 4 * 1024 * 1024;
 export const READ_HIGH_WATER = 256 * 1024;
+/** A resumable tunnel keeps at most this much unacknowledged payload; `write` says false beyond it. */
+export const RETAIN_LIMIT = 4 << 20;
+/** A resumable tunnel acknowledges what it received every this many bytes. */
+export const ACK_EVERY = 128 * 1024;
 /** Largest UDP payload (RFC 768: 16-bit length, minus the 8-byte header). */
 export const MAX_DATAGRAM = 65507;
 
@@ -48,6 +59,8 @@ export interface TunnelMethod {
   interceptId?: string;
   /** A joining stream's own dial result, sent after the open frame (the peer waits for it). */
   dial?: DialResult;
+  /** Ask for a resumable stream (Tunnel method, TCP; the manager decides). */
+  resumable?: boolean;
 }
 
 /** The manager (or the destination behind it) reset the stream. Thrown by `read()`. */
@@ -81,8 +94,25 @@ export class Tunnel {
   /** Resolves when the stream has fully ended. */
   readonly ended: Promise<TunnelEnd>;
 
-  readonly #call: Call;
-  readonly #stream: Stream;
+  #call: Call;
+  /** The HTTP/2 stream that carries the tunnel now; undefined while suspended. */
+  #stream: Stream | undefined;
+  #channel: Channel;
+  #sessionId: string;
+  readonly #request: TunnelRequest;
+  readonly #how: TunnelMethod;
+  /** Resumable: the manager's name for the stream (from the dial result); "" when not resumable. */
+  #streamId = "";
+  /** Sent payload the manager has not acknowledged: bytes [#unackedBase, #unackedBase + #unackedBytes). */
+  #unacked: Uint8Array[] = [];
+  #unackedBytes = 0;
+  #unackedBase = 0;
+  /** Received payload acknowledged to the manager so far. */
+  #ackedToPeer = 0;
+  /** The connection broke: waiting for `resume()` or `reset()`. */
+  #suspended = false;
+  /** A resume waits for the manager's `resumed` frame; writes queue meanwhile. */
+  #resuming: ((ok: boolean) => void) | undefined;
   #drainWaiters: (() => void)[] = [];
   #pending: Uint8Array[] = [];
   #pendingBytes = 0;
@@ -104,27 +134,143 @@ export class Tunnel {
   constructor(channel: Channel, sessionId: string, request: TunnelRequest, how: TunnelMethod = {}) {
     this.protocol = request.protocol;
     this.ended = new Promise((r) => (this.#resolveEnd = r));
-    this.#stream = channel.open(methods[how.method ?? "Tunnel"]!.path);
-    this.#call = new Call(this.#stream, channel.maxMessageSize);
-    this.#call.onMessage = (msg) => this.#onMessage(msg);
-    this.#call.onEnd = (s) => this.#onCallEnd(s.code, s.message);
-    this.#stream.onDrain = () => this.#wakeDrain();
-    this.#stream.write(encodeFrame(encodeTunnelFrame({
-      kind: "open",
-      open: {
-        sessionId,
-        protocol: request.protocol === "tcp" ? Protocol.tcp : Protocol.udp,
-        source: request.source,
-        destination: request.destination,
-        connectionId: how.connectionId ?? "",
-        interceptId: how.interceptId ?? "",
-      },
-    })));
+    this.#channel = channel;
+    this.#sessionId = sessionId;
+    this.#request = request;
+    this.#how = how;
+    const stream = this.#stream = channel.open(methods[how.method ?? "Tunnel"]!.path);
+    this.#call = this.#bind(stream);
+    stream.write(encodeFrame(encodeTunnelFrame({ kind: "open", open: this.#openFrame(null) })));
     if (how.dial) {
       this.dial = how.dial;
-      this.#stream.write(encodeFrame(encodeTunnelFrame({ kind: "dial", dial: how.dial })));
+      stream.write(encodeFrame(encodeTunnelFrame({ kind: "dial", dial: how.dial })));
       if (how.dial.code !== 1) this.#readEof = true;
     }
+  }
+
+  #openFrame(resume: { streamId: string; received: number } | null) {
+    const { request, how } = { request: this.#request, how: this.#how };
+    return {
+      sessionId: this.#sessionId,
+      protocol: request.protocol === "tcp" ? Protocol.tcp : Protocol.udp,
+      source: request.source,
+      destination: request.destination,
+      connectionId: how.connectionId ?? "",
+      interceptId: how.interceptId ?? "",
+      resumable: how.resumable === true && request.protocol === "tcp",
+      resume,
+    };
+  }
+
+  /** A call on `stream` whose events reach this tunnel while it is the current one. */
+  #bind(stream: Stream): Call {
+    const call = new Call(stream, this.#channel.maxMessageSize);
+    call.onMessage = (msg) => {
+      if (this.#call === call) this.#onMessage(msg);
+    };
+    call.onEnd = (st) => {
+      if (this.#call === call) this.#onCallEnd(st.code, st.message);
+    };
+    stream.onDrain = () => {
+      if (this.#stream === stream) this.#wakeDrain();
+    };
+    return call;
+  }
+
+  /** Whether the stream has ended (both directions finished, a reset, or an error). */
+  get finished(): boolean {
+    return this.#end !== undefined;
+  }
+
+  /** Sends an ack of `received` bytes for this stream (set by the session, on its TunnelAcks stream). */
+  sendAck: ((received: number) => void) | undefined;
+
+  /** Payload bytes received from the manager so far. */
+  get received(): number {
+    return this.#bytesRead;
+  }
+
+  /** The manager's name for a resumable stream ("" when the stream is not resumable). */
+  get streamId(): string {
+    return this.#streamId;
+  }
+
+  /** The manager has received the payload up to `received` (its TunnelAck): forget it, and let writes go on. */
+  acknowledged(received: number): void {
+    // An ack older than what the resume exchange settled (acks travel on their own stream) says nothing new.
+    if (this.#end || received <= this.#unackedBase) return;
+    if (!this.#takeAck(received)) {
+      this.reset(`the manager acknowledged byte ${received}, which was never sent`);
+      return;
+    }
+    this.#wakeDrain();
+  }
+
+  /** Whether the manager keeps this stream resumable. */
+  get resumable(): boolean {
+    return this.#streamId !== "";
+  }
+
+  /** Whether the connection broke and the tunnel waits for `resume()` (or `reset()`). */
+  get suspended(): boolean {
+    return this.#suspended;
+  }
+
+  /**
+   * Rejoins a suspended stream on a new connection of the same session: sends the bytes the manager has not
+   * received, and asks for those this side has not. Resolves true once the manager took it back, false when it does
+   * not hold the stream any more (the tunnel is then reset: reads throw TunnelResetError) or the new connection broke
+   * too (the tunnel stays suspended).
+   */
+  resume(channel: Channel, sessionId: string): Promise<boolean> {
+    if (!this.#suspended || this.#end) return Promise.resolve(false);
+    this.#suspended = false;
+    this.#channel = channel;
+    this.#sessionId = sessionId;
+    let stream: Stream;
+    try {
+      stream = channel.open(methods[this.#how.method ?? "Tunnel"]!.path);
+    } catch {
+      this.#suspended = true;
+      return Promise.resolve(false);
+    }
+    this.#stream = stream;
+    this.#call = this.#bind(stream);
+    const open = this.#openFrame({ streamId: this.#streamId, received: this.#bytesRead });
+    stream.write(encodeFrame(encodeTunnelFrame({ kind: "open", open })));
+    return new Promise((resolve) => (this.#resuming = resolve));
+  }
+
+  /** The manager's `resumed`: forget what it has, send the rest again, then what waited, then a FIN if one was due. */
+  #resumed(received: number): void {
+    const resolve = this.#resuming!;
+    this.#resuming = undefined;
+    if (!this.#takeAck(received)) {
+      this.reset(
+        `cannot resume: the manager has ${received} bytes, this side sent ${this.#unackedBase} to ` +
+          `${this.#unackedBase + this.#unackedBytes}`,
+      );
+      resolve(false);
+      return;
+    }
+    const stream = this.#stream!;
+    for (let i = 0; i < this.#unacked.length;) {
+      // Up to MAX_FRAME_PAYLOAD per frame, as #flush frames them.
+      let n = 0;
+      const start = i;
+      while (i < this.#unacked.length && n + this.#unacked[i]!.length <= MAX_FRAME_PAYLOAD) {
+        n += this.#unacked[i++]!.length;
+      }
+      if (i === start) n += this.#unacked[i++]!.length; // a chunk of a full frame on its own
+      stream.write(encodeDataFrameHeader(n));
+      for (let k = start; k < i; k++) stream.write(this.#unacked[k]!);
+    }
+    this.#flush();
+    if (this.#writeClosed) {
+      stream.write(FIN_FRAME);
+    }
+    this.#wakeDrain();
+    resolve(true);
   }
 
   /** Inbound bytes waiting to be sent (the coalescing buffer and the HTTP/2 stream's). */
@@ -159,7 +305,7 @@ export class Tunnel {
     this.#bytesWritten += data.length;
     if (this.protocol === "udp") {
       if (data.length > MAX_DATAGRAM) throw new RangeError(`Datagram of ${data.length} bytes is over ${MAX_DATAGRAM}`);
-      this.#stream.write(encodeDataFrame([data], data.length));
+      this.#stream?.write(encodeDataFrame([data], data.length));
       return this.#writable();
     }
     if (this.#writeBuffered() + data.length > WRITE_HARD_LIMIT) {
@@ -190,8 +336,11 @@ export class Tunnel {
     if (this.#writeClosed || this.#end) return;
     this.#flush();
     this.#writeClosed = true;
-    this.#stream.write(FIN_FRAME);
-    this.#stream.end();
+    // While suspended or resuming the FIN waits: `#resumed` sends it after the payload.
+    if (this.#suspended || this.#resuming) return;
+    this.#stream!.write(FIN_FRAME);
+    // A resumable stream keeps its request side open for the acknowledgements it still sends.
+    if (!this.resumable) this.#stream!.end();
   }
 
   /** Aborts both directions (TCP RST at the destination). */
@@ -203,18 +352,32 @@ export class Tunnel {
     if (this.#writeClosed && this.#readEof && !this.#readError) return;
     this.#pending = [];
     this.#pendingBytes = 0;
-    if (!this.#writeClosed) {
+    this.#unacked = [];
+    this.#unackedBytes = 0;
+    const stream = this.#suspended ? undefined : this.#stream;
+    if (stream && (!this.#writeClosed || this.resumable)) {
       this.#writeClosed = true;
-      this.#stream.write(encodeFrame(encodeTunnelFrame({ kind: "reset", reason })));
-      this.#stream.end();
+      stream.write(encodeFrame(encodeTunnelFrame({ kind: "reset", reason })));
+      stream.end();
     }
+    this.#writeClosed = true;
     if (!this.#readEof && !this.#readError) this.#failRead(new TunnelResetError(reason));
     this.#end = { how: "reset", reason };
+    const resuming = this.#resuming;
+    this.#resuming = undefined;
+    resuming?.(false);
+    if (this.#suspended) {
+      // No call is left to end: this is the end.
+      this.#suspended = false;
+      this.#stream = undefined;
+      this.#wakeDrain();
+      this.#resolveEnd(this.#end);
+    }
   }
 
   /** Tells the manager the stream is alive while idle. */
   keepalive(): void {
-    if (!this.#writeClosed && !this.#end) this.#stream.write(KEEPALIVE_FRAME);
+    if (!this.#writeClosed && !this.#end && !this.#suspended && !this.#resuming) this.#stream!.write(KEEPALIVE_FRAME);
   }
 
   /**
@@ -228,7 +391,7 @@ export class Tunnel {
         this.#readQueued -= c.length;
         if (this.#paused && this.#readQueued <= READ_HIGH_WATER / 2) {
           this.#paused = false;
-          this.#stream.resume();
+          this.#stream?.resume();
         }
         return c;
       }
@@ -257,11 +420,30 @@ export class Tunnel {
   }
 
   #writeBuffered(): number {
-    return this.#pendingBytes + this.#stream.bufferedAmount;
+    return this.#pendingBytes + (this.#stream?.bufferedAmount ?? 0);
   }
 
   #writable(): boolean {
-    return this.#writeBuffered() < WRITE_HIGH_WATER;
+    return this.#writeBuffered() < WRITE_HIGH_WATER && this.#unackedBytes < RETAIN_LIMIT;
+  }
+
+  /** Forgets the sent payload the manager has received; false when `received` is outside what was sent. */
+  #takeAck(received: number): boolean {
+    let drop = received - this.#unackedBase;
+    if (drop < 0 || drop > this.#unackedBytes) return false;
+    this.#unackedBase = received;
+    this.#unackedBytes -= drop;
+    while (drop > 0) {
+      const c = this.#unacked[0]!;
+      if (c.length <= drop) {
+        this.#unacked.shift();
+        drop -= c.length;
+      } else {
+        this.#unacked[0] = c.subarray(drop);
+        drop = 0;
+      }
+    }
+    return true;
   }
 
   #wakeDrain(): void {
@@ -271,13 +453,20 @@ export class Tunnel {
 
   #flush(): void {
     this.#flushQueued = false;
-    if (this.#pendingBytes === 0 || this.#end) return;
+    if (this.#pendingBytes === 0 || this.#end || this.#suspended || this.#resuming) return;
+    const stream = this.#stream!;
+    const keep = this.resumable;
     // Cut the pending chunks into frames of at most MAX_FRAME_PAYLOAD: each a header, then the chunks themselves.
     let chunks: Uint8Array[] = [];
     let n = 0;
     const emit = () => {
-      this.#stream.write(encodeDataFrameHeader(n));
-      for (const c of chunks) this.#stream.write(c);
+      stream.write(encodeDataFrameHeader(n));
+      for (const c of chunks) {
+        stream.write(c);
+        // Kept for a resume until the manager acknowledges it: the same bytes, no copy.
+        if (keep) this.#unacked.push(c);
+      }
+      if (keep) this.#unackedBytes += n;
       chunks = [];
       n = 0;
     };
@@ -312,10 +501,18 @@ export class Tunnel {
         this.#readQueued += frame.data.length;
         if (!this.#paused && this.#readQueued > READ_HIGH_WATER) {
           this.#paused = true;
-          this.#stream.pause();
+          this.#stream!.pause();
+        }
+        if (this.resumable && this.#bytesRead - this.#ackedToPeer >= ACK_EVERY) {
+          this.#ackedToPeer = this.#bytesRead;
+          this.sendAck?.(this.#bytesRead);
         }
         break;
+      case "resumed":
+        if (this.#resuming) this.#resumed(frame.received);
+        break;
       case "dial":
+        if (frame.dial.code === 1 && frame.dial.streamId && this.#how.resumable) this.#streamId = frame.dial.streamId;
         this.dial = frame.dial;
         this.#dialWaiter?.(frame.dial);
         this.#dialWaiter = undefined;
@@ -352,6 +549,22 @@ export class Tunnel {
 
   /** The HTTP/2 call ended: settle everything still waiting. */
   #onCallEnd(code: Status, message: string): void {
+    if (this.resumable && !this.#end && code !== Status.OK && !this.#channel.connection.usable) {
+      // The connection broke under a resumable stream: wait for `resume()` (or `reset()`), keeping everything.
+      this.#suspended = true;
+      this.#stream = undefined;
+      this.#paused = false;
+      const resuming = this.#resuming;
+      this.#resuming = undefined;
+      resuming?.(false);
+      return;
+    }
+    if (this.#resuming) {
+      // The manager ended the resumed call without a `resumed` frame (an error status): the stream is gone.
+      const resuming = this.#resuming;
+      this.#resuming = undefined;
+      resuming(false);
+    }
     const end: TunnelEnd = this.#end ??
       (code === Status.OK
         ? { how: "closed", reason: message }

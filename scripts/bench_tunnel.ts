@@ -5,6 +5,7 @@
  *   ./scripts/deno run -A scripts/bench_tunnel.ts            # on the lab: client in tp-ws, manager + sink in tp-cluster
  *   ./scripts/deno run -A scripts/bench_tunnel.ts --loopback # everything on 127.0.0.1 (separate processes)
  *   ... --mib 64   total MiB per case (default 64)
+ *   ... --resumable  the streams tp's daemon opens: resumable (each side keeps what the other has not acknowledged)
  *
  * Cases: 1 and 8 streams, 1400-byte and 64 KiB writes, tp's own HTTP/2 transport (proto/h2, the one tp uses); and, for
  * the record, the same gRPC-web tunnel over Deno's fetch (h2c, one write per chunk), an earlier transport of tp's.
@@ -89,7 +90,7 @@ async function tunnelStream(
     protocol: "tcp",
     source: { ip: "10.1.0.1", port: 40000 },
     destination: { ip: host, port },
-  });
+  }, { resumable: Deno.args.includes("--resumable") });
   if (t.dial.code !== 1) throw new Error(`dial failed: ${t.dial.message}`);
   const p = payload(write);
   for (let sent = 0; sent < bytes; sent += write) {

@@ -151,9 +151,19 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 
   throw new Error(`lab: ${what} did not become ready within ${timeoutMs} ms`);
 }
 
+/**
+ * The cluster namespace lets every group open unprivileged ICMP sockets, as container runtimes do for pods: the
+ * manager sends `ping`'s echoes through them. The setting is the namespace's own (net.ipv4.ping_group_range is per
+ * network namespace), so the machine's is untouched.
+ */
+async function allowPing(cfg: LabConfig): Promise<void> {
+  await run(["ip", "netns", "exec", cfg.namespaces.cluster, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"]);
+}
+
 export async function up(cfg: LabConfig, log: (s: string) => void = () => {}): Promise<void> {
   const h = await health(cfg);
   if (Object.values(h).every(Boolean)) {
+    await allowPing(cfg);
     log(`lab ${cfg.id} is already up`);
     return;
   }
@@ -203,6 +213,7 @@ export async function up(cfg: LabConfig, log: (s: string) => void = () => {}): P
     clusterCmds.push(`addr add ${s.serviceIp6}/128 dev lo nodad`, `addr add ${s.podIp6}/128 dev lo nodad`);
   }
   await run(["ip", "-n", cl, "-batch", "-"], { stdin: clusterCmds.join("\n") + "\n" });
+  await allowPing(cfg);
 
   // resolv.conf for each namespace: `ip netns exec` bind-mounts these over /etc/resolv.conf.
   for (

@@ -36,6 +36,21 @@ Deno.test("control frames round-trip; bytes that are no TunnelFrame throw Syntax
       { kind: "keepalive" },
       { kind: "reset", reason: "why" },
       { kind: "dial", dial: { code: 4, message: "slow" } },
+      { kind: "dial", dial: { code: 1, message: "", streamId: "s-1" } },
+      { kind: "resumed", received: 131072 },
+      {
+        kind: "open",
+        open: {
+          sessionId: "x",
+          protocol: 1,
+          source: { ip: "10.0.0.1", port: 1 },
+          destination: { ip: "10.0.0.2", port: 2 },
+          connectionId: "",
+          interceptId: "",
+          resumable: true,
+          resume: { streamId: "s-1", received: 42 },
+        },
+      },
     ] as const
   ) assert.deepEqual(decodeTunnelFrame(encodeTunnelFrame(f)), f);
   assert.throws(() => decodeTunnelFrame(new Uint8Array([0x12, 0xff, 0x01])), SyntaxError);

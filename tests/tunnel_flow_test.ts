@@ -130,9 +130,11 @@ Deno.test("1000 concurrent tunnel streams all carry their bytes", async () => {
   }
 });
 
-Deno.test("the session of a killed client expires within its ttl, and its streams close", async () => {
+Deno.test("the session of a killed client expires within its ttl and resume grace, and its streams close", async () => {
   const ttl = 800;
-  const m = await startManager({ sessionTtlMs: ttl });
+  // A session outlives its last keepalive by the larger of its ttl and the resume grace period (plus a keepalive
+  // interval): here the ttl.
+  const m = await startManager({ sessionTtlMs: ttl, resumeGraceMs: 100 });
   const echo = tcpEchoServer();
   const child = new Deno.Command(Deno.execPath(), {
     args: [

@@ -16,8 +16,10 @@ export interface BridgeStats {
   udpActive: number;
   bytesInbound: number;
   bytesOutbound: number;
-  /** Inbound datagrams dropped because their tunnel's buffer was full. */
+  /** Inbound datagrams dropped because their tunnel's buffer was full, or no tunnel carried the flow (the link was down). */
   udpDatagramsDropped: number;
+  /** UDP flows given a new tunnel after the link to the manager broke and came back. */
+  udpReopened: number;
   dialResults: Record<string, number>;
 }
 
@@ -35,6 +37,7 @@ export function newBridgeStats(): BridgeStats {
     bytesInbound: 0,
     bytesOutbound: 0,
     udpDatagramsDropped: 0,
+    udpReopened: 0,
     dialResults: {},
   };
 }
@@ -64,7 +67,8 @@ async function open(
 ): Promise<Tunnel | RefuseReason> {
   let t: Tunnel;
   try {
-    t = await session.openTunnel({ protocol, ...endpoints(flow) });
+    // TCP streams are resumable: they survive a broken connection that the link resumes (link.ts).
+    t = await session.openTunnel({ protocol, ...endpoints(flow) }, { resumable: protocol === "tcp" });
   } catch {
     stats.dialResults["error"] = (stats.dialResults["error"] ?? 0) + 1;
     return "unreachable";
@@ -143,24 +147,46 @@ export async function bridgeTcp(session: ManagerSession, sock: TcpSocket, stats:
   })();
 }
 
-/** Carries one UDP flow; the first datagram waits in the router until the tunnel is dialed. */
-export async function bridgeUdp(session: ManagerSession, flow: UdpFlow, stats: BridgeStats): Promise<void> {
+/**
+ * Carries one UDP flow; the first datagram waits in the router until the tunnel is dialed. The flow outlives its
+ * tunnel when the link to the manager breaks: datagrams while no tunnel carries it are dropped (and counted), as a
+ * network would drop them, and the next one after the link is back opens a new tunnel on the current session, so the
+ * app's flow carries on (UDP has no state to resume).
+ */
+export async function bridgeUdp(
+  session: () => ManagerSession,
+  flow: UdpFlow,
+  stats: BridgeStats,
+): Promise<void> {
   let closed = false;
   flow.onClose = () => (closed = true); // ended while the dial runs: the tunnel is reset as soon as it opens
-  const t = await open(session, "udp", flow.flow, stats);
-  if (typeof t === "string") {
+  const first = await open(session(), "udp", flow.flow, stats);
+  if (typeof first === "string") {
     stats.udpRefused++;
-    flow.refuse(t);
+    flow.refuse(first);
     return;
   }
-  if (closed) return t.reset("the flow ended while dialing");
+  if (closed) return first.reset("the flow ended while dialing");
   stats.udpOpened++;
   stats.udpActive++;
+  let t: Tunnel | undefined = first;
+  let reopening = false;
+  const reopen = async () => {
+    reopening = true;
+    const next = await open(session(), "udp", flow.flow, stats);
+    reopening = false;
+    if (typeof next === "string") return; // still no way through: the next datagram tries again
+    if (closed) return next.reset("the flow ended");
+    stats.udpReopened++;
+    t = next;
+    void carry(next);
+  };
   flow.onDatagram = (d) => {
     // UDP has no backpressure of its own: while the tunnel holds UDP_BUFFER bytes unsent, a datagram is dropped (and
     // counted), as a full socket buffer would drop it, instead of queueing without bound.
-    if (t.done || t.writeBuffered + d.length > UDP_BUFFER) {
+    if (!t || t.done || t.writeBuffered + d.length > UDP_BUFFER) {
       stats.udpDatagramsDropped++;
+      if (!t && !reopening) void reopen();
       return;
     }
     stats.bytesInbound += d.length;
@@ -169,19 +195,23 @@ export async function bridgeUdp(session: ManagerSession, flow: UdpFlow, stats: B
   flow.onClose = () => {
     closed = true;
     stats.udpActive--;
-    t.reset("the flow ended");
+    t?.reset("the flow ended");
   };
-  flow.accept();
-  (async () => {
+  const carry = async (tunnel: Tunnel) => {
     try {
-      for (let d = await t.read(); d && !closed; d = await t.read()) {
+      for (let d = await tunnel.read(); d && !closed; d = await tunnel.read()) {
         stats.bytesOutbound += d.length;
         flow.send(d);
       }
       if (!closed) flow.close();
     } catch (e) {
-      // The manager resets a UDP stream whose destination port answered ICMP unreachable.
-      if (!closed) flow.refuse(e instanceof TunnelResetError && /refused/i.test(e.message) ? "refused" : "unreachable");
+      if (closed) return;
+      // The manager resets a UDP stream whose destination port answered ICMP unreachable: the app hears it.
+      if (e instanceof TunnelResetError && /refused/i.test(e.message)) return flow.refuse("refused");
+      // Anything else is the link (a broken connection, a session that ended): the flow waits for the next datagram.
+      if (t === tunnel) t = undefined;
     }
-  })();
+  };
+  flow.accept();
+  void carry(first);
 }

@@ -14,6 +14,7 @@ import { VERSION } from "../../base/version.ts";
 import { selfArgv } from "../process.ts";
 import { ExitCode } from "../exit_code.ts";
 import { bridgeTcp, bridgeUdp, newBridgeStats } from "./bridge.ts";
+import { IcmpEchoHook } from "./icmp_echo.ts";
 import { DaemonDns, repairDns } from "./dns.ts";
 import { serveControl } from "./control.ts";
 import type { Progress } from "./progress.ts";
@@ -173,6 +174,12 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
 
     const bridge = newBridgeStats();
     let dns: DaemonDns | undefined;
+    // ping: echo requests go to the manager, which sends them in the cluster; replies are injected here.
+    const echo = new IcmpEchoHook(
+      (dst, data, timeoutMs) => session().ping(dst, data, timeoutMs),
+      (packet) => router.inject(packet),
+      (line) => log(line, "warn"),
+    );
     const router = new Router(tun, {
       openTcp: (s: TcpSocket) => {
         if (logger?.enabled("debug")) log(`tcp ${flowText(s.flow)}`, "debug");
@@ -180,11 +187,12 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
       },
       openUdp: (f: UdpFlow) => {
         if (logger?.enabled("debug")) log(`udp ${flowText(f.flow)}`, "debug");
-        return dns?.handles(f.flow) ? dns.serveUdp(f) : void bridgeUdp(session(), f, bridge);
+        return dns?.handles(f.flow) ? dns.serveUdp(f) : void bridgeUdp(session, f, bridge);
       },
     }, {
       // The packets come from this machine's kernel, never from a wire: verifying their checksums finds nothing.
       verifyChecksums: false,
+      hooks: [echo],
       onError: (e) => log(`router: ${(e as Error)?.stack ?? String(e)}`, "error"),
     });
     const routing = router.run().catch((e) => {
@@ -241,6 +249,7 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
       },
       dns: { clusterDomain: info.clusterDomain, clusterServer: info.dnsServer, ...started.status() },
       connections: bridge,
+      ping: echo.stats,
       intercepts: { active: intercepts.status(), mounts: intercepts.mounts(), ...intercepts.stats },
       router: router.stats(),
       settings: state.settings, // the token never leaves the daemon

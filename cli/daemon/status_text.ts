@@ -65,6 +65,34 @@ function resolverText(d: Status): string {
   return parts.join("; ");
 }
 
+/** How the last reconnection went: "; last at 12:00:01: the manager had restarted". */
+function lastReconnectText(m: Status): string {
+  const l = m.lastReconnect;
+  if (!l) return "";
+  const how = l.kind === "manager-restarted"
+    ? "a new manager (it had restarted): open connections were reset"
+    : l.kind === "resumed"
+    ? "the same session resumed: open connections carried on"
+    : "a new session: open connections were reset";
+  return `; last at ${clock(l.at)}: ${how}`;
+}
+
+/** Session resume: the manager's grace period and what resumed so far. */
+function resumeText(m: Status): string {
+  if (!m.resumeGraceMs) return "not offered by this traffic-manager (open connections reset when the link breaks)";
+  const grace = `open connections survive a broken link of up to ${Math.round(m.resumeGraceMs / 1000)} s`;
+  if (!m.resumes) return grace;
+  return `${grace}; resumed ${m.resumes}x, ${m.streamsResumed ?? 0} connection(s) carried on` +
+    (m.streamsLost ? `, ${m.streamsLost} lost` : "");
+}
+
+/** ICMP echo through the manager: counts, or why the manager cannot send it. */
+function pingText(p: Status): string {
+  const counts = `${p.requests ?? 0} echo requests, ${p.replies ?? 0} replies` +
+    (p.dropped ? `, ${p.dropped} dropped (too many waiting)` : "");
+  return p.unavailable ? `not available at the traffic-manager: ${p.unavailable} (${counts})` : counts;
+}
+
 export function formatStatus(s: Status): string {
   const m = s.manager ?? {};
   const where = m.url ??
@@ -78,7 +106,8 @@ export function formatStatus(s: Status): string {
   const lines = [
     `tp: connected (pid ${s.pid}, up ${uptime(s.startedAt)})`,
     `  manager:     ${where}, version ${m.version}, session ${String(m.session).slice(0, 8)}: ${link}` +
-    (m.reconnects ? ` (reconnected ${m.reconnects}x)` : ""),
+    (m.reconnects ? ` (reconnected ${m.reconnects}x${lastReconnectText(m)})` : ""),
+    `  resume:      ${resumeText(m)}`,
     `  namespace:   ${s.namespace}`,
     `  device:      ${s.device?.name}, MTU ${s.device?.mtu}: ${s.device?.readPackets} packets in, ` +
     `${s.device?.writtenPackets} out`,
@@ -94,6 +123,7 @@ export function formatStatus(s: Status): string {
     `  connections: TCP ${c.tcpActive ?? 0} open, ${c.tcpOpened ?? 0} opened, ${c.tcpRefused ?? 0} refused; ` +
     `UDP ${c.udpActive ?? 0} flows, ${c.udpOpened ?? 0} opened`,
     `  traffic:     ${bytes(c.bytesInbound ?? 0)} to the cluster, ${bytes(c.bytesOutbound ?? 0)} back`,
+    ...(s.ping ? [`  ping:        ${pingText(s.ping)}`] : []),
     `  drops:       ${nonZero({ ...r.drops, udpDatagramsDropped: c.udpDatagramsDropped })}`,
     `  tcp trouble: ${nonZero(r.tcp, TCP_TROUBLE)}`,
     ...(s.log ? [`  log:         ${s.log.path} (${s.log.level} and above; tp loglevel LEVEL changes it)`] : []),

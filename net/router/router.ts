@@ -2,11 +2,12 @@
  * The router: reads batches of IP packets from the device (inbound), terminates each TCP connection and UDP flow
  * in the userspace stack, hands them to its owner (`owner.ts`), and writes the stack's answers back (outbound).
  *
- * One parse per packet (`net/wire`'s `classify`, then `parseTcp` for TCP), then dispatch by 5-tuple: TCP to a
- * `TcpConnection` (`net/tcp`) in the router's connection table, UDP to `net/udp`'s `UdpFlowTable`. Connections are
- * sans-IO; the router owns their clock: it polls a connection after input, after an owner call, or when its deadline
- * comes (one min-heap of deadlines, `_deadlines.ts`, and one timer). Outbound packets are built by `net/wire` into
- * pooled buffers and written in batches. Every drop is counted by name (`stats()`), never thrown.
+ * One parse per packet (`net/wire`'s `classify`, then `parseTcp` for TCP), then: the hooks in order (a hook may
+ * answer a packet itself: the daemon's ICMP echo), then dispatch by 5-tuple: TCP to a `TcpConnection` (`net/tcp`) in
+ * the router's connection table, UDP to `net/udp`'s `UdpFlowTable`. Connections are sans-IO; the router owns their
+ * clock: it polls a connection after input, after an owner call, or when its deadline comes (one min-heap of deadlines,
+ * `_deadlines.ts`, and one timer). Outbound packets are built by `net/wire` into pooled buffers and written in batches.
+ * Every drop is counted by name (`stats()`), never thrown.
  */
 import type { TunDevice } from "../../ffi/tun.ts";
 import { TcpConnection } from "../tcp/connection.ts";
@@ -35,6 +36,19 @@ import type { RefuseReason, RouterOwner } from "./owner.ts";
 import { RouterTcpSocket } from "./_tcp_socket.ts";
 import { RouterUdpFlow, type UdpFlowHost } from "./_udp_flow.ts";
 
+/** What a hook decides for a packet. `drop` counts it under the hook's name; `drop-silently` does not. */
+export type HookVerdict = "accept" | "drop" | "drop-silently";
+
+/**
+ * A hook sees each inbound packet, classified once (`net/wire`'s `PacketInfo`: version, protocol, addresses,
+ * ports, payload range), before dispatch; it may answer with `router.inject()`. `info` is reused for the next
+ * packet: read it during the call.
+ */
+export interface Hook {
+  name: string;
+  inspect(packet: Uint8Array, info: Readonly<PacketInfo>): HookVerdict;
+}
+
 export interface RouterOptions {
   /** TCP tuning for every connection (the MSS is derived from the device MTU unless given). */
   tcp?: TcpOptions;
@@ -61,6 +75,7 @@ export interface RouterOptions {
   now?: () => number;
   /** Told of an internal error that cost a packet (it is also counted as the drop `internalError`). */
   onError?: (e: unknown) => void;
+  hooks?: Hook[];
 }
 
 export interface RouterCounters {
@@ -103,6 +118,7 @@ export class Router {
   readonly #owner: RouterOwner;
   readonly #now: () => number;
   readonly #onError: (e: unknown) => void;
+  readonly #hooks: Hook[];
   readonly #tcp = new Map<string, RouterTcpSocket>();
   readonly #udp: UdpFlowTable<RouterUdpFlow>;
   readonly #maxConnections: number;
@@ -146,6 +162,7 @@ export class Router {
     this.#owner = owner;
     this.#now = options.now ?? (() => performance.now());
     this.#onError = options.onError ?? (() => {});
+    this.#hooks = [...(options.hooks ?? [])];
     this.#maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     this.#inProgress = new InProgress({
       max: options.maxConnectionsInProgress ?? DEFAULT_MAX_IN_PROGRESS,
@@ -168,6 +185,11 @@ export class Router {
     this.#cfg6 = resolveConfig({ mss: Math.min(65475, mtu - TCP6_OVERHEAD), ...options.tcp });
     const bufLen = Math.min(Math.max(mtu, 1280) + 64, 65536 + 40);
     for (let i = 0; i < Math.max(64, dev.batchSize); i++) this.#pool.push(new Uint8Array(bufLen));
+  }
+
+  /** Adds a hook after the others. */
+  addHook(hook: Hook): void {
+    this.#hooks.push(hook);
   }
 
   /** Reads and routes packets until the device closes or `stop()` is called. */
@@ -221,6 +243,12 @@ export class Router {
     };
   }
 
+  /** Writes an outbound packet built by a hook (e.g. a DNS answer). */
+  inject(packet: Uint8Array): void {
+    this.#batch.push(packet);
+    this.#flushBatch();
+  }
+
   #drop(reason: string, n = 1): void {
     const d = this.#counters.drops;
     d[reason] = (d[reason] ?? 0) + n;
@@ -236,6 +264,14 @@ export class Router {
     // tp terminates unicast only (an ICMP error may not answer the others either: RFC 1122 3.2.2, RFC 4443 2.4).
     if (info.version === 4 ? info.dst4 >>> 28 === 0xe || info.dst4 === 0xffffffff : packet[24] === 0xff) {
       return this.#drop("multicastOrBroadcast");
+    }
+    const hooks = this.#hooks;
+    for (let i = 0; i < hooks.length; i++) {
+      const h = hooks[i]!;
+      const v = h.inspect(packet, info);
+      if (v === "accept") continue;
+      if (v === "drop") this.#drop(`hook:${h.name}`);
+      return;
     }
     switch (info.protocol) {
       case IpProtocol.TCP:

@@ -110,6 +110,8 @@ export class Connection {
   #resolveClosed!: (e: ConnectionError) => void;
   /** Resolves when the connection ended, with why (code NO_ERROR for a clean close). */
   readonly closed: Promise<ConnectionError>;
+  /** When bytes last came from the peer (performance.now() ms): how long a silent connection has been silent. */
+  lastReceivedAt = performance.now();
   /** Called once when the peer sent GOAWAY (no new streams from then on). */
   onGoaway: ((e: ConnectionError) => void) | undefined;
   /** @internal Where streams log their changes of state (ConnectionOptions.log). */
@@ -253,6 +255,7 @@ export class Connection {
   /** Bytes from the peer. Does not keep `bytes` past the call. */
   receive(bytes: Uint8Array): void {
     if (this.#closed) return;
+    this.lastReceivedAt = performance.now();
     let b = bytes;
     const held = this.#in.length > 0;
     if (held) {

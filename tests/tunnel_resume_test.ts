@@ -1,0 +1,129 @@
+/**
+ * Resumable tunnels against an in-process manager on loopback: a connection that breaks mid-transfer and a new one
+ * that resumes the session carry every byte once, in order; a stream the manager gave up on (its grace period ended)
+ * is reset alone.
+ */
+import assert from "node:assert/strict";
+import { connect, type ManagerSession, type Tunnel, TunnelResetError } from "../proto/mod.ts";
+import { seededBytes, sha256, startManager, tcpEchoServer } from "./manager_fixture.ts";
+
+const MB = 1 << 20;
+
+async function openEcho(s: ManagerSession, port: number): Promise<Tunnel> {
+  return await s.openTunnel({
+    protocol: "tcp",
+    source: { ip: "10.0.0.1", port: 1 },
+    destination: { ip: "127.0.0.1", port },
+  }, { resumable: true });
+}
+
+/** Writes `data` in 16 KiB pieces, waiting whenever the tunnel says so (also across a suspension). */
+async function writeAll(t: Tunnel, data: Uint8Array): Promise<void> {
+  for (let o = 0; o < data.length; o += 16384) {
+    if (!t.write(data.subarray(o, o + 16384))) await t.drained();
+  }
+  t.closeWrite();
+}
+
+async function readAll(t: Tunnel): Promise<Uint8Array[]> {
+  const out: Uint8Array[] = [];
+  for (let c = await t.read(); c; c = await t.read()) out.push(c);
+  return out;
+}
+
+Deno.test("a tunnel carries 16 MB through a broken connection and a resumed session, every byte once", async () => {
+  const m = await startManager();
+  const echo = tcpEchoServer();
+  let s = await connect(m.url, undefined);
+  try {
+    assert.equal(s.resumeGraceMs, 30_000);
+    const t = await openEcho(s, echo.port);
+    assert.ok(t.resumable);
+    const data = seededBytes(16 * MB, 7);
+    const writing = writeAll(t, data);
+    const reading = readAll(t);
+    // Break the connection once a few MB went each way.
+    while (t.stats().bytesRead < 3 * MB) await new Promise((r) => setTimeout(r, 5));
+    const suspended = await s.detach();
+    assert.deepEqual(suspended, [t]);
+    assert.ok(t.suspended);
+    const id = s.id;
+    s = await connect(m.url, undefined, { resumeSessionId: id });
+    assert.equal(s.resumed, true);
+    assert.equal(s.id, id);
+    assert.deepEqual(await s.adopt(suspended), [true]);
+    await writing;
+    const got = await reading;
+    assert.equal(await sha256(got), await sha256([data]));
+    assert.equal(echo.state.resets, 0);
+    assert.equal(echo.state.accepted, 1, "the destination saw one connection");
+    assert.match(
+      await (await fetch(`${m.url}/metrics`)).text(),
+      /tp_manager_stream_resumes_total\{result="resumed"\} 1/,
+    );
+  } finally {
+    await s.close();
+    await echo.close();
+    await m.close();
+  }
+});
+
+Deno.test("a stream whose grace period ended is reset alone; the session resumes and new streams work", async () => {
+  const m = await startManager({ resumeGraceMs: 300, sessionTtlMs: 30_000 });
+  const echo = tcpEchoServer();
+  let s = await connect(m.url, undefined);
+  try {
+    const t = await openEcho(s, echo.port);
+    t.write(new TextEncoder().encode("before"));
+    assert.equal(new TextDecoder().decode((await t.read())!), "before");
+    const suspended = await s.detach();
+    // Wait for the manager to give the stream up (its grace period of 300 ms).
+    for (let i = 0; i < 200 && m.manager.resumable.size > 0; i++) await new Promise((r) => setTimeout(r, 25));
+    assert.equal(m.manager.resumable.size, 0);
+    s = await connect(m.url, undefined, { resumeSessionId: s.id });
+    assert.equal(s.resumed, true, "the session outlives its streams' grace period");
+    assert.deepEqual(await s.adopt(suspended), [false]);
+    await assert.rejects(t.read(), TunnelResetError);
+    const t2 = await openEcho(s, echo.port);
+    t2.write(new TextEncoder().encode("after"));
+    assert.equal(new TextDecoder().decode((await t2.read())!), "after");
+    t2.closeWrite();
+    assert.equal(await t2.read(), null);
+  } finally {
+    await s.close();
+    await echo.close();
+    await m.close();
+  }
+});
+
+Deno.test("acks do not wait behind data: an upload of 32 MB before reading a 32 MB response sent meanwhile finishes", async () => {
+  const m = await startManager();
+  // The destination reads everything while it sends its own 32 MB at once.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const server = (async () => {
+    const c = await listener.accept();
+    const sending = (async () => {
+      const out = seededBytes(32 * MB, 3);
+      for (let o = 0; o < out.length;) o += await c.write(out.subarray(o, o + 65536));
+      await c.closeWrite();
+    })();
+    const buf = new Uint8Array(65536);
+    let n = 0;
+    for (let k = await c.read(buf); k !== null; k = await c.read(buf)) n += k;
+    await sending;
+    c.close();
+    return n;
+  })();
+  const s = await connect(m.url, undefined);
+  try {
+    const t = await openEcho(s, (listener.addr as Deno.NetAddr).port);
+    await writeAll(t, seededBytes(32 * MB, 4)); // not reading meanwhile: the response waits in flow control
+    const got = await readAll(t);
+    assert.equal(await sha256(got), await sha256([seededBytes(32 * MB, 3)]));
+    assert.equal(await server, 32 * MB);
+  } finally {
+    listener.close();
+    await s.close();
+    await m.close();
+  }
+});
