@@ -268,6 +268,7 @@ export class Tunnel {
     this.#flush();
     if (this.#writeClosed) {
       stream.write(FIN_FRAME);
+      this.#endRequestIfDone();
     }
     this.#wakeDrain();
     resolve(true);
@@ -339,8 +340,19 @@ export class Tunnel {
     // While suspended or resuming the FIN waits: `#resumed` sends it after the payload.
     if (this.#suspended || this.#resuming) return;
     this.#stream!.write(FIN_FRAME);
-    // A resumable stream keeps its request side open for the acknowledgements it still sends.
+    // A resumable stream keeps its request side open until the manager's FIN came too (a reset may still follow).
     if (!this.resumable) this.#stream!.end();
+    else this.#endRequestIfDone();
+  }
+
+  /**
+   * A resumable stream whose directions both finished ends its request side, which tells the manager it may end the
+   * call: ended by the manager first, the request side would be reset, and each reset counts against rapid reset.
+   */
+  #endRequestIfDone(): void {
+    const stream = this.#stream;
+    if (!stream || this.#suspended || this.#resuming || !this.#writeClosed) return;
+    if (this.#readEof && !this.#readError && !stream.sendEnded) stream.end();
   }
 
   /** Aborts both directions (TCP RST at the destination). */
@@ -520,6 +532,7 @@ export class Tunnel {
         break;
       case "fin":
         this.#readEof = true;
+        if (this.resumable) this.#endRequestIfDone();
         break;
       case "reset":
         this.#pending = [];
@@ -558,6 +571,12 @@ export class Tunnel {
       this.#resuming = undefined;
       resuming?.(false);
       return;
+    }
+    if (code === Status.OK && this.resumable && this.#stream && !this.#stream.sendEnded) {
+      // A resumable stream keeps its request side open after its FIN (a reset may still follow): the manager ended
+      // the call, so it ends cleanly now. Left open, the call would reset it, and the manager counts resets against
+      // rapid reset (one per connection, at the connection rate).
+      this.#stream.end();
     }
     if (this.#resuming) {
       // The manager ended the resumed call without a `resumed` frame (an error status): the stream is gone.
