@@ -12,9 +12,9 @@
  * Resumable (TCP on the Tunnel method, when asked and the manager agrees: its dial result names the stream): the
  * payload sent is kept until the manager acknowledges it, at most RETAIN_LIMIT bytes (then `write` says false), and
  * what arrives is acknowledged every ACK_EVERY bytes; acks travel apart from the data, on the session's TunnelAcks
- * stream (`session.ts`), so that none waits behind data that flow control holds up. When the connection breaks the tunnel is suspended,
- * not ended: reads wait, writes queue (and soon say false), until `resume()` rejoins the stream on a new connection
- * (each side then sends again what the other has not received) or `reset()` ends it.
+ * stream (`session.ts`), so that none waits behind data that flow control holds up. When the connection breaks the
+ * tunnel is suspended, not ended: reads wait, writes queue (and soon say false), until `resume()` rejoins the stream
+ * on a new connection (each side then sends again what the other has not received) or `reset()` ends it.
  */
 import type { Stream } from "./h2/connection.ts";
 import { GrpcError, Status } from "./grpc_web.ts";
@@ -358,6 +358,21 @@ export class Tunnel {
   /** Aborts both directions (TCP RST at the destination). */
   reset(reason = "reset by the client"): void {
     if (this.#end) return;
+    if (this.#suspended) {
+      // No call is left to end: this is the end, whatever was finished before the connection broke.
+      this.#pending = [];
+      this.#pendingBytes = 0;
+      this.#unacked = [];
+      this.#unackedBytes = 0;
+      this.#writeClosed = true;
+      if (!this.#readEof && !this.#readError) this.#failRead(new TunnelResetError(reason));
+      this.#end = { how: "reset", reason };
+      this.#suspended = false;
+      this.#stream = undefined;
+      this.#wakeDrain();
+      this.#resolveEnd(this.#end);
+      return;
+    }
     // Both directions already finished (FIN each way): nothing is left to abort, and the manager ends the stream on
     // its own. Not a reset, so no error is made for it (that cost showed per connection in the connection-rate
     // profile, where every closed connection came here).
@@ -366,7 +381,7 @@ export class Tunnel {
     this.#pendingBytes = 0;
     this.#unacked = [];
     this.#unackedBytes = 0;
-    const stream = this.#suspended ? undefined : this.#stream;
+    const stream = this.#stream;
     if (stream && (!this.#writeClosed || this.resumable)) {
       this.#writeClosed = true;
       stream.write(encodeFrame(encodeTunnelFrame({ kind: "reset", reason })));
@@ -378,13 +393,6 @@ export class Tunnel {
     const resuming = this.#resuming;
     this.#resuming = undefined;
     resuming?.(false);
-    if (this.#suspended) {
-      // No call is left to end: this is the end.
-      this.#suspended = false;
-      this.#stream = undefined;
-      this.#wakeDrain();
-      this.#resolveEnd(this.#end);
-    }
   }
 
   /** Tells the manager the stream is alive while idle. */
