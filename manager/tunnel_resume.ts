@@ -64,6 +64,8 @@ export class ResumableTcpStream {
   #base = 0;
   #destEnded = false;
   #clientFin = false;
+  /** The workstation ended its request side, which it does once both directions finished. */
+  #bodyEnded = false;
   #finished = false;
   #att: Attachment | undefined;
   #gen = 0;
@@ -86,7 +88,10 @@ export class ResumableTcpStream {
       this.reset(e.code === "ECONNRESET" ? "destination reset the connection" : `destination error: ${e.message}`);
     });
     sock.on("close", () => {
-      if (!this.#finished) this.reset("destination closed the connection");
+      if (this.#finished) return;
+      // Both FINs went through: the socket is done, the call waits for the workstation's end of its request side.
+      if (this.#clientFin && this.#destEnded) return this.#maybeFinish();
+      this.reset("destination closed the connection");
     });
   }
 
@@ -188,9 +193,15 @@ export class ResumableTcpStream {
     this.#o.onGone();
   }
 
-  /** Both directions ended: the stream is done once a workstation is there to be told (trailers OK). */
+  /**
+   * Both directions ended and the workstation ended its request side (it does so after both FINs): the call ends
+   * (trailers OK). Ended before the request side, the call would reset it, which the workstation counts against
+   * rapid reset.
+   */
   #maybeFinish(): void {
-    if (this.#clientFin && this.#destEnded && this.#att) this.#finish({ code: Status.OK, message: "" });
+    if (this.#clientFin && this.#destEnded && this.#bodyEnded && this.#att) {
+      this.#finish({ code: Status.OK, message: "" });
+    }
   }
 
   #detach(att: Attachment, why: string): void {
@@ -266,6 +277,7 @@ export class ResumableTcpStream {
       }
       if (!current()) return;
       if (msg === null) { // the request body ended: a FIN if none came before
+        this.#bodyEnded = true;
         if (!this.#clientFin) {
           this.#clientFin = true;
           this.#sock.end();

@@ -12,9 +12,9 @@
  * Resumable (TCP on the Tunnel method, when asked and the manager agrees: its dial result names the stream): the
  * payload sent is kept until the manager acknowledges it, at most RETAIN_LIMIT bytes (then `write` says false), and
  * what arrives is acknowledged every ACK_EVERY bytes; acks travel apart from the data, on the session's TunnelAcks
- * stream (`session.ts`), so that none waits behind data that flow control holds up. When the connection breaks the tunnel is suspended,
- * not ended: reads wait, writes queue (and soon say false), until `resume()` rejoins the stream on a new connection
- * (each side then sends again what the other has not received) or `reset()` ends it.
+ * stream (`session.ts`), so that none waits behind data that flow control holds up. When the connection breaks the
+ * tunnel is suspended, not ended: reads wait, writes queue (and soon say false), until `resume()` rejoins the stream
+ * on a new connection (each side then sends again what the other has not received) or `reset()` ends it.
  */
 import type { Stream } from "./h2/connection.ts";
 import { GrpcError, Status } from "./grpc_web.ts";
@@ -268,6 +268,7 @@ export class Tunnel {
     this.#flush();
     if (this.#writeClosed) {
       stream.write(FIN_FRAME);
+      this.#endRequestIfDone();
     }
     this.#wakeDrain();
     resolve(true);
@@ -339,13 +340,39 @@ export class Tunnel {
     // While suspended or resuming the FIN waits: `#resumed` sends it after the payload.
     if (this.#suspended || this.#resuming) return;
     this.#stream!.write(FIN_FRAME);
-    // A resumable stream keeps its request side open for the acknowledgements it still sends.
+    // A resumable stream keeps its request side open until the manager's FIN came too (a reset may still follow).
     if (!this.resumable) this.#stream!.end();
+    else this.#endRequestIfDone();
+  }
+
+  /**
+   * A resumable stream whose directions both finished ends its request side, which tells the manager it may end the
+   * call: ended by the manager first, the request side would be reset, and each reset counts against rapid reset.
+   */
+  #endRequestIfDone(): void {
+    const stream = this.#stream;
+    if (!stream || this.#suspended || this.#resuming || !this.#writeClosed) return;
+    if (this.#readEof && !this.#readError && !stream.sendEnded) stream.end();
   }
 
   /** Aborts both directions (TCP RST at the destination). */
   reset(reason = "reset by the client"): void {
     if (this.#end) return;
+    if (this.#suspended) {
+      // No call is left to end: this is the end, whatever was finished before the connection broke.
+      this.#pending = [];
+      this.#pendingBytes = 0;
+      this.#unacked = [];
+      this.#unackedBytes = 0;
+      this.#writeClosed = true;
+      if (!this.#readEof && !this.#readError) this.#failRead(new TunnelResetError(reason));
+      this.#end = { how: "reset", reason };
+      this.#suspended = false;
+      this.#stream = undefined;
+      this.#wakeDrain();
+      this.#resolveEnd(this.#end);
+      return;
+    }
     // Both directions already finished (FIN each way): nothing is left to abort, and the manager ends the stream on
     // its own. Not a reset, so no error is made for it (that cost showed per connection in the connection-rate
     // profile, where every closed connection came here).
@@ -354,7 +381,7 @@ export class Tunnel {
     this.#pendingBytes = 0;
     this.#unacked = [];
     this.#unackedBytes = 0;
-    const stream = this.#suspended ? undefined : this.#stream;
+    const stream = this.#stream;
     if (stream && (!this.#writeClosed || this.resumable)) {
       this.#writeClosed = true;
       stream.write(encodeFrame(encodeTunnelFrame({ kind: "reset", reason })));
@@ -366,13 +393,6 @@ export class Tunnel {
     const resuming = this.#resuming;
     this.#resuming = undefined;
     resuming?.(false);
-    if (this.#suspended) {
-      // No call is left to end: this is the end.
-      this.#suspended = false;
-      this.#stream = undefined;
-      this.#wakeDrain();
-      this.#resolveEnd(this.#end);
-    }
   }
 
   /** Tells the manager the stream is alive while idle. */
@@ -520,6 +540,7 @@ export class Tunnel {
         break;
       case "fin":
         this.#readEof = true;
+        if (this.resumable) this.#endRequestIfDone();
         break;
       case "reset":
         this.#pending = [];
@@ -558,6 +579,12 @@ export class Tunnel {
       this.#resuming = undefined;
       resuming?.(false);
       return;
+    }
+    if (code === Status.OK && this.resumable && this.#stream && !this.#stream.sendEnded) {
+      // A resumable stream keeps its request side open after its FIN (a reset may still follow): the manager ended
+      // the call, so it ends cleanly now. Left open, the call would reset it, and the manager counts resets against
+      // rapid reset (one per connection, at the connection rate).
+      this.#stream.end();
     }
     if (this.#resuming) {
       // The manager ended the resumed call without a `resumed` frame (an error status): the stream is gone.

@@ -971,6 +971,14 @@ export class ApiServerDouble {
     });
   }
 
+  /** Cuts every port-forward connection at once, as an API server that restarts does; returns how many. */
+  dropPortForwards(): number {
+    const n = this.#wss.clients.size + this.#spdyConns.size;
+    for (const ws of this.#wss.clients) ws.terminate();
+    for (const c of this.#spdyConns) c.destroyStreams();
+    return n;
+  }
+
   /** Open port-forward WebSockets (for tests that check a stream closed). */
   get openWebSockets(): number {
     return this.#wss.clients.size;

@@ -121,3 +121,39 @@ Deno.test("one port-forward carries 400 connections held open at once", async ()
   }
   assert.equal(stats.webSocketUpgrades, 1, `port-forwards: ${stats.webSocketUpgrades}`);
 });
+
+Deno.test("a port-forward the API server cuts in the middle of a 100 MB echo: tp resumes over a new one, the hash matches", async () => {
+  const manager = await startLabManager();
+  const double = await startDouble();
+  let stats;
+  try {
+    const c = await tp(["connect", "--kubeconfig", `${double.dir}/kubeconfig`, "--context", "lab", "-n", "default"]);
+    assert.equal(c.code, 0, c.stderr);
+    const client = inNs("ws", [
+      Deno.execPath(),
+      "run",
+      "-A",
+      "--cached-only",
+      `${ROOT}/tests/resume_client.ts`,
+      echo.serviceIp,
+      String(echo.ports["tcp-echo"]!.port),
+      "100",
+      "40",
+    ], { timeoutMs: 120_000 });
+    await new Promise((r) => setTimeout(r, 1_000));
+    Deno.kill(double.pid, "SIGUSR2");
+    const r = await client;
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout);
+    assert.equal(out.error, "", "no reset");
+    assert.equal(out.equal, true, "the echo's hash matches");
+    const st = JSON.parse((await tp(["status", "-o", "json"])).stdout);
+    assert.equal(st.manager.resumes, 1);
+    assert.equal(st.manager.streamsResumed, 1);
+  } finally {
+    await forceQuit();
+    stats = await double.stop();
+    await manager.stop();
+  }
+  assert.equal(stats.webSocketUpgrades, 2, "a new port-forward after the cut");
+});

@@ -10,8 +10,8 @@
  * there).
  *
  * Writes DIR/kubeconfig (context "lab", a bearer token), DIR/ca.crt and, for user lab-user, DIR/client.crt and
- * DIR/client.key, then DIR/ready. Its cluster has the lab's subnets (node-a
- * holds the pod CIDRs); SIGUSR1 adds node-b with 198.19.144.0/24. On SIGTERM writes DIR/stats.json (requests and
+ * DIR/client.key, then DIR/ready. Its cluster has the lab's subnets (node-a holds the pod CIDRs); SIGUSR1 adds node-b
+ * with 198.19.144.0/24; SIGUSR2 cuts every port-forward. On SIGTERM writes DIR/stats.json (requests and
  * port-forward connections counted) and exits. A test double: no real API server can run on this network.
  */
 import { ApiServerDouble } from "./k8s_apiserver_double.ts";
@@ -46,6 +46,8 @@ double.attachKubelet(kubelet);
 double.addNode("node-a", ["198.19.128.0/20", "2001:db8:6::/64"]);
 // SIGUSR1: a node joins with a pod CIDR of its own, as when a cluster grows.
 Deno.addSignalListener("SIGUSR1", () => double.addNode("node-b", ["198.19.144.0/24"]));
+// SIGUSR2: every port-forward connection is cut, as when the API server restarts.
+Deno.addSignalListener("SIGUSR2", () => double.dropPortForwards());
 double.put({ apiVersion: "v1", kind: "Namespace", metadata: { name: "tp" } });
 double.addPod("tp", "tp-manager-7c9d", { labels: { "app.kubernetes.io/name": "tp-manager" }, ports: [Number(fport)] });
 Deno.writeTextFileSync(`${dir}/kubeconfig`, double.kubeconfig({ token: DOUBLE_TOKEN, context: "lab" }));

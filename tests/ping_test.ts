@@ -3,12 +3,13 @@
  * sends them from its ICMP socket in the cluster namespace; the replies come back with ping's id and sequence.
  */
 import assert from "node:assert/strict";
-import { labService } from "./lab.ts";
+import { labService, requireTools } from "./lab.ts";
 import { forceQuit, inNs, LAB, MANAGER_URL, startLabManager, tp } from "./connect_fixture.ts";
 
 const echo = labService(LAB, "echo");
 
 Deno.test("ping -c 3 gets 3 replies from a service IP and a pod IP, IPv4 and IPv6, and none from the silent address", async () => {
+  requireTools("ping");
   const manager = await startLabManager();
   try {
     const c = await tp(["connect", "--manager-url", MANAGER_URL]);

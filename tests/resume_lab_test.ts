@@ -6,7 +6,7 @@
  * period resets the open connections cleanly, and new ones work.
  */
 import assert from "node:assert/strict";
-import { labService, ROOT } from "./lab.ts";
+import { labService, requireTools, ROOT } from "./lab.ts";
 import { forceQuit, inNs, LAB, MANAGER_URL, startLabManager, STATE_DIR, tp } from "./connect_fixture.ts";
 
 const echo = labService(LAB, "echo");
@@ -121,6 +121,7 @@ for (const cutMs of [3_000, 10_000]) {
 }
 
 Deno.test("an iperf3 run through tp finishes across a 3 s cut of the link", async () => {
+  requireTools("iperf3");
   const manager = await startLabManager();
   try {
     const c = await tp(["connect", "--manager-url", MANAGER_URL]);

@@ -127,3 +127,26 @@ Deno.test("acks do not wait behind data: an upload of 32 MB before reading a 32 
     await m.close();
   }
 });
+
+Deno.test("1,500 resumable streams opened and closed one after another end cleanly: no reset counts as rapid reset", async () => {
+  const m = await startManager();
+  const echo = tcpEchoServer();
+  const s = await connect(m.url, undefined);
+  try {
+    for (let i = 0; i < 1_500; i++) {
+      const t = await openEcho(s, echo.port);
+      t.write(new Uint8Array([i & 0xff]));
+      t.closeWrite();
+      const got = await readAll(t);
+      assert.deepEqual(got.map((c) => [...c]).flat(), [i & 0xff]);
+      const end = await t.ended;
+      assert.equal(end.how, "closed", `stream ${i}: ${end.reason}`);
+    }
+    assert.ok(s.channel.connection.usable, "the connection is still up");
+    assert.equal(m.manager.resumable.size, 0, "the manager kept none of them");
+  } finally {
+    await s.close();
+    await echo.close();
+    await m.close();
+  }
+});
