@@ -38,7 +38,7 @@ async function withFollower(
   };
   const waitFor = (test: () => boolean, what: string) =>
     new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no ${what} within 5 s; log:\n${lines.join("\n")}`)), 5_000);
+      const timer = setTimeout(() => reject(new Error(`no ${what} within 15 s; log:\n${lines.join("\n")}`)), 15_000);
       waiters.push({ test, resolve: () => (clearTimeout(timer), resolve()) });
       wake();
     });
@@ -139,16 +139,17 @@ Deno.test("ResolvConfFollower backs off from a program that keeps rewriting, say
       await until(() => originals.length > taken || follower.status().backOffs > 0, "re-apply or back-off");
     }
     assert.equal(n, 4, "three re-applies, then the back-off");
-    const said = await logged(/again and again/);
-    assert.match(said, /re-applied its settings 3 times within 10 s\): tp backs off for 1 s/);
+    // Read at once: the back-off lasts 3 s of real time, which a loaded machine can spend on the awaits below.
     assert.equal(follower.status().state, "backing-off");
+    const said = await logged(/again and again/);
+    assert.match(said, /re-applied its settings 3 times within 10 s\): tp backs off for 3 s/);
     assert.deepEqual(await nameservers(path), [`198.18.8.${n}`], "the program's file is left to it");
     // When the back-off ends, tp looks once more and takes the file.
     await until(() => originals.length === 4, "the look after the back-off");
     assert.deepEqual(originals.at(-1), [`198.18.8.${n}`]);
     assert.deepEqual(await nameservers(path), [TP]);
     assert.equal(follower.status().state, "following");
-  }, { options: { backoff: { maxReapplies: 3, backoffMs: 1_000 } } });
+  }, { options: { backoff: { maxReapplies: 3, backoffMs: 3_000 } } });
 });
 
 Deno.test("ResolvConfFollower leaves an edit that keeps tp's nameserver, and never takes it as an original", async () => {
