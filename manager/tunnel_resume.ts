@@ -22,6 +22,7 @@ import type { FrameSink, MessageSource } from "./_streams.ts";
 import type { TunnelOutcome } from "./tunnel.ts";
 import type { Metrics } from "./metrics.ts";
 import { IdleSweeper } from "./idle.ts";
+import { drainOrClose } from "../proto/socket_pipe.ts";
 
 /** Bytes received between two acknowledgements. */
 export const ACK_EVERY = 128 * 1024;
@@ -335,16 +336,4 @@ export class ResumableTcpStream {
     att.out.writeMessage(encodeTunnelFrame({ kind: "reset", reason: e.details }));
     this.#finish({ code: e.code, message: e.details });
   }
-}
-
-function drainOrClose(sock: net.Socket): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      sock.off("drain", done);
-      sock.off("close", done);
-      resolve();
-    };
-    sock.once("drain", done);
-    sock.once("close", done);
-  });
 }

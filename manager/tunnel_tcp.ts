@@ -11,6 +11,7 @@ import { GrpcError, Status } from "../proto/grpc_web.ts";
 import { DialCode, type DialResult, encodeTunnelFrame } from "../proto/messages.ts";
 import { IdleSweeper } from "./idle.ts";
 import type { TunnelContext, TunnelOutcome } from "./tunnel.ts";
+import { drainOrClose } from "../proto/socket_pipe.ts";
 
 /** Idle timeouts of every TCP tunnel of this process: one timer for all. */
 const idleSweeper = new IdleSweeper();
@@ -213,16 +214,4 @@ export async function runTcpTunnel(ctx: TunnelContext): Promise<TunnelOutcome> {
 /** Closes with a TCP RST (SO_LINGER 0), unless already closed. */
 function rst(sock: net.Socket): void {
   if (!sock.destroyed) sock.resetAndDestroy();
-}
-
-function drainOrClose(sock: net.Socket): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      sock.off("drain", done);
-      sock.off("close", done);
-      resolve();
-    };
-    sock.once("drain", done);
-    sock.once("close", done);
-  });
 }

@@ -72,7 +72,8 @@ export function pipeSocket(sock: net.Socket, t: Tunnel): Promise<PipeEnd> {
   });
 }
 
-function drainOrClose(sock: net.Socket): Promise<void> {
+/** Resolves when the socket can take more (it drained) or closed: what a writer waits for after write() said false. */
+export function drainOrClose(sock: net.Socket): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
       sock.off("drain", done);

@@ -149,7 +149,7 @@ export class Tunnel {
   }
 
   #openFrame(resume: { streamId: string; received: number } | null) {
-    const { request, how } = { request: this.#request, how: this.#how };
+    const request = this.#request, how = this.#how;
     return {
       sessionId: this.#sessionId,
       protocol: request.protocol === "tcp" ? Protocol.tcp : Protocol.udp,
