@@ -48,7 +48,7 @@ export const MAX_DNS_IN_FLIGHT = 1024;
 const OPEN_TIMEOUT_MS = 10_000;
 
 interface Pending {
-  agent: StreamEnd;
+  /** The session that must join it. */
   sessionId: string;
   timer: ReturnType<typeof setTimeout>;
   join(ws: StreamEnd, session: Session): void;
@@ -417,7 +417,6 @@ export class InterceptService {
         const onAbort = () => settle(undefined);
         abort.signal.addEventListener("abort", onAbort, { once: true });
         this.#pending.set(connectionId, {
-          agent: first,
           sessionId: joinerSessionId,
           timer,
           join: (w, s) => {
