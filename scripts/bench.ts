@@ -1,8 +1,8 @@
 /**
  * `scripts/bench [--profile] [--paths kernel,sshuttle,tp] [--lab-id tpb]`: the whole path through tp measured
  * beside the kernel's own route to the same services (the physical limit) and beside sshuttle, in one run, on a lab
- * of its own (`tpb-ws` / `tpb-cluster`, state in /run/tp-bench), printed as a table of ratios and written to
- * `.bench/bench-<time>.json` (and `.bench/latest.json`).
+ * of its own (`tpb-ws` / `tpb-cluster`, state in /run/tp-bench; another `--lab-id` gets /run/tp-bench-ID), printed
+ * as a table of ratios and written to `.bench/bench-<time>.json` (and `.bench/latest.json`).
  *
  * The same clients, in the lab's workstation namespace, reach the same services in its cluster namespace by three
  * paths, one after the other:
@@ -37,7 +37,6 @@ const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const TP = `${ROOT}/scripts/tp`;
 const DENO = Deno.execPath();
 const CLIENT = `${ROOT}/scripts/bench_client.ts`;
-const STATE_DIR = "/run/tp-bench";
 const IPERF_SECONDS = 3;
 const WRK_CONNECTIONS = 32;
 /** The few clients a person's tools open at once (a browser, a test suite): where waking up costs most. */
@@ -81,6 +80,8 @@ const paths = (argValue("paths") ?? ALL_PATHS.join(",")).split(",").map((p) => {
   return p as PathName;
 });
 const cfg: LabConfig = labConfig(argValue("lab-id") ?? "tpb");
+/** The daemon's state dir: one per lab id, so two benchmarks on two labs never share a daemon. */
+const STATE_DIR = cfg.id === "tpb" ? "/run/tp-bench" : `/run/tp-bench-${cfg.id}`;
 const WS = cfg.namespaces.workstation;
 const CL = cfg.namespaces.cluster;
 const echo = labService(cfg, "echo");
