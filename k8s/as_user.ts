@@ -10,7 +10,7 @@
 import { Buffer } from "node:buffer";
 import { KubeConfig, type User } from "@kubernetes/client-node";
 import { K8sError, type K8sErrorKind } from "./errors.ts";
-import type { InvokingUser, KubeTarget } from "./kubeconfig.ts";
+import type { InvokingUser, KubeTarget } from "./target.ts";
 import { KUBE_AS_USER_COMMAND, type KubeOptions } from "./options.ts";
 import { parseHelperReply, type ResolvedCredential, type ResolvedKube } from "./resolved.ts";
 

@@ -8,11 +8,13 @@
  */
 import { Buffer } from "node:buffer";
 import { type Cluster, type Context, KubeConfig, type User } from "@kubernetes/client-node";
+import type { InvokingUser, KubeTarget } from "./target.ts";
 import { K8sError, type Where } from "./errors.ts";
 import { errorMessage } from "../base/error_message.ts";
 import { loadKubeAsUser } from "./as_user.ts";
 
 export { DEFAULT_MANAGER_NAMESPACE, type KubeOptions } from "./options.ts";
+export type { InvokingUser, KubeTarget } from "./target.ts";
 import { DEFAULT_MANAGER_NAMESPACE, type KubeOptions } from "./options.ts";
 
 /** Where this process finds things: the environment and the user it acts for. Tests pass their own. */
@@ -23,28 +25,6 @@ export interface KubeEnv {
 }
 
 const processEnv: KubeEnv = { get: (n) => Deno.env.get(n), uid: () => Deno.uid() };
-
-/** A kubeconfig resolved to one context: what the REST and port-forward clients need. */
-export interface KubeTarget {
-  /** client-node's config with `currentContext` set to `context`. */
-  kc: KubeConfig;
-  context: string;
-  server: string;
-  namespace: string;
-  managerNamespace: string;
-  /** The files read, in order ([] for in-cluster config). */
-  files: string[];
-  /** How the context's user authenticates, for messages: "bearer token", `exec plugin "aws"`, ... */
-  auth: string;
-}
-
-/** The user who ran `sudo tp ...`, when this process is root through sudo; their kubeconfig is the one to read. */
-export interface InvokingUser {
-  name: string;
-  uid: number;
-  gid: number;
-  home: string;
-}
 
 export function invokingUser(env: KubeEnv = processEnv): InvokingUser | undefined {
   const name = env.get("SUDO_USER");
