@@ -6,6 +6,12 @@ import { Deframer, encodeFrame, encodeTrailers, GrpcError, Status } from "../pro
 import { encodeDataFrame } from "../proto/messages.ts";
 import { errorMessage } from "../base/error_message.ts";
 
+/** How a call ended: its trailers' status and message. */
+export interface TunnelOutcome {
+  code: Status;
+  message: string;
+}
+
 /** Request messages of a streaming call: what the handlers read, whatever carries the call. */
 export interface MessageSource {
   /** Bytes held for a partial message. */

@@ -9,8 +9,7 @@
  */
 import { GrpcError, Status } from "../proto/grpc_web.ts";
 import { encodeTunnelFrame } from "../proto/messages.ts";
-import type { FrameSink, MessageSource } from "./_streams.ts";
-import type { TunnelOutcome } from "./tunnel.ts";
+import type { FrameSink, MessageSource, TunnelOutcome } from "./_streams.ts";
 
 export interface StreamEnd {
   reader: MessageSource;

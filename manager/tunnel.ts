@@ -14,56 +14,14 @@ import {
   type TunnelFrame,
   type TunnelOpen,
 } from "../proto/messages.ts";
-import type { ManagerConfig } from "./config.ts";
-import type { Logger } from "./log.ts";
-import type { Metrics } from "./metrics.ts";
 import type { Session } from "./sessions.ts";
-import type { FrameSink, MessageSource } from "./_streams.ts";
+import type { FrameSink, MessageSource, TunnelOutcome } from "./_streams.ts";
+import type { TunnelContext, TunnelHost } from "./tunnel_context.ts";
 import { runTcpTunnel } from "./tunnel_tcp.ts";
 import { runUdpTunnel } from "./tunnel_udp.ts";
 import { clip } from "./clip.ts";
 import { errorMessage } from "../base/error_message.ts";
-import type net from "node:net";
 import { DEFAULT_RESUME_BUFFER_BYTES, DEFAULT_RESUME_GRACE_MS, ResumableTcpStream } from "./tunnel_resume.ts";
-
-/** What a runner needs; it reports its dial result once through `dialed`. */
-export interface TunnelContext {
-  open: TunnelOpen;
-  reader: MessageSource;
-  out: FrameSink;
-  signal: AbortSignal;
-  config: ManagerConfig;
-  metrics: Metrics;
-  dialed(result: DialResult): void;
-  /** Decodes a tunnel message; malformed input throws a GrpcError INVALID_ARGUMENT. */
-  decode(msg: Uint8Array): TunnelFrame;
-  /** Bytes this stream holds in its buffers; the runner replaces it once it has buffers. */
-  buffered: () => number;
-  /**
-   * For an open that asked for it (TunnelOpen.resumable): makes the dialed socket a resumable stream that outlives
-   * this call, kept until it ends or its grace period after a broken connection does (`tunnel_resume.ts`).
-   */
-  keepResumable(sock: net.Socket): ResumableTcpStream;
-}
-
-export interface TunnelOutcome {
-  code: Status;
-  message: string;
-}
-
-export interface TunnelHost {
-  config: ManagerConfig;
-  logger: Logger;
-  metrics: Metrics;
-  session(id: string): Session | undefined;
-  allows(ip: string): boolean;
-  /** Every live stream, for /metrics and shutdown. */
-  active: Set<TunnelContext>;
-  /** Resumable streams, by session id and stream id: attached to a call or waiting for one. */
-  resumable: Map<string, ResumableTcpStream>;
-  /** Sends a resumable stream's acks to its workstation (on the session's TunnelAcks stream). */
-  sendAck(sessionId: string, streamId: string, received: number): void;
-}
 
 export function decodeTunnelMessage(msg: Uint8Array): TunnelFrame {
   try {

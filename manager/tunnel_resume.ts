@@ -18,8 +18,7 @@
 import type net from "node:net";
 import { GrpcError, Status } from "../proto/grpc_web.ts";
 import { encodeTunnelFrame } from "../proto/messages.ts";
-import type { FrameSink, MessageSource } from "./_streams.ts";
-import type { TunnelOutcome } from "./tunnel.ts";
+import type { FrameSink, MessageSource, TunnelOutcome } from "./_streams.ts";
 import type { Metrics } from "./metrics.ts";
 import { IdleSweeper } from "./idle.ts";
 import { drainOrClose } from "../proto/socket_pipe.ts";

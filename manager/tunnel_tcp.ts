@@ -10,7 +10,8 @@ import net from "node:net";
 import { GrpcError, Status } from "../proto/grpc_web.ts";
 import { DialCode, type DialResult, encodeTunnelFrame } from "../proto/messages.ts";
 import { IdleSweeper } from "./idle.ts";
-import type { TunnelContext, TunnelOutcome } from "./tunnel.ts";
+import type { TunnelOutcome } from "./_streams.ts";
+import type { TunnelContext } from "./tunnel_context.ts";
 import { drainOrClose } from "../proto/socket_pipe.ts";
 
 /** Idle timeouts of every TCP tunnel of this process: one timer for all. */

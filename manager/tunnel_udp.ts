@@ -15,7 +15,8 @@ import { OsError } from "../ffi/errors.ts";
 import { ECONNREFUSED, UdpPoller, type UdpSocket } from "../ffi/udp_socket.ts";
 import { GrpcError, Status } from "../proto/grpc_web.ts";
 import { DialCode, encodeDataFrame, encodeTunnelFrame } from "../proto/messages.ts";
-import type { TunnelContext, TunnelOutcome } from "./tunnel.ts";
+import type { TunnelOutcome } from "./_streams.ts";
+import type { TunnelContext } from "./tunnel_context.ts";
 
 /** Why a datagram was lost, the `reason` label of tp_manager_datagrams_dropped_total. */
 export type DropReason =
