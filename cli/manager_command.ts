@@ -12,7 +12,8 @@ import {
 } from "../manager/config.ts";
 import { jsonLogger, LOG_LEVELS, type LogLevel } from "../manager/log.ts";
 import type { ClusterNetwork } from "../manager/k8s_discovery.ts";
-import { Manager, serveManager } from "../manager/server.ts";
+import { Manager } from "../manager/server.ts";
+import { serveManager } from "../manager/listen.ts";
 import { guardProcess } from "../manager/listen.ts";
 import type { AgentAuth } from "../manager/agent_auth.ts";
 import { errorMessage } from "../base/error_message.ts";

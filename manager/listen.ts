@@ -17,8 +17,10 @@
 import { Connection } from "../proto/h2/connection.ts";
 import { ConnTransport } from "../proto/h2/transport.ts";
 import { H2Call } from "./h2_call.ts";
-import type { Manager } from "./server.ts";
 import type { Logger } from "./log.ts";
+import type { ManagerConfig } from "./config.ts";
+import type { Metrics } from "./metrics.ts";
+import type { ServerCall } from "./call.ts";
 import { ErrorCode, PREFACE } from "../proto/h2/frame.ts";
 import { Status } from "../proto/grpc_web.ts";
 import { errorMessage } from "../base/error_message.ts";
@@ -32,6 +34,22 @@ export interface ServeOptions {
   onListen?: (addr: Deno.NetAddr) => void;
   /** Called once the agent port (config.agentListen) listens. */
   onAgentListen?: (addr: Deno.NetAddr) => void;
+}
+
+/**
+ * What the listener needs of the manager (`Manager` in server.ts, which dispatches each call to its method): its
+ * config, logger and metrics, a handler for HTTP/1.1 requests and one for each HTTP/2 call.
+ */
+export interface ListenHost {
+  readonly config: ManagerConfig;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  /** Starts the manager's own timers (session expiry, idle sweeps) before the first connection. */
+  start(): void;
+  /** Answers an HTTP/1.1 request (relayed from the port to a loopback Deno.serve). */
+  readonly handler: (req: Request) => Promise<Response>;
+  /** Serves one HTTP/2 call to its end. */
+  serveCall(call: ServerCall, port: ManagerPort): Promise<void>;
 }
 
 /** Which of the manager's ports a call came in on: "main" serves everything, "agent" only the agents' methods. */
@@ -82,7 +100,7 @@ const ACCEPT_BACKOFF_MAX_MS = 1_000;
 const HTTP1_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
 
 /** Serves a manager on its config's address (TLS when the config has a certificate). */
-export function serveManager(manager: Manager, options: ServeOptions = {}): ManagerServer {
+export function serveManager(manager: ListenHost, options: ServeOptions = {}): ManagerServer {
   const { listen, tls } = manager.config;
   manager.start();
   const listener: Deno.Listener = tls

@@ -1,6 +1,8 @@
 /**
- * The traffic-manager's HTTP side: one `Deno.serve` handler for gRPC-web calls (h2c with prior knowledge, HTTP/2
- * over TLS with ALPN, or HTTP/1.1; Deno.serve picks per connection), GET /metrics and GET /healthz.
+ * The traffic-manager's dispatcher (`Manager`): each gRPC-web call, whatever carried it (tp's own HTTP/2 server on the
+ * manager's port, `listen.ts`, through `serveCall`, or HTTP/1.1 relayed to a loopback Deno.serve, through `handler`),
+ * goes to its method here; GET /metrics and GET /healthz too. The sessions, tunnels, DNS and intercepts each live in
+ * a module of their own; this holds the wiring and the call rules.
  *
  * Every failure ends only its own request with a gRPC status and a log line:
  * - wrong content type: HTTP 415 with grpc-status INVALID_ARGUMENT (gRPC over HTTP/2 says servers SHOULD answer
@@ -19,7 +21,8 @@ import { Metrics } from "./metrics.ts";
 import { Sessions } from "./sessions.ts";
 import { ClientGoneError, type FrameSink, type MessageSource } from "./_streams.ts";
 import { type ServerCall, WebCall } from "./call.ts";
-import { serveTunnel, type TunnelContext, type TunnelHost } from "./tunnel.ts";
+import { serveTunnel } from "./tunnel.ts";
+import type { TunnelContext, TunnelHost } from "./tunnel_context.ts";
 import { InterceptService } from "./intercept_service.ts";
 import type { Session, SessionKind } from "./sessions.ts";
 import type { AgentAuth } from "./agent_auth.ts";
@@ -516,5 +519,3 @@ function tokenMatches(header: string | null, token: string): boolean {
   for (let i = 0; i < want.length; i++) diff |= want[i]! ^ (got[i] ?? 0);
   return diff === 0;
 }
-
-export { type ManagerServer, serveManager, type ServeOptions } from "./listen.ts";

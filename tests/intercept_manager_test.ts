@@ -157,7 +157,8 @@ Deno.test("a malformed frame on an AgentTunnel ends that stream, not the agent's
 });
 
 Deno.test("the agent port admits agents by their workload's credential and serves nothing else", async () => {
-  const { Manager, serveManager } = await import("../manager/server.ts");
+  const { Manager } = await import("../manager/server.ts");
+  const { serveManager } = await import("../manager/listen.ts");
   const { recordingLogger } = await import("../manager/log.ts");
   const { testConfig } = await import("./manager_fixture.ts");
   // A test double of the Secret lookup (manager/agent_auth.ts reads tp-agent-<workload> through the API).

@@ -6,7 +6,8 @@ import dgram from "node:dgram";
 import { concat } from "../base/bytes.ts";
 import { type ManagerConfig } from "../manager/config.ts";
 import { recordingLogger } from "../manager/log.ts";
-import { Manager, serveManager, type ServeOptions } from "../manager/server.ts";
+import { Manager } from "../manager/server.ts";
+import { serveManager, type ServeOptions } from "../manager/listen.ts";
 
 export function testConfig(overrides: Partial<ManagerConfig> = {}): ManagerConfig {
   return {
