@@ -2,10 +2,25 @@
  * One HTTP/2 stream as its user sees it (callbacks, write, end, reset, pause), and its state (RFC 9113 section 5.1),
  * which `setState` alone changes. The connection (connection.ts) frames what it queues and feeds it what arrives.
  */
-import type { Connection } from "./connection.ts";
 import { emitHeader, ErrorCode, errorName, Flag, FrameType, HEADER_LENGTH } from "./frame.ts";
 import type { HeaderList } from "./hpack.ts";
 import { checkTransition, isClosed, type StreamState } from "./stream_state.ts";
+
+/**
+ * What a stream asks of its connection (`Connection` in connection.ts): a type of its own, so that the stream does
+ * not import the connection that imports it.
+ */
+export interface StreamOwner {
+  readonly log: ((line: string) => void) | undefined;
+  /** When the connection last received anything (performance.now() ms): a stream's user may ask its link's health. */
+  readonly lastReceivedAt: number;
+  sendHeaders(s: Stream, headers: HeaderList, endStream: boolean): void;
+  /** The stream has something queued to send (data or its end). */
+  wantsSend(s: Stream): void;
+  resetStream(s: Stream, code: number, why: string): void;
+  /** The stream's user consumed `n` bytes: credit the windows. */
+  credit(s: Stream, n: number): void;
+}
 
 /**
  * One stream. Callbacks are plain fields (no emitter per stream: a tunnel holds one stream per TCP connection, so
@@ -50,7 +65,7 @@ export class Stream {
   /** @internal DATA payload received (padding excluded). */
   dataReceived = 0;
 
-  constructor(readonly id: number, readonly connection: Connection, sendWindow: number, recvWindow: number) {
+  constructor(readonly id: number, readonly connection: StreamOwner, sendWindow: number, recvWindow: number) {
     this.sendWindow = sendWindow;
     this.recvWindow = recvWindow;
   }
