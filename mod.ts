@@ -9,7 +9,10 @@
  * - `net/tcp/`, `net/udp/`: the userspace TCP and UDP endpoints; `net/router/`, which terminates them on the device.
  * - `proto/`: the gRPC-web protocol between tp and the traffic-manager.
  * - `k8s/`: Kubernetes client code (kubeconfig, REST, port-forward, manifests), shared by the CLI and the manager.
+ * - `manager/`: the traffic-manager (`tp manager`), in the cluster.
+ * - `agent/`: the traffic-agent (`tp agent`) beside an intercepted app; it reuses the manager's DNS forwarder.
  * - `cli/`: the `tp` command.
+ * tests/import_graph_test.ts holds the code to this order, with no import cycle and no module only tests reach.
  */
 export { VERSION } from "./base/version.ts";
 export { main, program } from "./cli/main.ts";
