@@ -4,6 +4,7 @@
  * pipe; root (k8s/as_user.ts) checks it here before it uses any of it.
  */
 import { K8sError, type K8sErrorKind } from "./errors.ts";
+import type { KubeTargetInfo } from "./target.ts";
 
 /** The cluster of the context: its CA's bytes, never a file name. */
 export interface ResolvedCluster {
@@ -25,15 +26,8 @@ export interface ResolvedCredential {
   expires?: string | undefined;
 }
 
-export interface ResolvedKube {
-  context: string;
-  server: string;
-  namespace: string;
-  managerNamespace: string;
-  /** The kubeconfig files read, for messages. */
-  files: string[];
-  /** How the user authenticates, in words for messages (`exec plugin "aws"`). */
-  auth: string;
+/** The helper's answer: the context's target in words, its cluster and its credential, nothing that names a file. */
+export interface ResolvedKube extends KubeTargetInfo {
   cluster: ResolvedCluster;
   credential: ResolvedCredential;
 }

@@ -5,10 +5,8 @@
  */
 import type { KubeConfig } from "@kubernetes/client-node";
 
-/** A kubeconfig resolved to one context: what the REST and port-forward clients need. */
-export interface KubeTarget {
-  /** client-node's config with `currentContext` set to `context`. */
-  kc: KubeConfig;
+/** Where a kubeconfig's context points and how it authenticates, in words: what messages and status show. */
+export interface KubeTargetInfo {
   context: string;
   server: string;
   namespace: string;
@@ -17,6 +15,12 @@ export interface KubeTarget {
   files: string[];
   /** How the context's user authenticates, for messages: "bearer token", `exec plugin "aws"`, ... */
   auth: string;
+}
+
+/** A kubeconfig resolved to one context: what the REST and port-forward clients need. */
+export interface KubeTarget extends KubeTargetInfo {
+  /** client-node's config with `currentContext` set to `context`. */
+  kc: KubeConfig;
 }
 
 /** The user who ran `sudo tp ...`, when this process is root through sudo; their kubeconfig is the one to read. */
