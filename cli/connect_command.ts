@@ -5,7 +5,8 @@ import { jsonProgress, type ProgressEvent, textProgress } from "./daemon/progres
 import { type ConnectSettings, describeTarget, settingsDiff, validateSettings } from "./daemon/settings.ts";
 import { ExitWith } from "./errors.ts";
 import { readTokenFile, tokenWarnings } from "./token.ts";
-import { cleanupStale, runDaemon } from "./daemon/daemon.ts";
+import { runDaemon } from "./daemon/daemon.ts";
+import { cleanupStale } from "./daemon/stale.ts";
 import { StateAccessError, type StatePaths, statePaths } from "./daemon/state.ts";
 import { checkStateDir } from "./daemon/state_dir.ts";
 import { sudoProblem } from "./sudo.ts";

@@ -9,16 +9,16 @@
 import type { AgentInjectResult } from "../k8s/agent_install.ts";
 import type { KubeOptions } from "../k8s/options.ts";
 import type { ConnectSettings } from "./daemon/settings.ts";
-import { controlRequest } from "./daemon/control.ts";
+import { ControlError, controlRequest } from "./daemon/control.ts";
 import { statePaths } from "./daemon/state.ts";
 import { errorMessage } from "../base/error_message.ts";
 
-/** The manager's NOT_FOUND for a workload with no agent (manager/intercepts.ts), as the daemon passes it on. */
-const NO_AGENT = /No traffic-agent serves /;
-
-/** Whether an intercept failed because no traffic-agent serves the workload (the case injection fixes). */
+/**
+ * Whether an intercept failed because no traffic-agent serves the workload (the case injection fixes): the manager's
+ * NOT_FOUND, its only one for CreateIntercept (manager/intercepts.ts), as the daemon passes its code on.
+ */
 export function isNoAgentError(e: unknown): boolean {
-  return e instanceof Error && NO_AGENT.test(e.message);
+  return e instanceof ControlError && e.code === "NOT_FOUND";
 }
 
 /** `deployment/web` or `web` -> `web`: the name the agents register under. */

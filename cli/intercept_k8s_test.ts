@@ -9,6 +9,7 @@ import {
   workloadName,
 } from "./intercept_k8s.ts";
 import type { ConnectSettings } from "./daemon/settings.ts";
+import { ControlError } from "./daemon/control.ts";
 import { fixture } from "../tests/k8s_fixture.ts";
 
 /** A clock that moves only when slept on. */
@@ -25,9 +26,15 @@ function fakeClock(): WaitClock & { t: number } {
 }
 
 Deno.test("isNoAgentError() knows the manager's NOT_FOUND for a workload without an agent, as the daemon passes it", () => {
-  assert.ok(isNoAgentError(new Error("NOT_FOUND: No traffic-agent serves web in namespace default: it has no ...")));
-  assert.ok(!isNoAgentError(new Error("ALREADY_EXISTS: web port 8080 is already intercepted by laptop")));
-  assert.ok(!isNoAgentError("No traffic-agent serves web"));
+  assert.ok(
+    isNoAgentError(new ControlError("NOT_FOUND: No traffic-agent serves web in namespace default", "NOT_FOUND")),
+  );
+  assert.ok(
+    !isNoAgentError(new ControlError("ALREADY_EXISTS: web port 8080 is already intercepted", "ALREADY_EXISTS")),
+  );
+  // Decided by the code, never by the words: the daemon's own failure, and words alone, are not the manager's.
+  assert.ok(!isNoAgentError(new ControlError("not connected to the traffic-manager (reconnecting?)", undefined)));
+  assert.ok(!isNoAgentError(new Error("NOT_FOUND: No traffic-agent serves web")));
 });
 
 Deno.test("workloadName() drops the kind of deployment/NAME", () => {

@@ -1,6 +1,6 @@
 import { Command } from "@commander-js/extra-typings";
 import { controlRequest, NotRunningError } from "./daemon/control.ts";
-import { cleanupStale } from "./daemon/daemon.ts";
+import { cleanupStale } from "./daemon/stale.ts";
 import { checkStateDir } from "./daemon/state_dir.ts";
 import { ensureStateDir, pidAlive, readState, type StatePaths, statePaths } from "./daemon/state.ts";
 

@@ -33,8 +33,7 @@ export function classifyDialError(e: unknown): DialResult {
     case "ETIMEDOUT":
       return { code: DialCode.timeout, message };
   }
-  if (/unreachable/i.test(message)) return { code: DialCode.unreachable, message };
-  if (/refused/i.test(message)) return { code: DialCode.refused, message };
+  // node:net names every failure by its errno; one it does not (or another errno) counts as unreachable.
   return { code: DialCode.unreachable, message };
 }
 

@@ -34,7 +34,12 @@ export type DropReason =
 
 const FIN = encodeTunnelFrame({ kind: "fin" });
 const KEEPALIVE = encodeTunnelFrame({ kind: "keepalive" });
-const REFUSED = encodeTunnelFrame({ kind: "reset", reason: "refused: the destination port is closed" });
+/** The destination's port is closed: the code tells the client; the words (unchanged) tell people, and old clients. */
+const REFUSED = encodeTunnelFrame({
+  kind: "reset",
+  reason: "refused: the destination port is closed",
+  code: DialCode.refused,
+});
 
 /**
  * The process's UDP poller, opened with the first flow: one poll() for every flow's socket. Module-level (against
@@ -86,7 +91,7 @@ export async function runUdpTunnel(ctx: TunnelContext): Promise<TunnelOutcome> {
   touch();
 
   // The destination's ICMP port unreachable surfaces as ECONNREFUSED on the next receive or send: the client is told
-  // with a reset whose reason says "refused", and answers its app with an ICMP port unreachable.
+  // with a reset whose code is REFUSED, and answers its app with an ICMP port unreachable.
   const refused = () => {
     out.writeMessage(REFUSED);
     finish({ code: Status.OK, message: "destination port unreachable" });

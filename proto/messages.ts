@@ -201,7 +201,8 @@ export type TunnelFrame =
   | { kind: "open"; open: TunnelOpen }
   | { kind: "dial"; dial: DialResult }
   | { kind: "fin" }
-  | { kind: "reset"; reason: string }
+  /** `code`: why, for programs (manager.proto TunnelReset); absent for a plain reset (DIAL_CODE_UNSPECIFIED). */
+  | { kind: "reset"; reason: string; code?: DialCode }
   | { kind: "keepalive" }
   | { kind: "resumed"; received: number };
 
@@ -384,7 +385,7 @@ export function encodeTunnelFrame(frame: TunnelFrame): Uint8Array {
       obj = { fin: {} };
       break;
     case "reset":
-      obj = { reset: { reason: frame.reason } };
+      obj = { reset: { reason: frame.reason, ...(frame.code ? { code: frame.code } : {}) } };
       break;
     case "keepalive":
       obj = { keepalive: {} };
@@ -444,8 +445,10 @@ export function decodeTunnelFrame(msg: Uint8Array): TunnelFrame {
     }
     case "fin":
       return { kind: "fin" };
-    case "reset":
-      return { kind: "reset", reason: (m.reset as { reason?: string }).reason ?? "" };
+    case "reset": {
+      const r = m.reset as { reason?: string; code?: number };
+      return { kind: "reset", reason: r.reason ?? "", ...(r.code ? { code: r.code as DialCode } : {}) };
+    }
     case "keepalive":
       return { kind: "keepalive" };
     case "resumed":

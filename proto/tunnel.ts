@@ -21,6 +21,7 @@ import { GrpcError, Status } from "./grpc_web.ts";
 import { Call, type Channel } from "./channel.ts";
 import {
   decodeTunnelFrame,
+  DialCode,
   type DialResult,
   encodeDataFrame,
   encodeDataFrameHeader,
@@ -63,9 +64,15 @@ export interface TunnelMethod {
   resumable?: boolean;
 }
 
-/** The manager (or the destination behind it) reset the stream. Thrown by `read()`. */
+/**
+ * The manager (or the destination behind it) reset the stream. Thrown by `read()`. `code` says why, for programs
+ * (manager.proto TunnelReset): REFUSED when the destination refused after the dial; UNSPECIFIED for a plain reset.
+ */
 export class TunnelResetError extends Error {
   override name = "TunnelResetError";
+  constructor(reason: string, readonly code: DialCode = DialCode.unspecified) {
+    super(reason);
+  }
 }
 
 export interface TunnelStats {
@@ -548,7 +555,7 @@ export class Tunnel {
         this.#writeClosed = true;
         this.#readQueue = [];
         this.#readQueued = 0;
-        this.#failRead(new TunnelResetError(frame.reason || "reset by the manager"));
+        this.#failRead(new TunnelResetError(frame.reason || "reset by the manager", frame.code));
         this.#end ??= { how: "reset", reason: frame.reason };
         break;
       case "keepalive":

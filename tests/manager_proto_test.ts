@@ -35,6 +35,7 @@ Deno.test("control frames round-trip; bytes that are no TunnelFrame throw Syntax
       { kind: "fin" },
       { kind: "keepalive" },
       { kind: "reset", reason: "why" },
+      { kind: "reset", reason: "refused", code: 2 },
       { kind: "dial", dial: { code: 4, message: "slow" } },
       { kind: "dial", dial: { code: 1, message: "", streamId: "s-1" } },
       { kind: "resumed", received: 131072 },

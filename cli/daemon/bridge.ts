@@ -206,8 +206,9 @@ export async function bridgeUdp(
       if (!closed) flow.close();
     } catch (e) {
       if (closed) return;
-      // The manager resets a UDP stream whose destination port answered ICMP unreachable: the app hears it.
-      if (e instanceof TunnelResetError && /refused/i.test(e.message)) return flow.refuse("refused");
+      // A reset with a code is the destination's answer (the manager's REFUSED: its port answered ICMP port
+      // unreachable): the app hears it as it would hear a refused dial.
+      if (e instanceof TunnelResetError && e.code !== DialCode.unspecified) return flow.refuse(refuseReason(e.code));
       // Anything else is the link (a broken connection, a session that ended): the flow waits for the next datagram.
       if (t === tunnel) t = undefined;
     }

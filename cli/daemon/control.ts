@@ -13,6 +13,7 @@
 import { stateAccessError } from "./state.ts";
 import type { LogLevel } from "./log_file.ts";
 import { errorMessage } from "../../base/error_message.ts";
+import { GrpcError, statusName } from "../../proto/grpc_web.ts";
 
 export type ControlRequest =
   /** `compare`: a second `tp connect`'s settings; the answer's `differs` lists what differs (tokens compared here). */
@@ -31,7 +32,11 @@ export type ControlRequest =
 
 const OPS = new Set(["status", "quit", "intercept", "leave", "list", "loglevel"]);
 
-export type ControlResponse = { ok: true; result: unknown } | { ok: false; error: string };
+/**
+ * `code`: when the failure is the traffic-manager's answer, its gRPC status name ("NOT_FOUND"), for callers to decide
+ * by (never by `error`'s words). Absent in answers of a daemon that predates it, and for the daemon's own failures.
+ */
+export type ControlResponse = { ok: true; result: unknown } | { ok: false; error: string; code?: string };
 
 export type ControlHandler = (req: ControlRequest) => Promise<unknown>;
 
@@ -104,7 +109,7 @@ async function serveOne(conn: Deno.Conn, handler: ControlHandler): Promise<void>
     }
     res = { ok: true, result: await handler(req as ControlRequest) };
   } catch (e) {
-    res = { ok: false, error: errorMessage(e) };
+    res = { ok: false, error: errorMessage(e), ...(e instanceof GrpcError ? { code: statusName(e.code) } : {}) };
   }
   try {
     await writeAll(conn, new TextEncoder().encode(JSON.stringify(res) + "\n"));
@@ -158,7 +163,18 @@ export class NotRunningError extends Error {
   }
 }
 
-/** Sends one request to the daemon and returns its result; throws NotRunningError when none answers. */
+/** The daemon answered a request with a failure. `code`: the manager's gRPC status name, when it was the manager's. */
+export class ControlError extends Error {
+  constructor(message: string, readonly code: string | undefined) {
+    super(message);
+    this.name = "ControlError";
+  }
+}
+
+/**
+ * Sends one request to the daemon and returns its result; throws NotRunningError when none answers, ControlError
+ * when it answers with a failure.
+ */
 export async function controlRequest(path: string, req: ControlRequest, timeoutMs = 10_000): Promise<unknown> {
   let conn: Deno.Conn;
   try {
@@ -176,7 +192,7 @@ export async function controlRequest(path: string, req: ControlRequest, timeoutM
     const line = await readLine(conn, timeoutMs);
     if (!line) throw new Error("the tp daemon closed the control connection without an answer");
     const res = JSON.parse(line) as ControlResponse;
-    if (!res.ok) throw new Error(res.error);
+    if (!res.ok) throw new ControlError(res.error, res.code);
     return res.result;
   } finally {
     try {

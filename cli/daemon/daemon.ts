@@ -2,41 +2,32 @@
  * The daemon: joins the device (ffi/), the router (net/router) and the tunnel (proto/) into this machine's
  * connection to the cluster, and serves `tp status` and `tp quit` on its control socket until it is told to stop.
  *
- * Order on the way up (each stage reported as progress): traffic-manager, session, route plan and conflict check,
- * device, routes, router, control socket. On the way down the reverse; closing the device removes its routes.
+ * `runDaemon` is the wiring and nothing else: stages (stages.ts), each reported as progress, come up in this order
+ * and go down in reverse, on quit or when one fails: the link to the traffic-manager (link.ts) and its session, the
+ * intercepts (intercepts.ts), the route plan and its conflict check (routes.ts), netlink, the device and its routes
+ * (device.ts: closing the device removes its routes), the router (stack.ts), DNS (dns.ts), the control socket
+ * (control.ts, answered by control_handler.ts), the state file (state.ts), and the routes following the cluster.
  */
-import { createTun, type TunDevice, tunDeviceProblem } from "../../ffi/mod.ts";
+import { tunDeviceProblem } from "../../ffi/mod.ts";
 import { Netlink } from "../../ffi/netlink.ts";
-import { type Cidr, formatAddress, formatCidr } from "../../net/cidr.ts";
-import { Router } from "../../net/router/router.ts";
-import type { TcpSocket, UdpFlow } from "../../net/router/owner.ts";
-import { VERSION } from "../../base/version.ts";
+import { errorMessage } from "../../base/error_message.ts";
+import type { ClusterInfo } from "../../proto/mod.ts";
 import { selfArgv } from "../process.ts";
 import { ExitCode } from "../exit_code.ts";
-import { bridgeTcp, bridgeUdp, newBridgeStats } from "./bridge.ts";
-import { IcmpEchoHook } from "./icmp_echo.ts";
-import { DaemonDns, repairDns } from "./dns.ts";
-import { serveControl } from "./control.ts";
+import { DaemonDns, type DaemonDnsOptions } from "./dns.ts";
+import { type ControlHandler, type ControlOwner, serveControl } from "./control.ts";
+import { controlHandler } from "./control_handler.ts";
 import type { Progress } from "./progress.ts";
-import { isLogLevel, type LevelLog, type Log } from "./log_file.ts";
-import type { Flow } from "../../net/router/owner.ts";
-import { conflictMessage, diffRoutes, findConflicts, planRoutes } from "./routes.ts";
-import { type ConnectSettings, parseWarnPrefix, settingsDiff } from "./settings.ts";
-import { checkClusterSubnets, refusedMessage } from "./cluster_subnets.ts";
-import { ManagerLink } from "./link.ts";
+import type { LevelLog, Log } from "./log_file.ts";
+import { conflictMessage, findConflicts, projectRoutes, type RoutePolicy, type RouteProjection } from "./routes.ts";
+import { type ConnectSettings, parseWarnPrefix } from "./settings.ts";
+import { type LinkEvents, ManagerLink } from "./link.ts";
 import { DaemonIntercepts } from "./intercepts.ts";
-import type { ClusterInfo } from "../../proto/mod.ts";
-import {
-  type DaemonState,
-  ensureStateDir,
-  pidAlive,
-  readState,
-  removeState,
-  StateAccessError,
-  stateAccessError,
-  type StatePaths,
-  writeState,
-} from "./state.ts";
+import { DeviceRoutes, existingRoutes, openDevice } from "./device.ts";
+import { startStack } from "./stack.ts";
+import { daemonStatus } from "./status.ts";
+import { Stages, type Teardown, type Up } from "./stages.ts";
+import { type DaemonState, ensureStateDir, removeState, type StatePaths, writeState } from "./state.ts";
 
 export interface DaemonEnv {
   paths: StatePaths;
@@ -56,66 +47,43 @@ export class DaemonError extends Error {
   }
 }
 
-/**
- * The device's MTU: the largest the kernel allows. Packets between the apps and tp never cross a wire, so the kernel
- * hands tp whole 64 KiB TCP segments (MSS 65495) and takes them back, a fraction of the per-packet work of 1500
- * (scripts/bench_stack.ts: upload 544 -> 988 MB/s, download 287 -> 1227 MB/s).
- */
-const DEVICE_MTU = 65535;
-
 /** Runs the daemon until `env.signal` aborts, a `tp quit` arrives, or the session is lost. Returns tp's exit code. */
 export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Promise<number> {
   const t0 = performance.now();
   const { progress, paths } = env;
   const logger = env.log;
   const log: Log = logger?.write ?? (() => {});
-  const cleanup: (() => Promise<void> | void)[] = [];
   const stop = new AbortController();
-  const onAbort = () => stop.abort();
-  // A bug in a callback must not end the daemon silently: log it and carry on.
-  const onUnhandled = (e: PromiseRejectionEvent | ErrorEvent) => {
-    e.preventDefault();
-    const err = "reason" in e ? e.reason : e.error;
-    log(`internal error: ${(err as Error)?.stack ?? String(err)}`, "error");
-  };
-  globalThis.addEventListener("unhandledrejection", onUnhandled);
-  globalThis.addEventListener("error", onUnhandled);
-  env.signal.addEventListener("abort", onAbort, { once: true });
+  const stages = new Stages();
+  let lost: Error | undefined;
   let exitCode: number = ExitCode.ok;
   try {
-    if (Deno.uid() !== 0) {
-      throw new DaemonError("tp needs root or CAP_NET_ADMIN to create its network interface: run it with sudo");
-    }
-    // Before any network work: a machine without the TUN device fails at once, saying how to get it.
-    const noTun = tunDeviceProblem();
-    if (noTun) throw new DaemonError(noTun);
-    const hooks: { clusterInfo?: (info: ClusterInfo) => void } = {};
+    stages.defer("error listeners", logUncaught(log));
+    stages.defer("abort listener", forwardAbort(env.signal, stop));
+    checkCanRun();
+
     // The user who ran tp (sudo's SUDO_UID): the mounts of intercepted pods' volumes are theirs, never whoever
     // asks, and only they and root may use the control socket.
     const user = invokingUser();
     const intercepts = new DaemonIntercepts(log, { stateDir: paths.dir, user });
-    let link: ManagerLink;
-    let lost: Error | undefined;
-    try {
-      link = await ManagerLink.open(settings, {
+    let followCluster: ((info: ClusterInfo) => void) | undefined;
+    const link = await stages.up("link", () =>
+      openLink(settings, {
         stage: (stage, message) => progress.stage(stage, message),
         log,
+        clusterInfo: (i) => followCluster?.(i),
+        reconnected: (s) => intercepts.attach(s),
         gaveUp: (e) => {
           lost = e;
           log(e.message);
           stop.abort();
         },
-        clusterInfo: (i) => hooks.clusterInfo?.(i),
-        reconnected: (s) => intercepts.attach(s),
-      });
-    } catch (e) {
-      throw new DaemonError((e as Error).message);
-    }
-    cleanup.push(() => link.close());
-    intercepts.attach(link.session);
-    // Before the link closes (cleanup runs in reverse): the agents go back to their apps at once.
-    cleanup.push(() => intercepts.close());
-    const session = () => link.session;
+      }));
+    // Before the link closes (teardown runs in reverse): the agents go back to their apps at once.
+    await stages.up("intercepts", () => {
+      intercepts.attach(link.session);
+      return { value: intercepts, down: () => intercepts.close() };
+    });
     const info = link.session.clusterInfo;
     progress.stage(
       "session",
@@ -125,242 +93,205 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
 
     // The cluster's word is checked: no default route, nothing holding the manager's or API server's address, no
     // public range unless --also-proxy names it (cli/daemon/cluster_subnets.ts).
-    const ownAddresses = await link.ownAddresses();
-    const checked = (i: ClusterInfo) => {
-      const pods = checkClusterSubnets(i.podSubnets, subnetCheck),
-        services = checkClusterSubnets(i.serviceSubnets, subnetCheck);
-      for (const w of [...pods.warnings, ...services.warnings]) log(w, "warn");
-      const refused = refusedMessage([...pods.refused, ...services.refused]);
-      if (refused) log(refused, "warn");
-      return {
-        podSubnets: pods.accepted,
-        serviceSubnets: services.accepted,
-        refused,
-        warnings: [...pods.warnings, ...services.warnings],
-      };
-    };
-    const subnetCheck = {
-      protect: ownAddresses,
+    const policy: RoutePolicy = {
+      protect: await link.ownAddresses(),
       alsoProxy: settings.alsoProxy,
+      neverProxy: settings.neverProxy,
       warnPrefix: parseWarnPrefix(settings.warnPrefix),
     };
-    const first = checked(info);
+    const plan = routePlanner(policy, log);
+    const first = plan(info);
     if (first.refused) progress.stage("subnets", first.refused);
     for (const w of first.warnings) progress.stage("subnets", `warning: ${w}`);
-    let routes = planRoutes({ ...first, alsoProxy: settings.alsoProxy, neverProxy: settings.neverProxy });
-    if (routes.length === 0) {
+    if (first.routes.length === 0) {
       throw new DaemonError("there is nothing to route: the cluster reported no subnets and --also-proxy adds none");
     }
-    const nl = Netlink.open();
-    cleanup.push(() => nl.close());
-    const existing = nl.routes().map((r) => ({ dst: r.dst, dev: r.dev, table: r.table, type: r.type }));
-    const conflicts = findConflicts(routes, existing, { allow: settings.allowConflictingSubnets });
+    const allowConflicting = settings.allowConflictingSubnets;
+    const nl = await stages.up("netlink", () => {
+      const nl = Netlink.open();
+      return { value: nl, down: () => nl.close() };
+    });
+    const conflicts = findConflicts(first.routes, existingRoutes(nl), { allow: allowConflicting });
     if (conflicts.length) throw new DaemonError(conflictMessage(conflicts));
 
-    let tun: TunDevice;
-    try {
-      tun = createTun({ mtu: DEVICE_MTU });
-    } catch (e) {
-      throw new DaemonError((e as Error).message);
-    }
-    cleanup.push(() => tun.close());
-    nl.disableIpv6AddrGen(tun.name); // no link-local address: no router solicitations or MLD reports on tp's device
-    nl.setLinkUp(tun.name);
-    const addresses = deviceAddresses(routes);
-    for (const a of addresses) nl.addAddress(tun.name, a, { noPrefixRoute: true });
+    const { tun, addresses } = await stages.up("device", () => openDevice(nl, first.routes));
     progress.stage("device", `created the network interface ${tun.name} (${addresses.join(", ")})`);
-    for (const r of routes) nl.addRoute({ dst: formatCidr(r), dev: tun.name });
-    progress.stage("routes", `routing ${routes.map(formatCidr).join(", ")} to ${tun.name}`);
+    // No teardown of their own: they go with the device.
+    const routes = new DeviceRoutes(nl, tun.name, first.routes, { allowConflicting, log });
+    progress.stage("routes", `routing ${routes.list.join(", ")} to ${tun.name}`);
 
-    const bridge = newBridgeStats();
-    let dns: DaemonDns | undefined;
-    // ping: echo requests go to the manager, which sends them in the cluster; replies are injected here.
-    const echo = new IcmpEchoHook(
-      (dst, data, timeoutMs) => session().ping(dst, data, timeoutMs),
-      (packet) => router.inject(packet),
-      (line) => log(line, "warn"),
-    );
-    const router = new Router(tun, {
-      openTcp: (s: TcpSocket) => {
-        if (logger?.enabled("debug")) log(`tcp ${flowText(s.flow)}`, "debug");
-        return dns?.handles(s.flow) ? dns.serveTcp(s) : void bridgeTcp(session(), s, bridge);
-      },
-      openUdp: (f: UdpFlow) => {
-        if (logger?.enabled("debug")) log(`udp ${flowText(f.flow)}`, "debug");
-        return dns?.handles(f.flow) ? dns.serveUdp(f) : void bridgeUdp(session, f, bridge);
-      },
-    }, {
-      // The packets come from this machine's kernel, never from a wire: verifying their checksums finds nothing.
-      verifyChecksums: false,
-      hooks: [echo],
-      onError: (e) => log(`router: ${(e as Error)?.stack ?? String(e)}`, "error"),
-    });
-    const routing = router.run().catch((e) => {
-      log(`router stopped: ${(e as Error)?.stack ?? String(e)}`, "error");
-      stop.abort();
-    });
-    cleanup.push(async () => {
-      router.stop(); // resets every connection towards its app
-      tun.close(); // ends the router's pending read; the kernel removes the device and its routes
-      await routing.catch(() => {});
-    });
+    let dnsUp: DaemonDns | undefined;
+    const stack = await stages.up("router", () =>
+      startStack(tun, {
+        session: () => link.session,
+        dns: () => dnsUp,
+        log,
+        debug: () => logger?.enabled("debug") ?? false,
+        failed: () => stop.abort(),
+      }));
 
-    progress.stage("dns", `pointing this machine's DNS at tp for ${info.clusterDomain || "cluster.local"} names`);
-    try {
-      dns = await DaemonDns.start({
+    const dns = dnsUp = await stages.up("dns", () =>
+      startDns({
         stateDir: paths.dir,
         namespace: settings.namespace,
         clusterInfo: info,
-        routes,
+        routes: first.routes,
         device: tun.name,
-        cluster: (q, signal) => session().dns(q, signal),
+        cluster: (q, signal) => link.session.dns(q, signal),
         log,
-        selfArgv: selfArgv(),
-      });
-    } catch (e) {
-      throw new DaemonError(`cannot set up DNS: ${(e as Error).message}`);
-    }
-    const started = dns;
-    cleanup.push(async () => log(await started.stop()));
-    progress.stage(
-      "dns",
-      `DNS: cluster names answered at ${dns.address} (${dns.mode}); other names still go to ` +
-        `${dns.upstreams.join(", ") || "(no nameserver)"}`,
-    );
+      }, progress));
 
     const state: DaemonState = {
       pid: Deno.pid,
       startedAt: new Date().toISOString(),
-      settings: { ...settings, token: settings.token ? "(set)" : "" },
+      settings: { ...settings, token: settings.token ? "(set)" : "" }, // the token never leaves the daemon
       device: tun.name,
-      routes: routes.map(formatCidr),
+      routes: routes.list,
     };
-    const status = () => ({
-      pid: Deno.pid,
-      version: VERSION,
-      startedAt: state.startedAt,
-      manager: link.status(),
-      namespace: settings.namespace,
-      device: { name: tun.name, mtu: tun.mtu, ...tun.stats },
-      subnets: {
-        pod: link.session.clusterInfo.podSubnets,
-        service: link.session.clusterInfo.serviceSubnets,
-        routed: state.routes,
-      },
-      dns: { clusterDomain: info.clusterDomain, clusterServer: info.dnsServer, ...started.status() },
-      connections: bridge,
-      ping: echo.stats,
-      intercepts: { active: intercepts.status(), mounts: intercepts.mounts(), ...intercepts.stats },
-      router: router.stats(),
-      settings: state.settings, // the token never leaves the daemon
-      log: { path: paths.log, level: logger?.level ?? "info" },
+    const status = () =>
+      daemonStatus({
+        startedAt: state.startedAt,
+        namespace: settings.namespace,
+        link,
+        device: tun,
+        routed: () => routes.list,
+        clusterDns: info,
+        dns,
+        stack,
+        intercepts,
+        settings: state.settings,
+        log: () => ({ path: paths.log, level: logger?.level ?? "info" }),
+      });
+    const answer = controlHandler({
+      quit: () => stop.abort(),
+      status,
+      dns,
+      intercepts,
+      settings,
+      log: { logger, path: paths.log },
     });
-    const repaired = await ensureStateDir(paths);
-    if (repaired) log(repaired);
-    const control = await serveControl(paths.socket, async (req) => {
-      switch (req.op) {
-        case "quit":
-          queueMicrotask(() => stop.abort());
-          return { quitting: true };
-        case "intercept":
-          return await intercepts.create(
-            String(req.workload),
-            Number(req.appPort) || 0,
-            Number(req.localPort),
-            req.mount ? { dir: String(req.mount.dir), required: req.mount.required === true } : undefined,
-          );
-        case "leave":
-          return { removed: await intercepts.leave(String(req.workload ?? "")) };
-        case "list":
-          return await intercepts.list(String(req.namespace ?? ""));
-        case "status": {
-          // What the system's resolver says now, not what tp last wrote.
-          const s = status();
-          const now = { ...s, dns: { ...s.dns, system: await started.systemResolver() } };
-          return req.compare
-            ? { ...now, differs: settingsDiff(settings, req.compare as unknown as ConnectSettings) }
-            : now;
-        }
-        case "loglevel":
-          if (!isLogLevel(String(req.level))) throw new TypeError(`unknown log level "${req.level}"`);
-          if (logger) logger.level = req.level;
-          return { level: logger?.level ?? req.level, log: paths.log };
-      }
-    }, { signal: stop.signal, owner: user });
-    cleanup.push(() => control.finished);
-    await writeState(paths, state);
-    cleanup.push(() => removeState(paths));
+    await stages.up("control socket", () => openControl(paths, answer, { signal: stop.signal, owner: user, log }));
+    await stages.up("state file", async () => {
+      await writeState(paths, state);
+      return { value: state, down: () => removeState(paths) };
+    });
     // The cluster's subnets can change (a node joins with a new pod CIDR): route what is new, drop what is gone.
-    hooks.clusterInfo = (next) => {
-      const want = planRoutes({ ...checked(next), alsoProxy: settings.alsoProxy, neverProxy: settings.neverProxy });
-      const { add, remove } = diffRoutes(routes, want);
-      if (!add.length && !remove.length) return;
-      const taken = findConflicts(
-        add,
-        nl.routes().map((r) => ({ dst: r.dst, dev: r.dev, table: r.table, type: r.type })),
-        {
-          ownDevice: tun.name,
-          allow: settings.allowConflictingSubnets,
-        },
-      );
-      for (const c of add) {
-        const name = formatCidr(c);
-        if (taken.some((t) => t.ours === name)) {
-          log(`not routing the cluster's new subnet ${name}: ${conflictMessage(taken.filter((t) => t.ours === name))}`);
-          continue;
-        }
-        try {
-          nl.addRoute({ dst: name, dev: tun.name });
-          log(`routing the cluster's new subnet ${name} to ${tun.name}`);
-        } catch (e) {
-          log(`cannot route ${name}: ${(e as Error).message}`, "warn");
-        }
-      }
-      for (const c of remove) {
-        try {
-          nl.deleteRoute({ dst: formatCidr(c), dev: tun.name });
-          log(`no longer routing ${formatCidr(c)}: the cluster dropped it`);
-        } catch (e) {
-          log(`cannot remove the route ${formatCidr(c)}: ${(e as Error).message}`, "warn");
-        }
-      }
-      routes = want;
-      state.routes = want.map(formatCidr);
+    followCluster = (next) => {
+      if (!routes.update(plan(next).routes)) return;
+      state.routes = routes.list;
       void writeState(paths, state).catch(() => {});
     };
+    stages.defer("routes following the cluster", () => void (followCluster = undefined));
 
     progress.ready(status(), performance.now() - t0);
-    log(`connected: ${tun.name}, routes ${state.routes!.join(" ")}`);
+    log(`connected: ${tun.name}, routes ${routes.list.join(" ")}`);
     if (env.whenReady) {
-      env.whenReady().catch((e) => log(`command failed: ${(e as Error).message}`));
+      env.whenReady().catch((e) => log(`command failed: ${errorMessage(e)}`));
     }
-    await new Promise<void>((resolve) => {
-      if (stop.signal.aborted) resolve();
-      stop.signal.addEventListener("abort", () => resolve(), { once: true });
-    });
+    await aborted(stop.signal);
     if (lost) {
-      log(`disconnected: the session with the traffic-manager was lost (${(lost as Error).message})`);
+      log(`disconnected: the session with the traffic-manager was lost (${lost.message})`);
       exitCode = ExitCode.failure;
     }
   } catch (e) {
-    const err = e instanceof DaemonError ? e : new DaemonError((e as Error).message ?? String(e));
+    const err = e instanceof DaemonError ? e : new DaemonError(errorMessage(e));
     progress.error(err.message, err.exitCode);
     log(`error: ${err.message}`, "error");
     exitCode = err.exitCode;
   } finally {
-    env.signal.removeEventListener("abort", onAbort);
-    globalThis.removeEventListener("unhandledrejection", onUnhandled);
-    globalThis.removeEventListener("error", onUnhandled);
     stop.abort();
-    for (const f of cleanup.reverse()) {
-      try {
-        await f();
-      } catch (e) {
-        log(`cleanup: ${(e as Error).message}`, "warn");
-      }
-    }
+    await stages.down((stage, e) => log(`cleanup (${stage}): ${errorMessage(e)}`, "warn"));
   }
   return exitCode;
+}
+
+/** Before any network work: without root, or on a machine without the TUN device, tp fails at once, saying how. */
+function checkCanRun(): void {
+  if (Deno.uid() !== 0) {
+    throw new DaemonError("tp needs root or CAP_NET_ADMIN to create its network interface: run it with sudo");
+  }
+  const noTun = tunDeviceProblem();
+  if (noTun) throw new DaemonError(noTun);
+}
+
+/** Connects to the traffic-manager and starts a session (its progress through `events`). Down: departs and closes. */
+async function openLink(settings: ConnectSettings, events: LinkEvents): Promise<Up<ManagerLink>> {
+  const link = await ManagerLink.open(settings, events);
+  return { value: link, down: () => link.close() };
+}
+
+/** Points this machine's DNS at tp (dns.ts), saying so. Down: puts it back, and logs what it did. */
+async function startDns(o: Omit<DaemonDnsOptions, "selfArgv">, progress: Progress): Promise<Up<DaemonDns>> {
+  progress.stage(
+    "dns",
+    `pointing this machine's DNS at tp for ${o.clusterInfo.clusterDomain || "cluster.local"} names`,
+  );
+  let dns: DaemonDns;
+  try {
+    dns = await DaemonDns.start({ ...o, selfArgv: selfArgv() });
+  } catch (e) {
+    throw new DaemonError(`cannot set up DNS: ${errorMessage(e)}`);
+  }
+  progress.stage(
+    "dns",
+    `DNS: cluster names answered at ${dns.address} (${dns.mode}); other names still go to ` +
+      `${dns.upstreams.join(", ") || "(no nameserver)"}`,
+  );
+  return { value: dns, down: async () => o.log(await dns.stop()) };
+}
+
+/** The routes for the cluster's info (routes.ts), logging what the subnet check refused or warns about. */
+function routePlanner(policy: RoutePolicy, log: Log): (info: ClusterInfo) => RouteProjection {
+  return (info) => {
+    const p = projectRoutes(info, policy);
+    for (const w of p.warnings) log(w, "warn");
+    if (p.refused) log(p.refused, "warn");
+    return p;
+  };
+}
+
+/**
+ * Serves the control socket in the state directory (made safe first: state.ts) until `signal` aborts. Down: waits
+ * for the requests in progress, and the socket file is gone.
+ */
+async function openControl(
+  paths: StatePaths,
+  handler: ControlHandler,
+  o: { signal: AbortSignal; owner: ControlOwner; log: Log },
+): Promise<Up<void>> {
+  const repaired = await ensureStateDir(paths);
+  if (repaired) o.log(repaired);
+  const control = await serveControl(paths.socket, handler, { signal: o.signal, owner: o.owner });
+  return { value: undefined, down: () => control.finished };
+}
+
+/** A bug in a callback must not end the daemon silently: it is logged and the daemon carries on. */
+function logUncaught(log: Log): Teardown {
+  const onUnhandled = (e: PromiseRejectionEvent | ErrorEvent) => {
+    e.preventDefault();
+    const err = "reason" in e ? e.reason : e.error;
+    log(`internal error: ${(err as Error)?.stack ?? String(err)}`, "error");
+  };
+  globalThis.addEventListener("unhandledrejection", onUnhandled);
+  globalThis.addEventListener("error", onUnhandled);
+  return () => {
+    globalThis.removeEventListener("unhandledrejection", onUnhandled);
+    globalThis.removeEventListener("error", onUnhandled);
+  };
+}
+
+/** `from` aborting aborts `to`, until the teardown. */
+function forwardAbort(from: AbortSignal, to: AbortController): Teardown {
+  const onAbort = () => to.abort();
+  from.addEventListener("abort", onAbort, { once: true });
+  return () => from.removeEventListener("abort", onAbort);
+}
+
+function aborted(signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (signal.aborted) resolve();
+    signal.addEventListener("abort", () => resolve(), { once: true });
+  });
 }
 
 /** The user who ran tp: sudo's SUDO_UID and SUDO_GID, else this process's own (root). */
@@ -368,85 +299,4 @@ function invokingUser(): { uid: number; gid: number } {
   const uid = Number(Deno.env.get("SUDO_UID")), gid = Number(Deno.env.get("SUDO_GID"));
   if (Number.isInteger(uid) && uid > 0) return { uid, gid: Number.isInteger(gid) && gid >= 0 ? gid : uid };
   return { uid: Deno.uid() ?? 0, gid: Deno.gid() ?? 0 };
-}
-
-/** "198.18.0.1:40000 -> 198.19.0.10:8080" ([addr]:port for IPv6). */
-function flowText(f: Flow): string {
-  const at = (a: string, p: number) => f.family === 6 ? `[${a}]:${p}` : `${a}:${p}`;
-  return `${at(f.src, f.srcPort)} -> ${at(f.dst, f.dstPort)}`;
-}
-
-/**
- * The device's own addresses, one per family it routes: the network address of the first routed block of that
- * family (as a host address, with no prefix route). The kernel needs one to add routes and to pick a source address
- * for the apps' packets; a subnet's network address is never a pod or a service, so taking it costs nothing.
- */
-export function deviceAddresses(routes: readonly Cidr[]): string[] {
-  const out: string[] = [];
-  for (const family of [4, 6] as const) {
-    const hostBits = family === 4 ? 32 : 128;
-    const block = routes.find((r) => r.family === family && r.prefix <= hostBits - 2);
-    if (block) out.push(`${formatAddress(family, block.base)}/${hostBits}`);
-  }
-  return out;
-}
-
-/**
- * Cleans up after a daemon that ended without `tp quit` (kill -9, a crash): its socket and state file. Its device
- * and routes went with its process (the kernel's doing). Returns what it did, for the user, or null if nothing.
- */
-export async function cleanupStale(paths: StatePaths): Promise<string | null> {
-  if (Deno.uid() !== 0) return staleForNonRoot(paths);
-  const state = await readState(paths);
-  const socketThere = await Deno.stat(paths.socket).then(() => true, () => false);
-  // Mounts of a daemon that died (kill -9): sshfs lost its stream, and the mount answers "Transport endpoint is not
-  // connected" until it is unmounted.
-  const mountNotes = await repairMountsOf(paths.dir);
-  if (!state && !socketThere) {
-    // A daemon that died before writing its state may still have changed DNS.
-    const notes = [await repairDns(paths.dir), ...mountNotes].filter((n) => n);
-    return notes.length ? `cleaned up after a daemon that ended without tp quit: ${notes.join("; ")}` : null;
-  }
-  if (state && pidAlive(state.pid) && state.pid !== Deno.pid) {
-    throw new Error(
-      `a tp daemon (pid ${state.pid}) is running but does not answer on ${paths.socket}; stop it (kill ${state.pid}) and retry`,
-    );
-  }
-  await removeState(paths);
-  const what = [`removed its control socket and state`];
-  const dnsNote = await repairDns(paths.dir);
-  if (dnsNote) what.push(dnsNote);
-  what.push(...mountNotes);
-  if (state?.device) what.push(`its network interface ${state.device} and its routes went with its process`);
-  return `cleaned up after a daemon that ended without tp quit${state ? ` (pid ${state.pid})` : ""}: ${
-    what.join("; ")
-  }`;
-}
-
-/** Unmounts what a dead daemon left mounted; a line for each, for the user. */
-async function repairMountsOf(stateDir: string): Promise<string[]> {
-  const exists = await Deno.stat(`${stateDir}/mounts`).then(() => true, () => false);
-  if (!exists) return [];
-  const { repairMounts } = await import("../mount/mod.ts");
-  return (await repairMounts(stateDir)).map((r) => `unmounted ${r.was} mount ${r.dir}`);
-}
-
-/**
- * Only root can clean up after a daemon (its files belong to root, and DNS repairs write system files): a non-root
- * tp says what is left and how to clean it, and returns null when nothing is.
- */
-async function staleForNonRoot(paths: StatePaths): Promise<null> {
-  const left: string[] = [];
-  try {
-    for await (const e of Deno.readDir(paths.dir)) if (e.name !== "daemon.log") left.push(e.name);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return null;
-    if (e instanceof Deno.errors.PermissionDenied) throw stateAccessError(paths.socket);
-    throw e;
-  }
-  if (!left.length) return null;
-  throw new StateAccessError(
-    `the last tp daemon ended without tp quit and left ${left.sort().join(", ")} in ${paths.dir}, which only root ` +
-      `can clean up: run "sudo tp quit"`,
-  );
 }

@@ -2,6 +2,43 @@
  * Which subnets tp routes to its device, and whether they collide with routes this machine already has.
  */
 import { type Cidr, formatCidr, normalizeCidrs, overlaps, parseCidr, subtractCidrs } from "../../net/cidr.ts";
+import { checkClusterSubnets, refusedMessage, type SubnetCheckOptions } from "./cluster_subnets.ts";
+
+/** What decides the routes besides the cluster's word: the subnet check's options and --never-proxy. */
+export interface RoutePolicy extends SubnetCheckOptions {
+  neverProxy: readonly string[];
+}
+
+/** The routes for what the cluster announced, and what the check had to say about it. */
+export interface RouteProjection {
+  routes: Cidr[];
+  /** The subnets refused, as one message for the user (cluster_subnets.ts), or null. */
+  refused: string | null;
+  warnings: string[];
+}
+
+/**
+ * The cluster's subnets, checked (cluster_subnets.ts: no default route, nothing holding tp's own connection, no public
+ * range unless --also-proxy names it), then planned (`planRoutes`). The daemon's first routes and each refresh after
+ * the cluster's subnets change come from here.
+ */
+export function projectRoutes(
+  cluster: { podSubnets: readonly string[]; serviceSubnets: readonly string[] },
+  policy: RoutePolicy,
+): RouteProjection {
+  const pods = checkClusterSubnets(cluster.podSubnets, policy),
+    services = checkClusterSubnets(cluster.serviceSubnets, policy);
+  return {
+    routes: planRoutes({
+      podSubnets: pods.accepted,
+      serviceSubnets: services.accepted,
+      alsoProxy: policy.alsoProxy,
+      neverProxy: policy.neverProxy,
+    }),
+    refused: refusedMessage([...pods.refused, ...services.refused]),
+    warnings: [...pods.warnings, ...services.warnings],
+  };
+}
 
 export interface RoutePlanInput {
   podSubnets: readonly string[];

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { formatCidr } from "../../net/cidr.ts";
-import { conflictMessage, diffRoutes, findConflicts, planRoutes } from "./routes.ts";
+import { conflictMessage, diffRoutes, findConflicts, planRoutes, projectRoutes } from "./routes.ts";
 
 const lab = {
   podSubnets: ["198.19.128.0/20", "2001:db8:6::/64"],
@@ -61,4 +61,26 @@ Deno.test("diffRoutes() names the blocks to add and to remove", () => {
   assert.deepEqual(d.add.map(formatCidr), ["198.19.144.0/24"]);
   assert.deepEqual(d.remove.map(formatCidr), ["2001:db8:6::/64"]);
   assert.deepEqual(diffRoutes(a, a), { add: [], remove: [] });
+});
+
+Deno.test("projectRoutes() checks the cluster's subnets, then plans the routes from those it accepts", () => {
+  const p = projectRoutes({
+    podSubnets: [...lab.podSubnets, "0.0.0.0/0", "8.8.8.0/24"],
+    serviceSubnets: [...lab.serviceSubnets, "198.19.1.0/24"],
+  }, { protect: ["198.19.1.5"], alsoProxy: ["198.18.4.0/24"], neverProxy: ["198.19.0.128/25"] });
+  assert.deepEqual(p.routes.map(formatCidr), [
+    "198.18.4.0/24",
+    "198.19.0.0/25",
+    "198.19.128.0/20",
+    "2001:db8:5::/112",
+    "2001:db8:6::/64",
+  ]);
+  assert.match(
+    p.refused!,
+    /^not routing what the cluster announced: 0\.0\.0\.0\/0 .*8\.8\.8\.0\/24 .*198\.19\.1\.0\/24/,
+  );
+  assert.deepEqual(p.warnings, []);
+  const quiet = projectRoutes(lab, { protect: [], alsoProxy: [], neverProxy: [] });
+  assert.equal(quiet.refused, null);
+  assert.deepEqual(quiet.routes, planRoutes({ ...lab, alsoProxy: [], neverProxy: [] }));
 });
