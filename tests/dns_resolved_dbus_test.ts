@@ -367,10 +367,10 @@ Deno.test("detectResolved() counts the system bus's socket as a way to configure
     await Deno.mkdir(runDir, { recursive: true });
     const started = await startBus(tmp);
     bus = started.proc;
-    const d = detectResolved({ runDir, path: "/nonexistent", busAddress: started.address });
+    const d = await detectResolved({ runDir, path: "/nonexistent", busAddress: started.address });
     assert.deepEqual([d.running, d.busSocket, d.resolvectl], [true, `${tmp}/bus`, null]);
     assert.match(d.reason, /system bus socket/);
-    const none = detectResolved({ runDir, path: "/nonexistent", busAddress: `unix:path=${tmp}/none` });
+    const none = await detectResolved({ runDir, path: "/nonexistent", busAddress: `unix:path=${tmp}/none` });
     assert.deepEqual([none.running, none.busSocket], [false, null]);
     assert.match(none.reason, /does not, and resolvectl is not on PATH/);
   } finally {

@@ -118,12 +118,31 @@ async function tpLinks(ns: ResolvedNs): Promise<string[]> {
   return (JSON.parse(r.stdout) as { ifname: string }[]).map((l) => l.ifname).filter((n) => /^tp\d+$/.test(n));
 }
 
-/** The whole story for one way of configuring resolved. */
-async function scenario(via: Via): Promise<void> {
+/** Runs `fn` with the lab's manager and the namespace with resolved; then ends tp's daemon, resolved and the rest. */
+async function withResolved(via: Via, fn: (ns: ResolvedNs) => Promise<void>): Promise<void> {
   const manager = await startLabManager();
   let ns: ResolvedNs | null = null;
   try {
     ns = await startResolvedNs();
+    await fn(ns);
+  } finally {
+    if (ns) {
+      const pid = await daemonPid(ns);
+      await ns.tp(["quit"], tpEnv(via));
+      if (pid !== null) {
+        try {
+          Deno.kill(pid, "SIGKILL");
+        } catch { /* gone */ }
+      }
+      await ns.stop();
+    }
+    await manager.stop();
+  }
+}
+
+/** The whole story for one way of configuring resolved. */
+async function scenario(via: Via): Promise<void> {
+  await withResolved(via, async (ns) => {
     const env = tpEnv(via);
     const original = await resolvConf(ns);
     assert.match(original, /^nameserver 127\.0\.0\.53$/m, "resolv.conf is resolved's stub-resolv.conf");
@@ -204,19 +223,7 @@ async function scenario(via: Via): Promise<void> {
     await assertNoClusterNames(ns, "after kill -9");
     const cleanup = await ns.tp(["quit"], env);
     assert.equal(cleanup.code, 0, cleanup.stderr);
-  } finally {
-    if (ns) {
-      const pid = await daemonPid(ns);
-      await ns.tp(["quit"], tpEnv(via));
-      if (pid !== null) {
-        try {
-          Deno.kill(pid, "SIGKILL");
-        } catch { /* gone */ }
-      }
-      await ns.stop();
-    }
-    await manager.stop();
-  }
+  });
 }
 
 Deno.test("the real systemd-resolved over D-Bus: cluster names through the 127.0.0.53 stub, others unchanged, kept across a restart of resolved, nothing left after tp quit or kill -9", async () => {
@@ -225,6 +232,25 @@ Deno.test("the real systemd-resolved over D-Bus: cluster names through the 127.0
 
 Deno.test("the real systemd-resolved through resolvectl when the bus is unreachable for tp: the same", async () => {
   await scenario("resolvectl");
+});
+
+Deno.test("a systemd-resolved that has stopped, its runtime directory left behind, is not used: tp points resolv.conf at itself and puts it back", async () => {
+  await withResolved("dbus", async (ns) => {
+    // As `systemctl stop systemd-resolved` leaves it: /run/systemd/resolve and its sockets stay, nothing listens.
+    await ns.stopResolved();
+    const original = await resolvConf(ns);
+    const c = await ns.tp(["connect", "--manager-url", MANAGER_URL]);
+    assert.equal(c.code, 0, `tp connect failed:\n${c.stderr}`);
+    const dns = await dnsStatus(ns, "dbus");
+    assert.equal(dns.mode, "resolv.conf");
+    assert.equal(dns.system.pointsAtTp, true, dns.system.detail);
+    assert.match(await ns.readFile(`${NS_STATE_DIR}/daemon.log`), /systemd-resolved has stopped/);
+    assert.match(await resolvConf(ns), new RegExp(`^nameserver ${TP_DNS.replaceAll(".", "\\.")}$`, "m"));
+    assert.equal(await getent(ns, "echo"), echo.serviceIp);
+    const q = await ns.tp(["quit"]);
+    assert.equal(q.code, 0, q.stderr);
+    assert.equal(await resolvConf(ns), original, "resolv.conf (the stub file it links to) is back byte for byte");
+  });
 });
 
 Deno.test("configureResolved() sets a link on the real systemd-resolved, and revert() puts it back as it was, over D-Bus and with resolvectl", async () => {
