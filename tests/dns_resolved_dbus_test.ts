@@ -2,6 +2,8 @@
  * systemd-resolved over D-Bus, against real parts: a private dbus-daemon (its own configuration in a temp dir; never
  * the system bus) and python3-dbusmock standing in for org.freedesktop.resolve1, recording every call made to it.
  * The fallback to resolvectl uses the test double of tests/dns_resolved_test.ts. Every process is ended by its pid.
+ * The mock checks what the real resolved cannot show: the exact calls and signatures, and failures injected part-way;
+ * tests/dns_resolved_real_test.ts runs tp against the real daemon.
  */
 import assert from "node:assert/strict";
 import { NameRouter } from "../net/dns/name_routing.ts";

@@ -1,6 +1,7 @@
 /**
- * systemd-resolved mode. resolved does not run here, so these tests check the detection and the exact resolvectl
- * command lines, run against a test double (tests/dns_fake_resolvectl) put on a PATH of the test's own.
+ * systemd-resolved mode, without resolved: the detection, and the exact resolvectl command lines run against a test
+ * double (tests/dns_fake_resolvectl) put on a PATH of the test's own, which can also be told to fail. The real
+ * resolved and resolvectl are tested in tests/dns_resolved_real_test.ts.
  */
 import assert from "node:assert/strict";
 import { NameRouter } from "../net/dns/name_routing.ts";
