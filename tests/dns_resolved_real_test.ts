@@ -289,9 +289,14 @@ Deno.test("configureResolved() sets a link on the real systemd-resolved, and rev
       searchDomains: router.searchDomains(),
       routingDomains: router.routingDomains(),
     };
-    for (const via of ["dbus", "resolvectl"] as const) {
+    const domains = [
+      ...settings.searchDomains,
+      ...settings.routingDomains.filter((d) => !settings.searchDomains.includes(d)).map((d) => `~${d}`),
+    ];
+    // An IPv6 DNS address too: tp's, when the cluster's service subnets are IPv6 only (AF_INET6 in SetLinkDNS).
+    for (const [via, dnsAddress] of [["dbus", TP_DNS], ["resolvectl", TP_DNS], ["dbus", "2001:db8:5::ffff"]] as const) {
       const o: LinkChildOptions = {
-        settings,
+        settings: { ...settings, dnsAddress },
         busAddress: via === "dbus" ? "unix:path=/run/dbus/system_bus_socket" : UNREACHABLE_BUS,
         resolvectl: ns.resolvectl,
       };
@@ -299,13 +304,14 @@ Deno.test("configureResolved() sets a link on the real systemd-resolved, and rev
       assert.equal(r.code, 0, r.stderr);
       const got = JSON.parse(r.stdout) as { via: Via; before: LinkView; applied: LinkView; reverted: LinkView };
       assert.equal(got.via, via);
-      const domains = [
-        ...settings.searchDomains,
-        ...settings.routingDomains.filter((d) => !settings.searchDomains.includes(d)).map((d) => `~${d}`),
-      ];
-      assert.deepEqual(got.applied, { dns: TP_DNS, domain: domains.join(" "), defaultRoute: "no", dnssec: "no" }, via);
-      assert.deepEqual(got.reverted, got.before, `${via}: the link is as it was before`);
-      assert.equal(got.reverted.dns, "", via);
+      const what = `${via}, ${dnsAddress}`;
+      assert.deepEqual(
+        got.applied,
+        { dns: dnsAddress, domain: domains.join(" "), defaultRoute: "no", dnssec: "no" },
+        what,
+      );
+      assert.deepEqual(got.reverted, got.before, `${what}: the link is as it was before`);
+      assert.equal(got.reverted.dns, "", what);
     }
   } finally {
     await ns.run(["ip", "link", "del", link]);
