@@ -72,8 +72,17 @@ export function spawnInCluster(argv: string[]): ClusterProcess {
  * messages; `stop()` ends it by its pid.
  */
 export function spawnInNs(ns: string, argv: string[], env: Record<string, string> = {}): ClusterProcess {
-  const child = new Deno.Command("ip", {
-    args: ["netns", "exec", ns, ...argv],
+  return spawnLogged(["ip", "netns", "exec", ns, ...argv], env);
+}
+
+/**
+ * Starts a long-running process (with extra environment variables), its stderr kept for error messages; `stop()` ends
+ * it by its pid.
+ */
+export function spawnLogged(argv: string[], env: Record<string, string> = {}): ClusterProcess {
+  const [cmd, ...args] = argv;
+  const child = new Deno.Command(cmd!, {
+    args,
     env: { NO_COLOR: "1", ...env },
     stdin: "null",
     stdout: "null",

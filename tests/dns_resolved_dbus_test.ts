@@ -2,6 +2,8 @@
  * systemd-resolved over D-Bus, against real parts: a private dbus-daemon (its own configuration in a temp dir; never
  * the system bus) and python3-dbusmock standing in for org.freedesktop.resolve1, recording every call made to it.
  * The fallback to resolvectl uses the test double of tests/dns_resolved_test.ts. Every process is ended by its pid.
+ * The mock checks what the real resolved cannot show: the exact calls and signatures, and failures injected part-way;
+ * tests/dns_resolved_real_test.ts runs tp against the real daemon.
  */
 import assert from "node:assert/strict";
 import { NameRouter } from "../net/dns/name_routing.ts";
@@ -367,10 +369,10 @@ Deno.test("detectResolved() counts the system bus's socket as a way to configure
     await Deno.mkdir(runDir, { recursive: true });
     const started = await startBus(tmp);
     bus = started.proc;
-    const d = detectResolved({ runDir, path: "/nonexistent", busAddress: started.address });
+    const d = await detectResolved({ runDir, path: "/nonexistent", busAddress: started.address });
     assert.deepEqual([d.running, d.busSocket, d.resolvectl], [true, `${tmp}/bus`, null]);
     assert.match(d.reason, /system bus socket/);
-    const none = detectResolved({ runDir, path: "/nonexistent", busAddress: `unix:path=${tmp}/none` });
+    const none = await detectResolved({ runDir, path: "/nonexistent", busAddress: `unix:path=${tmp}/none` });
     assert.deepEqual([none.running, none.busSocket], [false, null]);
     assert.match(none.reason, /does not, and resolvectl is not on PATH/);
   } finally {

@@ -1,12 +1,14 @@
 /**
- * systemd-resolved mode. resolved does not run here, so these tests check the detection and the exact resolvectl
- * command lines, run against a test double (tests/dns_fake_resolvectl) put on a PATH of the test's own.
+ * systemd-resolved mode, without resolved: the detection, and the exact resolvectl command lines run against a test
+ * double (tests/dns_fake_resolvectl) put on a PATH of the test's own, which can also be told to fail. The real
+ * resolved and resolvectl are tested in tests/dns_resolved_real_test.ts.
  */
 import assert from "node:assert/strict";
 import { NameRouter } from "../net/dns/name_routing.ts";
 import {
   applyResolved,
   detectResolved,
+  RESOLVED_VARLINK,
   resolvedApplyCommands,
   resolvedUpstreams,
   revertResolved,
@@ -42,21 +44,38 @@ const settings = {
 };
 
 Deno.test("detectResolved() needs resolved's runtime directory and the bus or resolvectl, and says which is missing", async () => {
-  await withFakeResolved(({ bin, runDir }) => {
-    const yes = detectResolved({ runDir, path: `/nonexistent:${bin}` });
+  await withFakeResolved(async ({ bin, runDir }) => {
+    const yes = await detectResolved({ runDir, path: `/nonexistent:${bin}` });
     assert.deepEqual([yes.running, yes.resolvectl], [true, `${bin}/resolvectl`]);
-    const noDir = detectResolved({ runDir: `${runDir}/nope`, path: bin });
+    const noDir = await detectResolved({ runDir: `${runDir}/nope`, path: bin });
     assert.equal(noDir.running, false);
     assert.match(noDir.reason, /does not exist/);
-    const noTool = detectResolved({ runDir, path: "/nonexistent", busAddress: "unix:path=/nonexistent/bus" });
+    const noTool = await detectResolved({ runDir, path: "/nonexistent", busAddress: "unix:path=/nonexistent/bus" });
     assert.equal(noTool.running, false);
     assert.match(noTool.reason, /resolvectl is not on PATH/);
   });
 });
 
-Deno.test("detectResolved() finds no systemd-resolved on this machine", () => {
+Deno.test("detectResolved() does not count a resolved that has stopped: the Varlink socket it left refuses connections", async () => {
+  await withFakeResolved(async ({ bin, runDir }) => {
+    const varlink = `${runDir}/${RESOLVED_VARLINK}`;
+    const listener = Deno.listen({ transport: "unix", path: varlink });
+    const live = await detectResolved({ runDir, path: bin });
+    assert.equal(live.running, true, live.reason);
+    // The socket file stays after resolved exits; Deno's listener removes its own, so a second name keeps it.
+    Deno.linkSync(varlink, `${varlink}.kept`);
+    listener.close();
+    Deno.renameSync(`${varlink}.kept`, varlink);
+    assert.ok(Deno.statSync(varlink).isSocket);
+    const stopped = await detectResolved({ runDir, path: bin });
+    assert.equal(stopped.running, false);
+    assert.match(stopped.reason, /nothing listens on .*io\.systemd\.Resolve: systemd-resolved has stopped/);
+  });
+});
+
+Deno.test("detectResolved() finds no systemd-resolved on this machine", async () => {
   // The test environment has no systemd-resolved; if this fails, the machine has one and the lab tests cover it.
-  assert.equal(detectResolved().running, false);
+  assert.equal((await detectResolved()).running, false);
 });
 
 Deno.test("resolvedApplyCommands() sets tp's DNS, search and routing domains, and no default route", () => {
@@ -82,7 +101,7 @@ Deno.test("resolvedApplyCommands() sets tp's DNS, search and routing domains, an
 
 Deno.test("applyResolved() and revertResolved() run those command lines through resolvectl", async () => {
   await withFakeResolved(async ({ bin, runDir, log }) => {
-    const { resolvectl } = detectResolved({ runDir, path: bin });
+    const { resolvectl } = await detectResolved({ runDir, path: bin });
     await applyResolved(settings, resolvectl!);
     await revertResolved("tp0", resolvectl!);
     const calls = (await Deno.readTextFile(log)).trim().split("\n");

@@ -101,7 +101,7 @@ export class DaemonDns {
       subnets: [...info.serviceSubnets, ...info.podSubnets],
     });
     const searchDomains = names.searchDomains();
-    const resolved = detectResolved();
+    const resolved = await detectResolved();
     let upstreams: string[];
     let mode: "resolv.conf" | "systemd-resolved";
     let resolvedLink: ResolvedLink | null = null;
@@ -122,6 +122,7 @@ export class DaemonDns {
       );
     } else {
       mode = "resolv.conf";
+      o.log(`DNS through /etc/resolv.conf, not systemd-resolved: ${resolved.reason}`);
       guard = startGuard(o);
       let r;
       try {

@@ -73,16 +73,46 @@ function isSocket(p: string): boolean {
 }
 
 /**
- * resolved counts as running when its runtime directory exists (it creates it at start, sd-resolved(8)) and there
- * is a way to configure it: the system bus's socket, or `resolvectl`.
+ * resolved's Varlink socket (systemd 246 and later; nss-resolve talks to it). Like the rest of its runtime directory it
+ * stays when resolved stops (the unit has RuntimeDirectoryPreserve=yes), but then nothing accepts connections on it.
  */
-export function detectResolved(options: DetectOptions = {}): ResolvedDetection {
+export const RESOLVED_VARLINK = "io.systemd.Resolve";
+
+/**
+ * Whether something accepts connections on the unix socket `path`: false when the connection is refused (no process
+ * listens) or the socket is gone, null when that cannot be told (no permission, say).
+ */
+async function listening(path: string): Promise<boolean | null> {
+  try {
+    const conn = await Deno.connect({ transport: "unix", path });
+    conn.close();
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.ConnectionRefused || e instanceof Deno.errors.NotFound) return false;
+    return null;
+  }
+}
+
+/**
+ * resolved counts as running when its runtime directory exists (it creates it at start, sd-resolved(8)), its Varlink
+ * socket, where there is one, accepts a connection (a stopped or disabled resolved leaves the directory and the socket
+ * behind until the next boot), and there is a way to configure it: the system bus's socket, or `resolvectl`.
+ */
+export async function detectResolved(options: DetectOptions = {}): Promise<ResolvedDetection> {
   const runDir = options.runDir ?? "/run/systemd/resolve";
   const resolvectl = findOnPath("resolvectl", options.path ?? Deno.env.get("PATH") ?? "");
   const busPath = unixSocketPath(options.busAddress ?? systemBusAddress());
   const busSocket = busPath !== null && isSocket(busPath) ? busPath : null;
   const found = { resolvectl, busSocket };
   if (!isDir(runDir)) return { running: false, ...found, reason: `${runDir} does not exist` };
+  const varlink = `${runDir}/${RESOLVED_VARLINK}`;
+  if (isSocket(varlink) && await listening(varlink) === false) {
+    return {
+      running: false,
+      ...found,
+      reason: `${runDir} exists but nothing listens on ${varlink}: systemd-resolved has stopped`,
+    };
+  }
   if (!busSocket && !resolvectl) {
     const bus = busPath ?? options.busAddress ?? systemBusAddress();
     return {

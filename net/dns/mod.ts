@@ -12,7 +12,7 @@
  *   clusterDomain: "cluster.local", namespace: settings.namespace, namespaces: clusterInfo.namespaces,
  *   subnets: [...clusterInfo.serviceSubnets, ...clusterInfo.podSubnets],
  * });
- * const resolved = detectResolved();
+ * const resolved = await detectResolved();
  * const upstreams = resolved.running
  *   ? await resolvedUpstreams()
  *   : (await applyResolvConf({ stateDir }, { dnsAddress: DNS_IP, searchDomains: router.searchDomains() })).upstreams;
