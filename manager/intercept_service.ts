@@ -153,9 +153,9 @@ export class InterceptService {
 
   removeIntercept(r: RemoveInterceptRequest): RemoveInterceptResponse {
     const s = this.#client(r.sessionId);
-    const ended = this.table.remove(s.id, r.workload);
+    const ended = this.table.remove(s.id, r.workload, r.appPort);
     for (const e of ended) {
-      this.#host.logger.info("intercept ended", { id: e.id, workload: e.workload, reason: "left" });
+      this.#host.logger.info("intercept ended", { id: e.id, workload: e.workload, appPort: e.appPort, reason: "left" });
     }
     this.#tellAgents(new Set(ended.map((e) => `${e.namespace}/${e.workload}`)));
     return { removed: ended.length };

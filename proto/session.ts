@@ -237,11 +237,15 @@ export class ManagerSession {
     });
   }
 
-  /** Ends this session's intercepts of a workload (every one when ""); resolves with how many ended. */
-  async removeIntercept(workload: string): Promise<number> {
+  /**
+   * Ends this session's intercepts of a workload (every one when ""), or only its intercept of `appPort` (0: every
+   * port); resolves with how many ended.
+   */
+  async removeIntercept(workload: string, appPort = 0): Promise<number> {
     const r = await this.client.call("RemoveIntercept", codecs.RemoveInterceptRequest, codecs.RemoveInterceptResponse, {
       sessionId: this.id,
       workload,
+      appPort,
     });
     return r.removed;
   }

@@ -87,6 +87,33 @@ Deno.test("an intercepted connection: announced to its workstation, joined, byte
   }
 });
 
+Deno.test("RemoveIntercept with an app port ends that port's intercept only; the other port stays intercepted", async () => {
+  const m = await startManager();
+  const sessions: ManagerSession[] = [];
+  try {
+    const agent = await connectAgent(m.url, undefined, {
+      ...AGENT,
+      forwards: [{ agentPort: 9080, appPort: 8080 }, { agentPort: 9007, appPort: 7007 }],
+    });
+    const ws = await connect(m.url, undefined, { clientName: "laptop", namespace: "default" });
+    sessions.push(agent, ws);
+    const events = agent.watchAgent();
+    assert.deepEqual(await nextOf(events), { intercepts: { appPorts: [] } });
+    await ws.createIntercept("web", 8080, 18080);
+    await nextOf(events);
+    await ws.createIntercept("web", 7007, 17007);
+    assert.deepEqual(await nextOf(events), { intercepts: { appPorts: [7007, 8080] } });
+    assert.equal(await ws.removeIntercept("web", 7007), 1);
+    assert.deepEqual(await nextOf(events), { intercepts: { appPorts: [8080] } });
+    assert.equal(await ws.removeIntercept("web", 7007), 0);
+    assert.deepEqual((await ws.listAgents()).intercepts.map((i) => i.appPort), [8080]);
+    await events.return(undefined);
+  } finally {
+    for (const s of sessions) await s.depart();
+    await m.close();
+  }
+});
+
 Deno.test("a workstation cannot join a connection announced to another, nor call an agent's methods", async () => {
   const m = await startManager();
   const sessions: ManagerSession[] = [];
