@@ -123,6 +123,11 @@ export class ManagerSession {
     return this.client.channel;
   }
 
+  /** Whether this session's connection is gone (closed, lost or detached): nothing more opens on it. */
+  get closed(): boolean {
+    return this.#closed || this.#lost;
+  }
+
   /** Opens a tunnel and waits for the dial result (`tunnel.dial`). A refused stream rejects with a GrpcError. */
   async openTunnel(request: TunnelRequest, how: TunnelMethod = {}): Promise<Tunnel> {
     const t = new Tunnel(this.channel, this.id, request, how);
