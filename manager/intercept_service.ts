@@ -46,6 +46,12 @@ export const AGENT_DNS_TIMEOUT_MS = 2_000;
 export const MAX_DNS_IN_FLIGHT = 1024;
 /** How long a new stream may take to send its open frame. */
 const OPEN_TIMEOUT_MS = 10_000;
+/**
+ * How long connections announced to a workstation whose watch went away with its connection wait for its next watch
+ * (its link broke and comes back: the manager often hears of the old connection's end, its FIN or RST, a moment
+ * before the new one's watch arrives) before they go to the app in the pod. A workstation that died costs them this.
+ */
+export const WATCH_GONE_GRACE_MS = 3_000;
 
 interface Pending {
   /** The session that must join it. */
@@ -53,6 +59,8 @@ interface Pending {
   /** What announced it on that session's watch: sent again on a newer watch (the session reconnected). */
   announcement: Uint8Array;
   timer: ReturnType<typeof setTimeout>;
+  /** Gives it back unless a new watch of its session comes first (WATCH_GONE_GRACE_MS). */
+  late?: ReturnType<typeof setTimeout>;
   join(ws: StreamEnd, session: Session): void;
   /** The workstation cannot take it after all: the agent's app serves it (no byte was read yet). */
   giveBack(reason: string): void;
@@ -235,7 +243,12 @@ export class InterceptService {
    * One that did reach it and was joined is no longer pending; a second join of the same one is refused (NOT_FOUND).
    */
   #announceAgain(sessionId: string, out: FrameSink): void {
-    for (const p of this.#pending.values()) if (p.sessionId === sessionId) out.writeMessage(p.announcement);
+    for (const p of this.#pending.values()) {
+      if (p.sessionId !== sessionId) continue;
+      clearTimeout(p.late);
+      delete p.late;
+      out.writeMessage(p.announcement);
+    }
   }
 
   #hold(s: Session, out: FrameSink, map: Map<string, FrameSink>): void {
@@ -243,8 +256,14 @@ export class InterceptService {
     const gone = (reason: string) => {
       if (map.get(s.id) !== out) return;
       map.delete(s.id);
-      // A workstation whose watch is gone (its process died) cannot join what was announced to it.
-      for (const p of [...this.#pending.values()]) if (p.sessionId === s.id) p.giveBack(reason);
+      // A workstation whose watch is gone cannot join what was announced to it: its app serves it. While its session
+      // lives (its link may be back in a moment, with a new watch) a little later; an agent's at once.
+      const wait = s.kind === "client" && this.#host.sessions.get(s.id) !== undefined;
+      for (const p of [...this.#pending.values()]) {
+        if (p.sessionId !== s.id) continue;
+        if (!wait) p.giveBack(reason);
+        else p.late ??= setTimeout(() => p.giveBack(reason), WATCH_GONE_GRACE_MS);
+      }
     };
     const handle: SessionStream = {
       abort: (reason) => {
@@ -308,7 +327,10 @@ export class InterceptService {
   close(): void {
     for (const w of this.#dns.values()) w.answer(undefined);
     this.#dns.clear();
-    for (const p of this.#pending.values()) clearTimeout(p.timer);
+    for (const p of this.#pending.values()) {
+      clearTimeout(p.timer);
+      clearTimeout(p.late);
+    }
     this.#pending.clear();
   }
 
@@ -454,6 +476,7 @@ export class InterceptService {
       const other = await new Promise<StreamEnd | undefined>((resolve) => {
         const settle = (w: StreamEnd | undefined) => {
           clearTimeout(timer);
+          clearTimeout(this.#pending.get(connectionId)?.late);
           abort.signal.removeEventListener("abort", onAbort);
           this.#pending.delete(connectionId);
           resolve(w);

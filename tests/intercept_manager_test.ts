@@ -125,7 +125,7 @@ Deno.test("RemoveIntercept with an app port ends that port's intercept only; the
   }
 });
 
-Deno.test("a resumed workstation: its old connection's intercepted streams are reset at the agent, and a connection announced on its old watch is announced again", async () => {
+Deno.test("a resumed workstation: its old connection's intercepted streams are reset at the agent, and a connection announced on its old watch is announced again, even after that watch ended", async () => {
   const m = await startManager();
   const sessions: ManagerSession[] = [];
   const agentTunnel = (port: number) =>
@@ -155,8 +155,12 @@ Deno.test("a resumed workstation: its old connection's intercepted streams are r
     assert.equal(again.resumed, true);
     const end = await within(5_000, first.ended, "the old connection's stream to end at the agent");
     assert.equal(end.how, "reset", "the joined stream of the old connection is reset at the agent");
+    // The old connection's end reaches the manager before the new watch (as a FIN after a cut link may): what was
+    // announced on it waits WATCH_GONE_GRACE_MS for the new watch instead of going to the app at once.
+    await ws.close();
+    await new Promise((r) => setTimeout(r, 500));
     const announcedAgain = again.watchInterceptConnections();
-    const c = await nextOf(announcedAgain);
+    const c = await within(5_000, nextOf(announcedAgain), "announcement again on the new watch");
     assert.equal(c.connectionId, lost.connectionId);
     const joined = again.joinIntercept(c, { code: DialCode.ok, message: "" });
     const second = await waitingAtAgent;
@@ -169,7 +173,6 @@ Deno.test("a resumed workstation: its old connection's intercepted streams are r
     await Promise.all([second.ended, joined.ended]);
     await announced.return(undefined).catch(() => {});
     await announcedAgain.return(undefined);
-    await ws.close();
   } finally {
     for (const s of sessions) await s.depart().catch(() => {});
     await m.close();
