@@ -9,7 +9,8 @@
  *   `tp status` and `tp list` say `reconnecting`, then `mounted`; the same file reads again and a file new in the pod
  *   shows up. An intercepted connection open across the cut is reset on both sides (the cluster's client gets a
  *   reset, not a hang); a connection made during the cut is served after it; new ones are served soon after the link
- *   is back. After `tp quit` nothing is left: no mount, no sshfs, no sftp-server.
+ *   is back. A mount whose stream ends while the link is up (its sftp-server killed) comes back too. After `tp quit`
+ *   nothing is left: no mount, no sshfs, no sftp-server.
  */
 import assert from "node:assert/strict";
 import { inNs, LAB, requireRoot, requireTools, ROOT } from "./lab.ts";
@@ -236,6 +237,21 @@ Deno.test({
         await sitter.output();
       },
     );
+
+    await t.step("a mount whose stream ends while the link is up (its sftp-server killed) comes back too", async () => {
+      const [pid] = sftpServers();
+      assert.ok(pid);
+      Deno.kill(pid, "SIGKILL");
+      await waitFor("the mount to be made again", async () => (await mountState("web"))?.remounts === 2, 30_000);
+      assert.equal((await mountState("web")).state, "mounted");
+      const again = await user(`cat '${webDir}/data/hello.txt'`);
+      assert.equal(again.stdout, "a file of web's volume\n", again.stderr);
+      assert.match(
+        await daemonLog(),
+        /volumes at .*: its stream ended \(stream reset: sftp-server was killed by SIGKILL\); mounting it again/,
+      );
+      assert.equal(sshfsLeft().length, 1);
+    });
 
     await t.step("tp quit leaves no mount, no sshfs and no sftp-server", async () => {
       const q = await tp(["quit"]);

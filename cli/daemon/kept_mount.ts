@@ -146,11 +146,11 @@ export class KeptMount<S extends OpenedStream, M extends LiveMount> {
       if (this.#state === "mounted") this.#setState("reconnecting", why);
       if (this.#busy) return; // a remount is under way already (the link came back before sshfs exited)
       if (this.hooks.linkUp()) {
-        this.hooks.log(`the mount of ${this.workload}'s volumes at ${m.dir} lost ${why}; mounting it again`);
+        this.hooks.log(`the mount of ${this.workload}'s volumes at ${m.dir}: ${why}; mounting it again`);
         this.#remount();
       } else {
         this.hooks.log(
-          `the mount of ${this.workload}'s volumes at ${m.dir} lost ${why}; it comes back with the link to the ` +
+          `the mount of ${this.workload}'s volumes at ${m.dir}: ${why}; it comes back with the link to the ` +
             `traffic-manager`,
         );
       }
