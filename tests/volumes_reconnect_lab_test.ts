@@ -9,8 +9,9 @@
  *   `tp status` and `tp list` say `reconnecting`, then `mounted`; the same file reads again and a file new in the pod
  *   shows up. An intercepted connection open across the cut is reset on both sides (the cluster's client gets a
  *   reset, not a hang); a connection made during the cut is served after it; new ones are served soon after the link
- *   is back. A mount whose stream ends while the link is up (its sftp-server killed) comes back too. After `tp quit`
- *   nothing is left: no mount, no sshfs, no sftp-server.
+ *   is back. A mount whose stream ends while the link is up (its sftp-server killed) comes back too, and so do the
+ *   intercept and the mount after the manager restarts (the daemon retries intercepting until the workload's agent
+ *   registered again). After `tp quit` nothing is left: no mount, no sshfs, no sftp-server.
  */
 import assert from "node:assert/strict";
 import { inNs, LAB, requireRoot, requireTools, ROOT } from "./lab.ts";
@@ -101,17 +102,17 @@ Deno.test({
       ((await status()).intercepts?.mounts ?? []).find((m: { workload: string }) => m.workload === workload);
     const daemonLog = () => Deno.readTextFile(`${STATE_DIR}/daemon.log`).catch(() => "");
     await forceQuit();
+    const startAgent = (pod: LabPod, name: string) =>
+      pod.startAgent({
+        managerUrl: MANAGER_URL,
+        workload: name,
+        forwards: [`${AGENT_HTTP}:${HTTP}`, `${AGENT_TCP}:${TCP}`],
+        extra: ["--volume-root", name === "bare" ? `${base}/no-such-root` : root],
+      });
     for (const [name, p] of Object.entries(PODS)) {
       const pod = await startPod({ name, index: p.index, podIp: p.ip, httpPort: HTTP, tcpPort: TCP });
       pods.push(pod);
-      agents.push(
-        await pod.startAgent({
-          managerUrl: MANAGER_URL,
-          workload: name,
-          forwards: [`${AGENT_HTTP}:${HTTP}`, `${AGENT_TCP}:${TCP}`],
-          extra: ["--volume-root", name === "bare" ? `${base}/no-such-root` : root],
-        }),
-      );
+      agents.push(await startAgent(pod, name));
     }
     local = startLocalApp(LOCAL_HTTP, LOCAL_TCP);
     const c = await sh.tp(["connect", "--manager-url", MANAGER_URL], {
@@ -252,6 +253,33 @@ Deno.test({
       );
       assert.equal(sshfsLeft().length, 1);
     });
+
+    await t.step(
+      "the traffic-manager restarts, and web's agent comes back after tp: tp intercepts again once it is there, and mounts",
+      async () => {
+        await manager!.stop();
+        await waitFor("the mount to say reconnecting", async () => (await mountState("web"))?.state === "reconnecting");
+        await agents[0]!.stop(); // web's: it registers with the new manager only after tp reconnected
+        manager = await startLabManager();
+        await waitFor(
+          "a reconnection to the new manager",
+          async () => (await status()).manager.lastReconnect?.kind === "manager-restarted",
+          30_000,
+        );
+        await waitFor(
+          "tp to retry intercepting web",
+          async () => /cannot intercept web again yet/.test(await daemonLog()),
+        );
+        assert.equal((await mountState("web")).state, "reconnecting");
+        agents[0] = await startAgent(pods[0]!, "web");
+        await waitFor("the mount to be made again", async () => (await mountState("web"))?.remounts === 3, 30_000);
+        assert.equal((await mountState("web")).state, "mounted");
+        const again = await user(`cat '${webDir}/data/hello.txt'`);
+        assert.equal(again.stdout, "a file of web's volume\n", again.stderr);
+        await waitFor("the laptop to answer", async () => await whoAnswers(PODS.web.ip, AGENT_HTTP, 2) === "laptop");
+        assert.equal(sshfsLeft().length, 1);
+      },
+    );
 
     await t.step("tp quit leaves no mount, no sshfs and no sftp-server", async () => {
       const q = await tp(["quit"]);
