@@ -75,6 +75,7 @@ export class DaemonIntercepts {
     let made = 0, why = "";
     for (let attempt = 0;; attempt++) {
       made = 0;
+      let notYet = false; // the manager has no agent for it (yet): worth another try
       for (const w of this.#wanted.get(workload) ?? []) {
         try {
           const info = await session.createIntercept(w.workload, w.appPort, w.localPort);
@@ -84,13 +85,13 @@ export class DaemonIntercepts {
         } catch (e) {
           why = errorMessage(e);
           if (this.#session !== session) return;
-          const notYet = e instanceof GrpcError && (e.code === Status.NOT_FOUND || e.code === Status.UNAVAILABLE);
-          if (!notYet) this.log(`cannot intercept ${w.workload} port ${w.appPort} again after reconnecting: ${why}`);
+          if (e instanceof GrpcError && (e.code === Status.NOT_FOUND || e.code === Status.UNAVAILABLE)) notYet = true;
+          else this.log(`cannot intercept ${w.workload} port ${w.appPort} again after reconnecting: ${why}`);
         }
       }
       const wanted = this.#wanted.get(workload)?.length ?? 0;
       const delay = INTERCEPT_AGAIN_DELAYS_MS[attempt];
-      if (made > 0 || wanted === 0 || delay === undefined) break;
+      if (made > 0 || wanted === 0 || !notYet || delay === undefined) break;
       if (session.closed) return; // the link broke again: the next session tries
       this.log(`cannot intercept ${workload} again yet (${why}); trying again in ${delay} ms`);
       await new Promise((r) => setTimeout(r, delay));
