@@ -11,6 +11,8 @@ import { ExitCode } from "./exit_code.ts";
 import { ExitWith, UsageError } from "./errors.ts";
 import { isNoAgentError, workloadName } from "./intercept_k8s.ts";
 import type { AgentList, InterceptInfo } from "../proto/messages.ts";
+import type { KeptMountStatus } from "./daemon/kept_mount.ts";
+import { mountStateText } from "./daemon/status_text.ts";
 import { errorMessage } from "../base/error_message.ts";
 
 /** "LOCAL" or "LOCAL:APP_PORT". */
@@ -213,15 +215,25 @@ function defaultMountDir(workload: string): string {
 
 export function leaveCommand() {
   return new Command("leave")
-    .description("End this machine's intercept of a workload: its connections go to the app in the cluster again.")
+    .description(
+      "End this machine's intercepts of a workload (with --port, only that port's): its connections go to the app " +
+        "in the cluster again. The volumes stay mounted while another port of the workload is intercepted.",
+    )
     .argument("<workload>", "the intercepted workload")
-    .action(async (workload) => {
-      const r = await ask({ op: "leave", workload }) as { removed: number };
+    .option("-p, --port <app_port>", "only the intercept of this port of the workload (its APP_PORT, as tp list shows)")
+    .action(async (workload, opts) => {
+      const appPort = opts.port === undefined ? 0 : Number(opts.port);
+      if (!Number.isInteger(appPort) || appPort < 0 || appPort > 65535) {
+        throw new UsageError(`--port: "${opts.port}" is not a port (1-65535)`);
+      }
+      const name = workloadName(workload);
+      const r = await ask({ op: "leave", workload: name, ...(appPort ? { appPort } : {}) }) as { removed: number };
+      const what = appPort ? `${name} port ${appPort}` : name;
       if (r.removed === 0) {
-        console.error(`tp: ${workload} is not intercepted from this machine`);
+        console.error(`tp: ${what} is not intercepted from this machine`);
         throw new ExitWith(ExitCode.failure);
       }
-      console.error(`tp: left ${workload}`);
+      console.error(`tp: left ${what}`);
     });
 }
 
@@ -231,18 +243,24 @@ export function listCommand() {
     .option("-n, --namespace <ns>", "another namespace")
     .addOption(outputOption())
     .action(async (opts) => {
-      const r = await ask({ op: "list", namespace: opts.namespace ?? "" }) as AgentList;
+      const r = await ask({ op: "list", namespace: opts.namespace ?? "" }) as AgentList & {
+        mounts?: KeptMountStatus[];
+      };
       const workloads = [...new Set(r.agents.map((a) => `${a.namespace}/${a.workload}`))].sort();
       const rows = workloads.map((w) => {
         const [namespace, workload] = w.split("/") as [string, string];
         const agents = r.agents.filter((a) => a.namespace === namespace && a.workload === workload);
         const intercepts = r.intercepts.filter((i) => i.namespace === namespace && i.workload === workload);
+        // This machine's mount of its volumes (an older daemon says nothing of mounts).
+        const mount = r.mounts?.find((m) => m.namespace === namespace && m.workload === workload);
         return {
           namespace,
           workload,
           pods: agents.map((a) => a.podName),
           ports: [...new Set(agents.flatMap((a) => a.forwards.map((f) => f.appPort)))],
           intercepted: intercepts.map((i) => ({ appPort: i.appPort, by: i.clientName })),
+          ...(mount &&
+            { mount: { dir: mount.dir, state: mount.state, ...(mount.reason && { reason: mount.reason }) } }),
         };
       });
       if (opts.output === "json") return printJson({ workloads: rows });
@@ -251,7 +269,8 @@ export function listCommand() {
         const state = row.intercepted.length
           ? `intercepted: ${row.intercepted.map((i) => `port ${i.appPort} by ${i.by}`).join(", ")}`
           : "ready to intercept";
-        console.log(`${row.workload}\t${row.pods.length} pod(s), ports ${row.ports.join(", ")}\t${state}`);
+        const volumes = row.mount ? `\tvolumes at ${row.mount.dir}: ${mountStateText(row.mount)}` : "";
+        console.log(`${row.workload}\t${row.pods.length} pod(s), ports ${row.ports.join(", ")}\t${state}${volumes}`);
       }
     });
 }

@@ -85,7 +85,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   },
   {
     name: "leave",
-    summary: "end this machine's intercept of a workload",
+    summary: "end this machine's intercepts of a workload (--port: only one port's)",
     module: "intercept_command.ts",
     build: "leaveCommand",
   },

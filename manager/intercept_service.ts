@@ -46,11 +46,21 @@ export const AGENT_DNS_TIMEOUT_MS = 2_000;
 export const MAX_DNS_IN_FLIGHT = 1024;
 /** How long a new stream may take to send its open frame. */
 const OPEN_TIMEOUT_MS = 10_000;
+/**
+ * How long connections announced to a workstation whose watch went away with its connection wait for its next watch
+ * (its link broke and comes back: the manager often hears of the old connection's end, its FIN or RST, a moment
+ * before the new one's watch arrives) before they go to the app in the pod. A workstation that died costs them this.
+ */
+export const WATCH_GONE_GRACE_MS = 3_000;
 
 interface Pending {
   /** The session that must join it. */
   sessionId: string;
+  /** What announced it on that session's watch: sent again on a newer watch (the session reconnected). */
+  announcement: Uint8Array;
   timer: ReturnType<typeof setTimeout>;
+  /** Gives it back unless a new watch of its session comes first (WATCH_GONE_GRACE_MS). */
+  late?: ReturnType<typeof setTimeout>;
   join(ws: StreamEnd, session: Session): void;
   /** The workstation cannot take it after all: the agent's app serves it (no byte was read yet). */
   giveBack(reason: string): void;
@@ -75,6 +85,11 @@ export class InterceptService {
   readonly #pending = new Map<string, Pending>();
   /** DNS queries sent to agents, by id: the agent asked, and who waits for its answer. */
   readonly #dns = new Map<number, { agent: string; answer: (answer: Uint8Array | undefined) => void }>();
+  /**
+   * Workstation session -> the relayed streams that carry one of its streams (a joined intercepted connection, a
+   * mount): what ends when it resumes on a new connection.
+   */
+  readonly #relays = new Map<string, Set<SessionStream>>();
 
   constructor(host: InterceptHost) {
     this.#host = host;
@@ -93,6 +108,23 @@ export class InterceptService {
       this.#host.logger.info("intercept ended", { id: r.id, workload: r.workload, reason: "session" });
     }
     this.#tellAgents(new Set(ended.map((r) => `${r.namespace}/${r.workload}`)));
+  }
+
+  /**
+   * A workstation resumed its session on a new connection. Its streams of the old connection that do not resume (the
+   * intercepted connections and mounts it joined) were reset on its side when that connection broke; here they would
+   * hang until the old connection timed out, so they end now: each agent's end hears a reset, and the cluster's
+   * client a TCP RST. Connections announced to it and not yet joined stay: its new watch announces them again.
+   */
+  sessionResumed(s: Session): void {
+    const relays = [...(this.#relays.get(s.id) ?? [])];
+    for (const h of relays) h.abort("the workstation reconnected; this stream of its old connection is gone");
+    if (relays.length) {
+      this.#host.logger.info("streams of a resumed session's old connection reset", {
+        session: s.tag,
+        streams: relays.length,
+      });
+    }
   }
 
   // --- unary methods ---------------------------------------------------------------------------------------------
@@ -153,9 +185,9 @@ export class InterceptService {
 
   removeIntercept(r: RemoveInterceptRequest): RemoveInterceptResponse {
     const s = this.#client(r.sessionId);
-    const ended = this.table.remove(s.id, r.workload);
+    const ended = this.table.remove(s.id, r.workload, r.appPort);
     for (const e of ended) {
-      this.#host.logger.info("intercept ended", { id: e.id, workload: e.workload, reason: "left" });
+      this.#host.logger.info("intercept ended", { id: e.id, workload: e.workload, appPort: e.appPort, reason: "left" });
     }
     this.#tellAgents(new Set(ended.map((e) => `${e.namespace}/${e.workload}`)));
     return { removed: ended.length };
@@ -189,6 +221,7 @@ export class InterceptService {
     const out = frames();
     this.#clientWatches.get(s.id)?.end(Status.OK, "replaced by a newer watch");
     this.#hold(s, out, this.#clientWatches);
+    this.#announceAgain(s.id, out);
   }
 
   /** Holds an agent's event stream; the first event is its intercepted ports. */
@@ -201,6 +234,21 @@ export class InterceptService {
     out.writeMessage(
       codecs.AgentEvent.encode({ intercepts: { appPorts: this.table.interceptedPorts(a.namespace, a.workload) } }),
     );
+    this.#announceAgain(s.id, out);
+  }
+
+  /**
+   * Announces again, on a session's new watch, what waits for it to join: announced on its old watch, which may have
+   * died with its old connection before the announcement reached it (a workstation whose link broke and came back).
+   * One that did reach it and was joined is no longer pending; a second join of the same one is refused (NOT_FOUND).
+   */
+  #announceAgain(sessionId: string, out: FrameSink): void {
+    for (const p of this.#pending.values()) {
+      if (p.sessionId !== sessionId) continue;
+      clearTimeout(p.late);
+      delete p.late;
+      out.writeMessage(p.announcement);
+    }
   }
 
   #hold(s: Session, out: FrameSink, map: Map<string, FrameSink>): void {
@@ -208,8 +256,14 @@ export class InterceptService {
     const gone = (reason: string) => {
       if (map.get(s.id) !== out) return;
       map.delete(s.id);
-      // A workstation whose watch is gone (its process died) cannot join what was announced to it.
-      for (const p of [...this.#pending.values()]) if (p.sessionId === s.id) p.giveBack(reason);
+      // A workstation whose watch is gone cannot join what was announced to it: its app serves it. While its session
+      // lives (its link may be back in a moment, with a new watch) a little later; an agent's at once.
+      const wait = s.kind === "client" && this.#host.sessions.get(s.id) !== undefined;
+      for (const p of [...this.#pending.values()]) {
+        if (p.sessionId !== s.id) continue;
+        if (!wait) p.giveBack(reason);
+        else p.late ??= setTimeout(() => p.giveBack(reason), WATCH_GONE_GRACE_MS);
+      }
     };
     const handle: SessionStream = {
       abort: (reason) => {
@@ -273,7 +327,10 @@ export class InterceptService {
   close(): void {
     for (const w of this.#dns.values()) w.answer(undefined);
     this.#dns.clear();
-    for (const p of this.#pending.values()) clearTimeout(p.timer);
+    for (const p of this.#pending.values()) {
+      clearTimeout(p.timer);
+      clearTimeout(p.late);
+    }
     this.#pending.clear();
   }
 
@@ -314,12 +371,13 @@ export class InterceptService {
       rec.sessionId,
       abort,
       (connectionId) =>
-        watch.writeMessage(codecs.InterceptConnection.encode({
+        codecs.InterceptConnection.encode({
           connectionId,
           interceptId: rec.id,
           localPort: rec.localPort,
           source: open.source,
-        })),
+        }),
+      this.#clientWatches,
     );
     if (r.refused) return refuse(r.refused.code, r.refused.message);
     metrics.interceptConnections.add({ result: "joined" }, 1);
@@ -347,13 +405,13 @@ export class InterceptService {
     }
     const agent = this.table.agentsOf(rec.namespace, rec.workload).find((a) => this.#agentWatches.has(a.sessionId));
     if (!agent) return dialAndEnd(end, DialCode.unreachable, `no agent of ${rec.workload} is connected`);
-    const watch = this.#agentWatches.get(agent.sessionId)!;
     const r = await this.#rendezvous(
       end,
       session,
       agent.sessionId,
       abort,
-      (connectionId) => watch.writeMessage(codecs.AgentEvent.encode({ sftp: { connectionId, interceptId: rec.id } })),
+      (connectionId) => codecs.AgentEvent.encode({ sftp: { connectionId, interceptId: rec.id } }),
+      this.#agentWatches,
     );
     if (r.refused) dialAndEnd(end, r.refused.code, r.refused.message);
   }
@@ -380,17 +438,18 @@ export class InterceptService {
   }
 
   /**
-   * Announces a stream (through `announce`, given its connection id) to the session that should join it, waits for
-   * the join, and relays until both ends are done. Returns what to refuse the first stream with when no join came:
-   * DENIED when the joining session's watch went away (nothing was read yet: an agent's app can serve it), TIMEOUT
-   * after JOIN_TIMEOUT_MS.
+   * Announces a stream (the message `announcement` makes of its connection id) on the watch (in `watches`) of the
+   * session that should join it, waits for the join, and relays until both ends are done. Returns what to refuse the
+   * first stream with when no join came: DENIED when the joining session's watch went away (nothing was read yet: an
+   * agent's app can serve it), TIMEOUT after JOIN_TIMEOUT_MS.
    */
   async #rendezvous(
     first: StreamEnd,
     session: Session,
     joinerSessionId: string,
     abort: AbortController,
-    announce: (connectionId: string) => void,
+    announcement: (connectionId: string) => Uint8Array,
+    watches: Map<string, FrameSink>,
   ): Promise<{ refused?: { code: number; message: string } }> {
     const { metrics, config } = this.#host;
     if (this.#pending.size >= MAX_PENDING) {
@@ -400,8 +459,16 @@ export class InterceptService {
       return { refused: { code: DialCode.unreachable, message: "the session holds its maximum of streams" } };
     }
     const connectionId = crypto.randomUUID();
+    const message = announcement(connectionId);
     const handle: SessionStream = { abort: (reason) => abort.abort(reason) };
     session.streams.add(handle);
+    // A workstation's stream from the start (its mount), or once it joined (an intercepted connection).
+    const relayOf = (s: Session) => {
+      if (s.kind !== "client") return;
+      const set = this.#relays.get(s.id) ?? new Set();
+      this.#relays.set(s.id, set.add(handle));
+    };
+    relayOf(session);
     metrics.streams.add({ protocol: "intercept" }, 1);
     let joiner: Session | undefined;
     try {
@@ -409,6 +476,7 @@ export class InterceptService {
       const other = await new Promise<StreamEnd | undefined>((resolve) => {
         const settle = (w: StreamEnd | undefined) => {
           clearTimeout(timer);
+          clearTimeout(this.#pending.get(connectionId)?.late);
           abort.signal.removeEventListener("abort", onAbort);
           this.#pending.delete(connectionId);
           resolve(w);
@@ -418,10 +486,12 @@ export class InterceptService {
         abort.signal.addEventListener("abort", onAbort, { once: true });
         this.#pending.set(connectionId, {
           sessionId: joinerSessionId,
+          announcement: message,
           timer,
           join: (w, s) => {
             joiner = s;
             s.streams.add(handle);
+            relayOf(s);
             settle(w);
           },
           giveBack: (reason) => {
@@ -429,7 +499,7 @@ export class InterceptService {
             settle(undefined);
           },
         });
-        announce(connectionId);
+        watches.get(joinerSessionId)?.writeMessage(message);
       });
       if (!other && givenBack) return { refused: { code: DialCode.denied, message: givenBack } };
       if (!other) {
@@ -446,8 +516,12 @@ export class InterceptService {
       });
       return {};
     } finally {
-      session.streams.delete(handle);
-      joiner?.streams.delete(handle);
+      for (const s of [session, joiner]) {
+        if (!s) continue;
+        s.streams.delete(handle);
+        const set = this.#relays.get(s.id);
+        if (set?.delete(handle) && set.size === 0) this.#relays.delete(s.id);
+      }
       metrics.streams.add({ protocol: "intercept" }, -1);
     }
   }

@@ -141,11 +141,15 @@ export class InterceptTable {
     return rec;
   }
 
-  /** Ends a session's intercepts of a workload (every workload when empty); returns them. */
-  remove(sessionId: string, workload = ""): InterceptRecord[] {
+  /**
+   * Ends a session's intercepts of a workload (every workload when empty), or only its intercept of `appPort` (0:
+   * every port); returns them.
+   */
+  remove(sessionId: string, workload = "", appPort = 0): InterceptRecord[] {
+    if (appPort && !workload) throw new GrpcError(Status.INVALID_ARGUMENT, "An app port needs its workload");
     const out: InterceptRecord[] = [];
     for (const r of this.#intercepts.values()) {
-      if (r.sessionId === sessionId && (!workload || r.workload === workload)) {
+      if (r.sessionId === sessionId && (!workload || r.workload === workload) && (!appPort || r.appPort === appPort)) {
         this.#intercepts.delete(r.id);
         out.push(r);
       }

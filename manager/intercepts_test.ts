@@ -80,6 +80,18 @@ Deno.test("removing a session's intercepts frees the port for another workstatio
   assert.equal(t.create(req("c2", "web", 8080)).clientName, "laptop-c2");
 });
 
+Deno.test("InterceptTable.remove() with an app port ends only that port's intercept of the workload", () => {
+  const t = new InterceptTable();
+  t.addAgent(agent("a1", "api", [[9080, 8080], [9007, 7007]]));
+  t.create(req("c1", "api", 8080));
+  t.create(req("c1", "api", 7007, 17007));
+  assert.equal(t.remove("c1", "api", 9999).length, 0);
+  assert.deepEqual(t.remove("c1", "api", 7007).map((r) => r.appPort), [7007]);
+  assert.deepEqual(t.interceptedPorts("default", "api"), [8080]);
+  assert.equal(grpcCode(() => t.remove("c1", "", 8080)), Status.INVALID_ARGUMENT);
+  assert.deepEqual(t.remove("c1", "api", 0).map((r) => r.appPort), [8080]);
+});
+
 Deno.test("a session holds at most MAX_INTERCEPTS_PER_SESSION intercepts", () => {
   const t = new InterceptTable();
   for (let i = 0; i <= MAX_INTERCEPTS_PER_SESSION; i++) t.addAgent(agent(`a${i}`, `w${i}`));

@@ -141,6 +141,7 @@ export class Manager implements TunnelHost {
         if (old && old.kind === "client" && this.sessions.touch(old.id, this.#now())) {
           this.metrics.sessionsResumed.add({}, 1);
           this.logger.info("session resumed", { session: old.tag, client: clip(r.clientName) });
+          this.intercepts.sessionResumed(old);
           return { ...this.#arrived(old), resumed: true };
         }
         const s = this.#arrive(r.clientName, r.namespace, "client");

@@ -158,6 +158,8 @@ export interface CreateInterceptRequest {
 export interface RemoveInterceptRequest {
   sessionId: string;
   workload: string;
+  /** 0: every port of the workload. */
+  appPort: number;
 }
 export interface RemoveInterceptResponse {
   removed: number;

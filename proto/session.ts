@@ -123,6 +123,11 @@ export class ManagerSession {
     return this.client.channel;
   }
 
+  /** Whether this session's connection is gone (closed, lost or detached): nothing more opens on it. */
+  get closed(): boolean {
+    return this.#closed || this.#lost;
+  }
+
   /** Opens a tunnel and waits for the dial result (`tunnel.dial`). A refused stream rejects with a GrpcError. */
   async openTunnel(request: TunnelRequest, how: TunnelMethod = {}): Promise<Tunnel> {
     const t = new Tunnel(this.channel, this.id, request, how);
@@ -237,11 +242,15 @@ export class ManagerSession {
     });
   }
 
-  /** Ends this session's intercepts of a workload (every one when ""); resolves with how many ended. */
-  async removeIntercept(workload: string): Promise<number> {
+  /**
+   * Ends this session's intercepts of a workload (every one when ""), or only its intercept of `appPort` (0: every
+   * port); resolves with how many ended.
+   */
+  async removeIntercept(workload: string, appPort = 0): Promise<number> {
     const r = await this.client.call("RemoveIntercept", codecs.RemoveInterceptRequest, codecs.RemoveInterceptResponse, {
       sessionId: this.id,
       workload,
+      appPort,
     });
     return r.removed;
   }

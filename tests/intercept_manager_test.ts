@@ -28,6 +28,17 @@ async function nextOf<T>(it: AsyncGenerator<T>): Promise<T> {
   return r.value;
 }
 
+/** `p`, or a failure naming `what` after `ms`. */
+async function within<T>(ms: number, p: Promise<T>, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no ${what}`)), ms)));
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 async function readAll(t: { read(): Promise<Uint8Array | null> }): Promise<string> {
   let s = "";
   for (let c = await t.read(); c; c = await t.read()) s += new TextDecoder().decode(c);
@@ -83,6 +94,87 @@ Deno.test("an intercepted connection: announced to its workstation, joined, byte
     await announced.return(undefined);
   } finally {
     for (const s of sessions) await s.depart();
+    await m.close();
+  }
+});
+
+Deno.test("RemoveIntercept with an app port ends that port's intercept only; the other port stays intercepted", async () => {
+  const m = await startManager();
+  const sessions: ManagerSession[] = [];
+  try {
+    const agent = await connectAgent(m.url, undefined, {
+      ...AGENT,
+      forwards: [{ agentPort: 9080, appPort: 8080 }, { agentPort: 9007, appPort: 7007 }],
+    });
+    const ws = await connect(m.url, undefined, { clientName: "laptop", namespace: "default" });
+    sessions.push(agent, ws);
+    const events = agent.watchAgent();
+    assert.deepEqual(await nextOf(events), { intercepts: { appPorts: [] } });
+    await ws.createIntercept("web", 8080, 18080);
+    await nextOf(events);
+    await ws.createIntercept("web", 7007, 17007);
+    assert.deepEqual(await nextOf(events), { intercepts: { appPorts: [7007, 8080] } });
+    assert.equal(await ws.removeIntercept("web", 7007), 1);
+    assert.deepEqual(await nextOf(events), { intercepts: { appPorts: [8080] } });
+    assert.equal(await ws.removeIntercept("web", 7007), 0);
+    assert.deepEqual((await ws.listAgents()).intercepts.map((i) => i.appPort), [8080]);
+    await events.return(undefined);
+  } finally {
+    for (const s of sessions) await s.depart();
+    await m.close();
+  }
+});
+
+Deno.test("a resumed workstation: its old connection's intercepted streams are reset at the agent, and a connection announced on its old watch is announced again, even after that watch ended", async () => {
+  const m = await startManager();
+  const sessions: ManagerSession[] = [];
+  const agentTunnel = (port: number) =>
+    agent.openTunnel({
+      protocol: "tcp",
+      source: { ip: "127.0.0.9", port },
+      destination: { ip: "127.0.0.1", port: 8080 },
+    }, { method: "AgentTunnel" });
+  let agent!: ManagerSession;
+  try {
+    agent = await connectAgent(m.url, undefined, AGENT);
+    const ws = await connect(m.url, undefined, { clientName: "laptop", namespace: "default" });
+    sessions.push(agent, ws);
+    const announced = ws.watchInterceptConnections();
+    await ws.createIntercept("web", 8080, 18080);
+    // One connection joined on the old connection, one announced there and never joined.
+    const joinedAtAgent = agentTunnel(40000);
+    ws.joinIntercept(await nextOf(announced), { code: DialCode.ok, message: "" });
+    const first = await joinedAtAgent;
+    assert.equal(first.dial.code, DialCode.ok);
+    const waitingAtAgent = agentTunnel(40001);
+    const lost = await nextOf(announced);
+
+    // The workstation resumes its session on a new connection (the old one, as after a cut link, is not closed).
+    const again = await connect(m.url, undefined, { clientName: "laptop", resumeSessionId: ws.id });
+    sessions.push(again);
+    assert.equal(again.resumed, true);
+    const end = await within(5_000, first.ended, "the old connection's stream to end at the agent");
+    assert.equal(end.how, "reset", "the joined stream of the old connection is reset at the agent");
+    // The old connection's end reaches the manager before the new watch (as a FIN after a cut link may): what was
+    // announced on it waits WATCH_GONE_GRACE_MS for the new watch instead of going to the app at once.
+    await ws.close();
+    await new Promise((r) => setTimeout(r, 500));
+    const announcedAgain = again.watchInterceptConnections();
+    const c = await within(5_000, nextOf(announcedAgain), "announcement again on the new watch");
+    assert.equal(c.connectionId, lost.connectionId);
+    const joined = again.joinIntercept(c, { code: DialCode.ok, message: "" });
+    const second = await waitingAtAgent;
+    assert.equal(second.dial.code, DialCode.ok, "the connection waiting during the cut is served after it");
+    second.write(new TextEncoder().encode("late but served"));
+    second.closeWrite();
+    assert.equal(await readAll(joined), "late but served");
+    joined.closeWrite();
+    assert.equal(await readAll(second), "");
+    await Promise.all([second.ended, joined.ended]);
+    await announced.return(undefined).catch(() => {});
+    await announcedAgain.return(undefined);
+  } finally {
+    for (const s of sessions) await s.depart().catch(() => {});
     await m.close();
   }
 });

@@ -247,7 +247,18 @@ Deno.test({
         await Deno.writeTextFile(`${volumes}/data/changed.txt`, "changed in the pod\n");
         assert.equal((await inDaemon(["cat", `${mountDir}/data/changed.txt`])).stdout, "changed in the pod\n");
         const st = JSON.parse((await tp(["status", "-o", "json"])).stdout);
-        assert.deepEqual(st.intercepts.mounts, [{ workload: "web", dir: mountDir, alive: true }]);
+        const mounts = st.intercepts.mounts.map((m: Record<string, unknown>) => ({ ...m, since: "" }));
+        assert.deepEqual(mounts, [
+          {
+            namespace: "default",
+            workload: "web",
+            dir: mountDir,
+            state: "mounted",
+            since: "",
+            remounts: 0,
+            alive: true,
+          },
+        ]);
         const l = await tp(["leave", "web"]);
         assert.equal(l.code, 0, l.stderr);
         const f = await inDaemon(["findmnt", "-n", mountDir]);

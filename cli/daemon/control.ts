@@ -26,7 +26,7 @@ export type ControlRequest =
     localPort: number;
     mount?: { dir: string; required: boolean };
   }
-  | { op: "leave"; workload: string }
+  | { op: "leave"; workload: string; appPort?: number }
   | { op: "list"; namespace: string }
   | { op: "loglevel"; level: LogLevel };
 

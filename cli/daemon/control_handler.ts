@@ -35,9 +35,10 @@ export function controlHandler(p: ControlParts): ControlHandler {
           req.mount ? { dir: String(req.mount.dir), required: req.mount.required === true } : undefined,
         );
       case "leave":
-        return { removed: await intercepts.leave(String(req.workload ?? "")) };
+        return { removed: await intercepts.leave(String(req.workload ?? ""), Number(req.appPort) || 0) };
       case "list":
-        return await intercepts.list(String(req.namespace ?? ""));
+        // The manager's view, and this machine's mounts (their states are only known here).
+        return { ...await intercepts.list(String(req.namespace ?? "")), mounts: intercepts.mounts() };
       case "status": {
         // What the system's resolver says now, not what tp last wrote.
         const s = p.status();

@@ -93,6 +93,23 @@ function pingText(p: Status): string {
   return p.unavailable ? `not available at the traffic-manager: ${p.unavailable} (${counts})` : counts;
 }
 
+/** A mount's state for a person: "mounted", "reconnecting (why)", "failed: why". */
+export function mountStateText(m: { state: string; reason?: string; remounts?: number }): string {
+  if (m.state === "mounted") return m.remounts ? `mounted (made again ${m.remounts}x)` : "mounted";
+  if (m.state === "reconnecting") return `reconnecting${m.reason ? ` (${m.reason})` : ""}`;
+  return `${m.state}: ${m.reason ?? "?"}`;
+}
+
+/** This machine's intercepts, one line each, with the workload's volumes when mounted. */
+function interceptLines(i: Status): string[] {
+  const mounts: Status[] = i?.mounts ?? [];
+  const lines = (i?.active ?? []).map((a: Status) =>
+    `${a.workload} port ${a.appPort} -> 127.0.0.1:${a.localPort} (pod ${a.podName || "?"})`
+  );
+  for (const m of mounts) lines.push(`${m.workload}'s volumes at ${m.dir}: ${mountStateText(m)}`);
+  return lines.map((l: string, n: number) => `  ${n ? "" : "intercepts:"}`.padEnd(15) + l);
+}
+
 export function formatStatus(s: Status): string {
   const m = s.manager ?? {};
   const where = m.url ??
@@ -124,6 +141,7 @@ export function formatStatus(s: Status): string {
     `UDP ${c.udpActive ?? 0} flows, ${c.udpOpened ?? 0} opened`,
     `  traffic:     ${bytes(c.bytesInbound ?? 0)} to the cluster, ${bytes(c.bytesOutbound ?? 0)} back`,
     ...(s.ping ? [`  ping:        ${pingText(s.ping)}`] : []),
+    ...interceptLines(s.intercepts),
     `  drops:       ${nonZero({ ...r.drops, udpDatagramsDropped: c.udpDatagramsDropped })}`,
     `  tcp trouble: ${nonZero(r.tcp, TCP_TROUBLE)}`,
     ...(s.log ? [`  log:         ${s.log.path} (${s.log.level} and above; tp loglevel LEVEL changes it)`] : []),
