@@ -25,6 +25,7 @@ if (!Deno.env.get("TP_LAB_ID")) {
 if (Deno.uid() !== 0) throw new Error("bench_portforward needs root (it brings up a lab of network namespaces)");
 const fx = await import("../tests/connect_fixture.ts");
 const { down } = await import("./lab.ts");
+const { startDouble } = await import("../tests/k8s_lab_double.ts");
 const echo = LAB.services.find((s) => s.name === "echo")!;
 const iperf = LAB.services.find((s) => s.name === "iperf")!;
 
@@ -93,23 +94,9 @@ const roundsArg = Deno.args.indexOf("--rounds");
 const ROUNDS = roundsArg >= 0 ? Number(Deno.args[roundsArg + 1]) : 3;
 if (!Number.isInteger(ROUNDS) || ROUNDS < 1 || ROUNDS > 20) throw new RangeError("--rounds takes 1..20");
 const manager = await fx.startLabManager();
-const dir = await Deno.makeTempDir({ prefix: "tp-bench-pf-" });
-const double = fx.spawnInCluster([
-  Deno.execPath(),
-  "run",
-  "-A",
-  `${ROOT}/tests/k8s_double_process.ts`,
-  "--listen",
-  `${LAB.manager.ip}:6443`,
-  "--forward",
-  `${LAB.manager.ip}:${LAB.manager.port}`,
-  "--dir",
-  dir,
-]);
+let apiServer: Awaited<ReturnType<typeof startDouble>> | undefined;
 try {
-  for (let i = 0; i < 150 && !(await Deno.stat(`${dir}/ready`).then(() => true, () => false)); i++) {
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const double = apiServer = await startDouble();
   await pin(double.pid, DOUBLE_CPU);
   await pin(manager.pid, TP_CPU);
   for (const f of ["iperf.pid", "services.pid"]) {
@@ -118,7 +105,7 @@ try {
   }
   const modes: [string, string[]][] = [
     ["--manager-url (direct h2c)", ["--manager-url", fx.MANAGER_URL]],
-    ["port-forward (API server)", ["--kubeconfig", `${dir}/kubeconfig`]],
+    ["port-forward (API server)", ["--kubeconfig", double.kubeconfig]],
   ];
   // Rounds alternate the modes, so drift on the machine (it is shared and noisy) falls on both; medians are shown.
   for (let round = 0; round < ROUNDS; round++) {
@@ -174,9 +161,8 @@ try {
   }
 } finally {
   await fx.forceQuit();
-  await double.stop();
+  await apiServer?.stop();
   await manager.stop();
-  await Deno.remove(dir, { recursive: true }).catch(() => {});
   await down(LAB);
 }
 

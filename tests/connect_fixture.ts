@@ -58,7 +58,7 @@ export interface ClusterProcess {
   log(): string;
   /** Whether it has exited. */
   exited(): boolean;
-  /** SIGTERM, then SIGKILL after 3 s; resolves once it has exited. */
+  /** SIGTERM, then SIGKILL after 3 s (or as spawned); resolves once it has exited. */
   stop(): Promise<void>;
 }
 
@@ -67,14 +67,30 @@ export function spawnInCluster(argv: string[]): ClusterProcess {
   return spawnInNs(LAB.namespaces.cluster, argv);
 }
 
+export interface SpawnOptions {
+  /** Environment variables added to the process's. */
+  env?: Record<string, string>;
+  /**
+   * Enter only the namespace's network (`nsenter --net`), staying in the host's mount namespace, so that network
+   * namespaces the process makes are visible to the caller; by default `ip netns exec`, which also remounts /sys and
+   * binds the namespace's /etc/netns files.
+   */
+  netOnly?: boolean;
+  /** How long `stop()` waits after SIGTERM before SIGKILL (default 3 s). */
+  killAfterMs?: number;
+}
+
 /**
- * Starts a long-running process in a network namespace (with extra environment variables), its stderr kept for error
- * messages; `stop()` ends it by its pid.
+ * Starts a long-running process in a network namespace, its stderr kept for error messages; `stop()` ends it by its
+ * pid: SIGTERM, then SIGKILL after `killAfterMs`.
  */
-export function spawnInNs(ns: string, argv: string[], env: Record<string, string> = {}): ClusterProcess {
-  const child = new Deno.Command("ip", {
-    args: ["netns", "exec", ns, ...argv],
-    env: { NO_COLOR: "1", ...env },
+export function spawnInNs(ns: string, argv: string[], opts: SpawnOptions = {}): ClusterProcess {
+  const [cmd, ...args] = opts.netOnly
+    ? ["nsenter", `--net=/run/netns/${ns}`, ...argv]
+    : ["ip", "netns", "exec", ns, ...argv];
+  const child = new Deno.Command(cmd!, {
+    args,
+    env: { NO_COLOR: "1", ...opts.env },
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -97,7 +113,7 @@ export function spawnInNs(ns: string, argv: string[], env: Record<string, string
         try {
           child.kill("SIGKILL");
         } catch { /* gone */ }
-      }, 3000);
+      }, opts.killAfterMs ?? 3000);
       await child.status;
       clearTimeout(t);
       await drain;
