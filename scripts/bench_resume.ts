@@ -19,23 +19,14 @@ function argValue(name: string): string | undefined {
 
 // tests/lab.ts reads TP_LAB_ID when it is imported: set it first, then import the lab's helpers.
 Deno.env.set("TP_LAB_ID", argValue("lab-id") ?? "tpr");
-const { inNs, LAB, requireRoot, ROOT } = await import("../tests/lab.ts");
-const { forceQuit, MANAGER_URL, startLabManager, tp } = await import("../tests/connect_fixture.ts");
+const { LAB, requireRoot, ROOT } = await import("../tests/lab.ts");
+const { cutLink, forceQuit, MANAGER_URL, resumeEcho, setWorkstationLink, startLabManager, tp } = await import(
+  "../tests/connect_fixture.ts"
+);
 const { down } = await import("./lab.ts");
-const { labService } = await import("./lab_config.ts");
 
 const ROUNDS = Number(argValue("rounds") ?? 5);
-const echo = labService(LAB, "echo");
 const log = (s: string) => console.error(`bench_resume: ${s}`);
-
-async function linkState(state: "up" | "down"): Promise<void> {
-  const r = await inNs("ws", ["ip", "link", "set", LAB.links.workstation, state]);
-  if (r.code !== 0) throw new Error(`ip link set ${state}: ${r.stderr}`);
-}
-
-async function daemonState(): Promise<string> {
-  return String(JSON.parse((await tp(["status", "-o", "json"])).stdout).manager.state);
-}
 
 interface Round {
   noticedMs: number;
@@ -45,31 +36,9 @@ interface Round {
 }
 
 async function round(): Promise<Round> {
-  const client = inNs("ws", [
-    Deno.execPath(),
-    "run",
-    "-A",
-    "--cached-only",
-    `${ROOT}/tests/resume_client.ts`,
-    echo.serviceIp,
-    String(echo.ports["tcp-echo"]!.port),
-    "20",
-    "10",
-  ], { timeoutMs: 60_000 });
+  const client = resumeEcho(20, 10, { timeoutMs: 60_000 });
   await new Promise((r) => setTimeout(r, 700));
-  const downAt = performance.now();
-  await linkState("down");
-  let noticedMs = -1;
-  try {
-    for (let i = 0; i < 200 && noticedMs < 0; i++) {
-      if (await daemonState() === "reconnecting") noticedMs = performance.now() - downAt;
-      else await new Promise((r) => setTimeout(r, 50));
-    }
-    await new Promise((r) => setTimeout(r, 1_000));
-  } finally {
-    await linkState("up");
-  }
-  const upAt = Date.now();
+  const { noticedMs, upAt } = await cutLink(1_000);
   const r = await client;
   if (r.code !== 0) throw new Error(`the echo client failed: ${r.stderr}`);
   const out = JSON.parse(r.stdout);
@@ -120,7 +89,7 @@ if (import.meta.main) {
     log(`failed: ${(e as Error).stack ?? e}`);
     Deno.exitCode = 1;
   } finally {
-    await linkState("up").catch(() => {});
+    await setWorkstationLink("up").catch(() => {});
     await forceQuit();
     await manager?.stop();
     await down(LAB);

@@ -3,7 +3,7 @@
  * process), and `tp` commands run in its workstation namespace with a state directory of the test's own.
  * Every process started here is ended here, by pid.
  */
-import { ensureLab, exec, type ExecOptions, type ExecResult, inNs, LAB, ROOT } from "./lab.ts";
+import { ensureLab, exec, type ExecOptions, type ExecResult, inNs, LAB, labService, ROOT } from "./lab.ts";
 
 export const TP = `${ROOT}/scripts/tp`;
 export const MANAGER_URL = `http://${LAB.manager.ip}:${LAB.manager.port}`;
@@ -164,6 +164,53 @@ export async function forceQuit(): Promise<void> {
     } catch { /* gone */ }
   }
   await Deno.remove(STATE_DIR, { recursive: true }).catch(() => {});
+}
+
+/** Sets the workstation's end of the lab's link down or up. */
+export async function setWorkstationLink(state: "down" | "up"): Promise<void> {
+  const r = await inNs("ws", ["ip", "link", "set", LAB.links.workstation, state]);
+  if (r.code !== 0) throw new Error(`ip link set ${LAB.links.workstation} ${state} failed: ${r.stderr.trim()}`);
+}
+
+/**
+ * Cuts the lab's link: the workstation's end down until tp says it is reconnecting (asked every 50 ms, for at most
+ * 10 s), `ms` more, then up (also when this fails). Returns how long tp took to notice (-1: it did not) and when the
+ * link came back (Date.now), for the time to the first byte after it.
+ */
+export async function cutLink(ms: number): Promise<{ noticedMs: number; upAt: number }> {
+  const downAt = performance.now();
+  await setWorkstationLink("down");
+  let noticedMs = -1;
+  try {
+    for (let i = 0; i < 200 && noticedMs < 0; i++) {
+      const st = JSON.parse((await tp(["status", "-o", "json"])).stdout || "{}");
+      if (st.manager?.state === "reconnecting") noticedMs = performance.now() - downAt;
+      else await new Promise((r) => setTimeout(r, 50));
+    }
+    if (noticedMs >= 0) await new Promise((r) => setTimeout(r, ms));
+  } finally {
+    await setWorkstationLink("up");
+  }
+  return { noticedMs, upAt: Date.now() };
+}
+
+/**
+ * The resume tests' TCP echo client (tests/resume_client.ts) in the workstation namespace: `mb` MB to the lab's echo
+ * service at `rateMbPerS`, its JSON line on stdout.
+ */
+export function resumeEcho(mb: number, rateMbPerS: number, opts: { timeoutMs?: number } = {}): Promise<ExecResult> {
+  const echo = labService(LAB, "echo");
+  return inNs("ws", [
+    Deno.execPath(),
+    "run",
+    "-A",
+    "--cached-only",
+    `${ROOT}/tests/resume_client.ts`,
+    echo.serviceIp,
+    String(echo.ports["tcp-echo"]!.port),
+    String(mb),
+    String(rateMbPerS),
+  ], { timeoutMs: opts.timeoutMs ?? 120_000 });
 }
 
 /** Links in the workstation namespace whose names start with "tp" (tp's devices), e.g. ["tp0"]. */

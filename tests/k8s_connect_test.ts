@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { labService, ROOT } from "./lab.ts";
-import { forceQuit, inNs, LAB, startLabManager, tp } from "./connect_fixture.ts";
+import { forceQuit, inNs, LAB, resumeEcho, startLabManager, tp } from "./connect_fixture.ts";
 import { startDouble } from "./k8s_lab_double.ts";
 
 const echo = labService(LAB, "echo");
@@ -129,17 +129,7 @@ Deno.test("a port-forward the API server cuts in the middle of a 100 MB echo: tp
   try {
     const c = await tp(["connect", "--kubeconfig", `${double.dir}/kubeconfig`, "--context", "lab", "-n", "default"]);
     assert.equal(c.code, 0, c.stderr);
-    const client = inNs("ws", [
-      Deno.execPath(),
-      "run",
-      "-A",
-      "--cached-only",
-      `${ROOT}/tests/resume_client.ts`,
-      echo.serviceIp,
-      String(echo.ports["tcp-echo"]!.port),
-      "100",
-      "40",
-    ], { timeoutMs: 120_000 });
+    const client = resumeEcho(100, 40);
     await new Promise((r) => setTimeout(r, 1_000));
     Deno.kill(double.pid, "SIGUSR2");
     const r = await client;
