@@ -7,41 +7,25 @@
  * machine of its own) takes its CPU from the same two cores as tp, so the throughput ratio charges its work to tp;
  * the daemon's CPU per byte is the port-forward's cost to tp itself.
  *
- *   ./scripts/deno run -A scripts/bench_portforward.ts [--rounds 3] [--no-pin] [-o json]
+ *   ./scripts/deno run -A scripts/bench_portforward.ts [--lab-id ID] [--rounds 3] [--no-pin] [-o json]
  *
  * Needs root, the lab's tools, iperf3 and openssl (the double's certificates).
  */
 import { LAB, ROOT } from "../tests/lab.ts";
 import { processTree, treeCpuSeconds } from "./_proc.ts";
+import { reexecOnLab } from "./_lab_fixture.ts";
 
-// One lab for everything (the test helpers read TP_LAB_ID when first imported): a lab of its own unless named.
-if (!Deno.env.get("TP_LAB_ID")) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL(import.meta.url).pathname, ...Deno.args],
-    env: { TP_LAB_ID: "pf" + (Deno.pid % 36 ** 4).toString(36) },
-  }).spawn();
-  Deno.exit((await child.status).code);
-}
+// One lab for everything (the test helpers read TP_LAB_ID when first imported): a lab of its own unless --lab-id or
+// TP_LAB_ID names one.
+await reexecOnLab("pf" + (Deno.pid % 36 ** 4).toString(36));
 if (Deno.uid() !== 0) throw new Error("bench_portforward needs root (it brings up a lab of network namespaces)");
 const fx = await import("../tests/connect_fixture.ts");
 const { down } = await import("./lab.ts");
 const { startDouble } = await import("../tests/k8s_lab_double.ts");
 const echo = LAB.services.find((s) => s.name === "echo")!;
-const iperf = LAB.services.find((s) => s.name === "iperf")!;
 
 async function iperf3(reverse: boolean): Promise<number> {
-  const r = await fx.inNs("ws", [
-    ...(PIN ? ["taskset", "-c", TP_CPU] : []),
-    "iperf3",
-    "-c",
-    iperf.serviceIp,
-    "-p",
-    String(iperf.ports["iperf"]!.port),
-    "-t",
-    "3",
-    "-J",
-    ...(reverse ? ["-R"] : []),
-  ], { timeoutMs: 30_000 });
+  const r = await fx.iperf3({ seconds: 3, reverse, prefix: PIN ? ["taskset", "-c", TP_CPU] : [] });
   if (r.code !== 0) throw new Error(`iperf3: ${r.stdout}${r.stderr}`);
   return JSON.parse(r.stdout).end.sum_received.bits_per_second / 1e9;
 }

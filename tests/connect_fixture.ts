@@ -213,6 +213,48 @@ export function resumeEcho(mb: number, rateMbPerS: number, opts: { timeoutMs?: n
   ], { timeoutMs: opts.timeoutMs ?? 120_000 });
 }
 
+/**
+ * iperf3 from the workstation namespace to the lab's iperf service for `seconds` (`reverse`: the service sends), its
+ * JSON report on stdout; `prefix` goes before the command (e.g. taskset).
+ */
+export function iperf3(
+  opts: { seconds: number; reverse?: boolean; prefix?: string[]; timeoutMs?: number },
+): Promise<ExecResult> {
+  const iperf = labService(LAB, "iperf");
+  return inNs("ws", [
+    ...(opts.prefix ?? []),
+    "iperf3",
+    "-c",
+    iperf.serviceIp,
+    "-p",
+    String(iperf.ports["iperf"]!.port),
+    "-t",
+    String(opts.seconds),
+    "-J",
+    ...(opts.reverse ? ["-R"] : []),
+  ], { timeoutMs: opts.timeoutMs ?? 30_000 });
+}
+
+/**
+ * Opens `count` TCP connections to the lab's echo service from the workstation namespace and holds them
+ * (scripts/bench_client.ts hold): its first stdout line says how many opened.
+ */
+export function holdConnections(count: number): Promise<ExecResult> {
+  const echo = labService(LAB, "echo");
+  return inNs("ws", [
+    Deno.execPath(),
+    "run",
+    "--allow-net",
+    "--allow-read",
+    `${ROOT}/scripts/bench_client.ts`,
+    "hold",
+    echo.serviceIp,
+    String(echo.ports["tcp-echo"]!.port),
+    "--count",
+    String(count),
+  ], { stdin: "", timeoutMs: 120_000 });
+}
+
 /** Links in the workstation namespace whose names start with "tp" (tp's devices), e.g. ["tp0"]. */
 export async function tpLinks(): Promise<string[]> {
   const r = await inNs("ws", ["ip", "-j", "link"]);

@@ -3,11 +3,13 @@
  * stack, the gRPC-web tunnel over the lab's one veth, `tp manager` in the cluster namespace, and the lab's services.
  */
 import assert from "node:assert/strict";
-import { labService, ROOT } from "./lab.ts";
+import { labService } from "./lab.ts";
 import {
   daemonPid,
   forceQuit,
+  holdConnections,
   inNs,
+  iperf3,
   LAB,
   MANAGER_URL,
   startLabManager,
@@ -309,20 +311,9 @@ Deno.test("when the manager goes away tp status says reconnecting, and tp reconn
 });
 
 Deno.test("iperf3 runs through tp both ways, and a server that closes while the app still sends costs only that connection", async () => {
-  const iperf = labService(LAB, "iperf");
   await connected(async () => {
     for (const reverse of [false, true]) {
-      const r = await inNs("ws", [
-        "iperf3",
-        "-c",
-        iperf.serviceIp,
-        "-p",
-        String(iperf.ports["iperf"]!.port),
-        "-t",
-        "2",
-        "-J",
-        ...(reverse ? ["-R"] : []),
-      ], { timeoutMs: 30_000 });
+      const r = await iperf3({ seconds: 2, reverse });
       assert.equal(r.code, 0, r.stdout + r.stderr);
       assert.ok(JSON.parse(r.stdout).end.sum_received.bytes > 1_000_000);
     }
@@ -337,18 +328,7 @@ Deno.test("iperf3 runs through tp both ways, and a server that closes while the 
 
 Deno.test("1000 idle TCP connections are held open through tp at once", async () => {
   await connected(async () => {
-    const r = await inNs("ws", [
-      Deno.execPath(),
-      "run",
-      "--allow-net",
-      "--allow-read",
-      `${ROOT}/scripts/bench_client.ts`,
-      "hold",
-      echo.serviceIp,
-      String(TCP_ECHO),
-      "--count",
-      "1000",
-    ], { stdin: "", timeoutMs: 120_000 });
+    const r = await holdConnections(1000);
     assert.equal(r.code, 0, r.stderr);
     const held = JSON.parse(r.stdout.trim().split("\n")[0]!);
     assert.equal(held.opened, 1000, JSON.stringify(held));

@@ -4,8 +4,8 @@
  * tunnel, DNS query and control call shares that ONE WebSocket connection.
  */
 import assert from "node:assert/strict";
-import { labService, ROOT } from "./lab.ts";
-import { forceQuit, inNs, LAB, resumeEcho, startLabManager, tp } from "./connect_fixture.ts";
+import { labService } from "./lab.ts";
+import { forceQuit, holdConnections, inNs, LAB, resumeEcho, startLabManager, tp } from "./connect_fixture.ts";
 import { startDouble } from "./k8s_lab_double.ts";
 
 const echo = labService(LAB, "echo");
@@ -100,18 +100,7 @@ Deno.test("one port-forward carries 400 connections held open at once", async ()
   try {
     const c = await tp(["connect", "--kubeconfig", `${double.dir}/kubeconfig`]);
     assert.equal(c.code, 0, c.stderr);
-    const r = await inNs("ws", [
-      Deno.execPath(),
-      "run",
-      "--allow-net",
-      "--allow-read",
-      `${ROOT}/scripts/bench_client.ts`,
-      "hold",
-      echo.serviceIp,
-      String(echo.ports["tcp-echo"]!.port),
-      "--count",
-      "400",
-    ], { stdin: "", timeoutMs: 120_000 });
+    const r = await holdConnections(400);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(JSON.parse(r.stdout.trim().split("\n")[0]!).opened, 400, r.stdout);
   } finally {

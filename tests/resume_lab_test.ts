@@ -11,6 +11,7 @@ import {
   cutLink,
   forceQuit,
   inNs,
+  iperf3,
   LAB,
   MANAGER_URL,
   resumeEcho,
@@ -21,7 +22,6 @@ import {
 } from "./connect_fixture.ts";
 
 const echo = labService(LAB, "echo");
-const iperf = labService(LAB, "iperf");
 const HTTP = echo.ports["http"]!.port;
 
 async function status(): Promise<{ manager: Record<string, number | string> }> {
@@ -106,13 +106,7 @@ Deno.test("an iperf3 run through tp finishes across a 3 s cut of the link", asyn
   try {
     const c = await tp(["connect", "--manager-url", MANAGER_URL]);
     assert.equal(c.code, 0, c.stderr);
-    const run = inNs(
-      "ws",
-      ["iperf3", "-c", iperf.serviceIp, "-p", String(iperf.ports["iperf"]!.port), "-t", "8", "-J"],
-      {
-        timeoutMs: 60_000,
-      },
-    );
+    const run = iperf3({ seconds: 8, timeoutMs: 60_000 });
     await new Promise((r) => setTimeout(r, 2_000));
     await cut(3_000);
     const r = await run;
