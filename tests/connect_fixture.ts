@@ -52,6 +52,25 @@ export async function startLabManager(extra: string[] = [], opts: { kubeconfig?:
   throw new Error(`tp manager did not serve ${MANAGER_URL} within 10 s:\n${log()}`);
 }
 
+/**
+ * Runs `fn` while `tp manager` (with `managerArgs`) runs on the lab and `tp connect --manager-url` (with
+ * `connectArgs`) is connected to it; ends the daemon and the manager after, whatever happened.
+ */
+export async function whileConnected(
+  fn: () => Promise<void>,
+  opts: { managerArgs?: string[]; connectArgs?: string[] } = {},
+): Promise<void> {
+  const manager = await startLabManager(opts.managerArgs);
+  try {
+    const c = await tp(["connect", "--manager-url", MANAGER_URL, ...(opts.connectArgs ?? [])]);
+    if (c.code !== 0) throw new Error(`tp connect failed (exit ${c.code}):\n${c.stderr}`);
+    await fn();
+  } finally {
+    await forceQuit();
+    await manager.stop();
+  }
+}
+
 export interface ClusterProcess {
   pid: number;
   /** The last 50 kB of its stderr. */
@@ -211,6 +230,22 @@ export function resumeEcho(mb: number, rateMbPerS: number, opts: { timeoutMs?: n
     String(mb),
     String(rateMbPerS),
   ], { timeoutMs: opts.timeoutMs ?? 120_000 });
+}
+
+/**
+ * `mb` MB of random bytes through the lab's TCP echo service with socat from the workstation namespace, the sending
+ * side half-closed at its end: stdout holds the SHA-256 of what was sent, then of what came back, one a line.
+ */
+export function socatEcho(mb: number): Promise<ExecResult> {
+  const echo = labService(LAB, "echo");
+  const f = `/tmp/tp-${mb}m.$$`;
+  return inNs("ws", [
+    "sh",
+    "-c",
+    `head -c ${mb * 1_000_000} /dev/urandom > ${f}; a=$(sha256sum < ${f}); ` +
+    `b=$(socat -b 65536 -t 30 - TCP:${echo.serviceIp}:${echo.ports["tcp-echo"]!.port} < ${f} | sha256sum); ` +
+    `rm -f ${f}; echo "$a"; echo "$b"`,
+  ], { timeoutMs: 120_000 });
 }
 
 /**
