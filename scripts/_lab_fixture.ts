@@ -1,7 +1,7 @@
 /**
- * What the lab benchmarks share (scripts/bench.ts, bench_intercept.ts, bench_volumes_lab.ts, bench_resume.ts): which
- * lab they run on, a teardown that runs once however they end, the intercepted pod they measure through, and how they
- * write their report.
+ * What the lab benchmarks share: which lab they run on (all of them), a teardown that runs once however they end, the
+ * intercepted pod they measure through, and how they write their report (scripts/bench.ts, bench_intercept.ts,
+ * bench_volumes_lab.ts, bench_resume.ts).
  *
  * What tests and benchmarks both use stays in the test fixtures (tests/connect_fixture.ts, tests/lab_pod.ts,
  * tests/k8s_lab_double.ts), which this module builds on: scripts/ benchmarks import tests/ fixtures, and tests/ import
@@ -14,7 +14,7 @@
 import type { ExecResult } from "../tests/lab.ts";
 import type { ClusterProcess, LabManager } from "../tests/connect_fixture.ts";
 import type { LabPod } from "../tests/lab_pod.ts";
-import { labConfig, labId } from "./lab_config.ts";
+import { labId } from "./lab_config.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 
@@ -30,20 +30,22 @@ export function argValue(name: string): string | undefined {
  * Each id has its own namespaces and state directories, so two benchmarks on two ids never share a daemon.
  */
 export function selectLab(fallback: string): string {
-  Deno.env.set("TP_LAB_ID", argValue("lab-id") ?? Deno.env.get("TP_LAB_ID") ?? fallback);
+  Deno.env.set("TP_LAB_ID", chosenLabId(fallback));
   return labId(); // throws on an id the lab cannot use
 }
+
+const chosenLabId = (fallback: string) => argValue("lab-id") ?? Deno.env.get("TP_LAB_ID") ?? fallback;
 
 /**
  * `selectLab` for a benchmark that imports the lab's helpers statically (they read TP_LAB_ID as they load): unless
  * TP_LAB_ID already names the lab chosen, runs this same script again with it set, and exits with its code.
  */
 export async function reexecOnLab(fallback: string): Promise<void> {
-  const id = argValue("lab-id") ?? Deno.env.get("TP_LAB_ID") ?? fallback;
+  const id = chosenLabId(fallback);
   if (Deno.env.get("TP_LAB_ID") === id) return;
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", new URL(Deno.mainModule).pathname, ...Deno.args],
-    env: { TP_LAB_ID: labConfig(id).id },
+    env: { TP_LAB_ID: id }, // checked as the lab's helpers load
   }).spawn();
   Deno.exit((await child.status).code);
 }
