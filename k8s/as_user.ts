@@ -27,24 +27,19 @@ const DROPPED_ENV = /^(TP_TOKEN|SUDO_\w+)$/;
 /** Resolves the flags through the helper, as `who`; throws the helper's K8sError, or one saying why it failed. */
 export function loadKubeAsUser(opts: KubeOptions, who: InvokingUser): KubeTarget {
   const cmd = helperCommand(who, opts);
-  const out = new Deno.Command(cmd.argv[0]!, {
+  // The helper's own environment only (clearEnv), its answer on stdout; run now and again on each refresh.
+  const helper = new Deno.Command(cmd.argv[0]!, {
     args: cmd.argv.slice(1),
     env: cmd.env,
     clearEnv: true,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
-  }).outputSync();
+  });
+  const out = helper.outputSync();
   const first = helperResult(out, who, "no-kubeconfig");
   const refresh = async () => {
-    const again = await new Deno.Command(cmd.argv[0]!, {
-      args: cmd.argv.slice(1),
-      env: cmd.env,
-      clearEnv: true,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
+    const again = await helper.output();
     return helperResult(again, who, "unauthorized").credential;
   };
   return resolvedTarget(first, refresh);

@@ -32,11 +32,23 @@ import { down, up } from "./lab.ts";
 import { controlRequest } from "../cli/daemon/control.ts";
 import { exec, type ExecResult } from "../tests/lab.ts";
 import { contextSwitches, cpuSeconds, processTree, rssKiB } from "./_proc.ts";
+import {
+  argValue,
+  must,
+  printTargets,
+  round,
+  runBench,
+  selectLab,
+  type Teardown,
+  writeReport,
+} from "./_lab_fixture.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const TP = `${ROOT}/scripts/tp`;
 const DENO = Deno.execPath();
 const CLIENT = `${ROOT}/scripts/bench_client.ts`;
+/** scripts/bench_client.ts MODE ARGS..., as a command line (run in the workstation namespace). */
+const client = (...args: string[]) => [DENO, "run", "--allow-net", "--allow-read", CLIENT, ...args];
 const IPERF_SECONDS = 3;
 const WRK_CONNECTIONS = 32;
 /** The few clients a person's tools open at once (a browser, a test suite): where waking up costs most. */
@@ -66,10 +78,6 @@ const ALL_PATHS: PathName[] = ["kernel", "sshuttle", "tp"];
 
 // ---------------------------------------------------------------- arguments
 
-function argValue(name: string): string | undefined {
-  const i = Deno.args.indexOf(`--${name}`);
-  return i >= 0 ? Deno.args[i + 1] : undefined;
-}
 const profile = Deno.args.includes("--profile");
 const STEPS = ["tcp", "udp", "wrk", "rr", "idle", "connect", "dns", "idleCpu", "memory", "capacity"];
 const only = argValue("only")?.split(",");
@@ -79,7 +87,7 @@ const paths = (argValue("paths") ?? ALL_PATHS.join(",")).split(",").map((p) => {
   if (!ALL_PATHS.includes(p as PathName)) throw new TypeError(`--paths takes kernel, sshuttle, tp; got "${p}"`);
   return p as PathName;
 });
-const cfg: LabConfig = labConfig(argValue("lab-id") ?? "tpb");
+const cfg: LabConfig = labConfig(selectLab("tpb"));
 /** The daemon's state dir: one per lab id, so two benchmarks on two labs never share a daemon. */
 const STATE_DIR = cfg.id === "tpb" ? "/run/tp-bench" : `/run/tp-bench-${cfg.id}`;
 const WS = cfg.namespaces.workstation;
@@ -147,12 +155,6 @@ const run = exec;
 
 const inWs = (cmd: string[], opts: { timeoutMs?: number; env?: Record<string, string> } = {}) =>
   run(["ip", "netns", "exec", WS, ...cmd], opts);
-
-async function must(r: Promise<RunResult>, what: string): Promise<RunResult> {
-  const res = await r;
-  if (res.code !== 0) throw new Error(`${what} failed (exit ${res.code}): ${(res.stderr || res.stdout).trim()}`);
-  return res;
-}
 
 /** A background process of the bench's own: stdout read line by line, stderr kept (the last 20 kB). */
 class Background {
@@ -344,9 +346,7 @@ async function wrk(connections: number): Promise<{ perSec: number; detail: unkno
 }
 
 async function rr(): Promise<{ p50: number; p99: number; detail: unknown }> {
-  const r = await inWs([DENO, "run", "--allow-net", CLIENT, "rr", echo.serviceIp, String(TCP_ECHO)], {
-    timeoutMs: 20_000,
-  });
+  const r = await inWs(client("rr", echo.serviceIp, String(TCP_ECHO)), { timeoutMs: 20_000 });
   if (r.code !== 0) throw new Error(`rr client: ${r.stderr.trim()}`);
   const j = JSON.parse(r.stdout) as { p50Us: number; p99Us: number };
   return { p50: j.p50Us, p99: j.p99Us, detail: j };
@@ -363,7 +363,7 @@ interface Quantiles {
 /** Request/response on one connection after each idle gap (scripts/bench_client.ts idle). */
 async function rrIdle(): Promise<Record<string, Quantiles>> {
   const r = await inWs(
-    [DENO, "run", "--allow-net", CLIENT, "idle", echo.serviceIp, String(TCP_ECHO), "--gaps", IDLE_GAPS.join(",")],
+    client("idle", echo.serviceIp, String(TCP_ECHO), "--gaps", IDLE_GAPS.join(",")),
     { timeoutMs: 90_000 },
   );
   if (r.code !== 0) throw new Error(`idle client: ${r.stderr.trim()}`);
@@ -373,17 +373,7 @@ async function rrIdle(): Promise<Record<string, Quantiles>> {
 /** New connections after each idle gap: connect() and first byte (scripts/bench_client.ts connect). */
 async function connectIdle(): Promise<Record<string, { connect: Quantiles; ttfb: Quantiles }>> {
   const r = await inWs(
-    [
-      DENO,
-      "run",
-      "--allow-net",
-      CLIENT,
-      "connect",
-      echo.serviceIp,
-      String(HTTP_PORT),
-      "--gaps",
-      CONNECT_GAPS.join(","),
-    ],
+    client("connect", echo.serviceIp, String(HTTP_PORT), "--gaps", CONNECT_GAPS.join(",")),
     { timeoutMs: 90_000 },
   );
   if (r.code !== 0) throw new Error(`connect client: ${r.stderr.trim()}`);
@@ -470,22 +460,11 @@ async function idleMemory(
   const sum = () => pids().reduce((a, p) => a + rssKiB(p), 0);
   await new Promise((r) => setTimeout(r, 500));
   const before = sum();
-  const holder = background("hold client", [
-    "ip",
-    "netns",
-    "exec",
-    WS,
-    DENO,
-    "run",
-    "--allow-net",
-    "--allow-read",
-    CLIENT,
-    "hold",
-    echo.serviceIp,
-    String(TCP_ECHO),
-    "--count",
-    String(count),
-  ], { stdin: true });
+  const holder = background(
+    "hold client",
+    ["ip", "netns", "exec", WS, ...client("hold", echo.serviceIp, String(TCP_ECHO), "--count", String(count))],
+    { stdin: true },
+  );
   try {
     const h = await holder.json<{ opened: number; failed: number; firstError: string; ms: number }>(90_000);
     await new Promise((r) => setTimeout(r, 1000));
@@ -511,15 +490,10 @@ async function firstRequestProber(): Promise<{ go: () => Promise<void>; result: 
     "netns",
     "exec",
     WS,
-    DENO,
-    "run",
-    "--allow-net",
-    "--allow-read",
-    CLIENT,
-    "first",
-    echo.serviceIp,
-    String(HTTP_PORT),
-  ], { stdin: true });
+    ...client("first", echo.serviceIp, String(HTTP_PORT)),
+  ], {
+    stdin: true,
+  });
   await p.json<{ ready: boolean }>(30_000);
   return {
     go: () => p.write("go\n"),
@@ -568,7 +542,7 @@ async function suite(
 ): Promise<void> {
   const m = res.measures;
   const step = async (key: string, f: () => Promise<void>) => {
-    if (cleaned) return; // interrupted: the lab is going down
+    if (ending?.begun) return; // interrupted: the lab is going down
     if (!wanted(STEP_OF[key] ?? key)) return;
     const t0 = performance.now();
     try {
@@ -708,7 +682,7 @@ async function kernelPath(): Promise<PathResult> {
   const added: string[] = [];
   try {
     for (const c of V4_SUBNETS) {
-      await must(inWs(["ip", "route", "add", c, "via", cfg.veth.clusterIp]), `ip route add ${c}`);
+      await must(`ip route add ${c}`, inWs(["ip", "route", "add", c, "via", cfg.veth.clusterIp]));
       added.push(c);
     }
     await checkReachable("kernel route");
@@ -733,7 +707,7 @@ async function sshuttlePath(): Promise<PathResult> {
   let sshuttle: Background | null = null;
   try {
     for (const k of ["host_key", "client_key"]) {
-      await must(run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", `${dir}/${k}`]), "ssh-keygen");
+      await must("ssh-keygen", run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", `${dir}/${k}`]));
     }
     await Deno.copyFile(`${dir}/client_key.pub`, `${dir}/authorized_keys`);
     const port = 2222;
@@ -763,7 +737,7 @@ async function sshuttlePath(): Promise<PathResult> {
     // A route for connect() to find (as a laptop's default route would be): to the lab's silent next hop, so a
     // packet that sshuttle's NAT rule does not catch goes nowhere, and nothing is measured by mistake.
     for (const c of V4_SUBNETS) {
-      await must(inWs(["ip", "route", "add", c, "via", cfg.veth.silentNextHop]), `ip route add ${c}`);
+      await must(`ip route add ${c}`, inWs(["ip", "route", "add", c, "via", cfg.veth.silentNextHop]));
       added.push(c);
     }
     const ssh = `ssh -i ${dir}/client_key -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null ` +
@@ -869,7 +843,7 @@ async function tpPath(): Promise<PathResult> {
   let foreground: Background | null = null;
   let daemon: number | null = null;
   try {
-    await must(run([TP, "version"], { timeoutMs: 60_000 }), "tp version (warming Deno's module cache)");
+    await must("tp version (warming Deno's module cache)", run([TP, "version"], { timeoutMs: 60_000 }));
     const args = ["--listen", `${cfg.manager.ip}:${cfg.manager.port}`];
     for (const c of cfg.subnets.pod) args.push("--pod-cidr", c);
     for (const c of cfg.subnets.service) args.push("--service-cidr", c);
@@ -997,11 +971,6 @@ async function tpPath(): Promise<PathResult> {
 }
 
 // ---------------------------------------------------------------- report
-
-function round(x: number, digits: number): number {
-  const f = 10 ** digits;
-  return Math.round(x * f) / f;
-}
 
 interface Row {
   key: string;
@@ -1183,21 +1152,21 @@ async function machine(): Promise<Record<string, unknown>> {
   };
 }
 
-async function main(): Promise<number> {
+/** The run's teardown, once main began: a suite's steps stop starting when it runs. */
+let ending: Teardown | null = null;
+
+async function main(teardown: Teardown): Promise<number> {
+  ending = teardown;
   checkPrerequisites();
   const t0 = performance.now();
   await Deno.mkdir(`${ROOT}/.bench`, { recursive: true });
   const startedAt = new Date().toISOString();
   const results: Partial<Record<PathName, PathResult>> = {};
   let failure: Error | null = null;
-  const onSignal = () => {
-    log("interrupted: cleaning up");
-    void cleanup().finally(() => Deno.exit(130));
-  };
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
   try {
     log(`lab ${cfg.id} up`);
+    teardown.add("lab", () => down(cfg));
+    teardown.add("processes", stopAll);
     await down(cfg); // a fresh lab: nothing left from an earlier, interrupted run
     await up(cfg);
     const udpServer = background("iperf3 UDP server", [
@@ -1226,9 +1195,7 @@ async function main(): Promise<number> {
   } catch (e) {
     failure = e as Error;
   } finally {
-    await cleanup();
-    Deno.removeSignalListener("SIGINT", onSignal);
-    Deno.removeSignalListener("SIGTERM", onSignal);
+    await teardown.run();
   }
   const t = targets(results);
   const report = {
@@ -1252,16 +1219,16 @@ async function main(): Promise<number> {
     targets: t,
     error: failure?.message ?? null,
   };
-  const file = `${ROOT}/.bench/bench-${startedAt.replace(/[:.]/g, "-")}.json`;
-  const json = JSON.stringify(report, (_k, v) => typeof v === "number" ? round(v, 3) : v, 2) + "\n";
-  await Deno.writeTextFile(file, json);
-  await Deno.writeTextFile(`${ROOT}/.bench/latest.json`, json);
+  const file = await writeReport("bench", startedAt, report, {
+    replacer: (_k, v) => typeof v === "number" ? round(v, 3) : v,
+    latest: true,
+  });
 
   console.log(table(results));
   console.log();
-  for (const x of t) console.log(`${x.met === null ? "  ?" : x.met ? " ok" : "MISS"}  ${x.what}: ${x.value}`);
+  printTargets(t);
   for (const p of paths) for (const e of results[p]?.errors ?? []) console.log(`note (${p}): ${e}`);
-  console.log(`\nwritten: ${file.replace(ROOT + "/", "")} (${report.seconds} s)`);
+  console.log(`\nwritten: ${file} (${report.seconds} s)`);
   if (failure) {
     console.error(`bench: ${failure.message}`);
     return 1;
@@ -1269,20 +1236,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-let cleaned = false;
-async function cleanup(): Promise<void> {
-  if (cleaned) return;
-  cleaned = true;
-  await stopAll();
-  await down(cfg).catch((e) => log(`lab down: ${(e as Error).message}`));
-}
-
-if (import.meta.main) {
-  try {
-    Deno.exit(await main());
-  } catch (e) {
-    console.error(`bench: ${(e as Error).message}`);
-    await cleanup();
-    Deno.exit(1);
-  }
-}
+if (import.meta.main) await runBench("bench", main);

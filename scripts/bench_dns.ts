@@ -2,7 +2,7 @@
  * DNS benchmark (issue 7): lookups per second and p50/p99 latency through tp's resolver, cached and uncached,
  * beside querying the cluster's dnsmasq directly over the veth, in the same run, on a lab of its own.
  *
- *   ./scripts/deno run -A scripts/bench_dns.ts [--clients 4] [--queries 4000]
+ *   ./scripts/deno run -A scripts/bench_dns.ts [--lab-id ID] [--clients 4] [--queries 4000]
  *
  * Needs root (it brings up a lab with its own id and tears it down). tp's resolver runs first as in the tests
  * (tests/dns_lab_child.ts): on a kernel socket in the workstation namespace, its cluster forwarder sending to the
@@ -13,6 +13,7 @@
 import { downDnsLab, runLoad, serveOptions, startDnsChild, TP_DNS, upDnsLab } from "../tests/dns_lab.ts";
 import type { LoadResult } from "../tests/dns_lab_child.ts";
 import { LAB } from "../tests/lab.ts";
+import { reexecOnLab } from "./_lab_fixture.ts";
 
 function arg(name: string, fallback: number): number {
   const i = Deno.args.indexOf(`--${name}`);
@@ -26,14 +27,8 @@ const total = arg("queries", 4000);
 if (Deno.uid() !== 0) throw new Error("bench_dns needs root (it brings up a lab of network namespaces)");
 
 // One lab for everything below, the tp part included (its helpers read TP_LAB_ID when first imported): a lab of
-// its own unless TP_LAB_ID names one.
-if (!Deno.env.get("TP_LAB_ID")) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL(import.meta.url).pathname, ...Deno.args],
-    env: { TP_LAB_ID: "db" + (Deno.pid % 36 ** 4).toString(36) },
-  }).spawn();
-  Deno.exit((await child.status).code);
-}
+// its own unless --lab-id or TP_LAB_ID names one.
+await reexecOnLab("db" + (Deno.pid % 36 ** 4).toString(36));
 const cfg = await upDnsLab(LAB.id);
 const d = cfg.clusterDomain;
 const positive: [string, number][] = [

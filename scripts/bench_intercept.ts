@@ -24,31 +24,34 @@
  * Needs root, iproute2, dnsmasq-base, iperf3 (the lab), curl, wrk. Every process it starts is ended by pid, the pod
  * and the lab go down, even on failure. Bounded: about a minute.
  */
-import type { ClusterProcess, LabManager } from "../tests/connect_fixture.ts";
-import type { LabPod } from "../tests/lab_pod.ts";
+import {
+  AGENT_HTTP,
+  AGENT_TCP,
+  APP_HTTP as HTTP,
+  APP_TCP as TCP,
+  must,
+  POD,
+  POD_IP,
+  printTargets,
+  round,
+  runBench,
+  selectLab,
+  startAgentPod,
+  type Teardown,
+  writeReport,
+} from "./_lab_fixture.ts";
 import { treeCpuSeconds } from "./_proc.ts";
 
-function argValue(name: string): string | undefined {
-  const i = Deno.args.indexOf(`--${name}`);
-  return i >= 0 ? Deno.args[i + 1] : undefined;
-}
-
-// tests/lab.ts reads TP_LAB_ID when it is imported: set it first, then import the lab's helpers.
-Deno.env.set("TP_LAB_ID", argValue("lab-id") ?? "tpi");
+selectLab("tpi"); // before the lab's helpers are imported: they read TP_LAB_ID
 const { inNs, LAB, requireRoot, requireTools, ROOT } = await import("../tests/lab.ts");
-const { daemonPid, forceQuit, MANAGER_URL, startLabManager, startLocalApp, STATE_DIR, tp } = await import(
+const { daemonPid, forceQuit, MANAGER_URL, startLocalApp, STATE_DIR, tp } = await import(
   "../tests/connect_fixture.ts"
 );
-const { removePod, startPod, waitFor, whoAnswers: answers } = await import("../tests/lab_pod.ts");
-const { down } = await import("./lab.ts");
+const { waitFor, whoAnswers: answers } = await import("../tests/lab_pod.ts");
 const { labService } = await import("./lab_config.ts");
 
 const DENO = Deno.execPath();
 const CLIENT = `${ROOT}/scripts/bench_client.ts`;
-const POD = "web";
-const POD_IP = "198.19.128.20";
-const HTTP = 8080, TCP = 7007; // the app's ports in the pod
-const AGENT_HTTP = 9080, AGENT_TCP = 9007; // the agent's
 const LOCAL_HTTP = 18080, LOCAL_TCP = 17007; // the workstation's local app
 const echo = labService(LAB, "echo");
 const WRK_SECONDS = 3;
@@ -61,12 +64,6 @@ const log = (s: string) => console.error(`bench_intercept: ${s}`);
 
 /** Which app answers at the pod's agent port ("web" in the pod, "laptop" here). */
 const whoAnswers = () => answers(POD_IP, AGENT_HTTP, 5);
-
-async function must(what: string, r: Promise<{ code: number; stdout: string; stderr: string }>) {
-  const res = await r;
-  if (res.code !== 0) throw new Error(`${what} failed (exit ${res.code}): ${(res.stderr || res.stdout).trim()}`);
-  return res;
-}
 
 // ---------------------------------------------------------------- measures
 
@@ -152,8 +149,6 @@ async function observed<T>(
   return { result, cpuSeconds };
 }
 
-const round = (v: number, d: number) => Math.round(v * 10 ** d) / 10 ** d;
-
 // ---------------------------------------------------------------- report
 
 type PathName = "direct" | "agent" | "intercepted" | "outbound";
@@ -215,33 +210,7 @@ function cpuTable(res: Partial<Record<PathName, PathResult>>): string {
 
 // ---------------------------------------------------------------- main
 
-let manager: LabManager | undefined;
-let pod: LabPod | undefined;
-let agent: ClusterProcess | undefined;
-let local: ClusterProcess | undefined;
-let cleaned = false;
-
-async function cleanup(): Promise<void> {
-  if (cleaned) return;
-  cleaned = true;
-  const step = async (what: string, f: () => Promise<unknown>) => {
-    try {
-      await f();
-    } catch (e) {
-      log(`cleanup: ${what}: ${(e as Error).message}`);
-    }
-  };
-  await step("daemon", () => forceQuit()); // tp quit, then SIGKILL to its pid, and its state directory
-  await step("local app", async () => await local?.stop());
-  await step("pod", async () => {
-    if (pod) await pod.stop(); // the agent and the app by pid, then the namespace and link
-    else await removePod(POD);
-  });
-  await step("manager", async () => await manager?.stop());
-  await step("lab", () => down(LAB));
-}
-
-async function main(): Promise<number> {
+async function main(teardown: Teardown): Promise<number> {
   requireRoot();
   requireTools("ip", "dnsmasq", "iperf3", "curl", "wrk");
   const startedAt = new Date().toISOString();
@@ -249,24 +218,12 @@ async function main(): Promise<number> {
   const results: Partial<Record<PathName, PathResult>> = {};
   let lost: Burst | undefined;
   let failure: Error | null = null;
-  const onSignal = () => {
-    log("interrupted: cleaning up");
-    void cleanup().finally(() => Deno.exit(130));
-  };
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
   try {
     log(`lab ${LAB.id} up`);
-    await down(LAB); // nothing left from an earlier, interrupted run
-    manager = await startLabManager();
-    await forceQuit();
-    pod = await startPod({ name: POD, index: 0, podIp: POD_IP, httpPort: HTTP, tcpPort: TCP });
-    agent = await pod.startAgent({
-      managerUrl: MANAGER_URL,
-      workload: POD,
-      forwards: [`${AGENT_HTTP}:${HTTP}`, `${AGENT_TCP}:${TCP}`],
-    });
-    local = startLocalApp(LOCAL_HTTP, LOCAL_TCP);
+    const { manager, agent } = await startAgentPod(teardown);
+    const local = startLocalApp(LOCAL_HTTP, LOCAL_TCP);
+    teardown.add("local app", () => local.stop());
+    teardown.add("daemon", () => forceQuit()); // tp quit, then SIGKILL to its pid, and its state directory
     await must("tp connect", tp(["connect", "--manager-url", MANAGER_URL]));
     const pids: Pids = {
       agent: agent.pid,
@@ -318,9 +275,7 @@ async function main(): Promise<number> {
   } catch (e) {
     failure = e as Error;
   } finally {
-    await cleanup();
-    Deno.removeSignalListener("SIGINT", onSignal);
-    Deno.removeSignalListener("SIGTERM", onSignal);
+    await teardown.run();
   }
 
   const p50 = results.intercepted?.rr?.p50Us, out50 = results.outbound?.rr?.p50Us;
@@ -364,17 +319,15 @@ async function main(): Promise<number> {
     targets,
     error: failure?.message ?? null,
   };
-  await Deno.mkdir(`${ROOT}/.bench`, { recursive: true });
-  const file = `${ROOT}/.bench/intercept-${startedAt.replace(/[:.]/g, "-")}.json`;
-  await Deno.writeTextFile(file, JSON.stringify(report, null, 2) + "\n");
+  const file = await writeReport("intercept", startedAt, report);
 
   console.log(table(results));
   console.log("\nCPU microseconds per request (HTTP) and per round trip (rr), by process:");
   console.log(cpuTable(results));
   console.log();
-  for (const x of targets) console.log(`${x.met === null ? "  ?" : x.met ? " ok" : "MISS"}  ${x.what}: ${x.value}`);
+  printTargets(targets);
   for (const e of wrkErrors) console.log(`note: ${e}`);
-  console.log(`\nwritten: ${file.replace(ROOT + "/", "")} (${report.seconds} s)`);
+  console.log(`\nwritten: ${file} (${report.seconds} s)`);
   if (failure) {
     console.error(`bench_intercept: ${failure.message}`);
     return 1;
@@ -382,12 +335,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-if (import.meta.main) {
-  try {
-    Deno.exit(await main());
-  } catch (e) {
-    console.error(`bench_intercept: ${(e as Error).message}`);
-    await cleanup();
-    Deno.exit(1);
-  }
-}
+if (import.meta.main) await runBench("bench_intercept", main);

@@ -7,40 +7,25 @@
  * machine of its own) takes its CPU from the same two cores as tp, so the throughput ratio charges its work to tp;
  * the daemon's CPU per byte is the port-forward's cost to tp itself.
  *
- *   ./scripts/deno run -A scripts/bench_portforward.ts [--rounds 3] [--no-pin] [-o json]
+ *   ./scripts/deno run -A scripts/bench_portforward.ts [--lab-id ID] [--rounds 3] [--no-pin] [-o json]
  *
  * Needs root, the lab's tools, iperf3 and openssl (the double's certificates).
  */
 import { LAB, ROOT } from "../tests/lab.ts";
 import { processTree, treeCpuSeconds } from "./_proc.ts";
+import { reexecOnLab } from "./_lab_fixture.ts";
 
-// One lab for everything (the test helpers read TP_LAB_ID when first imported): a lab of its own unless named.
-if (!Deno.env.get("TP_LAB_ID")) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL(import.meta.url).pathname, ...Deno.args],
-    env: { TP_LAB_ID: "pf" + (Deno.pid % 36 ** 4).toString(36) },
-  }).spawn();
-  Deno.exit((await child.status).code);
-}
+// One lab for everything (the test helpers read TP_LAB_ID when first imported): a lab of its own unless --lab-id or
+// TP_LAB_ID names one.
+await reexecOnLab("pf" + (Deno.pid % 36 ** 4).toString(36));
 if (Deno.uid() !== 0) throw new Error("bench_portforward needs root (it brings up a lab of network namespaces)");
 const fx = await import("../tests/connect_fixture.ts");
 const { down } = await import("./lab.ts");
+const { startDouble } = await import("../tests/k8s_lab_double.ts");
 const echo = LAB.services.find((s) => s.name === "echo")!;
-const iperf = LAB.services.find((s) => s.name === "iperf")!;
 
 async function iperf3(reverse: boolean): Promise<number> {
-  const r = await fx.inNs("ws", [
-    ...(PIN ? ["taskset", "-c", TP_CPU] : []),
-    "iperf3",
-    "-c",
-    iperf.serviceIp,
-    "-p",
-    String(iperf.ports["iperf"]!.port),
-    "-t",
-    "3",
-    "-J",
-    ...(reverse ? ["-R"] : []),
-  ], { timeoutMs: 30_000 });
+  const r = await fx.iperf3({ seconds: 3, reverse, prefix: PIN ? ["taskset", "-c", TP_CPU] : [] });
   if (r.code !== 0) throw new Error(`iperf3: ${r.stdout}${r.stderr}`);
   return JSON.parse(r.stdout).end.sum_received.bits_per_second / 1e9;
 }
@@ -93,23 +78,9 @@ const roundsArg = Deno.args.indexOf("--rounds");
 const ROUNDS = roundsArg >= 0 ? Number(Deno.args[roundsArg + 1]) : 3;
 if (!Number.isInteger(ROUNDS) || ROUNDS < 1 || ROUNDS > 20) throw new RangeError("--rounds takes 1..20");
 const manager = await fx.startLabManager();
-const dir = await Deno.makeTempDir({ prefix: "tp-bench-pf-" });
-const double = fx.spawnInCluster([
-  Deno.execPath(),
-  "run",
-  "-A",
-  `${ROOT}/tests/k8s_double_process.ts`,
-  "--listen",
-  `${LAB.manager.ip}:6443`,
-  "--forward",
-  `${LAB.manager.ip}:${LAB.manager.port}`,
-  "--dir",
-  dir,
-]);
+let apiServer: Awaited<ReturnType<typeof startDouble>> | undefined;
 try {
-  for (let i = 0; i < 150 && !(await Deno.stat(`${dir}/ready`).then(() => true, () => false)); i++) {
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const double = apiServer = await startDouble();
   await pin(double.pid, DOUBLE_CPU);
   await pin(manager.pid, TP_CPU);
   for (const f of ["iperf.pid", "services.pid"]) {
@@ -118,7 +89,7 @@ try {
   }
   const modes: [string, string[]][] = [
     ["--manager-url (direct h2c)", ["--manager-url", fx.MANAGER_URL]],
-    ["port-forward (API server)", ["--kubeconfig", `${dir}/kubeconfig`]],
+    ["port-forward (API server)", ["--kubeconfig", double.kubeconfig]],
   ];
   // Rounds alternate the modes, so drift on the machine (it is shared and noisy) falls on both; medians are shown.
   for (let round = 0; round < ROUNDS; round++) {
@@ -174,9 +145,8 @@ try {
   }
 } finally {
   await fx.forceQuit();
-  await double.stop();
+  await apiServer?.stop();
   await manager.stop();
-  await Deno.remove(dir, { recursive: true }).catch(() => {});
   await down(LAB);
 }
 

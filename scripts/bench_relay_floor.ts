@@ -1,7 +1,7 @@
 /**
  * The floor under any two-process design in Deno (not a test): how much a workstation-side and a cluster-side Deno
- * process cost when all they do is copy bytes between TCP sockets. On a lab of its own (`rf-ws` / `rf-cluster`), in
- * one run, beside the kernel's own route:
+ * process cost when all they do is copy bytes between TCP sockets. On a lab of its own (`rf-ws` / `rf-cluster`, or
+ * the one `--lab-id` or TP_LAB_ID names), in one run, beside the kernel's own route:
  *
  *   kernel      client -> veth route -> echo / HTTP service
  *   relays      client -> relay (Deno, workstation) -> relay (Deno, cluster) -> echo / HTTP service
@@ -10,16 +10,17 @@
  * new HTTP connections per second (each relayed connection dials a new one at each relay: no multiplexing). tp's
  * figures in scripts/bench compare against these.
  *
- *   scripts/deno run -A scripts/bench_relay_floor.ts
+ *   scripts/deno run -A scripts/bench_relay_floor.ts [--lab-id rf]
  *
  * Needs root, iproute2 and the lab's tools. Every process it starts is ended by pid; the lab goes down after.
  */
 import { labConfig, labService } from "./lab_config.ts";
 import { down, up } from "./lab.ts";
 import { exec } from "../tests/lab.ts";
+import { selectLab } from "./_lab_fixture.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
-const cfg = labConfig("rf");
+const cfg = labConfig(selectLab("rf"));
 const WS = cfg.namespaces.workstation;
 const CL = cfg.namespaces.cluster;
 const echo = labService(cfg, "echo");

@@ -12,30 +12,17 @@
  * Needs root, iproute2, dnsmasq-base, iperf3 (the lab). Every process it starts is ended by pid; the lab goes down,
  * even on failure. Bounded: about 10 s a round.
  */
-function argValue(name: string): string | undefined {
-  const i = Deno.args.indexOf(`--${name}`);
-  return i >= 0 ? Deno.args[i + 1] : undefined;
-}
+import { argValue, runBench, selectLab, type Teardown, writeReport } from "./_lab_fixture.ts";
 
-// tests/lab.ts reads TP_LAB_ID when it is imported: set it first, then import the lab's helpers.
-Deno.env.set("TP_LAB_ID", argValue("lab-id") ?? "tpr");
-const { inNs, LAB, requireRoot, ROOT } = await import("../tests/lab.ts");
-const { forceQuit, MANAGER_URL, startLabManager, tp } = await import("../tests/connect_fixture.ts");
+selectLab("tpr"); // before the lab's helpers are imported: they read TP_LAB_ID
+const { LAB, requireRoot } = await import("../tests/lab.ts");
+const { cutLink, forceQuit, MANAGER_URL, resumeEcho, setWorkstationLink, startLabManager, tp } = await import(
+  "../tests/connect_fixture.ts"
+);
 const { down } = await import("./lab.ts");
-const { labService } = await import("./lab_config.ts");
 
 const ROUNDS = Number(argValue("rounds") ?? 5);
-const echo = labService(LAB, "echo");
 const log = (s: string) => console.error(`bench_resume: ${s}`);
-
-async function linkState(state: "up" | "down"): Promise<void> {
-  const r = await inNs("ws", ["ip", "link", "set", LAB.links.workstation, state]);
-  if (r.code !== 0) throw new Error(`ip link set ${state}: ${r.stderr}`);
-}
-
-async function daemonState(): Promise<string> {
-  return String(JSON.parse((await tp(["status", "-o", "json"])).stdout).manager.state);
-}
 
 interface Round {
   noticedMs: number;
@@ -45,31 +32,9 @@ interface Round {
 }
 
 async function round(): Promise<Round> {
-  const client = inNs("ws", [
-    Deno.execPath(),
-    "run",
-    "-A",
-    "--cached-only",
-    `${ROOT}/tests/resume_client.ts`,
-    echo.serviceIp,
-    String(echo.ports["tcp-echo"]!.port),
-    "20",
-    "10",
-  ], { timeoutMs: 60_000 });
+  const client = resumeEcho(20, 10, { timeoutMs: 60_000 });
   await new Promise((r) => setTimeout(r, 700));
-  const downAt = performance.now();
-  await linkState("down");
-  let noticedMs = -1;
-  try {
-    for (let i = 0; i < 200 && noticedMs < 0; i++) {
-      if (await daemonState() === "reconnecting") noticedMs = performance.now() - downAt;
-      else await new Promise((r) => setTimeout(r, 50));
-    }
-    await new Promise((r) => setTimeout(r, 1_000));
-  } finally {
-    await linkState("up");
-  }
-  const upAt = Date.now();
+  const { noticedMs, upAt } = await cutLink(1_000);
   const r = await client;
   if (r.code !== 0) throw new Error(`the echo client failed: ${r.stderr}`);
   const out = JSON.parse(r.stdout);
@@ -78,51 +43,43 @@ async function round(): Promise<Round> {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-if (import.meta.main) {
+async function main(teardown: Teardown): Promise<number> {
   requireRoot();
   const startedAt = new Date().toISOString();
+  teardown.add("lab", () => down(LAB));
   await down(LAB); // nothing left from an earlier, interrupted run
-  let manager: Awaited<ReturnType<typeof startLabManager>> | undefined;
+  const manager = await startLabManager();
+  teardown.add("manager", () => manager.stop());
+  teardown.add("daemon", () => forceQuit());
+  teardown.add("link", () => setWorkstationLink("up"));
+  const c = await tp(["connect", "--manager-url", MANAGER_URL]);
+  if (c.code !== 0) throw new Error(`tp connect: ${c.stderr}`);
   const rounds: Round[] = [];
-  try {
-    manager = await startLabManager();
-    const c = await tp(["connect", "--manager-url", MANAGER_URL]);
-    if (c.code !== 0) throw new Error(`tp connect: ${c.stderr}`);
-    for (let i = 0; i < ROUNDS; i++) {
-      const r = await round();
-      log(
-        `round ${i + 1}: noticed ${r.noticedMs.toFixed(0)} ms, first byte ${r.firstByteMs} ms after the link ` +
-          `came back, echo ${r.equal ? "intact" : "DIFFERS"}`,
-      );
-      rounds.push(r);
-    }
-    const resumes = JSON.parse((await tp(["status", "-o", "json"])).stdout).manager.resumes;
-    const first = rounds.map((r) => r.firstByteMs), noticed = rounds.map((r) => r.noticedMs);
-    const row = (name: string, xs: number[]) =>
-      console.log(
-        `| ${name.padEnd(50)} | ${median(xs).toFixed(0).padStart(6)} | ` +
-          `${Math.min(...xs).toFixed(0).padStart(5)} | ${Math.max(...xs).toFixed(0).padStart(5)} |`,
-      );
-    console.log(`| ${`scripts/bench_resume.ts (${ROUNDS} rounds)`.padEnd(50)} | median |   min |   max |`);
-    console.log(`| ${"-".repeat(50)} | -----: | ----: | ----: |`);
-    row("link down to tp noticing, ms", noticed);
-    row("link back to the first byte on an open connection, ms", first);
-    console.log(
-      `resumes: ${resumes}; echoes intact: ${rounds.filter((r) => r.equal).length} of ${ROUNDS}; ` +
-        `target: under 1000 ms: ${median(first) < 1000 ? "met" : "NOT met"}`,
+  for (let i = 0; i < ROUNDS; i++) {
+    const r = await round();
+    log(
+      `round ${i + 1}: noticed ${r.noticedMs.toFixed(0)} ms, first byte ${r.firstByteMs} ms after the link ` +
+        `came back, echo ${r.equal ? "intact" : "DIFFERS"}`,
     );
-    await Deno.mkdir(`${ROOT}/.bench`, { recursive: true });
-    const file = `${ROOT}/.bench/resume-${startedAt.replace(/[:.]/g, "-")}.json`;
-    await Deno.writeTextFile(file, JSON.stringify({ startedAt, rounds, resumes }, null, 2) + "\n");
-    log(`wrote ${file}`);
-    if (rounds.some((r) => !r.equal)) Deno.exitCode = 1;
-  } catch (e) {
-    log(`failed: ${(e as Error).stack ?? e}`);
-    Deno.exitCode = 1;
-  } finally {
-    await linkState("up").catch(() => {});
-    await forceQuit();
-    await manager?.stop();
-    await down(LAB);
+    rounds.push(r);
   }
+  const resumes = JSON.parse((await tp(["status", "-o", "json"])).stdout).manager.resumes;
+  const first = rounds.map((r) => r.firstByteMs), noticed = rounds.map((r) => r.noticedMs);
+  const row = (name: string, xs: number[]) =>
+    console.log(
+      `| ${name.padEnd(50)} | ${median(xs).toFixed(0).padStart(6)} | ` +
+        `${Math.min(...xs).toFixed(0).padStart(5)} | ${Math.max(...xs).toFixed(0).padStart(5)} |`,
+    );
+  console.log(`| ${`scripts/bench_resume.ts (${ROUNDS} rounds)`.padEnd(50)} | median |   min |   max |`);
+  console.log(`| ${"-".repeat(50)} | -----: | ----: | ----: |`);
+  row("link down to tp noticing, ms", noticed);
+  row("link back to the first byte on an open connection, ms", first);
+  console.log(
+    `resumes: ${resumes}; echoes intact: ${rounds.filter((r) => r.equal).length} of ${ROUNDS}; ` +
+      `target: under 1000 ms: ${median(first) < 1000 ? "met" : "NOT met"}`,
+  );
+  log(`wrote ${await writeReport("resume", startedAt, { startedAt, rounds, resumes })}`);
+  return rounds.some((r) => !r.equal) ? 1 : 0;
 }
+
+if (import.meta.main) await runBench("bench_resume", main);

@@ -11,7 +11,8 @@
  * runs in tests/stack_child.ts inside a namespace of its own (tpt-stack-bench-<pid>), deleted at the end; the
  * client is socat (256 KiB buffers).
  */
-const ROOT = new URL("..", import.meta.url).pathname;
+import { startStackChild } from "../tests/stack_child.ts";
+
 const args = Deno.args;
 const flag = (name: string, fallback: string) => {
   const i = args.indexOf(name);
@@ -21,7 +22,6 @@ const MB = Number(flag("--megabytes", "1000"));
 const BYTES = MB * 1e6;
 const CONFIGS = flag("--configs", "plain,mtu64k").split(",");
 const NS = `tpt-stack-bench-${Deno.pid}`;
-const DENO = Deno.execPath();
 const SVC = "198.19.0.10";
 
 async function sh(argv: string[]): Promise<string> {
@@ -62,29 +62,11 @@ async function timed(cmd: string, childPid: number | null): Promise<{ s: number;
 }
 
 async function withChild<T>(flags: string[], fn: (pid: number) => Promise<T>): Promise<T> {
-  const child = new Deno.Command("ip", {
-    args: ["netns", "exec", NS, DENO, "run", "-A", `${ROOT}tests/stack_child.ts`, ...flags],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let out = "";
-  for (let i = 0; i < 100 && !out.includes("ready"); i++) {
-    const r = await reader.read();
-    if (r.done) break;
-    out += r.value;
-  }
-  if (!out.includes("ready")) throw new Error(`the stack child did not start: ${out}`);
+  const child = await startStackChild(NS, flags);
   try {
     return await fn(child.pid);
   } finally {
-    await child.stdin.close();
-    for (let i = 0; i < 100; i++) {
-      const r = await reader.read();
-      if (r.done) break;
-    }
-    await child.status;
+    await child.stop();
   }
 }
 

@@ -3,6 +3,7 @@
  * that counts bytes; beside raw TCP connections to the same sink over the same path, in the same run.
  *
  *   ./scripts/deno run -A scripts/bench_tunnel.ts            # on the lab: client in tp-ws, manager + sink in tp-cluster
+ *   ... --lab-id ID  on the lab ID instead (or TP_LAB_ID's; default tp, the main lab, which it leaves up)
  *   ./scripts/deno run -A scripts/bench_tunnel.ts --loopback # everything on 127.0.0.1 (separate processes)
  *   ... --mib 64   total MiB per case (default 64)
  *   ... --resumable  the streams tp's daemon opens: resumable (each side keeps what the other has not acknowledged)
@@ -14,6 +15,8 @@
 import { connect } from "../proto/mod.ts";
 import { decodeTunnelFrame, encodeDataFrame, encodeTunnelFrame, methods, Protocol } from "../proto/messages.ts";
 import { CONTENT_TYPE, Deframer, encodeFrame } from "../proto/grpc_web.ts";
+import { labConfig } from "./lab_config.ts";
+import { selectLab } from "./_lab_fixture.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const DENO = `${ROOT}scripts/deno`;
@@ -282,10 +285,11 @@ async function main(args: string[]): Promise<void> {
     return;
   }
   const loopback = args.includes("--loopback");
-  const host = loopback ? "127.0.0.1" : "198.18.0.2";
-  const cluster = loopback ? [] : ["ip", "netns", "exec", "tp-cluster"];
-  const ws = loopback ? [] : ["ip", "netns", "exec", "tp-ws"];
-  if (!loopback) {
+  const lab = loopback ? null : labConfig(selectLab("tp")); // `scripts/lab up` below reads TP_LAB_ID too
+  const host = lab?.manager.ip ?? "127.0.0.1";
+  const cluster = lab ? ["ip", "netns", "exec", lab.namespaces.cluster] : [];
+  const ws = lab ? ["ip", "netns", "exec", lab.namespaces.workstation] : [];
+  if (lab) {
     const up = await new Deno.Command(`${ROOT}scripts/lab`, { args: ["up"], stdout: "null" }).output();
     if (up.code !== 0) throw new Error("scripts/lab up failed");
   }
@@ -344,7 +348,8 @@ async function main(args: string[]): Promise<void> {
     }).output();
     if (c.code !== 0) throw new Error("bench client failed");
     const results = JSON.parse(new TextDecoder().decode(c.stdout).trim().split("\n").pop()!) as Result[];
-    console.log(`tunnel benchmark (${loopback ? "loopback" : "lab veth tp-ws -> tp-cluster"}, ${mib} MiB per case)\n`);
+    const path = lab ? `lab veth ${lab.namespaces.workstation} -> ${lab.namespaces.cluster}` : "loopback";
+    console.log(`tunnel benchmark (${path}, ${mib} MiB per case)\n`);
     console.log(table(results));
   } finally {
     for (const ch of children) {

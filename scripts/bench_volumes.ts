@@ -11,16 +11,20 @@
  * write (`cat` of a local file into the mount; the time includes close, when sshfs has every write answered). The
  * source files sit in the page cache on both ends, so the disk is out of the figures.
  */
-import { findSftpServer, serveSftp } from "../agent/sftp.ts";
+import { serveSftp } from "../agent/sftp.ts";
 import { mountSshfs } from "../cli/mount/mod.ts";
 import { mountAt } from "../cli/mount/mountinfo.ts";
-import { findProgram } from "../cli/mount/requirements.ts";
 import { memoryByteStreamPair } from "../proto/byte_stream_memory.ts";
-
-const MB = 1024 * 1024;
-const SIZE = 100 * MB;
-const TREE_DIRS = 50;
-const TREE_FILES_PER_DIR = 100;
+import {
+  makePodFiles,
+  MB,
+  randomFile,
+  SIZE,
+  type Sshd,
+  startSshd,
+  TREE_DIRS,
+  TREE_FILES_PER_DIR,
+} from "./_volumes_bench.ts";
 
 const runsArg = Deno.args.indexOf("--runs");
 const RUNS = runsArg >= 0 ? Number(Deno.args[runsArg + 1]) : 3;
@@ -41,21 +45,6 @@ async function timed(cmd: string): Promise<number> {
 interface Mounted {
   dir: string;
   close(): Promise<void>;
-}
-
-// --- the pod's files ---------------------------------------------------------------------------------------------
-
-async function makePod(pod: string): Promise<void> {
-  await Deno.mkdir(`${pod}/data`, { recursive: true });
-  await sh(`head -c ${SIZE} /dev/urandom > '${pod}/data/big.bin'`);
-  const chunk = new Uint8Array(4096);
-  for (let d = 0; d < TREE_DIRS; d++) {
-    await Deno.mkdir(`${pod}/tree/d${d}`, { recursive: true });
-    for (let f = 0; f < TREE_FILES_PER_DIR; f++) {
-      crypto.getRandomValues(chunk);
-      await Deno.writeFile(`${pod}/tree/d${d}/f${f}.txt`, chunk.subarray(0, 100 + ((d * 131 + f * 17) % 3000)));
-    }
-  }
 }
 
 // --- tp: sftp-server and sshfs joined in memory ------------------------------------------------------------------
@@ -79,12 +68,6 @@ async function tpMount(pod: string, base: string): Promise<Mounted> {
 
 // --- sshfs over ssh to a real sshd -------------------------------------------------------------------------------
 
-interface Sshd {
-  port: number;
-  key: string;
-  close(): Promise<void>;
-}
-
 function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (l.addr as Deno.NetAddr).port;
@@ -92,68 +75,7 @@ function freePort(): number {
   return port;
 }
 
-async function startSshd(dir: string): Promise<Sshd> {
-  const sshd = findProgram("sshd");
-  if (!sshd) throw new Error("sshd is not installed: run scripts/install_deps --bench (openssh-server)");
-  await sh(
-    `ssh-keygen -q -t ed25519 -N '' -f '${dir}/host_key' && ssh-keygen -q -t ed25519 -N '' -f '${dir}/user_key'`,
-  );
-  await Deno.copyFile(`${dir}/user_key.pub`, `${dir}/authorized_keys`);
-  // sshd's privilege separation directory; made (and removed at the end) only when missing.
-  let madePrivsep = false;
-  try {
-    await Deno.stat("/run/sshd");
-  } catch {
-    await Deno.mkdir("/run/sshd", { mode: 0o755 });
-    madePrivsep = true;
-  }
-  const port = freePort();
-  const sftpServer = findSftpServer();
-  await Deno.writeTextFile(
-    `${dir}/sshd_config`,
-    [
-      `ListenAddress 127.0.0.1:${port}`,
-      `HostKey ${dir}/host_key`,
-      `AuthorizedKeysFile ${dir}/authorized_keys`,
-      `PidFile ${dir}/sshd.pid`,
-      "PermitRootLogin prohibit-password",
-      "PasswordAuthentication no",
-      "KbdInteractiveAuthentication no",
-      "UsePAM no",
-      "StrictModes no",
-      `Subsystem sftp ${sftpServer}`,
-    ].join("\n") + "\n",
-  );
-  const child = new Deno.Command(sshd, {
-    args: ["-D", "-e", "-f", `${dir}/sshd_config`],
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  // Ready when it says it listens (it logs that at startup with -e).
-  const lines = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  while (!/Server listening/.test(text)) {
-    const { value, done } = await lines.read();
-    if (done) throw new Error(`sshd exited: ${text}`);
-    text += value;
-  }
-  const drain = (async () => {
-    while (!(await lines.read()).done) { /* sshd's log, dropped */ }
-  })();
-  return {
-    port,
-    key: `${dir}/user_key`,
-    async close() {
-      child.kill("SIGTERM");
-      await child.status;
-      await drain;
-      if (madePrivsep) await Deno.remove("/run/sshd").catch(() => {});
-    },
-  };
-}
-
-async function sshMount(sshd: Sshd, pod: string, base: string): Promise<Mounted> {
+async function sshMount(sshd: Sshd, port: number, pod: string, base: string): Promise<Mounted> {
   const dir = `${base}/ssh-mnt-${++mountCount}`;
   await Deno.mkdir(dir);
   const child = new Deno.Command("sshfs", {
@@ -162,7 +84,7 @@ async function sshMount(sshd: Sshd, pod: string, base: string): Promise<Mounted>
       "-F",
       "/dev/null",
       "-o",
-      `port=${sshd.port},IdentityFile=${sshd.key},StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null,BatchMode=yes`,
+      `port=${port},IdentityFile=${sshd.key},StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null,BatchMode=yes`,
       `root@127.0.0.1:${pod}`,
       dir,
     ],
@@ -240,14 +162,15 @@ let sshd: Sshd | undefined;
 try {
   const pod = `${base}/pod`;
   console.error(`bench_volumes: making the pod's files (100 MB, ${TREE_DIRS * TREE_FILES_PER_DIR} small files)`);
-  await makePod(pod);
+  await makePodFiles(pod);
   const local = `${base}/local.bin`;
-  await sh(`head -c ${SIZE} /dev/urandom > '${local}'`);
+  await randomFile(local);
   await sh(`cat '${pod}/data/big.bin' '${local}' > /dev/null`); // both in the page cache
-  sshd = await startSshd(base);
+  const port = freePort();
+  sshd = await startSshd(base, { listen: `127.0.0.1:${port}` });
   const s = sshd;
-  console.error(`bench_volumes: sshfs over ssh (sshd on 127.0.0.1:${s.port}), ${RUNS} runs`);
-  const ssh = await measure(() => sshMount(s, pod, base), local);
+  console.error(`bench_volumes: sshfs over ssh (sshd on 127.0.0.1:${port}), ${RUNS} runs`);
+  const ssh = await measure(() => sshMount(s, port, pod, base), local);
   console.error(`bench_volumes: sshfs over tp's bridge, ${RUNS} runs`);
   const tp = await measure(() => tpMount(pod, base), local);
 

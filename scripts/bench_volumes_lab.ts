@@ -24,123 +24,43 @@
  * openssh-client (`scripts/install_deps --bench`). Every process it starts is ended by pid; the pod and the lab go
  * down, even on failure. Bounded: a few minutes.
  */
-import type { ClusterProcess, LabManager } from "../tests/connect_fixture.ts";
-import type { LabPod } from "../tests/lab_pod.ts";
 import type { WorkstationShell } from "../tests/ws_shell.ts";
+import {
+  APP_HTTP as HTTP,
+  argValue,
+  must,
+  POD,
+  POD_IP,
+  printTargets,
+  round,
+  runBench,
+  selectLab,
+  startAgentPod,
+  type Teardown,
+  writeReport,
+} from "./_lab_fixture.ts";
 import { cpuSeconds, processTree } from "./_proc.ts";
+import {
+  makePodFiles,
+  MB,
+  randomFile,
+  SIZE,
+  type Sshd,
+  startSshd,
+  TREE_DIRS,
+  TREE_FILES_PER_DIR,
+} from "./_volumes_bench.ts";
 
-function argValue(name: string): string | undefined {
-  const i = Deno.args.indexOf(`--${name}`);
-  return i >= 0 ? Deno.args[i + 1] : undefined;
-}
-
-// tests/lab.ts reads TP_LAB_ID when it is imported: set it first, then import the lab's helpers.
-Deno.env.set("TP_LAB_ID", argValue("lab-id") ?? "tpv");
-const { exec, LAB, requireRoot, requireTools, ROOT } = await import("../tests/lab.ts");
-const { daemonPid, forceQuit, MANAGER_URL, startLabManager, STATE_DIR } = await import(
-  "../tests/connect_fixture.ts"
-);
-const { removePod, startPod } = await import("../tests/lab_pod.ts");
+selectLab("tpv"); // before the lab's helpers are imported: they read TP_LAB_ID
+const { exec, LAB, requireRoot, requireTools } = await import("../tests/lab.ts");
+const { daemonPid, forceQuit, MANAGER_URL, STATE_DIR } = await import("../tests/connect_fixture.ts");
 const { startWorkstationShell } = await import("../tests/ws_shell.ts");
-const { findSftpServer } = await import("../agent/sftp.ts");
-const { down } = await import("./lab.ts");
 
 const RUNS = Number(argValue("runs") ?? 5);
-const MB = 1024 * 1024;
-const SIZE = 100 * MB;
-const TREE_DIRS = 50, TREE_FILES_PER_DIR = 100;
-const POD = "web";
-const POD_IP = "198.19.128.20";
-const HTTP = 8080, TCP = 7007, AGENT_HTTP = 9080, AGENT_TCP = 9007;
 const LOCAL_PORT = 18080; // the intercept's local port: nothing needs to listen, only the mount is measured
 const SSHD_PORT = 2222;
 
 const log = (s: string) => console.error(`bench_volumes_lab: ${s}`);
-
-async function must(what: string, r: Promise<{ code: number; stdout: string; stderr: string }>) {
-  const res = await r;
-  if (res.code !== 0) throw new Error(`${what} failed (exit ${res.code}): ${(res.stderr || res.stdout).trim()}`);
-  return res;
-}
-
-// ---------------------------------------------------------------- the pod's files and its sshd
-
-async function makePodFiles(root: string): Promise<void> {
-  await Deno.mkdir(`${root}/data`, { recursive: true });
-  await must("the 100 MB file", exec(["sh", "-c", `head -c ${SIZE} /dev/urandom > '${root}/data/big.bin'`]));
-  const chunk = new Uint8Array(4096);
-  for (let d = 0; d < TREE_DIRS; d++) {
-    await Deno.mkdir(`${root}/tree/d${d}`, { recursive: true });
-    for (let f = 0; f < TREE_FILES_PER_DIR; f++) {
-      crypto.getRandomValues(chunk);
-      await Deno.writeFile(`${root}/tree/d${d}/f${f}.txt`, chunk.subarray(0, 100 + ((d * 131 + f * 17) % 3000)));
-    }
-  }
-}
-
-interface Sshd {
-  pid: number;
-  key: string;
-  close(): Promise<void>;
-}
-
-/** sshd in the pod's network namespace on POD_IP:SSHD_PORT, keys and config in `dir`, the same sftp-server. */
-async function startSshd(pod: LabPod, dir: string): Promise<Sshd> {
-  await must(
-    "ssh-keygen",
-    exec([
-      "sh",
-      "-c",
-      `ssh-keygen -q -t ed25519 -N '' -f '${dir}/host_key' && ssh-keygen -q -t ed25519 -N '' -f '${dir}/user_key'`,
-    ]),
-  );
-  await Deno.copyFile(`${dir}/user_key.pub`, `${dir}/authorized_keys`);
-  // sshd's privilege separation directory; made (and removed at the end) only when missing.
-  const madePrivsep = await Deno.mkdir("/run/sshd", { mode: 0o755 }).then(() => true, () => false);
-  await Deno.writeTextFile(
-    `${dir}/sshd_config`,
-    [
-      `ListenAddress ${POD_IP}:${SSHD_PORT}`,
-      `HostKey ${dir}/host_key`,
-      `AuthorizedKeysFile ${dir}/authorized_keys`,
-      `PidFile ${dir}/sshd.pid`,
-      "PermitRootLogin prohibit-password",
-      "PasswordAuthentication no",
-      "KbdInteractiveAuthentication no",
-      "UsePAM no",
-      "StrictModes no",
-      `Subsystem sftp ${findSftpServer()}`,
-    ].join("\n") + "\n",
-  );
-  const child = new Deno.Command("ip", {
-    args: ["netns", "exec", pod.netns, "/usr/sbin/sshd", "-D", "-e", "-f", `${dir}/sshd_config`],
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const lines = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  while (!/Server listening/.test(text)) {
-    const { value, done } = await lines.read();
-    if (done) throw new Error(`sshd exited: ${text}`);
-    text += value;
-  }
-  const drain = (async () => {
-    while (!(await lines.read()).done) { /* sshd's log, dropped */ }
-  })();
-  return {
-    pid: child.pid,
-    key: `${dir}/user_key`,
-    async close() {
-      try {
-        child.kill("SIGTERM");
-      } catch { /* gone */ }
-      await child.status;
-      await drain;
-      if (madePrivsep) await Deno.remove("/run/sshd").catch(() => {});
-    },
-  };
-}
 
 // ---------------------------------------------------------------- mounts
 
@@ -242,8 +162,6 @@ interface Sample {
   cpuSeconds: Record<string, number>;
 }
 
-const round = (v: number, d: number) => Math.round(v * 10 ** d) / 10 ** d;
-
 async function timed(sh: WorkstationShell, cmd: string): Promise<number> {
   const t = performance.now();
   await must(cmd, sh.run(["sh", "-c", cmd], { timeoutMs: 300_000 }));
@@ -280,7 +198,11 @@ interface Contender {
  * Each case on a fresh mount, RUNS times, the two ways taking turns (so that other work on the machine weighs on
  * both alike), with the CPU seconds each process spent during it.
  */
-async function measure(ways: Record<Way, Contender>, local: string): Promise<Record<Way, Record<Case, Sample[]>>> {
+async function measure(
+  sh: WorkstationShell,
+  ways: Record<Way, Contender>,
+  local: string,
+): Promise<Record<Way, Record<Case, Sample[]>>> {
   const out = { ssh: { read: [], write: [], tree: [] }, tp: { read: [], write: [], tree: [] } } as Record<
     Way,
     Record<Case, Sample[]>
@@ -293,7 +215,7 @@ async function measure(ways: Record<Way, Contender>, local: string): Promise<Rec
           const all = Object.entries({ ...ways[w].procs, ...m.pids() }).map(([k, f]) => [k, f()] as const);
           const cpu = () => all.map(([k, ps]) => [k, ps.reduce((a, p) => a + cpuSeconds(p), 0)] as const);
           const before = new Map(cpu());
-          const seconds = await runCase(sh!, m, c, local);
+          const seconds = await runCase(sh, m, c, local);
           const spent = Object.fromEntries(cpu().map(([k, v]) => [k, round(v - before.get(k)!, 2)]));
           out[w][c].push({ seconds, cpuSeconds: spent });
           log(`run ${r + 1} ${c} ${w}: ${seconds.toFixed(2)} s; CPU s ${JSON.stringify(spent)}`);
@@ -312,82 +234,40 @@ function median(xs: Sample[]): Sample {
 
 // ---------------------------------------------------------------- main
 
-let manager: LabManager | undefined;
-let pod: LabPod | undefined;
-let agent: ClusterProcess | undefined;
-let sshd: Sshd | undefined;
-let sh: WorkstationShell | undefined;
-let base: string | undefined;
-let cleaned = false;
-
-async function cleanup(): Promise<void> {
-  if (cleaned) return;
-  cleaned = true;
-  const step = async (what: string, f: () => Promise<unknown>) => {
-    try {
-      await f();
-    } catch (e) {
-      log(`cleanup: ${what}: ${(e as Error).message}`);
-    }
-  };
-  await step("daemon", async () => await sh?.tp(["quit"], { timeoutMs: 15_000 })); // in the mounts' namespace
-  await step("daemon", () => forceQuit());
-  await step("workstation namespace", async () => await sh?.stop());
-  await step("sshd", async () => await sshd?.close());
-  await step("pod", async () => {
-    if (pod) await pod.stop();
-    else await removePod(POD);
-  });
-  await step("manager", async () => await manager?.stop());
-  await step("lab", () => down(LAB));
-  await step("files", async () => base && await Deno.remove(base, { recursive: true }));
-}
-
-async function main(): Promise<number> {
+async function main(teardown: Teardown): Promise<number> {
   requireRoot();
   requireTools("ip", "dnsmasq", "iperf3", "sshfs", "sshd", "ssh", "ssh-keygen", "findmnt", "nsenter");
   const startedAt = new Date().toISOString();
   const t0 = performance.now();
   let failure: Error | null = null;
   const results: Partial<Record<Way, Record<Case, Sample[]>>> = {};
-  const onSignal = () => {
-    log("interrupted: cleaning up");
-    void cleanup().finally(() => Deno.exit(130));
-  };
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
   try {
-    await down(LAB); // nothing left from an earlier, interrupted run
-    base = await Deno.makeTempDir({ prefix: "tp-bench-volumes-lab-" });
+    const base = await Deno.makeTempDir({ prefix: "tp-bench-volumes-lab-" });
+    teardown.add("files", () => Deno.remove(base, { recursive: true }));
     await Deno.chmod(base, 0o755);
     const podRoot = `${base}/pod`;
     log(`the pod's files: 100 MB, ${TREE_DIRS * TREE_FILES_PER_DIR} small files`);
     await makePodFiles(podRoot);
     const local = `${base}/local.bin`;
-    await must("the local file", exec(["sh", "-c", `head -c ${SIZE} /dev/urandom > '${local}'`]));
+    await randomFile(local);
     await must("page cache", exec(["sh", "-c", `cat '${podRoot}/data/big.bin' '${local}' > /dev/null`]));
     log(`lab ${LAB.id} up`);
-    manager = await startLabManager();
-    await forceQuit();
-    pod = await startPod({ name: POD, index: 0, podIp: POD_IP, httpPort: HTTP, tcpPort: TCP });
-    agent = await pod.startAgent({
-      managerUrl: MANAGER_URL,
-      workload: POD,
-      forwards: [`${AGENT_HTTP}:${HTTP}`, `${AGENT_TCP}:${TCP}`],
-      extra: ["--volume-root", podRoot],
-    });
-    sshd = await startSshd(pod, base);
-    sh = await startWorkstationShell();
-    const shell = sh, server = sshd;
+    const { manager, pod, agent } = await startAgentPod(teardown, ["--volume-root", podRoot]);
+    const server = await startSshd(base, { listen: `${POD_IP}:${SSHD_PORT}`, netns: pod.netns });
+    teardown.add("sshd", () => server.close());
+    const shell = await startWorkstationShell();
+    teardown.add("workstation namespace", () => shell.stop());
+    teardown.add("daemon", () => forceQuit());
+    teardown.add("daemon", () => shell.tp(["quit"], { timeoutMs: 15_000 })); // in the mounts' namespace
     await must("tp connect", shell.tp(["connect", "--manager-url", MANAGER_URL]));
     const daemon = (await daemonPid()) ?? 0;
-    const common: Procs = { daemon: () => [daemon], manager: () => [manager!.pid] };
+    const common: Procs = { daemon: () => [daemon], manager: () => [manager.pid] };
     log(`sshfs over ssh to sshd in the pod (${POD_IP}:${SSHD_PORT}, through tp connect) and tp's mount, ${RUNS} runs`);
     Object.assign(
       results,
-      await measure({
+      await measure(shell, {
         ssh: {
-          open: () => sshMount(shell, server, podRoot, base!),
+          open: () => sshMount(shell, server, podRoot, base),
           procs: {
             ...common,
             sshd: () => named(server.pid, "sshd"),
@@ -395,17 +275,15 @@ async function main(): Promise<number> {
           },
         },
         tp: {
-          open: () => tpMount(shell, base!, () => daemon),
-          procs: { ...common, agent: () => [agent!.pid], "sftp-server": () => named(agent!.pid, "sftp-server") },
+          open: () => tpMount(shell, base, () => daemon),
+          procs: { ...common, agent: () => [agent.pid], "sftp-server": () => named(agent.pid, "sftp-server") },
         },
       }, local),
     );
   } catch (e) {
     failure = e as Error;
   } finally {
-    await cleanup();
-    Deno.removeSignalListener("SIGINT", onSignal);
-    Deno.removeSignalListener("SIGTERM", onSignal);
+    await teardown.run();
   }
 
   const med = (w: Way, c: Case) => results[w] && results[w][c].length ? median(results[w][c]) : undefined;
@@ -457,9 +335,7 @@ async function main(): Promise<number> {
     targets,
     error: failure?.message ?? null,
   };
-  await Deno.mkdir(`${ROOT}/.bench`, { recursive: true });
-  const file = `${ROOT}/.bench/volumes-${startedAt.replace(/[:.]/g, "-")}.json`;
-  await Deno.writeTextFile(file, JSON.stringify(report, null, 2) + "\n");
+  const file = await writeReport("volumes", startedAt, report);
 
   console.log(line(head));
   console.log(`| ${widths.map((w, i) => i === 0 ? "-".repeat(w) : "-".repeat(w - 1) + ":").join(" | ")} |`);
@@ -471,8 +347,8 @@ async function main(): Promise<number> {
     console.log(`    tp:  ${cpu("tp", c)}`);
   }
   console.log();
-  for (const x of targets) console.log(`${x.met === null ? "  ?" : x.met ? " ok" : "MISS"}  ${x.what}: ${x.value}`);
-  console.log(`\nwritten: ${file.replace(ROOT + "/", "")} (${report.seconds} s)`);
+  printTargets(targets);
+  console.log(`\nwritten: ${file} (${report.seconds} s)`);
   if (failure) {
     console.error(`bench_volumes_lab: ${failure.stack ?? failure.message}`);
     return 1;
@@ -480,12 +356,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-if (import.meta.main) {
-  try {
-    Deno.exit(await main());
-  } catch (e) {
-    console.error(`bench_volumes_lab: ${(e as Error).message}`);
-    await cleanup();
-    Deno.exit(1);
-  }
-}
+if (import.meta.main) await runBench("bench_volumes_lab", main);

@@ -3,39 +3,30 @@
  * stack, the gRPC-web tunnel over the lab's one veth, `tp manager` in the cluster namespace, and the lab's services.
  */
 import assert from "node:assert/strict";
-import { labService, ROOT } from "./lab.ts";
+import { labService } from "./lab.ts";
 import {
   daemonPid,
   forceQuit,
+  holdConnections,
   inNs,
+  iperf3,
   LAB,
   MANAGER_URL,
+  socatEcho,
   startLabManager,
   STATE_DIR,
   tp,
   tpLinks,
   tpRoutes,
+  whileConnected,
 } from "./connect_fixture.ts";
 
 const echo = labService(LAB, "echo");
 const HTTP = echo.ports["http"]!.port;
-const TCP_ECHO = echo.ports["tcp-echo"]!.port;
 const UDP_ECHO = echo.ports["udp-echo"]!.port;
 const br = (ip: string) => ip.includes(":") ? `[${ip}]` : ip;
 
 /** Runs `fn` with a manager in the cluster and tp connected on the workstation; tears both down after. */
-async function connected(fn: () => Promise<void>, connectArgs: string[] = []): Promise<void> {
-  const manager = await startLabManager();
-  try {
-    const c = await tp(["connect", "--manager-url", MANAGER_URL, ...connectArgs]);
-    assert.equal(c.code, 0, `tp connect failed:\n${c.stderr}`);
-    await fn();
-  } finally {
-    await forceQuit();
-    await manager.stop();
-  }
-}
-
 Deno.test("tp connect reports each stage, and curl reaches a service IP and a pod IP, IPv4 and IPv6", async () => {
   const manager = await startLabManager();
   try {
@@ -66,12 +57,8 @@ Deno.test("tp connect reports each stage, and curl reaches a service IP and a po
 });
 
 Deno.test("a TCP connection carries 50 MB each way through tp, verified by hash, with half-close", async () => {
-  await connected(async () => {
-    const script = `head -c 50000000 /dev/urandom > /tmp/tp-50m.$$; ` +
-      `a=$(sha256sum < /tmp/tp-50m.$$); ` +
-      `b=$(socat -b 65536 -t 30 - TCP:${echo.serviceIp}:${TCP_ECHO} < /tmp/tp-50m.$$ | sha256sum); ` +
-      `rm -f /tmp/tp-50m.$$; echo "$a"; echo "$b"`;
-    const r = await inNs("ws", ["sh", "-c", script], { timeoutMs: 120_000 });
+  await whileConnected(async () => {
+    const r = await socatEcho(50);
     assert.equal(r.code, 0, r.stderr);
     const [a, b] = r.stdout.trim().split("\n");
     assert.ok(a && a.length > 60);
@@ -80,7 +67,7 @@ Deno.test("a TCP connection carries 50 MB each way through tp, verified by hash,
 });
 
 Deno.test("500 concurrent connections through tp all complete", async () => {
-  await connected(async () => {
+  await whileConnected(async () => {
     const r = await inNs("ws", [
       "curl",
       "-s",
@@ -104,7 +91,7 @@ Deno.test("500 concurrent connections through tp all complete", async () => {
 });
 
 Deno.test("a closed port fails at once with Connection refused", async () => {
-  await connected(async () => {
+  await whileConnected(async () => {
     const r = await inNs("ws", ["curl", "-sS", "-m", "10", `http://${echo.serviceIp}:${LAB.closedPort}/`]);
     assert.equal(r.code, 7, r.stderr); // curl: "Couldn't connect to server"
     assert.ok(r.ms < 2000, `refusal took ${Math.round(r.ms)} ms`);
@@ -117,7 +104,7 @@ Deno.test("a closed port fails at once with Connection refused", async () => {
 });
 
 Deno.test("UDP round trips through tp, and a closed UDP port answers ICMP port unreachable", async () => {
-  await connected(async () => {
+  await whileConnected(async () => {
     for (const ip of [echo.serviceIp, echo.podIp6]) {
       const line = `udp ${crypto.randomUUID()}\n`;
       const r = await inNs("ws", ["socat", "-t", "2", "-T", "3", "-", `UDP:${br(ip)}:${UDP_ECHO}`], { stdin: line });
@@ -136,7 +123,7 @@ Deno.test("UDP round trips through tp, and a closed UDP port answers ICMP port u
 });
 
 Deno.test("tp status -o json parses and its counters move when traffic flows", async () => {
-  await connected(async () => {
+  await whileConnected(async () => {
     const before = JSON.parse((await tp(["status", "-o", "json"])).stdout);
     assert.equal(before.connected, true);
     assert.match(before.device.name, /^tp\d+$/);
@@ -187,7 +174,7 @@ Deno.test("tp connect -- CMD returns CMD's exit code and leaves nothing behind",
 });
 
 Deno.test("connecting again with the same settings exits 0, with other settings non-zero", async () => {
-  await connected(async () => {
+  await whileConnected(async () => {
     const same = await tp(["connect", "--manager-url", MANAGER_URL]);
     assert.equal(same.code, 0, same.stderr);
     assert.match(same.stderr, /already connected/);
@@ -198,7 +185,7 @@ Deno.test("connecting again with the same settings exits 0, with other settings 
 });
 
 Deno.test("after kill -9 of the daemon, the device and routes are gone and tp status and connect recover", async () => {
-  await connected(async () => {
+  await whileConnected(async () => {
     const pid = await daemonPid();
     assert.ok(pid);
     assert.equal((await tpLinks()).length, 1);
@@ -218,7 +205,7 @@ Deno.test("after kill -9 of the daemon, the device and routes are gone and tp st
 });
 
 Deno.test("tp quit removes the device and routes", async () => {
-  await connected(async () => {
+  await whileConnected(async () => {
     assert.equal((await tpLinks()).length, 1);
     assert.ok((await tpRoutes()).length >= 4);
     const q = await tp(["quit"]);
@@ -309,20 +296,9 @@ Deno.test("when the manager goes away tp status says reconnecting, and tp reconn
 });
 
 Deno.test("iperf3 runs through tp both ways, and a server that closes while the app still sends costs only that connection", async () => {
-  const iperf = labService(LAB, "iperf");
-  await connected(async () => {
+  await whileConnected(async () => {
     for (const reverse of [false, true]) {
-      const r = await inNs("ws", [
-        "iperf3",
-        "-c",
-        iperf.serviceIp,
-        "-p",
-        String(iperf.ports["iperf"]!.port),
-        "-t",
-        "2",
-        "-J",
-        ...(reverse ? ["-R"] : []),
-      ], { timeoutMs: 30_000 });
+      const r = await iperf3({ seconds: 2, reverse });
       assert.equal(r.code, 0, r.stdout + r.stderr);
       assert.ok(JSON.parse(r.stdout).end.sum_received.bytes > 1_000_000);
     }
@@ -336,19 +312,8 @@ Deno.test("iperf3 runs through tp both ways, and a server that closes while the 
 });
 
 Deno.test("1000 idle TCP connections are held open through tp at once", async () => {
-  await connected(async () => {
-    const r = await inNs("ws", [
-      Deno.execPath(),
-      "run",
-      "--allow-net",
-      "--allow-read",
-      `${ROOT}/scripts/bench_client.ts`,
-      "hold",
-      echo.serviceIp,
-      String(TCP_ECHO),
-      "--count",
-      "1000",
-    ], { stdin: "", timeoutMs: 120_000 });
+  await whileConnected(async () => {
+    const r = await holdConnections(1000);
     assert.equal(r.code, 0, r.stderr);
     const held = JSON.parse(r.stdout.trim().split("\n")[0]!);
     assert.equal(held.opened, 1000, JSON.stringify(held));

@@ -4,23 +4,11 @@
  */
 import assert from "node:assert/strict";
 import { labService } from "./lab.ts";
-import { daemonPid, forceQuit, inNs, LAB, MANAGER_URL, startLabManager, tp } from "./connect_fixture.ts";
+import { daemonPid, inNs, LAB, MANAGER_URL, tp, whileConnected } from "./connect_fixture.ts";
 
 const echo = labService(LAB, "echo");
 const RESOLV = `/etc/netns/${LAB.namespaces.workstation}/resolv.conf`;
 const FQDN = "echo.default.svc.cluster.local";
-
-async function connected(fn: () => Promise<void>, managerArgs: string[] = []): Promise<void> {
-  const manager = await startLabManager(managerArgs);
-  try {
-    const c = await tp(["connect", "--manager-url", MANAGER_URL]);
-    assert.equal(c.code, 0, `tp connect failed:\n${c.stderr}`);
-    await fn();
-  } finally {
-    await forceQuit();
-    await manager.stop();
-  }
-}
 
 /** dig's answer section (+short), from the workstation through tp, and from the cluster straight at dnsmasq. */
 async function digBoth(args: string[]): Promise<[string, string]> {
@@ -32,7 +20,7 @@ async function digBoth(args: string[]): Promise<[string, string]> {
 }
 
 Deno.test("cluster names resolve on the workstation as the cluster DNS answers them", async () => {
-  await connected(async () => {
+  await whileConnected(async () => {
     for (
       const q of [[FQDN, "A"], [FQDN, "AAAA"], [`_http._tcp.${FQDN}`, "SRV"], ["-x", echo.serviceIp], [FQDN, "TXT"]]
     ) {
@@ -63,7 +51,7 @@ Deno.test("cluster names resolve on the workstation as the cluster DNS answers t
 });
 
 Deno.test("the workstation's own names keep resolving through its own resolver while connected", async () => {
-  await connected(async () => {
+  await whileConnected(async () => {
     const w = LAB.workstationDns;
     const g = await inNs("ws", ["getent", "hosts", w.hostName]);
     assert.equal(g.code, 0, g.stderr);
@@ -76,7 +64,7 @@ Deno.test("the workstation's own names keep resolving through its own resolver w
 
 Deno.test("resolv.conf is byte for byte the original after tp quit, and after a kill -9 of the daemon's process group then tp quit or connect", async () => {
   const original = await Deno.readFile(RESOLV);
-  await connected(async () => {
+  await whileConnected(async () => {
     const during = await Deno.readTextFile(RESOLV);
     assert.match(during, /^nameserver 198\.19\.0\.255$/m);
     assert.match(during, /^search default\.svc\.cluster\.local svc\.cluster\.local cluster\.local/m);
@@ -104,15 +92,15 @@ Deno.test("resolv.conf is byte for byte the original after tp quit, and after a 
 });
 
 Deno.test("a cluster DNS that does not answer gives SERVFAIL within the timeout", async () => {
-  await connected(async () => {
+  await whileConnected(async () => {
     const r = await inNs("ws", ["dig", "+time=8", "+tries=1", FQDN]);
     assert.match(r.stdout, /status: SERVFAIL/);
     assert.ok(r.ms < 7000, `SERVFAIL took ${Math.round(r.ms)} ms`);
-  }, ["--dns-server", `${LAB.silentIp}:53`, "--allow", `${LAB.silentIp}/32`]);
+  }, { managerArgs: ["--dns-server", `${LAB.silentIp}:53`, "--allow", `${LAB.silentIp}/32`] });
 });
 
 Deno.test("a malformed DNS packet is dropped and counted", async () => {
-  await connected(async () => {
+  await whileConnected(async () => {
     const before = JSON.parse((await tp(["status", "-o", "json"])).stdout).dns.malformed;
     await inNs("ws", ["socat", "-t", "0.3", "-", "UDP:198.19.0.255:53"], { stdin: "not a dns message" });
     const after = JSON.parse((await tp(["status", "-o", "json"])).stdout).dns.malformed;
@@ -123,7 +111,7 @@ Deno.test("a malformed DNS packet is dropped and counted", async () => {
 });
 
 Deno.test("10,000 queries from 8 concurrent clients are all answered", async () => {
-  await connected(async () => {
+  await whileConnected(async () => {
     // Each client asks 1,250 names (a mix of cluster names and the workstation's own) with dig's batch mode.
     const names = [FQDN, `_http._tcp.${FQDN} SRV`, "laptop.home.test", `iperf.default.svc.cluster.local AAAA`];
     const batch = Array.from({ length: 1250 }, (_, i) => names[i % names.length]).join("\n") + "\n";

@@ -5,9 +5,8 @@
  * rewriting it is not fought. A second nameserver (dnsmasq, "the new network's") knows cafe.wifi.test.
  */
 import assert from "node:assert/strict";
-import { daemonPid, forceQuit, inNs, LAB, MANAGER_URL, startLabManager, STATE_DIR, tp } from "./connect_fixture.ts";
+import { daemonPid, inNs, LAB, spawnInNs, STATE_DIR, tp, whileConnected } from "./connect_fixture.ts";
 import { ensureLab, exec } from "./lab.ts";
-import { spawnInNs } from "./connect_fixture.ts";
 import { pidAlive } from "../cli/process.ts";
 
 const RESOLV = `/etc/netns/${LAB.namespaces.workstation}/resolv.conf`;
@@ -54,18 +53,6 @@ async function cpuMs(pid: number): Promise<number> {
   return (Number(f[11]) + Number(f[12])) * 10;
 }
 
-async function connected(fn: () => Promise<void>): Promise<void> {
-  const manager = await startLabManager();
-  try {
-    const c = await tp(["connect", "--manager-url", MANAGER_URL]);
-    assert.equal(c.code, 0, `tp connect failed:\n${c.stderr}`);
-    await fn();
-  } finally {
-    await forceQuit();
-    await manager.stop();
-  }
-}
-
 /** getent ahostsv4 NAME in the workstation namespace: the first address, or null. */
 async function getent(name: string): Promise<string | null> {
   const r = await inNs("ws", ["getent", "ahostsv4", name], { timeoutMs: 15_000 });
@@ -85,7 +72,7 @@ async function within(ms: number, check: () => Promise<boolean> | boolean): Prom
 Deno.test("after kill -9 of the daemon, resolv.conf is the original and other names resolve within 1 s, with no tp command", async () => {
   await ensureLab();
   const original = await Deno.readFile(RESOLV);
-  await connected(async () => {
+  await whileConnected(async () => {
     assert.match(await Deno.readTextFile(RESOLV), /^nameserver 198\.19\.0\.255$/m);
     const pid = (await daemonPid())!;
     const status = JSON.parse((await tp(["status", "-o", "json"])).stdout);
@@ -118,7 +105,7 @@ Deno.test("a rewrite of resolv.conf while connected is followed: cluster names a
   const original = await Deno.readFile(RESOLV);
   try {
     await withWifiNameserver(() =>
-      connected(async () => {
+      whileConnected(async () => {
         assert.equal(await getent("echo.default"), ECHO.serviceIp);
         const t0 = performance.now();
         await Deno.writeTextFile(RESOLV, WIFI_CONF); // in place, as a DHCP client through the bind mount
@@ -154,7 +141,7 @@ Deno.test("a program that rewrites resolv.conf every 100 ms for 5 s makes tp bac
   const original = await Deno.readFile(RESOLV);
   try {
     await withWifiNameserver(() =>
-      connected(async () => {
+      whileConnected(async () => {
         const pid = (await daemonPid())!;
         const cpu0 = await cpuMs(pid);
         // The program rewrites every 100 ms: at least 5 s, and on until tp has backed off (at most 20 s: on a loaded

@@ -8,7 +8,7 @@
  * Service would carry to the pod IP and the Service's targetPort, both read back from the double, as kube-proxy does.
  */
 import assert from "node:assert/strict";
-import { ensureLab, LAB, requireRoot, requireTools, ROOT } from "./lab.ts";
+import { ensureLab, LAB, requireRoot, requireTools } from "./lab.ts";
 import {
   type ClusterProcess,
   forceQuit,
@@ -19,91 +19,29 @@ import {
   STATE_DIR,
   tp,
 } from "./connect_fixture.ts";
-import { waitFor } from "./lab_pod.ts";
+import { waitFor, whoAnswers as podWhoAnswers } from "./lab_pod.ts";
+import { type Double, startDouble } from "./k8s_lab_double.ts";
 import { removeKubeletPods } from "./k8s_kubelet_double.ts";
 
-const API = `${LAB.manager.ip}:6443`;
 const AGENT_LISTEN = `${LAB.manager.ip}:8082`; // where http://tp-manager.tp:8082 leads, as the manager's Service would
 const LOCAL_HTTP = 18080;
 
 type Obj = Record<string, unknown> & { metadata: Record<string, unknown> };
 
-interface DoubleProcess extends ClusterProcess {
-  dir: string;
-  kubeconfig: string;
-}
-
-/**
- * The API server double with its kubelet, in the cluster's network namespace but the host's mount namespace
- * (nsenter --net), so the pod namespaces its kubelet makes are the test's too. Stopping it stops its pods.
- */
-async function startDouble(): Promise<DoubleProcess> {
-  const dir = await Deno.makeTempDir({ prefix: "tp-k8s-intercept-" });
-  const hosts = [`${LAB.manager.ip} tp-manager.tp tp-manager.tp.svc tp-manager.tp.svc.${LAB.clusterDomain}`];
-  const child = new Deno.Command("nsenter", {
-    args: [
-      `--net=/run/netns/${LAB.namespaces.cluster}`,
-      Deno.execPath(),
-      "run",
-      "-A",
-      `${ROOT}/tests/k8s_double_process.ts`,
-      "--listen",
-      API,
-      "--forward",
-      `${LAB.manager.ip}:${LAB.manager.port}`,
-      "--dir",
-      dir,
-      "--kubelet-hosts",
-      hosts.join(";"),
-    ],
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let log = "";
-  const drain = (async () => {
-    for await (const s of child.stderr.pipeThrough(new TextDecoderStream())) log = (log + s).slice(-50_000);
-  })();
-  let exited = false;
-  child.status.then(() => (exited = true));
-  const proc: DoubleProcess = {
-    pid: child.pid,
-    exited: () => exited,
-    dir,
-    kubeconfig: `${dir}/kubeconfig`,
-    log: () => log,
-    stop: async () => {
-      try {
-        child.kill("SIGTERM");
-      } catch { /* gone */ }
-      // Its kubelet stops each pod's processes first (each SIGTERM, then SIGKILL after 3 s).
-      const t = setTimeout(() => {
-        try {
-          child.kill("SIGKILL");
-        } catch { /* gone */ }
-      }, 15_000);
-      await child.status;
-      clearTimeout(t);
-      await drain;
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
-    },
-  };
-  for (let i = 0; i < 150; i++) {
-    if (await Deno.stat(`${dir}/ready`).then(() => true, () => false)) return proc;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  await proc.stop();
-  throw new Error(`the API server double did not start within 15 s:\n${log}`);
+/** The API server double with its kubelet: the manager's Service names lead to the lab's manager address. */
+function startDoubleWithKubelet(): Promise<Double> {
+  const names = `tp-manager.tp tp-manager.tp.svc tp-manager.tp.svc.${LAB.clusterDomain}`;
+  return startDouble({ kubeletHosts: [`${LAB.manager.ip} ${names}`] });
 }
 
 /** kubectl against the double, from the cluster namespace. */
-async function kubectl(d: DoubleProcess, args: string[], stdin?: string) {
+async function kubectl(d: Double, args: string[], stdin?: string) {
   return await inNs("cluster", ["kubectl", "--kubeconfig", d.kubeconfig, "-n", "default", ...args], {
     ...(stdin === undefined ? {} : { stdin }),
   });
 }
 
-async function getJson(d: DoubleProcess, what: string[]): Promise<Obj> {
+async function getJson(d: Double, what: string[]): Promise<Obj> {
   const r = await kubectl(d, ["get", ...what, "-o", "json"]);
   assert.equal(r.code, 0, r.stderr);
   return JSON.parse(r.stdout);
@@ -152,7 +90,7 @@ interface RunningPod {
 }
 
 /** Waits until web's one pod is a new one (not `old`), Running with an IP the kubelet reported. */
-async function runningPod(d: DoubleProcess, old?: string): Promise<RunningPod> {
+async function runningPod(d: Double, old?: string): Promise<RunningPod> {
   let seen = "";
   for (let i = 0; i < 120; i++) {
     const list = await getJson(d, ["pods", "-l", "app=web"]) as unknown as { items: Obj[] };
@@ -170,7 +108,7 @@ async function runningPod(d: DoubleProcess, old?: string): Promise<RunningPod> {
 }
 
 /** kube-proxy's part: the Service's port 80, as the pod IP and the (resolved) targetPort the Service names now. */
-async function serviceEndpoint(d: DoubleProcess, pod: RunningPod): Promise<string> {
+async function serviceEndpoint(d: Double, pod: RunningPod): Promise<string> {
   const svc = await getJson(d, ["service", "web"]);
   const target = (svc.spec as { ports: { port: number; targetPort: number | string }[] }).ports[0]!.targetPort;
   if (typeof target === "number") return `${pod.ip}:${target}`;
@@ -181,11 +119,10 @@ async function serviceEndpoint(d: DoubleProcess, pod: RunningPod): Promise<strin
   return `${pod.ip}:${port.containerPort}`;
 }
 
-/** GET / from the cluster namespace: which app answered ("web" in the pod, "laptop" on the workstation). */
-async function whoAnswers(endpoint: string): Promise<string> {
-  const r = await inNs("cluster", ["curl", "-sS", "-m", "10", `http://${endpoint}/`]);
-  if (r.code !== 0) return `curl failed (${r.code}): ${r.stderr.trim()}`;
-  return (JSON.parse(r.stdout) as { service: string }).service;
+/** GET / from the cluster namespace to "IP:PORT": which app answered ("web" in the pod, "laptop" on the workstation). */
+function whoAnswers(endpoint: string): Promise<string> {
+  const [ip, port] = endpoint.split(":");
+  return podWhoAnswers(ip!, Number(port));
 }
 
 Deno.test({
@@ -198,11 +135,11 @@ Deno.test({
   requireTools("curl", "kubectl", "nsenter", "openssl");
   await ensureLab();
   await forceQuit();
-  let double: DoubleProcess | undefined;
+  let double: Double | undefined;
   let manager: LabManager | undefined;
   let local: ClusterProcess | undefined;
   try {
-    double = await startDouble();
+    double = await startDoubleWithKubelet();
     const d = double;
     manager = await startLabManager(["--agent-listen", AGENT_LISTEN], { kubeconfig: d.kubeconfig });
     for (const o of [DEPLOYMENT, SERVICE]) {

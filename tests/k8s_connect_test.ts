@@ -4,45 +4,62 @@
  * tunnel, DNS query and control call shares that ONE WebSocket connection.
  */
 import assert from "node:assert/strict";
-import { labService, ROOT } from "./lab.ts";
-import { forceQuit, inNs, LAB, startLabManager, tp } from "./connect_fixture.ts";
-import { startDouble } from "./k8s_lab_double.ts";
+import { type ExecResult, labService } from "./lab.ts";
+import {
+  forceQuit,
+  holdConnections,
+  inNs,
+  LAB,
+  resumeEcho,
+  socatEcho,
+  startLabManager,
+  tp,
+} from "./connect_fixture.ts";
+import { type Double, startDouble } from "./k8s_lab_double.ts";
 
 const echo = labService(LAB, "echo");
 
-Deno.test("tp connect through the API server's port-forward carries HTTP, a 20 MB TCP echo and DNS over one WebSocket", async () => {
+/**
+ * Runs `fn` with the lab's manager, the API server double and `tp connect --kubeconfig` through its port-forward
+ * (with `connectArgs`); ends them after, whatever happened, and returns what the double counted.
+ */
+async function throughPortForward(
+  fn: (double: Double, connect: ExecResult) => Promise<void>,
+  connectArgs: string[] = [],
+): Promise<{ webSocketUpgrades: number }> {
   const manager = await startLabManager();
   const double = await startDouble();
-  let stats;
+  let stats = { webSocketUpgrades: -1 };
   try {
-    const c = await tp(["connect", "--kubeconfig", `${double.dir}/kubeconfig`, "--context", "lab", "-n", "default"]);
+    const c = await tp(["connect", "--kubeconfig", double.kubeconfig, ...connectArgs]);
     assert.equal(c.code, 0, c.stderr);
+    await fn(double, c);
+  } finally {
+    await forceQuit();
+    stats = await double.stop();
+    await manager.stop();
+  }
+  return stats;
+}
+
+Deno.test("tp connect through the API server's port-forward carries HTTP, a 20 MB TCP echo and DNS over one WebSocket", async () => {
+  const stats = await throughPortForward(async (_double, c) => {
     assert.match(c.stderr, /finding the traffic-manager in namespace "tp"/);
     assert.match(c.stderr, /port-forward to pod "tp-manager-7c9d"/);
     const r = await inNs("ws", ["curl", "-sS", "-m", "10", `http://${echo.serviceIp}:${echo.ports["http"]!.port}/k8s`]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(JSON.parse(r.stdout).path, "/k8s");
-    const hash = await inNs("ws", [
-      "sh",
-      "-c",
-      `head -c 20000000 /dev/urandom > /tmp/tp-20m.$$; a=$(sha256sum < /tmp/tp-20m.$$); ` +
-      `b=$(socat -b 65536 -t 30 - TCP:${echo.serviceIp}:${
-        echo.ports["tcp-echo"]!.port
-      } < /tmp/tp-20m.$$ | sha256sum); ` +
-      `rm -f /tmp/tp-20m.$$; [ "$a" = "$b" ] && echo same`,
-    ], { timeoutMs: 90_000 });
-    assert.equal(hash.stdout.trim(), "same", hash.stderr);
+    const hash = await socatEcho(20);
+    assert.equal(hash.code, 0, hash.stderr);
+    const [sent, echoed] = hash.stdout.trim().split("\n");
+    assert.equal(echoed, sent, "the 20 MB echo came back as it was sent");
     const g = await inNs("ws", ["getent", "ahostsv4", "echo.default"]);
     assert.match(g.stdout, new RegExp(`^${echo.serviceIp.replaceAll(".", "\\.")}\\s`));
     const st = JSON.parse((await tp(["status", "-o", "json"])).stdout);
     assert.equal(st.manager.portForward.pod, "tp-manager-7c9d");
     assert.ok(st.manager.portForward.bytesIn > 20_000_000);
     assert.equal((await tp(["quit"])).code, 0);
-  } finally {
-    await forceQuit();
-    stats = await double.stop();
-    await manager.stop();
-  }
+  }, ["--context", "lab", "-n", "default"]);
   assert.equal(stats.webSocketUpgrades, 1, "one WebSocket connection carried everything");
 });
 
@@ -94,52 +111,17 @@ Deno.test("when the cluster's pod subnets grow, tp routes the new one without re
 });
 
 Deno.test("one port-forward carries 400 connections held open at once", async () => {
-  const manager = await startLabManager();
-  const double = await startDouble();
-  let stats;
-  try {
-    const c = await tp(["connect", "--kubeconfig", `${double.dir}/kubeconfig`]);
-    assert.equal(c.code, 0, c.stderr);
-    const r = await inNs("ws", [
-      Deno.execPath(),
-      "run",
-      "--allow-net",
-      "--allow-read",
-      `${ROOT}/scripts/bench_client.ts`,
-      "hold",
-      echo.serviceIp,
-      String(echo.ports["tcp-echo"]!.port),
-      "--count",
-      "400",
-    ], { stdin: "", timeoutMs: 120_000 });
+  const stats = await throughPortForward(async () => {
+    const r = await holdConnections(400);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(JSON.parse(r.stdout.trim().split("\n")[0]!).opened, 400, r.stdout);
-  } finally {
-    await forceQuit();
-    stats = await double.stop();
-    await manager.stop();
-  }
+  });
   assert.equal(stats.webSocketUpgrades, 1, `port-forwards: ${stats.webSocketUpgrades}`);
 });
 
 Deno.test("a port-forward the API server cuts in the middle of a 100 MB echo: tp resumes over a new one, the hash matches", async () => {
-  const manager = await startLabManager();
-  const double = await startDouble();
-  let stats;
-  try {
-    const c = await tp(["connect", "--kubeconfig", `${double.dir}/kubeconfig`, "--context", "lab", "-n", "default"]);
-    assert.equal(c.code, 0, c.stderr);
-    const client = inNs("ws", [
-      Deno.execPath(),
-      "run",
-      "-A",
-      "--cached-only",
-      `${ROOT}/tests/resume_client.ts`,
-      echo.serviceIp,
-      String(echo.ports["tcp-echo"]!.port),
-      "100",
-      "40",
-    ], { timeoutMs: 120_000 });
+  const stats = await throughPortForward(async (double) => {
+    const client = resumeEcho(100, 40);
     await new Promise((r) => setTimeout(r, 1_000));
     Deno.kill(double.pid, "SIGUSR2");
     const r = await client;
@@ -150,10 +132,6 @@ Deno.test("a port-forward the API server cuts in the middle of a 100 MB echo: tp
     const st = JSON.parse((await tp(["status", "-o", "json"])).stdout);
     assert.equal(st.manager.resumes, 1);
     assert.equal(st.manager.streamsResumed, 1);
-  } finally {
-    await forceQuit();
-    stats = await double.stop();
-    await manager.stop();
-  }
+  }, ["--context", "lab", "-n", "default"]);
   assert.equal(stats.webSocketUpgrades, 2, "a new port-forward after the cut");
 });

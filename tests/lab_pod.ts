@@ -107,7 +107,7 @@ export async function startPod(spec: PodSpec): Promise<LabPod> {
     `--udp-addresses=${spec.podIp}`,
     `--ready-file=${ready}`,
     `--name=${spec.appName ?? spec.name}`,
-  ], spec.env ?? {});
+  ], { env: spec.env ?? {} });
   procs.push(app);
   for (let i = 0; i < 200; i++) {
     if (await Deno.stat(ready).then(() => true, () => false)) break;
@@ -136,9 +136,9 @@ export async function startPod(spec: PodSpec): Promise<LabPod> {
       for (const f of o.forwards) args.push("--forward", f);
       if (o.token) args.push("--token", o.token);
       args.push(...(o.extra ?? []));
-      return registered(spawnIn(ns, args, spec.env ?? {}));
+      return registered(spawnIn(ns, args, { env: spec.env ?? {} }));
     },
-    startAgentWithEnv: (env) => registered(spawnIn(ns, [TP, "agent"], env)),
+    startAgentWithEnv: (env) => registered(spawnIn(ns, [TP, "agent"], { env })),
     async stop() {
       for (const p of procs.reverse()) await p.stop();
       await removePod(spec.name);

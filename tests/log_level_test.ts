@@ -1,6 +1,6 @@
 /** The daemon's log: where tp status says, at the level connect --log-level sets and tp loglevel changes. */
 import assert from "node:assert/strict";
-import { forceQuit, inNs, MANAGER_URL, startLabManager, STATE_DIR, tp } from "./connect_fixture.ts";
+import { inNs, STATE_DIR, tp, whileConnected } from "./connect_fixture.ts";
 
 const debugLines = async () =>
   (await Deno.readTextFile(`${STATE_DIR}/daemon.log`)).split("\n").filter((l) =>
@@ -8,10 +8,7 @@ const debugLines = async () =>
   );
 
 Deno.test("tp loglevel debug logs each connection to the file tp status names, and info stops it again", async () => {
-  const manager = await startLabManager();
-  try {
-    const up = await tp(["connect", "--manager-url", MANAGER_URL]);
-    assert.equal(up.code, 0, up.stderr);
+  await whileConnected(async () => {
     const status = await tp(["status"]);
     assert.match(status.stdout, new RegExp(`^  log: +${STATE_DIR}/daemon\\.log \\(info and above; `, "m"));
     const curl = () => inNs("ws", ["curl", "-sS", "-m", "5", "-o", "/dev/null", "http://198.19.0.10:8080/"]);
@@ -28,23 +25,14 @@ Deno.test("tp loglevel debug logs each connection to the file tp status names, a
     assert.equal((await tp(["loglevel", "info"])).code, 0);
     assert.equal((await curl()).code, 0);
     assert.equal((await debugLines()).length, 1, "no new connection line back at info");
-  } finally {
-    await forceQuit();
-    await manager.stop();
-  }
+  });
 });
 
 Deno.test("tp connect --log-level debug starts the daemon at debug, and tp loglevel without a daemon exits 3", async () => {
-  const manager = await startLabManager();
-  try {
-    const up = await tp(["connect", "--manager-url", MANAGER_URL, "--log-level", "debug"]);
-    assert.equal(up.code, 0, up.stderr);
+  await whileConnected(async () => {
     assert.equal((await inNs("ws", ["curl", "-sS", "-m", "5", "-o", "/dev/null", "http://198.19.0.10:8080/"])).code, 0);
     assert.equal((await debugLines()).length, 1);
-  } finally {
-    await forceQuit();
-    await manager.stop();
-  }
+  }, { connectArgs: ["--log-level", "debug"] });
   const none = await tp(["loglevel", "debug"]);
   assert.equal(none.code, 3);
   assert.match(none.stderr, /^tp: not connected/);

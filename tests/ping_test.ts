@@ -4,16 +4,13 @@
  */
 import assert from "node:assert/strict";
 import { labService, requireTools } from "./lab.ts";
-import { forceQuit, inNs, LAB, MANAGER_URL, startLabManager, tp } from "./connect_fixture.ts";
+import { inNs, LAB, tp, whileConnected } from "./connect_fixture.ts";
 
 const echo = labService(LAB, "echo");
 
 Deno.test("ping -c 3 gets 3 replies from a service IP and a pod IP, IPv4 and IPv6, and none from the silent address", async () => {
   requireTools("ping");
-  const manager = await startLabManager();
-  try {
-    const c = await tp(["connect", "--manager-url", MANAGER_URL]);
-    assert.equal(c.code, 0, c.stderr);
+  await whileConnected(async () => {
     for (const ip of [echo.serviceIp, echo.podIp, echo.serviceIp6, echo.podIp6]) {
       const r = await inNs("ws", ["ping", "-n", "-c", "3", "-i", "0.2", "-W", "5", ip], { timeoutMs: 20_000 });
       assert.equal(r.code, 0, `ping ${ip}: ${r.stdout}${r.stderr}`);
@@ -30,8 +27,5 @@ Deno.test("ping -c 3 gets 3 replies from a service IP and a pod IP, IPv4 and IPv
     assert.equal(ping.replies, 12);
     assert.equal(ping.unavailable, "");
     assert.match((await tp(["status"])).stdout, /ping: +14 echo requests, 12 replies/);
-  } finally {
-    await forceQuit();
-    await manager.stop();
-  }
+  });
 });

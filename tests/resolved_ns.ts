@@ -210,8 +210,7 @@ export async function startResolvedNs(cfg: LabConfig = LAB): Promise<ResolvedNs>
     let resolved: ClusterProcess | null = null;
     const startResolved = async () => {
       const proc = spawnLogged([...enter, `${RESOLVED_ROOT}/lib/systemd/systemd-resolved`], {
-        LD_LIBRARY_PATH: libDir,
-        SYSTEMD_LOG_LEVEL: "debug",
+        env: { LD_LIBRARY_PATH: libDir, SYSTEMD_LOG_LEVEL: "debug" },
       });
       resolved = proc;
       started.push(proc);

@@ -7,11 +7,21 @@
  */
 import assert from "node:assert/strict";
 import { labService, requireTools, ROOT } from "./lab.ts";
-import { forceQuit, inNs, LAB, MANAGER_URL, startLabManager, STATE_DIR, tp } from "./connect_fixture.ts";
+import {
+  cutLink,
+  forceQuit,
+  inNs,
+  iperf3,
+  LAB,
+  MANAGER_URL,
+  resumeEcho,
+  setWorkstationLink,
+  startLabManager,
+  STATE_DIR,
+  tp,
+} from "./connect_fixture.ts";
 
 const echo = labService(LAB, "echo");
-const iperf = labService(LAB, "iperf");
-const TCP_ECHO = echo.ports["tcp-echo"]!.port;
 const HTTP = echo.ports["http"]!.port;
 
 async function status(): Promise<{ manager: Record<string, number | string> }> {
@@ -28,44 +38,14 @@ async function diagnosis(what: string): Promise<string> {
     `--- manager metrics\n${metrics.stdout.split("\n").filter((l) => /resum|buffered|streams/.test(l)).join("\n")}`;
 }
 
-/** Sets the workstation's end of the lab's link down or up. */
-async function link(state: "down" | "up"): Promise<void> {
-  const r = await inNs("ws", ["ip", "link", "set", LAB.links.workstation, state]);
-  assert.equal(r.code, 0, r.stderr);
-}
-
 /**
  * Cuts the link: down until tp noticed (it says reconnecting), `ms` more, then up. Returns when it came back
  * (Date.now), for the time to the first byte after it.
  */
 async function cut(ms: number): Promise<number> {
-  await link("down");
-  try {
-    let state = "";
-    for (let i = 0; i < 100 && state !== "reconnecting"; i++) {
-      state = String((await status()).manager.state);
-      if (state !== "reconnecting") await new Promise((r) => setTimeout(r, 100));
-    }
-    assert.equal(state, "reconnecting", "tp notices a link that went down");
-    await new Promise((r) => setTimeout(r, ms));
-  } finally {
-    await link("up");
-  }
-  return Date.now();
-}
-
-function echoClient(mb: number, rateMbPerS: number) {
-  return inNs("ws", [
-    Deno.execPath(),
-    "run",
-    "-A",
-    "--cached-only",
-    `${ROOT}/tests/resume_client.ts`,
-    echo.serviceIp,
-    String(TCP_ECHO),
-    String(mb),
-    String(rateMbPerS),
-  ], { timeoutMs: 120_000 });
+  const { noticedMs, upAt } = await cutLink(ms);
+  assert.ok(noticedMs >= 0, "tp notices a link that went down");
+  return upAt;
 }
 
 /** A UDP flow to the echo service for `seconds`: one datagram every 50 ms from one source port. */
@@ -88,7 +68,7 @@ for (const cutMs of [3_000, 10_000]) {
     try {
       const c = await tp(["connect", "--manager-url", MANAGER_URL]);
       assert.equal(c.code, 0, c.stderr);
-      const client = echoClient(100, 25);
+      const client = resumeEcho(100, 25);
       const udp = udpFlow(cutMs / 1000 + 12);
       await new Promise((r) => setTimeout(r, 1_500));
       const upAt = await cut(cutMs);
@@ -113,7 +93,7 @@ for (const cutMs of [3_000, 10_000]) {
       assert.deepEqual(flow.errors, [], "the UDP flow saw no error");
       assert.ok(flow.lastReplyAt > upAt + 2_000, "the UDP flow's echoes came back after the link did, and went on");
     } finally {
-      await link("up");
+      await setWorkstationLink("up");
       await forceQuit();
       await manager.stop();
     }
@@ -126,13 +106,7 @@ Deno.test("an iperf3 run through tp finishes across a 3 s cut of the link", asyn
   try {
     const c = await tp(["connect", "--manager-url", MANAGER_URL]);
     assert.equal(c.code, 0, c.stderr);
-    const run = inNs(
-      "ws",
-      ["iperf3", "-c", iperf.serviceIp, "-p", String(iperf.ports["iperf"]!.port), "-t", "8", "-J"],
-      {
-        timeoutMs: 60_000,
-      },
-    );
+    const run = iperf3({ seconds: 8, timeoutMs: 60_000 });
     await new Promise((r) => setTimeout(r, 2_000));
     await cut(3_000);
     const r = await run;
@@ -142,7 +116,7 @@ Deno.test("an iperf3 run through tp finishes across a 3 s cut of the link", asyn
     assert.ok(result.end.sum_received.bytes > 0);
     assert.equal((await status()).manager.resumes, 1);
   } finally {
-    await link("up");
+    await setWorkstationLink("up");
     await forceQuit();
     await manager.stop();
   }
@@ -153,7 +127,7 @@ Deno.test("a cut longer than the manager's grace period resets the open connecti
   try {
     const c = await tp(["connect", "--manager-url", MANAGER_URL]);
     assert.equal(c.code, 0, c.stderr);
-    const client = echoClient(100, 10);
+    const client = resumeEcho(100, 10);
     await new Promise((r) => setTimeout(r, 1_000));
     await cut(4_000);
     const r = await client;
@@ -169,7 +143,7 @@ Deno.test("a cut longer than the manager's grace period resets the open connecti
     const m = (await status()).manager;
     assert.equal(m.streamsLost, 1);
   } finally {
-    await link("up");
+    await setWorkstationLink("up");
     await forceQuit();
     await manager.stop();
   }

@@ -32,6 +32,49 @@ export function patternBlock(): Uint8Array {
   return b;
 }
 
+export interface StackChild {
+  pid: number;
+  /** Closes its stdin and waits until it exits (SIGKILL after 10 s): its router stats line, if it printed one. */
+  stop(): Promise<string | undefined>;
+}
+
+/**
+ * Starts this child in the network namespace `ns` (`ip netns exec`, as root) with `flags`, and waits until it says
+ * ready; throws with what it printed if it does not.
+ */
+export async function startStackChild(ns: string, flags: string[]): Promise<StackChild> {
+  const child = new Deno.Command("ip", {
+    args: ["netns", "exec", ns, Deno.execPath(), "run", "-A", new URL(import.meta.url).pathname, ...flags],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let out = "";
+  const stop = async () => {
+    await child.stdin.close().catch(() => {});
+    const kill = setTimeout(() => child.kill("SIGKILL"), 10_000);
+    for (let i = 0; i < 1000; i++) {
+      const r = await reader.read();
+      if (r.done) break;
+      out += r.value;
+    }
+    await child.status;
+    clearTimeout(kill);
+    return out.split("\n").find((l) => l.startsWith("{"));
+  };
+  for (let i = 0; i < 100 && !out.includes("ready"); i++) {
+    const r = await reader.read();
+    if (r.done) break;
+    out += r.value;
+  }
+  if (!out.includes("ready")) {
+    await stop();
+    throw new Error(`the stack child did not start: ${out}`);
+  }
+  return { pid: child.pid, stop };
+}
+
 /** A writer that respects the socket's send buffer: queued chunks go out as `onWritable` allows. */
 class Sender {
   #queue: Uint8Array[] = [];

@@ -5,10 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { patternBlock } from "./stack_child.ts";
+import { patternBlock, startStackChild } from "./stack_child.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
-const DENO = Deno.execPath();
 const SVC = "198.19.0.10";
 const MB100 = 100_000_000;
 
@@ -70,36 +69,14 @@ async function withStack(name: string, flags: string[], fn: (s: Stack) => Promis
   let failed = false;
   try {
     await must(["ip", "-n", ns, "link", "set", "lo", "up"]);
-    const child = new Deno.Command("ip", {
-      args: ["netns", "exec", ns, DENO, "run", "-A", `${ROOT}tests/stack_child.ts`, ...flags],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    let out = "";
+    const child = await startStackChild(ns, flags);
     try {
-      for (let i = 0; i < 100 && !out.includes("ready"); i++) {
-        const r = await reader.read();
-        if (r.done) break;
-        out += r.value;
-      }
-      assert.ok(out.includes("ready"), `the stack child did not start: ${out}`);
       await fn(stack);
     } catch (e) {
       failed = true;
       throw e;
     } finally {
-      await child.stdin.close();
-      const stop = setTimeout(() => child.kill("SIGKILL"), 10_000);
-      for (let i = 0; i < 1000; i++) {
-        const r = await reader.read();
-        if (r.done) break;
-        out += r.value;
-      }
-      await child.status;
-      clearTimeout(stop);
-      const line = out.split("\n").find((l) => l.startsWith("{"));
+      const line = await child.stop();
       if (line) stack.stats = JSON.parse(line);
       if (failed) console.error(`router stats: ${line}`);
     }

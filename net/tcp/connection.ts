@@ -58,6 +58,12 @@ function isConfig(c: TcpConfig | TcpOptions): c is TcpConfig {
   return typeof (c as TcpConfig).random === "function" && "keepalive" in c && "log" in c;
 }
 
+/** The connection's config: the one given, or resolved from the options given (or from none). */
+function configOf(init: TcpConnectionInit): TcpConfig {
+  if (init.config === undefined) return resolveConfig();
+  return isConfig(init.config) ? init.config : resolveConfig(init.config);
+}
+
 export class TcpConnection {
   readonly #t: Tcb;
   readonly #wake: ((conn: TcpConnection) => void) | null;
@@ -75,11 +81,7 @@ export class TcpConnection {
     if (!(syn.flags & TcpFlags.SYN) || syn.flags & (TcpFlags.ACK | TcpFlags.RST)) {
       throw new TypeError(`fromSyn() needs a bare SYN, got flags 0x${syn.flags.toString(16)}`);
     }
-    const cfg = init.config === undefined
-      ? resolveConfig()
-      : isConfig(init.config)
-      ? init.config
-      : resolveConfig(init.config);
+    const cfg = configOf(init);
     const counters = init.counters ?? newTcpCounters();
     const t = new Tcb(cfg, counters, { localPort: syn.dstPort, remotePort: syn.srcPort }, true, "SYN-HELD");
     counters.segmentsIn++;
@@ -92,11 +94,7 @@ export class TcpConnection {
 
   /** Active open (RFC 9293 section 3.10.1): SYN-SENT, the SYN goes out on the next `poll()`. */
   static connect(ports: TcpPorts, init: TcpConnectionInit = {}): TcpConnection {
-    const cfg = init.config === undefined
-      ? resolveConfig()
-      : isConfig(init.config)
-      ? init.config
-      : resolveConfig(init.config);
+    const cfg = configOf(init);
     const counters = init.counters ?? newTcpCounters();
     const t = new Tcb(cfg, counters, ports, false, "SYN-SENT");
     counters.connectionsOpened++;
