@@ -148,3 +148,29 @@ export function processesMentioning(text: string): number[] {
   }
   return found;
 }
+
+/** Live processes named `comm` (not zombies) for which `where` holds. */
+export function processes(comm: string, where: (pid: number) => boolean): number[] {
+  const found: number[] = [];
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    const pid = Number(e.name);
+    try {
+      if (Deno.readTextFileSync(`/proc/${pid}/comm`).trim() !== comm) continue;
+      const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+      if (stat[stat.lastIndexOf(")") + 2] === "Z") continue;
+      if (where(pid)) found.push(pid);
+    } catch { /* gone */ }
+  }
+  return found;
+}
+
+/** Whether `pid` is in the network namespace `ns` (named, under /run/netns). */
+export function inNetns(pid: number, ns: string): boolean {
+  try {
+    const a = Deno.statSync(`/proc/${pid}/ns/net`), b = Deno.statSync(`/run/netns/${ns}`);
+    return a.ino === b.ino && a.dev === b.dev;
+  } catch {
+    return false;
+  }
+}

@@ -24,6 +24,7 @@ import {
   startLocalApp,
   STATE_DIR,
 } from "./connect_fixture.ts";
+import { inNetns, processes } from "./volumes_fixture.ts";
 import { type LabPod, startPod, waitFor, whoAnswers as answers } from "./lab_pod.ts";
 
 /** Which app answers at a pod's agent port (the pod's own, or "laptop" here). */
@@ -40,32 +41,6 @@ const PODS = {
   api: { index: 1, ip: "198.19.128.21" },
   bare: { index: 2, ip: "198.19.128.22" }, // its agent's --volume-root does not exist
 };
-
-/** Live processes named `comm` (not zombies) for which `where` holds. */
-function processes(comm: string, where: (pid: number) => boolean): number[] {
-  const found: number[] = [];
-  for (const e of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(e.name)) continue;
-    const pid = Number(e.name);
-    try {
-      if (Deno.readTextFileSync(`/proc/${pid}/comm`).trim() !== comm) continue;
-      const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-      if (stat[stat.lastIndexOf(")") + 2] === "Z") continue;
-      if (where(pid)) found.push(pid);
-    } catch { /* gone */ }
-  }
-  return found;
-}
-
-/** Whether `pid` is in the network namespace `ns` (named, under /run/netns). */
-function inNetns(pid: number, ns: string): boolean {
-  try {
-    const a = Deno.statSync(`/proc/${pid}/ns/net`), b = Deno.statSync(`/run/netns/${ns}`);
-    return a.ino === b.ino && a.dev === b.dev;
-  } catch {
-    return false;
-  }
-}
 
 Deno.test({
   name: "a pod's volumes through the real tunnel: big files both ways, file operations, two mounts, teardown, kill -9",

@@ -20,10 +20,12 @@ import {
   forceQuit,
   type LabManager,
   MANAGER_URL,
+  setWorkstationLink,
   startLabManager,
   startLocalApp,
   STATE_DIR,
 } from "./connect_fixture.ts";
+import { inNetns, processes } from "./volumes_fixture.ts";
 import { type LabPod, startPod, waitFor, whoAnswers } from "./lab_pod.ts";
 import { startWorkstationShell, type User, type WorkstationShell } from "./ws_shell.ts";
 
@@ -35,38 +37,6 @@ const PODS = {
   web: { index: 0, ip: "198.19.128.20" },
   bare: { index: 2, ip: "198.19.128.22" }, // its agent's --volume-root does not exist
 };
-
-/** Live processes named `comm` (not zombies) for which `where` holds. */
-function processes(comm: string, where: (pid: number) => boolean): number[] {
-  const found: number[] = [];
-  for (const e of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(e.name)) continue;
-    const pid = Number(e.name);
-    try {
-      if (Deno.readTextFileSync(`/proc/${pid}/comm`).trim() !== comm) continue;
-      const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-      if (stat[stat.lastIndexOf(")") + 2] === "Z") continue;
-      if (where(pid)) found.push(pid);
-    } catch { /* gone */ }
-  }
-  return found;
-}
-
-/** Whether `pid` is in the network namespace `ns` (named, under /run/netns). */
-function inNetns(pid: number, ns: string): boolean {
-  try {
-    const a = Deno.statSync(`/proc/${pid}/ns/net`), b = Deno.statSync(`/run/netns/${ns}`);
-    return a.ino === b.ino && a.dev === b.dev;
-  } catch {
-    return false;
-  }
-}
-
-/** Sets the workstation's end of the lab's link down or up. */
-async function link(state: "down" | "up"): Promise<void> {
-  const r = await inNs("ws", ["ip", "link", "set", LAB.links.workstation, state]);
-  assert.equal(r.code, 0, r.stderr);
-}
 
 Deno.test({
   name: "intercepts and mounts across a broken link, and per-port leave, through the real tunnel",
@@ -171,7 +141,7 @@ Deno.test({
         });
 
         let upAt = 0, duringCut: Promise<string> | undefined;
-        await link("down");
+        await setWorkstationLink("down");
         try {
           await waitFor("tp to notice the cut", async () => (await status()).manager.state === "reconnecting");
           await waitFor(
@@ -184,7 +154,7 @@ Deno.test({
           duringCut = whoAnswers(PODS.web.ip, AGENT_HTTP, 25);
           await new Promise((r) => setTimeout(r, 1_000));
         } finally {
-          await link("up");
+          await setWorkstationLink("up");
           upAt = Date.now();
         }
 
@@ -291,7 +261,7 @@ Deno.test({
       assert.equal(table.stdout.trim(), "", "no dead mount left, not even a lazily detached one");
     });
   } finally {
-    await link("up").catch(() => {});
+    await setWorkstationLink("up").catch(() => {});
     await shell?.tp(["quit"], { timeoutMs: 15_000 });
     await forceQuit();
     await shell?.stop();
