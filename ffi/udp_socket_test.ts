@@ -154,6 +154,24 @@ Deno.test("UdpSocket stops reading at maxQueuedBytes and resumes when receive() 
   }
 });
 
+Deno.test("UdpSocket asks for a 1 MiB receive buffer, or as much as net.core.rmem_max allows", async () => {
+  const poller = new UdpPoller();
+  try {
+    const socket = poller.connect({ hostname: "127.0.0.1", port: 9 });
+    const rmemMax = Number(await Deno.readTextFile("/proc/sys/net/core/rmem_max"));
+    // The kernel reports twice the size asked; root passes rmem_max (SO_RCVBUFFORCE), anyone else is capped there.
+    const root = Deno.uid() === 0;
+    assert.equal(socket.receiveBufferBytes, 2 * (root ? 1 << 20 : Math.min(1 << 20, rmemMax)));
+    const small = poller.connect({ hostname: "127.0.0.1", port: 9 }, { receiveBufferBytes: 64 * 1024 });
+    assert.equal(small.receiveBufferBytes, 128 * 1024);
+    assert.throws(() => poller.connect({ hostname: "127.0.0.1", port: 9 }, { receiveBufferBytes: 0 }), RangeError);
+    socket.close();
+    small.close();
+  } finally {
+    await poller.close();
+  }
+});
+
 Deno.test("UdpPoller.connect() rejects a bad address or port", async () => {
   const poller = new UdpPoller();
   try {
