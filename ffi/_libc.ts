@@ -26,6 +26,8 @@ const SYMBOLS = {
   /** getsockopt(fd, level, name, value, socklen_t *len) */
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   send: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
+  /** sendmmsg(fd, struct mmsghdr *msgvec, vlen, flags) */
+  sendmmsg: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
   recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
   connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   /** sendto(fd, buf, len, flags, dest_addr, addrlen) */
