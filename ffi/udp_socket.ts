@@ -9,8 +9,8 @@
  * pending `poll()` never starts), shared with file system calls and DNS lookups, so 32 idle UDP flows would stall
  * the whole process.
  *
- * Receiving: when a socket is readable the poller reads its datagrams (synchronous `recv()` until EAGAIN, at most
- * `batchSize` per wake) into a queue of the socket's own, which `receive()` empties. A socket whose queue holds
+ * Receiving: when a socket is readable the poller reads its datagrams (synchronous `recvmmsg()` of up to 16 until
+ * EAGAIN, at most `batchSize` per wake) into a queue of the socket's own, which `receive()` empties. A socket whose queue holds
  * `maxQueuedBytes` is left out of the poll until `receive()` takes from it, so the kernel's socket buffer fills and
  * drops, as it would for any slow UDP reader. Sending: a synchronous `send()`; a full socket buffer drops.
  */
@@ -43,8 +43,8 @@ export { ECONNREFUSED };
 
 /** Room for any UDP payload: 65535 - 8 (UDP header) - 20 (IPv4 header) or - 0 (IPv6, no jumbograms). */
 const RECEIVE_BUFFER = 65536;
-const DEFAULT_BATCH_SIZE = 64;
-const DEFAULT_MAX_QUEUED_BYTES = 256 * 1024;
+const DEFAULT_BATCH_SIZE = 256;
+const DEFAULT_MAX_QUEUED_BYTES = 512 * 1024;
 /**
  * The receive buffer each socket asks for. Linux's default (net.core.rmem_default, 208 KiB) holds about 90 datagrams
  * of 1,200 bytes (each is charged its skb's truesize, about 2.3 KiB), 2 ms at 500 Mbit/s: on a busy machine the
@@ -61,6 +61,8 @@ const MAX_POLL_FAILURES = 1000;
  * (net.core.rmem_default, 208 KiB, charged about 2.3 KiB per 1,200-byte datagram) is about 45 of them.
  */
 const SEND_BATCH = 32;
+/** Most datagrams one recvmmsg() reads: 16 buffers of RECEIVE_BUFFER, 1 MiB for the process. */
+const RECEIVE_BATCH = 16;
 const SEND_BATCH_BYTES = 65536;
 const MMSGHDR_LEN = 64; // struct mmsghdr on 64-bit Linux: struct msghdr (56 bytes), unsigned int msg_len, padding
 const IOVEC_LEN = 16; // struct iovec: void *iov_base, size_t iov_len
@@ -70,12 +72,12 @@ const SOCKADDR_IN6_LEN = 28; // struct sockaddr_in6, linux/in6.h
 export interface UdpPollerOptions {
   /** libc bindings to use; by default the poller opens its own and closes them in `close()`. */
   libc?: Libc;
-  /** Most datagrams read from one socket per wake-up, so one busy flow cannot starve the others (default 64). */
+  /** Most datagrams read from one socket per wake-up, so one busy flow cannot starve the others (default 256). */
   batchSize?: number;
 }
 
 export interface UdpConnectOptions {
-  /** Received bytes a socket queues before it stops reading and lets the kernel drop (default 256 KiB). */
+  /** Received bytes a socket queues before it stops reading and lets the kernel drop (default 512 KiB). */
   maxQueuedBytes?: number;
   /**
    * The kernel receive buffer to ask for (SO_RCVBUF; default 1 MiB). With CAP_NET_ADMIN it is set past
@@ -118,8 +120,8 @@ export class UdpPoller {
   #pollFds = new Uint8Array(8 * 16);
   /** File descriptors of sockets closed while a poll may still watch them: closed once it returns. */
   #deferredClose: number[] = [];
-  readonly #scratch = new Uint8Array(RECEIVE_BUFFER);
-  #sendVector: SendVector | undefined;
+  #receiveVector: MessageVector | undefined;
+  #sendVector: MessageVector | undefined;
   #dirty = true;
   #woken = false;
   #loop: Promise<void> | null = null;
@@ -217,8 +219,8 @@ export class UdpPoller {
   }
 
   /** @internal The buffers of `sendMany`, made on first use and shared by every socket (all calls are synchronous). */
-  get sendVector(): SendVector {
-    return this.#sendVector ??= new SendVector();
+  get sendVector(): MessageVector {
+    return this.#sendVector ??= new MessageVector(SEND_BATCH, SEND_BATCH_BYTES);
   }
 
   /** @internal A socket closed: forget it; its fd is closed now, or after the pending poll if one may watch it. */
@@ -280,7 +282,7 @@ export class UdpPoller {
           if (socket.closed) continue;
           if (revents & POLLNVAL) {
             socket.fail(new OsError(`${socket}: the socket's file descriptor is gone`, "poll", 9));
-          } else if (socket.drain(this.#scratch, this.#batchSize)) this.#dirty = true;
+          } else if (socket.drain(this.#receiveVector ??= receiveVector(), this.#batchSize)) this.#dirty = true;
         }
       }
     } finally {
@@ -498,28 +500,30 @@ export class UdpSocket {
 
   /**
    * @internal Called by the poller when the socket is readable: reads up to `batchSize` datagrams or one error into
-   * the queue. Returns true when the queue became full and the socket must leave the poll.
+   * the queue (past `maxQueuedBytes` by one recvmmsg() at most). Returns true when the queue became full and the
+   * socket must leave the poll.
    */
-  drain(scratch: Uint8Array<ArrayBuffer>, batchSize: number): boolean {
+  drain(vector: MessageVector, batchSize: number): boolean {
     const libc = this.#poller.libc;
     let full = false;
-    for (let i = 0, interrupts = 0; i < batchSize;) {
-      const n = libc.symbols.recv(this.#fd, scratch, BigInt(scratch.length), 0);
+    for (let i = 0, interrupts = 0; i < batchSize && !full;) {
+      const n = libc.symbols.recvmmsg(this.#fd, vector.headers(0), Math.min(vector.size, batchSize - i), 0, null);
       if (n < 0) {
         const errno = libc.errno();
         if (errno === EAGAIN) break;
         if (errno === EINTR && ++interrupts < 100) continue;
-        this.#queue.push(this.#error(errno, "recv"));
+        this.#queue.push(this.#error(errno, "recvmmsg"));
         break;
       }
-      i++;
-      this.#queue.push(scratch.slice(0, n));
-      this.#queuedBytes += n;
-      this.stats.receivedDatagrams++;
-      if (this.#queuedBytes >= this.#maxQueuedBytes) {
-        full = this.#paused = true;
-        break;
+      for (let k = 0; k < n; k++) {
+        const d = vector.received(k);
+        this.#queue.push(d);
+        this.#queuedBytes += d.length;
       }
+      i += n;
+      this.stats.receivedDatagrams += n;
+      if (this.#queuedBytes >= this.#maxQueuedBytes) full = this.#paused = true;
+      if (n < vector.size) break; // fewer than asked: the socket is empty (or an error waits for the next call)
     }
     if (this.#queue.length > 0) this.#waiter?.();
     return full;
@@ -549,39 +553,45 @@ export class UdpSocket {
 }
 
 /**
- * The struct mmsghdr and struct iovec arrays `sendMany` passes to sendmmsg(), each iovec pointing into one buffer the
- * datagrams of a batch are copied to (a copy per datagram is cheaper than a pointer per datagram through FFI).
+ * The struct mmsghdr and struct iovec arrays of a sendmmsg() or recvmmsg() call, each iovec pointing into one buffer
+ * (a copy per datagram is cheaper than a pointer per datagram through FFI). For sending, `fill` packs a batch's
+ * datagrams one after the other; for receiving (`receiveVector`), each entry has a buffer of RECEIVE_BUFFER bytes.
  */
-class SendVector {
-  readonly #headers = new Uint8Array(MMSGHDR_LEN * SEND_BATCH);
-  readonly #iovecs = new Uint8Array(IOVEC_LEN * SEND_BATCH);
-  readonly #data = new Uint8Array(SEND_BATCH_BYTES);
+class MessageVector {
+  readonly #headers: Uint8Array<ArrayBuffer>;
+  readonly #iovecs: Uint8Array<ArrayBuffer>;
+  readonly #data: Uint8Array<ArrayBuffer>;
   readonly #headerViews: Uint8Array<ArrayBuffer>[] = [];
-  readonly #iov = new DataView(this.#iovecs.buffer);
+  readonly #h: DataView;
+  readonly #iov: DataView;
   /** The address of `#data`, a Number (user-space addresses are under 2^47). */
   readonly #dataAddress: number;
 
-  constructor() {
+  constructor(readonly size: number, readonly bytes: number) {
+    this.#headers = new Uint8Array(MMSGHDR_LEN * size);
+    this.#iovecs = new Uint8Array(IOVEC_LEN * size);
+    this.#data = new Uint8Array(bytes);
+    this.#h = new DataView(this.#headers.buffer);
+    this.#iov = new DataView(this.#iovecs.buffer);
     this.#dataAddress = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(this.#data)));
     const iovAddress = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(this.#iovecs)));
-    const h = new DataView(this.#headers.buffer);
-    for (let i = 0; i < SEND_BATCH; i++) {
+    for (let i = 0; i < size; i++) {
       // msghdr: msg_name NULL (the socket is connected), msg_iov at 16, msg_iovlen 1 at 24, no control data.
-      setAddress(h, MMSGHDR_LEN * i + 16, iovAddress + IOVEC_LEN * i);
-      h.setUint32(MMSGHDR_LEN * i + 24, 1, true);
+      setAddress(this.#h, MMSGHDR_LEN * i + 16, iovAddress + IOVEC_LEN * i);
+      this.#h.setUint32(MMSGHDR_LEN * i + 24, 1, true);
       this.#headerViews.push(this.#headers.subarray(MMSGHDR_LEN * i));
     }
   }
 
   /**
    * Copies datagrams from `start` into the next batch; returns how many: at least one, or 0 when the first is over
-   * 64 KiB (larger than UDP allows).
+   * the vector's bytes (64 KiB: larger than UDP allows).
    */
   fill(datagrams: readonly Uint8Array[], start: number): number {
     let count = 0, offset = 0;
-    while (count < SEND_BATCH && start + count < datagrams.length) {
+    while (count < this.size && start + count < datagrams.length) {
       const d = datagrams[start + count]!;
-      if (offset + d.length > SEND_BATCH_BYTES) break; // over 64 KiB on its own: 0, larger than UDP allows
+      if (offset + d.length > this.bytes) break;
       this.#data.set(d, offset);
       setAddress(this.#iov, IOVEC_LEN * count, this.#dataAddress + offset);
       this.#iov.setUint32(IOVEC_LEN * count + 8, d.length, true);
@@ -591,10 +601,31 @@ class SendVector {
     return count;
   }
 
+  /** Points entry i at its own RECEIVE_BUFFER bytes, for recvmmsg(). */
+  spread(): void {
+    for (let i = 0; i < this.size; i++) {
+      setAddress(this.#iov, IOVEC_LEN * i, this.#dataAddress + RECEIVE_BUFFER * i);
+      this.#iov.setUint32(IOVEC_LEN * i + 8, RECEIVE_BUFFER, true);
+    }
+  }
+
+  /** A copy of the datagram recvmmsg() put in entry k (its length is the entry's msg_len). */
+  received(k: number): Uint8Array {
+    const len = this.#h.getUint32(MMSGHDR_LEN * k + 56, true);
+    return this.#data.slice(RECEIVE_BUFFER * k, RECEIVE_BUFFER * k + len);
+  }
+
   /** The mmsghdr array from entry `k` on. */
   headers(k: number): Uint8Array<ArrayBuffer> {
     return this.#headerViews[k]!;
   }
+}
+
+/** A vector for recvmmsg(): RECEIVE_BATCH entries of RECEIVE_BUFFER bytes each. */
+function receiveVector(): MessageVector {
+  const v = new MessageVector(RECEIVE_BATCH, RECEIVE_BATCH * RECEIVE_BUFFER);
+  v.spread();
+  return v;
 }
 
 /** Writes a 64-bit little-endian address held in a Number, without a BigInt. */
