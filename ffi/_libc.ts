@@ -23,8 +23,14 @@ const SYMBOLS = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
   bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  /** getsockopt(fd, level, name, value, socklen_t *len) */
+  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   send: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
+  /** sendmmsg(fd, struct mmsghdr *msgvec, vlen, flags) */
+  sendmmsg: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
   recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
+  /** recvmmsg(fd, struct mmsghdr *msgvec, vlen, flags, struct timespec *timeout) */
+  recvmmsg: { parameters: ["i32", "buffer", "u32", "i32", "pointer"], result: "i32" },
   connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   /** sendto(fd, buf, len, flags, dest_addr, addrlen) */
   sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "i32" },
@@ -32,6 +38,8 @@ const SYMBOLS = {
   recvfrom: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "buffer"], result: "i32" },
   /** getsockname(fd, addr, socklen_t *addrlen) */
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  /** sched_yield(): lets another task runnable on this CPU run first */
+  sched_yield: { parameters: [], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
@@ -63,6 +71,8 @@ export const SOL_SOCKET = 1; // asm-generic/socket.h
 export const SO_RCVTIMEO = 20; // SO_RCVTIMEO_OLD, a struct timeval of two longs on 64-bit
 export const SO_SNDBUF = 7;
 export const SO_RCVBUF = 8;
+export const SO_SNDBUFFORCE = 32; // root (CAP_NET_ADMIN): past net.core.wmem_max
+export const SO_RCVBUFFORCE = 33;
 export const MSG_DONTWAIT = 0x40;
 export const MSG_TRUNC = 0x20;
 export const AF_INET = 2; // linux/socket.h

@@ -38,6 +38,7 @@ const IFF_TUN_EXCL = 0x8000;
 // include/uapi/linux/sockios.h, include/uapi/linux/if.h
 const SIOCGIFMTU = 0x8921;
 const SIOCSIFMTU = 0x8922;
+const SIOCSIFTXQLEN = 0x8943;
 const IFNAMSIZ = 16;
 const IFREQ_SIZE = 40;
 /** The largest IP packet (IPv4 total length, IPv6 payload length without jumbograms). */
@@ -59,6 +60,11 @@ export interface LinuxTunOptions {
   mtu?: number;
   /** Most packets one `read` returns (default 128). */
   batchSize?: number;
+  /**
+   * Packets the kernel queues for `read` before it drops (the interface's txqueuelen, the size of the TUN driver's
+   * ring; the driver's default is 500). Unset: left as the kernel made it.
+   */
+  txQueueLength?: number;
   /** libc bindings to use; by default the device opens its own and closes them with itself. */
   libc?: Libc;
 }
@@ -92,6 +98,10 @@ export function createTun(options: LinuxTunOptions = {}): LinuxTun {
   if (!Number.isInteger(mtu) || mtu < 68 || mtu > MAX_IP_PACKET) {
     throw new RangeError(`MTU ${mtu} is out of range: use an integer from 68 to 65535`);
   }
+  const qlen = options.txQueueLength;
+  if (qlen !== undefined && (!Number.isInteger(qlen) || qlen < 1 || qlen > 65536)) {
+    throw new RangeError(`Transmit queue length ${qlen} is out of range: use an integer from 1 to 65536`);
+  }
   const ownLibc = options.libc === undefined;
   const libc = options.libc ?? openLibc();
   let fd = -1;
@@ -107,6 +117,7 @@ export function createTun(options: LinuxTunOptions = {}): LinuxTun {
     check(libc, libc.symbols.ioctl(fd, BigInt(TUNSETIFF), ifr), "ioctl TUNSETIFF", (e) => setIffMessage(e, template));
     const name = new TextDecoder().decode(ifr.subarray(0, ifr.indexOf(0)));
     if (mtu !== interfaceMtu(libc, name)) setInterfaceMtu(libc, name, mtu);
+    if (options.txQueueLength !== undefined) setTxQueueLength(libc, name, options.txQueueLength);
     return new LinuxTun(libc, ownLibc, fd, name, mtu, options);
   } catch (e) {
     if (fd >= 0) libc.symbols.close(fd);
@@ -308,6 +319,14 @@ function setInterfaceMtu(libc: Libc, name: string, mtu: number): void {
   ifr.set(new TextEncoder().encode(name));
   new DataView(ifr.buffer).setInt32(16, mtu, true);
   ifreqCall(libc, SIOCSIFMTU, ifr, `Cannot set the MTU of ${name} to ${mtu}`);
+}
+
+/** Sets an interface's txqueuelen with SIOCSIFTXQLEN (for a TUN, the ring of packets waiting for `read`). */
+function setTxQueueLength(libc: Libc, name: string, length: number): void {
+  const ifr = new Uint8Array(IFREQ_SIZE);
+  ifr.set(new TextEncoder().encode(name));
+  new DataView(ifr.buffer).setInt32(16, length, true);
+  ifreqCall(libc, SIOCSIFTXQLEN, ifr, `Cannot set the transmit queue length of ${name} to ${length}`);
 }
 
 function ifreqCall(libc: Libc, request: number, ifr: Uint8Array<ArrayBuffer>, what: string): void {

@@ -9,8 +9,8 @@
  * pending `poll()` never starts), shared with file system calls and DNS lookups, so 32 idle UDP flows would stall
  * the whole process.
  *
- * Receiving: when a socket is readable the poller reads its datagrams (synchronous `recv()` until EAGAIN, at most
- * `batchSize` per wake) into a queue of the socket's own, which `receive()` empties. A socket whose queue holds
+ * Receiving: when a socket is readable the poller reads its datagrams (synchronous `recvmmsg()` of up to 16 until
+ * EAGAIN, at most `batchSize` per wake) into a queue of the socket's own, which `receive()` empties. A socket whose queue holds
  * `maxQueuedBytes` is left out of the poll until `receive()` takes from it, so the kernel's socket buffer fills and
  * drops, as it would for any slow UDP reader. Sending: a synchronous `send()`; a full socket buffer drops.
  */
@@ -29,9 +29,12 @@ import {
   openLibc,
   POLLIN,
   POLLNVAL,
+  SO_RCVBUF,
+  SO_RCVBUFFORCE,
   SOCK_CLOEXEC,
   SOCK_DGRAM,
   SOCK_NONBLOCK,
+  SOL_SOCKET,
 } from "./_libc.ts";
 import { parseAddress } from "../net/wire/address.ts";
 import { errnoName, OsError } from "./errors.ts";
@@ -40,23 +43,60 @@ export { ECONNREFUSED };
 
 /** Room for any UDP payload: 65535 - 8 (UDP header) - 20 (IPv4 header) or - 0 (IPv6, no jumbograms). */
 const RECEIVE_BUFFER = 65536;
-const DEFAULT_BATCH_SIZE = 64;
-const DEFAULT_MAX_QUEUED_BYTES = 256 * 1024;
+const DEFAULT_BATCH_SIZE = 256;
+const DEFAULT_MAX_QUEUED_BYTES = 512 * 1024;
+/**
+ * The receive buffer each socket asks for. Linux's default (net.core.rmem_default, 208 KiB) holds about 90 datagrams
+ * of 1,200 bytes (each is charged its skb's truesize, about 2.3 KiB), 2 ms at 500 Mbit/s: on a busy machine the
+ * poller's thread waits longer than that for a CPU, and the kernel dropped 7-8 % of a 500 Mbit/s flow there
+ * (UdpRcvbufErrors). 1 MiB (the kernel doubles it for its bookkeeping) holds about 900, 17 ms at that rate. It costs
+ * memory only while datagrams wait in it.
+ */
+const DEFAULT_RECEIVE_BUFFER_BYTES = 1 << 20;
 /** Consecutive failed `poll()` calls (errno is not readable there) after which the poller gives up. */
 const MAX_POLL_FAILURES = 1000;
+/**
+ * `sendMany` sends at most this many datagrams, and at most SEND_BATCH_BYTES of them, per sendmmsg(). Each batch
+ * reaches the destination's socket in one go, before its reader runs: half of Linux's default receive buffer
+ * (net.core.rmem_default, 208 KiB, charged about 2.3 KiB per 1,200-byte datagram) is about 45 of them.
+ */
+const SEND_BATCH = 32;
+/** Most datagrams one recvmmsg() reads: 16 buffers of RECEIVE_BUFFER, 1 MiB for the process. */
+const RECEIVE_BATCH = 16;
+const SEND_BATCH_BYTES = 65536;
+const MMSGHDR_LEN = 64; // struct mmsghdr on 64-bit Linux: struct msghdr (56 bytes), unsigned int msg_len, padding
+const IOVEC_LEN = 16; // struct iovec: void *iov_base, size_t iov_len
 const SOCKADDR_IN_LEN = 16; // struct sockaddr_in, linux/in.h
 const SOCKADDR_IN6_LEN = 28; // struct sockaddr_in6, linux/in6.h
 
 export interface UdpPollerOptions {
   /** libc bindings to use; by default the poller opens its own and closes them in `close()`. */
   libc?: Libc;
-  /** Most datagrams read from one socket per wake-up, so one busy flow cannot starve the others (default 64). */
+  /** Most datagrams read from one socket per wake-up, so one busy flow cannot starve the others (default 256). */
   batchSize?: number;
 }
 
 export interface UdpConnectOptions {
-  /** Received bytes a socket queues before it stops reading and lets the kernel drop (default 256 KiB). */
+  /** Received bytes a socket queues before it stops reading and lets the kernel drop (default 512 KiB). */
   maxQueuedBytes?: number;
+  /**
+   * The kernel receive buffer to ask for (SO_RCVBUF; default 1 MiB). With CAP_NET_ADMIN it is set past
+   * net.core.rmem_max (SO_RCVBUFFORCE); without, the kernel caps it there.
+   */
+  receiveBufferBytes?: number;
+}
+
+/** What `UdpSocket.sendMany` did with the datagrams from `start`. */
+export interface SendManyResult {
+  /** Datagrams the kernel took. */
+  sent: number;
+  /** Datagrams dropped for a full socket buffer (EAGAIN, ENOBUFS; counted in `stats.sendDrops` too). */
+  dropped: number;
+  /**
+   * The datagram the kernel refused with an error, and the error (as `send` throws it). `sendMany` stops there: the
+   * datagrams after `index` were not sent.
+   */
+  failed?: { index: number; error: OsError };
 }
 
 /** Counters of one socket. */
@@ -80,7 +120,8 @@ export class UdpPoller {
   #pollFds = new Uint8Array(8 * 16);
   /** File descriptors of sockets closed while a poll may still watch them: closed once it returns. */
   #deferredClose: number[] = [];
-  readonly #scratch = new Uint8Array(RECEIVE_BUFFER);
+  #receiveVector: MessageVector | undefined;
+  #sendVector: MessageVector | undefined;
   #dirty = true;
   #woken = false;
   #loop: Promise<void> | null = null;
@@ -133,6 +174,7 @@ export class UdpPoller {
       (e) => `Cannot open a ${what} (${describe(e)})`,
     );
     try {
+      setReceiveBuffer(libc, fd, options.receiveBufferBytes ?? DEFAULT_RECEIVE_BUFFER_BYTES);
       const any = sockaddr(family, new Uint8Array(family === 4 ? 4 : 16), 0);
       check(libc, libc.symbols.bind(fd, any, any.length), "bind", (e) => `Cannot bind a ${what} (${describe(e)})`);
       const to = sockaddr(family, address, port);
@@ -174,6 +216,11 @@ export class UdpPoller {
   /** @internal The libc bindings, for the sockets' synchronous calls. */
   get libc(): Libc {
     return this.#libc;
+  }
+
+  /** @internal The buffers of `sendMany`, made on first use and shared by every socket (all calls are synchronous). */
+  get sendVector(): MessageVector {
+    return this.#sendVector ??= new MessageVector(SEND_BATCH, SEND_BATCH_BYTES);
   }
 
   /** @internal A socket closed: forget it; its fd is closed now, or after the pending poll if one may watch it. */
@@ -235,7 +282,7 @@ export class UdpPoller {
           if (socket.closed) continue;
           if (revents & POLLNVAL) {
             socket.fail(new OsError(`${socket}: the socket's file descriptor is gone`, "poll", 9));
-          } else if (socket.drain(this.#scratch, this.#batchSize)) this.#dirty = true;
+          } else if (socket.drain(this.#receiveVector ??= receiveVector(), this.#batchSize)) this.#dirty = true;
         }
       }
     } finally {
@@ -313,6 +360,21 @@ export class UdpSocket {
     this.#maxQueuedBytes = maxQueuedBytes;
   }
 
+  /**
+   * The kernel's receive buffer in bytes (SO_RCVBUF as getsockopt reports it: twice what was asked, the kernel's
+   * bookkeeping included).
+   */
+  get receiveBufferBytes(): number {
+    const value = new Uint8Array(4);
+    const len = new Uint8Array(4);
+    new DataView(len.buffer).setUint32(0, 4, true);
+    const libc = this.#poller.libc;
+    check(libc, libc.symbols.getsockopt(this.#fd, SOL_SOCKET, SO_RCVBUF, value, len), "getsockopt", (e) => {
+      return `${this}: cannot read SO_RCVBUF (${describe(e)})`;
+    });
+    return new DataView(value.buffer).getInt32(0, true);
+  }
+
   /** @internal */
   get fd(): number {
     return this.#fd;
@@ -350,6 +412,53 @@ export class UdpSocket {
     }
     this.stats.sendDrops++;
     return false;
+  }
+
+  /**
+   * Sends `datagrams` from `start` on, as `send` would one by one, in sendmmsg() calls of up to 32 datagrams or 64 KiB:
+   * one system call, and one wake-up of the destination's reader, per batch, with a sched_yield() between batches. Datagrams the socket buffer has no room
+   * for are dropped and counted; at the first other error (ECONNREFUSED, EMSGSIZE, ...) it stops and says which.
+   */
+  sendMany(datagrams: readonly Uint8Array[], start = 0): SendManyResult {
+    if (this.#closed) throw new TypeError(`${this}: sendMany() called after close()`);
+    const libc = this.#poller.libc;
+    const vector = this.#poller.sendVector;
+    let sent = 0, dropped = 0;
+    for (let i = start; i < datagrams.length;) {
+      const count = vector.fill(datagrams, i);
+      if (count === 0) {
+        this.stats.sentDatagrams += sent;
+        this.stats.sendDrops += dropped;
+        return { sent, dropped, failed: { index: i, error: this.#error(EMSGSIZE, "sendmmsg") } };
+      }
+      for (let k = 0, interrupts = 0; k < count;) {
+        const n = libc.symbols.sendmmsg(this.#fd, vector.headers(k), count - k, 0);
+        if (n > 0) {
+          sent += n;
+          k += n;
+          continue;
+        }
+        const errno = libc.errno();
+        if (errno === EINTR && ++interrupts < 100) continue;
+        if (errno === EAGAIN || errno === ENOBUFS || errno === EINTR) {
+          dropped++; // that one is lost, as `send` loses it; the rest of the batch tries again
+          k++;
+          continue;
+        }
+        this.stats.sentDatagrams += sent;
+        this.stats.sendDrops += dropped;
+        return { sent, dropped, failed: { index: i + k, error: this.#error(errno, "sendmmsg") } };
+      }
+      i += count;
+      // More to send: let the destination's reader take this batch first. The wake-up put it on this CPU's queue,
+      // and while the manager keeps the CPU the next batches pile up in a receive buffer that holds about three
+      // (208 KiB by default). At 500 and 1000 Mbit/s from the workstation, 3 rounds A/B: the destination's drops
+      // (UdpRcvbufErrors) fell in each pair, 16-63k -> 11-32k and 82-130k -> 36-65k of 208k and 416k datagrams.
+      if (i < datagrams.length) libc.symbols.sched_yield();
+    }
+    this.stats.sentDatagrams += sent;
+    this.stats.sendDrops += dropped;
+    return { sent, dropped };
   }
 
   /**
@@ -396,28 +505,30 @@ export class UdpSocket {
 
   /**
    * @internal Called by the poller when the socket is readable: reads up to `batchSize` datagrams or one error into
-   * the queue. Returns true when the queue became full and the socket must leave the poll.
+   * the queue (past `maxQueuedBytes` by one recvmmsg() at most). Returns true when the queue became full and the
+   * socket must leave the poll.
    */
-  drain(scratch: Uint8Array<ArrayBuffer>, batchSize: number): boolean {
+  drain(vector: MessageVector, batchSize: number): boolean {
     const libc = this.#poller.libc;
     let full = false;
-    for (let i = 0, interrupts = 0; i < batchSize;) {
-      const n = libc.symbols.recv(this.#fd, scratch, BigInt(scratch.length), 0);
+    for (let i = 0, interrupts = 0; i < batchSize && !full;) {
+      const n = libc.symbols.recvmmsg(this.#fd, vector.headers(0), Math.min(vector.size, batchSize - i), 0, null);
       if (n < 0) {
         const errno = libc.errno();
         if (errno === EAGAIN) break;
         if (errno === EINTR && ++interrupts < 100) continue;
-        this.#queue.push(this.#error(errno, "recv"));
+        this.#queue.push(this.#error(errno, "recvmmsg"));
         break;
       }
-      i++;
-      this.#queue.push(scratch.slice(0, n));
-      this.#queuedBytes += n;
-      this.stats.receivedDatagrams++;
-      if (this.#queuedBytes >= this.#maxQueuedBytes) {
-        full = this.#paused = true;
-        break;
+      for (let k = 0; k < n; k++) {
+        const d = vector.received(k);
+        this.#queue.push(d);
+        this.#queuedBytes += d.length;
       }
+      i += n;
+      this.stats.receivedDatagrams += n;
+      if (this.#queuedBytes >= this.#maxQueuedBytes) full = this.#paused = true;
+      if (n < vector.size) break; // fewer than asked: the socket is empty (or an error waits for the next call)
     }
     if (this.#queue.length > 0) this.#waiter?.();
     return full;
@@ -444,6 +555,102 @@ export class UdpSocket {
     const { hostname, port } = this.remote;
     return `UDP ${this.localPort} -> ${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`;
   }
+}
+
+/**
+ * The struct mmsghdr and struct iovec arrays of a sendmmsg() or recvmmsg() call, each iovec pointing into one buffer
+ * (a copy per datagram is cheaper than a pointer per datagram through FFI). For sending, `fill` packs a batch's
+ * datagrams one after the other; for receiving (`receiveVector`), each entry has a buffer of RECEIVE_BUFFER bytes.
+ */
+class MessageVector {
+  readonly #headers: Uint8Array<ArrayBuffer>;
+  readonly #iovecs: Uint8Array<ArrayBuffer>;
+  readonly #data: Uint8Array<ArrayBuffer>;
+  readonly #headerViews: Uint8Array<ArrayBuffer>[] = [];
+  readonly #h: DataView;
+  readonly #iov: DataView;
+  /** The address of `#data`, a Number (user-space addresses are under 2^47). */
+  readonly #dataAddress: number;
+
+  constructor(readonly size: number, readonly bytes: number) {
+    this.#headers = new Uint8Array(MMSGHDR_LEN * size);
+    this.#iovecs = new Uint8Array(IOVEC_LEN * size);
+    this.#data = new Uint8Array(bytes);
+    this.#h = new DataView(this.#headers.buffer);
+    this.#iov = new DataView(this.#iovecs.buffer);
+    this.#dataAddress = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(this.#data)));
+    const iovAddress = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(this.#iovecs)));
+    for (let i = 0; i < size; i++) {
+      // msghdr: msg_name NULL (the socket is connected), msg_iov at 16, msg_iovlen 1 at 24, no control data.
+      setAddress(this.#h, MMSGHDR_LEN * i + 16, iovAddress + IOVEC_LEN * i);
+      this.#h.setUint32(MMSGHDR_LEN * i + 24, 1, true);
+      this.#headerViews.push(this.#headers.subarray(MMSGHDR_LEN * i));
+    }
+  }
+
+  /**
+   * Copies datagrams from `start` into the next batch; returns how many: at least one, or 0 when the first is over
+   * the vector's bytes (64 KiB: larger than UDP allows).
+   */
+  fill(datagrams: readonly Uint8Array[], start: number): number {
+    let count = 0, offset = 0;
+    while (count < this.size && start + count < datagrams.length) {
+      const d = datagrams[start + count]!;
+      if (offset + d.length > this.bytes) break;
+      this.#data.set(d, offset);
+      setAddress(this.#iov, IOVEC_LEN * count, this.#dataAddress + offset);
+      this.#iov.setUint32(IOVEC_LEN * count + 8, d.length, true);
+      offset += d.length;
+      count++;
+    }
+    return count;
+  }
+
+  /** Points entry i at its own RECEIVE_BUFFER bytes, for recvmmsg(). */
+  spread(): void {
+    for (let i = 0; i < this.size; i++) {
+      setAddress(this.#iov, IOVEC_LEN * i, this.#dataAddress + RECEIVE_BUFFER * i);
+      this.#iov.setUint32(IOVEC_LEN * i + 8, RECEIVE_BUFFER, true);
+    }
+  }
+
+  /** A copy of the datagram recvmmsg() put in entry k (its length is the entry's msg_len). */
+  received(k: number): Uint8Array {
+    const len = this.#h.getUint32(MMSGHDR_LEN * k + 56, true);
+    return this.#data.slice(RECEIVE_BUFFER * k, RECEIVE_BUFFER * k + len);
+  }
+
+  /** The mmsghdr array from entry `k` on. */
+  headers(k: number): Uint8Array<ArrayBuffer> {
+    return this.#headerViews[k]!;
+  }
+}
+
+/** A vector for recvmmsg(): RECEIVE_BATCH entries of RECEIVE_BUFFER bytes each. */
+function receiveVector(): MessageVector {
+  const v = new MessageVector(RECEIVE_BATCH, RECEIVE_BATCH * RECEIVE_BUFFER);
+  v.spread();
+  return v;
+}
+
+/** Writes a 64-bit little-endian address held in a Number, without a BigInt. */
+function setAddress(view: DataView, offset: number, address: number): void {
+  view.setUint32(offset, address % 0x1_0000_0000, true);
+  view.setUint32(offset + 4, Math.floor(address / 0x1_0000_0000), true);
+}
+
+/**
+ * Asks for a receive buffer of `bytes`: SO_RCVBUFFORCE first (root may pass net.core.rmem_max), else SO_RCVBUF, which
+ * the kernel caps at rmem_max. Neither failing matters: the socket works with the default buffer.
+ */
+function setReceiveBuffer(libc: Libc, fd: number, bytes: number): void {
+  if (!Number.isInteger(bytes) || bytes < 1 || bytes > 0x7fffffff) {
+    throw new RangeError(`receiveBufferBytes ${bytes} is out of range: use a positive 32-bit integer`);
+  }
+  const value = new Uint8Array(4);
+  new DataView(value.buffer).setInt32(0, bytes, true);
+  if (libc.symbols.setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, value, 4) === 0) return;
+  libc.symbols.setsockopt(fd, SOL_SOCKET, SO_RCVBUF, value, 4);
 }
 
 /** struct sockaddr_in or sockaddr_in6 (port in network order). */

@@ -154,6 +154,72 @@ Deno.test("UdpSocket stops reading at maxQueuedBytes and resumes when receive() 
   }
 });
 
+Deno.test("UdpSocket.sendMany() sends every datagram in order, in batches, and stops at an error", async () => {
+  const server = await echoServer("udp4");
+  const poller = new UdpPoller();
+  try {
+    const socket = poller.connect({ hostname: "127.0.0.1", port: server.port });
+    // 70 datagrams of 1,200 bytes make three sendmmsg() batches (32, then 64 KiB's worth, then the rest), plus an
+    // empty one and one of 40,000 bytes that starts a batch of its own.
+    const sent = Array.from({ length: 70 }, (_, i) => new Uint8Array(1200).fill(i));
+    sent.push(new Uint8Array(0), new Uint8Array(40_000).fill(7));
+    assert.deepEqual(socket.sendMany(sent), { sent: 72, dropped: 0 });
+    const got = await receiveCount(socket, sent.length);
+    assert.deepEqual(got, sent);
+    assert.equal(socket.stats.sentDatagrams, 72);
+    // From `start` on; a datagram over UDP's limit is the kernel's EMSGSIZE, and what follows it is not sent.
+    const r = socket.sendMany([sent[0]!, sent[1]!, new Uint8Array(65_508), sent[2]!], 1);
+    assert.equal(r.sent, 1);
+    assert.equal(r.failed?.index, 2);
+    assert.equal(r.failed?.error.errno, 90); // EMSGSIZE
+    assert.deepEqual((await receiveCount(socket, 1)).map((d) => d[0]), [1]);
+    // One over 64 KiB never reaches the kernel: EMSGSIZE all the same.
+    const huge = socket.sendMany([sent[3]!, new Uint8Array(70_000), sent[4]!]);
+    assert.deepEqual([huge.sent, huge.failed?.index, huge.failed?.error.errno], [1, 1, 90]);
+    assert.deepEqual((await receiveCount(socket, 1)).map((d) => d[0]), [3]);
+    socket.close();
+  } finally {
+    await poller.close();
+    await server.close();
+  }
+});
+
+Deno.test("UdpSocket.sendMany() reports the destination's ICMP port unreachable as ECONNREFUSED", async () => {
+  const poller = new UdpPoller();
+  try {
+    const socket = poller.connect({ hostname: "127.0.0.1", port: await closedPort() });
+    // Without yielding to the poller (which would take the error first): loopback delivers the ICMP error of the
+    // first datagram before the call returns, so a datagram after it finds the error pending.
+    let failed: { index: number; error: OsError } | undefined;
+    for (let i = 0; i < 10 && failed === undefined; i++) {
+      failed = socket.sendMany([new Uint8Array(10), new Uint8Array(10)]).failed;
+    }
+    assert.equal(failed?.error.errno, ECONNREFUSED);
+    assert.equal(failed?.error.syscall, "sendmmsg");
+    socket.close();
+  } finally {
+    await poller.close();
+  }
+});
+
+Deno.test("UdpSocket asks for a 1 MiB receive buffer, or as much as net.core.rmem_max allows", async () => {
+  const poller = new UdpPoller();
+  try {
+    const socket = poller.connect({ hostname: "127.0.0.1", port: 9 });
+    const rmemMax = Number(await Deno.readTextFile("/proc/sys/net/core/rmem_max"));
+    // The kernel reports twice the size asked; root passes rmem_max (SO_RCVBUFFORCE), anyone else is capped there.
+    const root = Deno.uid() === 0;
+    assert.equal(socket.receiveBufferBytes, 2 * (root ? 1 << 20 : Math.min(1 << 20, rmemMax)));
+    const small = poller.connect({ hostname: "127.0.0.1", port: 9 }, { receiveBufferBytes: 64 * 1024 });
+    assert.equal(small.receiveBufferBytes, 128 * 1024);
+    assert.throws(() => poller.connect({ hostname: "127.0.0.1", port: 9 }, { receiveBufferBytes: 0 }), RangeError);
+    socket.close();
+    small.close();
+  } finally {
+    await poller.close();
+  }
+});
+
 Deno.test("UdpPoller.connect() rejects a bad address or port", async () => {
   const poller = new UdpPoller();
   try {

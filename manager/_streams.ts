@@ -18,6 +18,11 @@ export interface MessageSource {
   readonly buffered: number;
   /** The next message, or null when the body ended cleanly. GrpcError or ClientGoneError otherwise. */
   next(): Promise<Uint8Array | null>;
+  /**
+   * The next message if it is already here (as `next` would return it), without waiting: undefined when `next` would
+   * wait. For a caller that handles a run of messages together (the UDP tunnel sends them in one system call).
+   */
+  take(): Uint8Array | null | undefined;
   /** Stops reading; the rest of the body is discarded. */
   cancel(): void;
   /** When the connection under the call last received anything (performance.now() ms), where the transport says. */
@@ -74,6 +79,10 @@ export class MessageReader implements MessageSource {
       if (r.done) this.#ended = true;
       else this.#deframer.push(r.value);
     }
+  }
+
+  take(): Uint8Array | null | undefined {
+    return takeRequestMessage(this.#deframer, this.#ended);
   }
 
   /** Stops reading; the rest of the body is discarded. */

@@ -154,6 +154,12 @@ class H2Messages implements MessageSource {
     }
   }
 
+  take(): Uint8Array | null | undefined {
+    const m = takeRequestMessage(this.#deframer, this.#ended);
+    if (m !== undefined && this.#deframer.buffered < READ_PAUSE_BYTES >>> 2) this.stream.resume();
+    return m;
+  }
+
   cancel(): void {
     this.#ended = true;
     this.stream.onData = undefined;

@@ -1,6 +1,6 @@
 /**
  * One UDP flow on the manager: a socket of its own per flow, connected to the destination, one datagram per data
- * frame each way, ended by a FIN or reset from the client, by the session, or by `udpIdleTimeoutMs` without a datagram
+ * frame each way (the frames received together sent with one sendmmsg() per batch), ended by a FIN or reset from the client, by the session, or by `udpIdleTimeoutMs` without a datagram
  * either way.
  *
  * The socket is an FFI one (`ffi/udp_socket.ts`), not `node:dgram`: under Deno, node:dgram never reports the
@@ -14,7 +14,7 @@
 import { OsError } from "../ffi/errors.ts";
 import { ECONNREFUSED, UdpPoller, type UdpSocket } from "../ffi/udp_socket.ts";
 import { GrpcError, Status } from "../proto/grpc_web.ts";
-import { DialCode, encodeDataFrame, encodeTunnelFrame } from "../proto/messages.ts";
+import { DialCode, encodeTunnelFrame } from "../proto/messages.ts";
 import type { TunnelOutcome } from "./_streams.ts";
 import type { TunnelContext } from "./tunnel_context.ts";
 
@@ -67,6 +67,8 @@ export async function runUdpTunnel(ctx: TunnelContext): Promise<TunnelOutcome> {
   let resolveEnd!: (o: TunnelOutcome) => void;
   const ended = new Promise<TunnelOutcome>((r) => (resolveEnd = r));
   let idle: ReturnType<typeof setTimeout> | undefined;
+  /** When a datagram last passed either way (performance.now() ms). */
+  let lastActive = performance.now();
   const finish = (o: TunnelOutcome) => {
     if (finished) return;
     finished = true;
@@ -76,19 +78,23 @@ export async function runUdpTunnel(ctx: TunnelContext): Promise<TunnelOutcome> {
     sock.close();
     resolveEnd(o);
   };
-  const touch = () => {
-    clearTimeout(idle);
+  // One timer for the idle timeout, which looks at the time of the last datagram when it fires, instead of a timer
+  // set again per datagram (a clearTimeout and a setTimeout per datagram were 3 % of the manager's time at 500 Mbit/s).
+  const touch = () => (lastActive = performance.now());
+  const armIdle = (ms: number) => {
     idle = setTimeout(() => {
+      const quiet = performance.now() - lastActive;
+      if (quiet < config.udpIdleTimeoutMs) return armIdle(config.udpIdleTimeoutMs - quiet);
       out.writeMessage(FIN);
       finish({ code: Status.OK, message: `idle for ${config.udpIdleTimeoutMs} ms` });
-    }, config.udpIdleTimeoutMs);
+    }, ms);
   };
   const onAbort = () => {
     out.writeMessage(encodeTunnelFrame({ kind: "reset", reason: String(signal.reason) }));
     finish({ code: Status.UNAVAILABLE, message: String(signal.reason) });
   };
   signal.addEventListener("abort", onAbort, { once: true });
-  touch();
+  armIdle(config.udpIdleTimeoutMs);
 
   // The destination's ICMP port unreachable surfaces as ECONNREFUSED on the next receive or send: the client is told
   // with a reset whose code is REFUSED, and answers its app with an ICMP port unreachable.
@@ -113,49 +119,79 @@ export async function runUdpTunnel(ctx: TunnelContext): Promise<TunnelOutcome> {
       if (finished) return dropped("flow-ended", datagrams.length);
       if (datagrams.length === 0) return;
       touch();
+      let bytes = 0, full = 0;
       for (const msg of datagrams) {
         if (out.queued >= out.highWaterBytes) {
-          dropped("stream-buffer-full");
+          full++;
           continue;
         }
-        metrics.bytes.add({ protocol: "udp", direction: "outbound" }, msg.length);
-        out.writeFrame(encodeDataFrame([msg], msg.length));
+        bytes += msg.length;
+        out.writeData(msg); // each datagram is a copy of its own (receive()), which the sink may keep
       }
+      if (full > 0) dropped("stream-buffer-full", full);
+      if (bytes > 0) metrics.bytes.add({ protocol: "udp", direction: "outbound" }, bytes);
     }
   };
   outbound().catch((e) =>
     finish({ code: Status.INTERNAL, message: `UDP socket: ${e instanceof Error ? e.message : e}` })
   );
 
+  // The data frames already received go out together, in sendmmsg() calls (`sendMany`) rather than a send() each:
+  // fewer system calls, and the destination's reader is woken once per batch rather than per datagram.
+  const batch: Uint8Array[] = [];
+  /** Sends the batch; true when the destination's port turned out closed and the flow ended. */
+  const sendBatch = (): boolean => {
+    if (batch.length === 0) return false;
+    touch();
+    let bytes = 0;
+    for (const d of batch) bytes += d.length;
+    metrics.bytes.add({ protocol: "udp", direction: "inbound" }, bytes);
+    for (let i = 0; i < batch.length;) {
+      const r = sock.sendMany(batch, i);
+      if (r.dropped > 0) dropped("socket-buffer-full", r.dropped);
+      if (r.failed === undefined) break;
+      if (isRefused(r.failed.error)) {
+        batch.length = 0;
+        refused();
+        return true;
+      }
+      dropped("send-error"); // EMSGSIZE, host unreachable, ...: this datagram is lost, UDP carries on
+      i = r.failed.index + 1;
+    }
+    batch.length = 0;
+    return false;
+  };
   const inbound = async () => {
     for (;;) {
-      const msg = await reader.next();
-      if (finished) return;
-      if (msg === null) return finish({ code: Status.OK, message: "" });
-      const frame = ctx.decode(msg);
-      switch (frame.kind) {
-        case "data":
-          touch();
-          metrics.bytes.add({ protocol: "udp", direction: "inbound" }, frame.data.length);
-          try {
-            if (!sock.send(frame.data)) dropped("socket-buffer-full");
-          } catch (e) {
-            if (isRefused(e)) return refused();
-            dropped("send-error"); // EMSGSIZE, host unreachable, ...: this datagram is lost, UDP carries on
-          }
-          break;
-        case "fin":
-          out.writeMessage(FIN);
+      let msg: Uint8Array | null | undefined = await reader.next();
+      for (; msg !== undefined; msg = reader.take()) {
+        if (finished) return;
+        if (msg === null) {
+          if (sendBatch()) return;
           return finish({ code: Status.OK, message: "" });
-        case "reset":
-          return finish({ code: Status.OK, message: `client reset: ${frame.reason}` });
-        case "keepalive":
-          touch();
-          out.writeMessage(KEEPALIVE);
-          break;
-        default:
-          throw new GrpcError(Status.INVALID_ARGUMENT, `Unexpected "${frame.kind}" frame after open`);
+        }
+        const frame = ctx.decode(msg);
+        if (frame.kind === "data") {
+          batch.push(frame.data); // a view of the received bytes, sent before the next wait
+          continue;
+        }
+        if (sendBatch()) return;
+        switch (frame.kind) {
+          case "fin":
+            out.writeMessage(FIN);
+            return finish({ code: Status.OK, message: "" });
+          case "reset":
+            return finish({ code: Status.OK, message: `client reset: ${frame.reason}` });
+          case "keepalive":
+            touch();
+            out.writeMessage(KEEPALIVE);
+            break;
+          default:
+            throw new GrpcError(Status.INVALID_ARGUMENT, `Unexpected "${frame.kind}" frame after open`);
+        }
       }
+      if (finished) return;
+      if (sendBatch()) return;
     }
   };
   inbound().catch((e) => {

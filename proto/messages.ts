@@ -332,16 +332,24 @@ export function encodeDataFrame(chunks: readonly Uint8Array[], payloadLen: numbe
  * and length): written before the payload itself, the payload need not be copied into a frame of its own.
  */
 export function encodeDataFrameHeader(payloadLen: number): Uint8Array {
+  const out = new Uint8Array(FRAME_HEADER_LEN + 1 + varintLen(payloadLen));
+  writeDataFrameHeader(out, 0, payloadLen);
+  return out;
+}
+
+/**
+ * Writes the bytes `encodeDataFrameHeader` returns into `out` at `offset` (at most DATA_HEADROOM of them); returns
+ * the offset after them, where the payload goes.
+ */
+export function writeDataFrameHeader(out: Uint8Array, offset: number, payloadLen: number): number {
   if (payloadLen >= 1 << 21) throw new RangeError(`Data frame payload of ${payloadLen} bytes is over 2 MiB`);
-  const vl = varintLen(payloadLen);
-  const msgLen = 1 + vl + payloadLen;
-  const out = new Uint8Array(FRAME_HEADER_LEN + 1 + vl);
-  out[0] = 0;
-  out[1] = msgLen >>> 24;
-  out[2] = (msgLen >>> 16) & 0xff;
-  out[3] = (msgLen >>> 8) & 0xff;
-  out[4] = msgLen & 0xff;
-  let o = FRAME_HEADER_LEN;
+  const msgLen = 1 + varintLen(payloadLen) + payloadLen;
+  let o = offset;
+  out[o++] = 0;
+  out[o++] = msgLen >>> 24;
+  out[o++] = (msgLen >>> 16) & 0xff;
+  out[o++] = (msgLen >>> 8) & 0xff;
+  out[o++] = msgLen & 0xff;
   out[o++] = DATA_KEY;
   let v = payloadLen;
   while (v >= 0x80) {
@@ -349,7 +357,7 @@ export function encodeDataFrameHeader(payloadLen: number): Uint8Array {
     v >>>= 7;
   }
   out[o++] = v;
-  return out;
+  return o;
 }
 
 /** The payload of a data message as a subarray, or undefined when the message is another kind. */

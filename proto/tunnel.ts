@@ -20,15 +20,16 @@ import type { Stream } from "./h2/connection.ts";
 import { GrpcError, Status } from "./grpc_web.ts";
 import { Call, type Channel } from "./channel.ts";
 import {
+  DATA_HEADROOM,
   decodeTunnelFrame,
   DialCode,
   type DialResult,
-  encodeDataFrame,
   encodeDataFrameHeader,
   encodeTunnelFrame,
   type Endpoint,
   methods,
   Protocol,
+  writeDataFrameHeader,
 } from "./messages.ts";
 import { encodeFrame } from "./grpc_web.ts";
 
@@ -43,6 +44,8 @@ export const RETAIN_LIMIT = 4 << 20;
 export const ACK_EVERY = 128 * 1024;
 /** Largest UDP payload (RFC 768: 16-bit length, minus the 8-byte header). */
 export const MAX_DATAGRAM = 65507;
+/** UDP: the datagrams written in one tick are framed into one buffer of up to this many bytes (more start another). */
+const UDP_BATCH_BYTES = 64 * 1024;
 
 export interface TunnelRequest {
   protocol: "tcp" | "udp";
@@ -123,6 +126,14 @@ export class Tunnel {
   #drainWaiters: (() => void)[] = [];
   #pending: Uint8Array[] = [];
   #pendingBytes = 0;
+  /**
+   * UDP: the data frames of the datagrams written since the last flush, one after the other: one buffer per batch
+   * rather than one per datagram (an allocation per datagram was a tenth of the daemon's CPU at 500 Mbit/s).
+   */
+  #frames: Uint8Array | undefined;
+  #framesLen = 0;
+  /** UDP: the size of the last batch, for the next one's buffer. */
+  #lastBatch = 0;
   #flushQueued = false;
   #writeClosed = false;
   #readQueue: Uint8Array[] = [];
@@ -313,7 +324,7 @@ export class Tunnel {
     this.#bytesWritten += data.length;
     if (this.protocol === "udp") {
       if (data.length > MAX_DATAGRAM) throw new RangeError(`Datagram of ${data.length} bytes is over ${MAX_DATAGRAM}`);
-      this.#stream?.write(encodeDataFrame([data], data.length));
+      this.#frameDatagram(data);
       return this.#writable();
     }
     if (this.#writeBuffered() + data.length > WRITE_HARD_LIMIT) {
@@ -330,6 +341,29 @@ export class Tunnel {
       queueMicrotask(() => this.#flush());
     }
     return this.#writable();
+  }
+
+  /** UDP: appends `data`'s data frame to the batch, which goes out at the end of the tick (or when full). */
+  #frameDatagram(data: Uint8Array): void {
+    const need = DATA_HEADROOM + data.length;
+    const have = this.#frames?.length ?? 0;
+    if (this.#framesLen + need > have) {
+      if (this.#framesLen + need > UDP_BATCH_BYTES) this.#flush(); // a full batch goes now, the datagram starts one
+      // A buffer the size the last batch needed (doubled while a batch outgrows it), so a busy flow allocates once per
+      // batch and a quiet one no more than its datagram.
+      const size = Math.max(this.#framesLen + need, Math.min(UDP_BATCH_BYTES, Math.max(this.#lastBatch, 2 * have)));
+      const frames = new Uint8Array(size);
+      if (this.#framesLen > 0) frames.set(this.#frames!.subarray(0, this.#framesLen));
+      this.#frames = frames;
+    }
+    const frames = this.#frames!;
+    const at = writeDataFrameHeader(frames, this.#framesLen, data.length);
+    frames.set(data, at);
+    this.#framesLen = at + data.length;
+    if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      queueMicrotask(() => this.#flush());
+    }
   }
 
   /** Resolves when writing may go on (or the stream ended). */
@@ -386,6 +420,8 @@ export class Tunnel {
     if (this.#writeClosed && this.#readEof && !this.#readError) return;
     this.#pending = [];
     this.#pendingBytes = 0;
+    this.#frames = undefined;
+    this.#framesLen = 0;
     this.#unacked = [];
     this.#unackedBytes = 0;
     const stream = this.#stream;
@@ -447,7 +483,7 @@ export class Tunnel {
   }
 
   #writeBuffered(): number {
-    return this.#pendingBytes + (this.#stream?.bufferedAmount ?? 0);
+    return this.#pendingBytes + this.#framesLen + (this.#stream?.bufferedAmount ?? 0);
   }
 
   #writable(): boolean {
@@ -480,6 +516,13 @@ export class Tunnel {
 
   #flush(): void {
     this.#flushQueued = false;
+    if (this.#framesLen > 0) {
+      const frames = this.#frames!.subarray(0, this.#framesLen);
+      this.#lastBatch = this.#framesLen;
+      this.#frames = undefined; // the stream keeps it until framed: the next batch gets a buffer of its own
+      this.#framesLen = 0;
+      if (!this.#end) this.#stream?.write(frames);
+    }
     if (this.#pendingBytes === 0 || this.#end || this.#suspended || this.#resuming) return;
     const stream = this.#stream!;
     const keep = this.resumable;
@@ -552,6 +595,8 @@ export class Tunnel {
       case "reset":
         this.#pending = [];
         this.#pendingBytes = 0;
+        this.#frames = undefined;
+        this.#framesLen = 0;
         this.#writeClosed = true;
         this.#readQueue = [];
         this.#readQueued = 0;

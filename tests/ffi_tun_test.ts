@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { fromHex, ip, ipJson, NetnsChild, toHex, udp4Packet, withChild, withNetns } from "./ffi_netns.ts";
 import { createTun, validateInterfaceName } from "../ffi/tun_linux.ts";
 
-type Link = { ifname: string; mtu: number; flags: string[] };
+type Link = { ifname: string; mtu: number; flags: string[]; txqlen?: number };
 type Route = { dst: string; dev?: string };
 
 const isUdpTo = (hex: string, port: number) => {
@@ -18,14 +18,16 @@ async function linkNames(ns: string): Promise<string[]> {
   return (await ipJson(ns, "link", "show") as Link[]).map((l) => l.ifname);
 }
 
-Deno.test("createTun() makes tp0 with the requested MTU, non-blocking and close-on-exec", async () => {
+Deno.test("createTun() makes tp0 with the requested MTU and queue length, non-blocking and close-on-exec", async () => {
   await withNetns("create", async (ns) => {
     await withChild(ns, async (child) => {
-      const dev = await child.call<{ name: string; mtu: number; fd: number }>("createTun", { options: { mtu: 1400 } });
+      const options = { mtu: 1400, txQueueLength: 2048 };
+      const dev = await child.call<{ name: string; mtu: number; fd: number }>("createTun", { options });
       assert.equal(dev.name, "tp0");
       assert.equal(dev.mtu, 1400);
       const links = await ipJson(ns, "link", "show", "dev", "tp0") as Link[];
       assert.equal(links[0]?.mtu, 1400);
+      assert.equal(links[0]?.txqlen, 2048);
       assert.ok(links[0]?.flags.includes("POINTOPOINT"), JSON.stringify(links));
       // /proc/PID/fdinfo shows the open flags in octal: O_NONBLOCK 04000 and O_CLOEXEC 02000000.
       const info = await Deno.readTextFile(`/proc/${child.pid}/fdinfo/${dev.fd}`);
@@ -36,6 +38,8 @@ Deno.test("createTun() makes tp0 with the requested MTU, non-blocking and close-
       const second = NetnsChild.start(ns);
       try {
         assert.equal((await second.call<{ name: string }>("createTun")).name, "tp1");
+        const tp1 = await ipJson(ns, "link", "show", "dev", "tp1") as Link[];
+        assert.equal(tp1[0]?.txqlen, 500, "the TUN driver's own queue length when none is asked");
       } finally {
         await second.end();
       }

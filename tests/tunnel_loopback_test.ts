@@ -60,6 +60,37 @@ Deno.test("a UDP tunnel carries datagrams both ways with their boundaries", asyn
   }
 });
 
+Deno.test("a UDP tunnel frames the datagrams written in one tick together, each arriving whole and in order", async () => {
+  const m = await startManager();
+  const echo = await udpEchoServer();
+  const session = await connect(m.url, undefined);
+  try {
+    const t = await session.openTunnel({
+      protocol: "udp",
+      source: { ip: "10.0.0.1", port: 5353 },
+      destination: { ip: "127.0.0.1", port: echo.port },
+    });
+    // One tick: the frames share buffers (the one of 30,000 bytes grows a batch, the one of 65,507 starts another).
+    const sizes = Array.from({ length: 60 }, (_, i) => 1 + ((i * 277) % 1400));
+    sizes.splice(20, 0, 30_000);
+    sizes.push(65_507, 3);
+    const sent = sizes.map((size, i) => seededBytes(size, i));
+    let bytes = 0;
+    for (const d of sent) {
+      t.write(d);
+      bytes += d.length;
+    }
+    assert.ok(t.writeBuffered >= bytes, `writeBuffered ${t.writeBuffered} counts the batch (${bytes} bytes)`);
+    for (const d of sent) assert.deepEqual(new Uint8Array((await t.read())!), d);
+    t.closeWrite();
+    assert.equal(await t.read(), null);
+  } finally {
+    await session.depart();
+    await echo.close();
+    await m.close();
+  }
+});
+
 Deno.test("dial results: closed port is refused, outside the allow list is denied", async () => {
   const m = await startManager();
   const session = await connect(m.url, undefined);
