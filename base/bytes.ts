@@ -1,4 +1,4 @@
-/** Byte arrays joined: tp's one `concat`. */
+/** Byte arrays joined and compared: tp's one `concat` and `bytesEqual`. */
 
 /** A new array holding `parts` one after the other. */
 export function concat(parts: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
@@ -11,4 +11,11 @@ export function concat(parts: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
     off += p.length;
   }
   return out;
+}
+
+/** Whether `a` and `b` hold the same bytes. */
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

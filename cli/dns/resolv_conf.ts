@@ -21,6 +21,7 @@
  * takes the first answer, and glibc's `options rotate` spreads queries over them, so either would send cluster names
  * to servers that answer NXDOMAIN for them. After a crash the file is repaired by the next `tp connect` or `tp quit`.
  */
+import { bytesEqual } from "../../base/bytes.ts";
 import { pidAlive } from "../process.ts";
 
 export interface ResolvConf {
@@ -147,12 +148,6 @@ export async function writeVerified(path: string, next: Uint8Array, previous: Ui
     } catch { /* the record lets the next tp repair it */ }
     throw e;
   }
-}
-
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 /**
