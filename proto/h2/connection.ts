@@ -37,7 +37,6 @@ import {
   PREFACE,
   readU32,
   rstStreamFrame,
-  Setting,
   settingsFrame,
   windowUpdateFrame,
 } from "./frame.ts";
@@ -47,27 +46,19 @@ import { checkRequest, checkResponse, checkTrailers, contentLength } from "./fie
 import { type ConnectionCounters, DEFAULT_LIMITS, type Limits, newCounters, TokenBucket } from "./limits.ts";
 import { HeaderBlockReader, headerFrames, SELF_DEPENDENT, stripPadding } from "./header_block.ts";
 import { ConnectionError, type ConnectionOptions, type Transport } from "./options.ts";
-import { readSettings } from "./settings.ts";
+import { connectionWindow, DEFAULT_FRAME_SIZE, DEFAULT_STREAM_WINDOW, ourSettings, readSettings } from "./settings.ts";
 import { Stream } from "./stream.ts";
 import { type ClosedState, ClosedStreams, type LateFrame } from "./stream_state.ts";
 import { errorMessage } from "../../base/error_message.ts";
-import { concat } from "../../base/bytes.ts";
+import { bytesEqual, concat } from "../../base/bytes.ts";
 
 export { ConnectionError, type ConnectionOptions, Stream, type Transport };
 
-const enum Role {
-  client,
-  server,
-}
-
 /** An HPACK dynamic table size update to 0 (RFC 7541 section 6.3). */
 const TABLE_SIZE_ZERO = new Uint8Array([0x20]);
-const DEFAULT_STREAM_WINDOW = 1 << 20;
-const DEFAULT_CONNECTION_WINDOW = 32 << 20;
-const DEFAULT_FRAME_SIZE = 1 << 17;
 
 export class Connection {
-  readonly #role: Role;
+  readonly #role: "client" | "server";
   readonly #transport: Transport;
   readonly #options: ConnectionOptions;
   readonly #streams = new Map<number, Stream>();
@@ -118,7 +109,7 @@ export class Connection {
   readonly log: ((line: string) => void) | undefined;
 
   constructor(role: "client" | "server", transport: Transport, options: ConnectionOptions = {}) {
-    this.#role = role === "client" ? Role.client : Role.server;
+    this.#role = role;
     this.#transport = transport;
     this.#options = options;
     this.#streamWindow = options.streamWindow ?? DEFAULT_STREAM_WINDOW;
@@ -131,20 +122,11 @@ export class Connection {
     this.#closedStreams = new ClosedStreams(now, options.log);
     this.#headerBlocks = new HeaderBlockReader(this.#limits.maxContinuations);
     this.#recvConnWindow = connectionWindow(options);
-    this.#nextStreamId = this.#role === Role.client ? 1 : 2;
-    this.#prefaceSeen = this.#role === Role.client;
+    this.#nextStreamId = this.#role === "client" ? 1 : 2;
+    this.#prefaceSeen = this.#role === "client";
     this.closed = new Promise((r) => (this.#resolveClosed = r));
-    if (this.#role === Role.client) this.#queue(PREFACE);
-    const settings: [number, number][] = [
-      [Setting.ENABLE_PUSH, 0],
-      [Setting.INITIAL_WINDOW_SIZE, this.#streamWindow],
-      [Setting.MAX_FRAME_SIZE, this.#maxFrameSize],
-    ];
-    if (this.#role === Role.server) {
-      settings.splice(0, 1); // ENABLE_PUSH is the client's to send (section 6.5.2)
-      settings.push([Setting.MAX_CONCURRENT_STREAMS, options.maxConcurrentStreams ?? 100_000]);
-    }
-    this.#queue(settingsFrame(settings));
+    if (this.#role === "client") this.#queue(PREFACE);
+    this.#queue(settingsFrame(ourSettings(role, this.#streamWindow, this.#maxFrameSize, options.maxConcurrentStreams)));
     const extra = this.#recvConnWindow - DEFAULT_WINDOW;
     if (extra > 0) this.#queue(windowUpdateFrame(0, extra));
   }
@@ -178,7 +160,7 @@ export class Connection {
 
   /** Client: opens a stream with request headers (a header list, or a block `encodeHeaders` made once). */
   request(headers: HeaderList | Uint8Array, endStream = false): Stream {
-    if (this.#role !== Role.client) throw new TypeError("Only a client opens streams");
+    if (this.#role !== "client") throw new TypeError("Only a client opens streams");
     if (!this.usable) {
       throw this.#goaway ?? this.#closed ?? new ConnectionError(ErrorCode.INTERNAL_ERROR, "connection closed");
     }
@@ -349,7 +331,7 @@ export class Connection {
         if (id !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "PING on a stream");
         if (p.length !== 8) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "PING is not 8 bytes");
         if (flags & Flag.ACK) {
-          const i = this.#pings.findIndex((x) => equal(x.data, p));
+          const i = this.#pings.findIndex((x) => bytesEqual(x.data, p));
           if (i >= 0) {
             const [x] = this.#pings.splice(i, 1);
             x!.resolve(performance.now() - x!.sent);
@@ -435,7 +417,7 @@ export class Connection {
     let s = this.#streams.get(id);
     if (!s) {
       if (this.#isLocal(id) || id <= this.#lastPeerStream) return this.#onClosedHeaders(id, endStream, headers);
-      if (this.#role === Role.client) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "Server opened a stream");
+      if (this.#role === "client") throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "Server opened a stream");
       this.#lastPeerStream = id;
       if (this.#goaway || this.#streams.size >= (this.#options.maxConcurrentStreams ?? 100_000)) {
         // A refused stream costs us a frame and the peer nothing: it counts as a reset (Go does the same).
@@ -601,7 +583,7 @@ export class Connection {
   /** @internal */
   sendHeaders(s: Stream, headers: HeaderList, endStream: boolean): void {
     if (s.closed || s.state === "half-closed (local)") return;
-    if (this.#role === Role.server && s.queued === 0 && !s.endQueued) {
+    if (this.#role === "server" && s.queued === 0 && !s.endQueued) {
       this.#queueHeaderBlock(s.id, this.#encoder.encode(headers), endStream);
       if (endStream) this.#localEnded(s);
     } else throw new TypeError("respond() is for a server stream, before any DATA");
@@ -728,7 +710,7 @@ export class Connection {
   #localEnded(s: Stream): void {
     if (s.state === "half-closed (remote)") return this.#closeStream(s, 0, "", "closed");
     s.setState("half-closed (local)", "END_STREAM sent");
-    if (this.#role === Role.server && !s.endPending) {
+    if (this.#role === "server" && !s.endPending) {
       // A complete response ends the exchange: the client may stop sending (RFC 9113 section 8.1, NO_ERROR).
       this.#queue(rstStreamFrame(s.id, ErrorCode.NO_ERROR));
       this.#closeStream(s, 0, "");
@@ -750,7 +732,7 @@ export class Connection {
     if (s.closed) return;
     const started = s.state !== "idle";
     // A server's stream that ends without the request's END_STREAM: the rest of the request is still checked.
-    const early = next === "closed (reset sent)" && code === 0 && !s.receiveEnded && this.#role === Role.server;
+    const early = next === "closed (reset sent)" && code === 0 && !s.receiveEnded && this.#role === "server";
     s.setState(next, reason || (next === "closed" ? "END_STREAM both ways" : errorName(code)));
     if (started) {
       const contentLeft = s.contentLength === undefined ? undefined : s.contentLength - s.dataReceived;
@@ -796,7 +778,7 @@ export class Connection {
   }
 
   #isLocal(id: number): boolean {
-    return (id & 1) === (this.#role === Role.client ? 1 : 0);
+    return (id & 1) === (this.#role === "client" ? 1 : 0);
   }
 
   #end(err: ConnectionError, flush = true): void {
@@ -811,15 +793,4 @@ export class Connection {
     this.#transport.close();
     this.#resolveClosed(err);
   }
-}
-
-/** Our connection window: never under the 65,535 every connection starts with (RFC 9113 section 6.9.2). */
-function connectionWindow(options: ConnectionOptions): number {
-  return Math.max(DEFAULT_WINDOW, options.connectionWindow ?? DEFAULT_CONNECTION_WINDOW);
-}
-
-function equal(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }

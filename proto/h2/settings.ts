@@ -1,10 +1,39 @@
 /**
- * A peer's SETTINGS frame read and checked (RFC 9113 section 6.5.2), entry by entry in order, into the values the
- * connection applies. What walks the streams (a new INITIAL_WINDOW_SIZE, a new stream limit) the connection does
+ * SETTINGS both ways: what this side announces in its first frame (`ourSettings`, with the windows and frame size it
+ * defaults to), and a peer's SETTINGS frame read and checked (RFC 9113 section 6.5.2), entry by entry in order, into
+ * the values the connection applies. What walks the streams (a new INITIAL_WINDOW_SIZE, a new stream limit) the connection does
  * once, with the last value, as nghttp2 does: not once per entry (CVE-2020-11080 class).
  */
-import { DEFAULT_MAX_FRAME_SIZE, ErrorCode, MAX_WINDOW, parseSettings, Setting } from "./frame.ts";
-import { ConnectionError } from "./options.ts";
+import { DEFAULT_MAX_FRAME_SIZE, DEFAULT_WINDOW, ErrorCode, MAX_WINDOW, parseSettings, Setting } from "./frame.ts";
+import { ConnectionError, type ConnectionOptions } from "./options.ts";
+
+/** Our streams' receive window unless ConnectionOptions.streamWindow says otherwise. */
+export const DEFAULT_STREAM_WINDOW = 1 << 20;
+/** Our connection's receive window unless ConnectionOptions.connectionWindow says otherwise. */
+export const DEFAULT_CONNECTION_WINDOW = 32 << 20;
+/** The largest frame we accept unless ConnectionOptions.maxFrameSize says otherwise. */
+export const DEFAULT_FRAME_SIZE = 1 << 17;
+
+/** What this side announces in its first SETTINGS frame. */
+export function ourSettings(
+  role: "client" | "server",
+  streamWindow: number,
+  maxFrameSize: number,
+  maxConcurrentStreams = 100_000,
+): [number, number][] {
+  const windows: [number, number][] = [[Setting.INITIAL_WINDOW_SIZE, streamWindow], [
+    Setting.MAX_FRAME_SIZE,
+    maxFrameSize,
+  ]];
+  return role === "client"
+    ? [[Setting.ENABLE_PUSH, 0], ...windows] // ENABLE_PUSH is the client's to send (section 6.5.2)
+    : [...windows, [Setting.MAX_CONCURRENT_STREAMS, maxConcurrentStreams]];
+}
+
+/** Our connection window: never under the 65,535 every connection starts with (RFC 9113 section 6.9.2). */
+export function connectionWindow(options: ConnectionOptions): number {
+  return Math.max(DEFAULT_WINDOW, options.connectionWindow ?? DEFAULT_CONNECTION_WINDOW);
+}
 
 /** What one SETTINGS frame changes; a field is undefined when the frame does not set it. */
 export interface SettingsUpdate {
