@@ -107,3 +107,9 @@ Deno.test("import graph: every production module is reached from tp's entry poin
   // A listed double that the product starts using no longer needs its place on the list.
   assert.deepEqual([...TEST_SUPPORT.keys()].filter((f) => seen.has(f) || !graph.has(f)), []);
 });
+
+Deno.test("no file over 800 lines: a file is one thing a reader takes in", () => {
+  const over = files.filter((f) => text.get(f)!.split("\n").length > 800)
+    .map((f) => `${f}: ${text.get(f)!.split("\n").length} lines`);
+  assert.deepEqual(over, []);
+});
