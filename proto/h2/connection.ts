@@ -19,7 +19,7 @@
  * This file reads and dispatches frames, frames what streams queue, and runs the connection's lifecycle. Beside
  * it: stream.ts (the user's Stream and its one `setState`), stream_state.ts (RFC 9113 section 5.1's states, their
  * transitions, and what a frame on a closed stream means), header_block.ts (HEADERS and CONTINUATION in and out),
- * settings.ts (a peer's SETTINGS checked), fields.ts (malformed requests and responses), limits.ts, options.ts.
+ * settings.ts (ours, and a peer's checked), fields.ts (malformed requests and responses), limits.ts, options.ts.
  */
 import {
   DEFAULT_MAX_FRAME_SIZE,
