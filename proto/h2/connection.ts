@@ -51,6 +51,7 @@ import { readSettings } from "./settings.ts";
 import { Stream } from "./stream.ts";
 import { type ClosedState, ClosedStreams, type LateFrame } from "./stream_state.ts";
 import { errorMessage } from "../../base/error_message.ts";
+import { setImmediate } from "node:timers";
 import { concat } from "../../base/bytes.ts";
 
 export { ConnectionError, type ConnectionOptions, Stream, type Transport };
@@ -673,8 +674,11 @@ export class Connection {
   #scheduleFlush(): void {
     if (this.#flushQueued) return;
     this.#flushQueued = true;
-    queueMicrotask(() => this.#flush());
+    if (this.#options.flush === "io") setImmediate(this.#flushNow);
+    else queueMicrotask(this.#flushNow);
   }
+
+  readonly #flushNow = () => this.#flush();
 
   #flush(): void {
     this.#flushQueued = false;
