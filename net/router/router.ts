@@ -469,6 +469,7 @@ export class Router {
   }
 
   #arm(now: number): void {
+    this.#pruneDeadlines();
     let at = this.#deadlines.peek();
     const udpDue = this.#udp.nextDeadline();
     if (udpDue !== null) at = Math.min(at, udpDue);
@@ -481,6 +482,29 @@ export class Router {
       this.#timerAt = Number.POSITIVE_INFINITY;
       if (!this.#stopped) this.#serviceSafely(this.#now());
     }, Math.max(0, Math.ceil(at - now)));
+  }
+
+  /**
+   * Drops stale entries from the top of the deadline heap before the timer is armed for it: a closed connection's,
+   * and a deadline its connection no longer has (the ACK came and stopped the retransmission timer), whose connection
+   * is queued again at its real next deadline. Without this each new connection woke the daemon about three times
+   * after it ended, for timers that had been stopped.
+   */
+  #pruneDeadlines(): void {
+    const deadlines = this.#deadlines;
+    for (let i = 0; i < 64; i++) { // bounded: the rest surface later, as before
+      const s = deadlines.peekItem();
+      if (s === undefined) return;
+      const at = deadlines.peek();
+      const real = s.closed ? Number.POSITIVE_INFINITY : s.conn.nextDeadline();
+      if (real <= at) return;
+      deadlines.popDue(at);
+      if (s.queuedDeadline === at) s.queuedDeadline = Number.POSITIVE_INFINITY;
+      if (real < s.queuedDeadline) {
+        s.queuedDeadline = real;
+        deadlines.push(real, s);
+      }
+    }
   }
 
   #expireUdp(now: number): void {

@@ -8,7 +8,8 @@
  * padding, RST_STREAM, PING (answered, and `ping()` for keepalives), GOAWAY both ways, MAX_CONCURRENT_STREAMS (a
  * client queues streams past the limit the peer's SETTINGS gave; before those arrive the limit is unknown and
  * unlimited, as RFC 9113 section 5.1.2 has it, so a server with a small limit may refuse early streams). Frames
- * the peer sends in one read are handled in one go; frames we produce in one tick go to the transport as one write.
+ * the peer sends in one read are handled in one go; frames we produce in one tick go to the transport as one write
+ * (with `flush: "io"`, in one turn of the event loop).
  *
  * What it leaves out: server push (we send ENABLE_PUSH 0 and refuse PUSH_PROMISE), priorities (PRIORITY frames are
  * read and ignored, as RFC 9113 allows), the HPACK dynamic table when encoding (see hpack.ts).
