@@ -92,7 +92,7 @@ export const LISTEN_LIMITS: Readonly<ListenLimits> = {
  * upload (scripts/bench_h2_ab.ts, README), a peer holds at most 16 KiB of a partial frame here, and clients that
  * assume the default (h2spec's case 4.2/3) are right. Downloads use the client's own, larger frames.
  */
-const H2_OPTIONS = { streamWindow: 4 << 20, connectionWindow: 32 << 20, maxFrameSize: 1 << 14 };
+const H2_OPTIONS = { streamWindow: 4 << 20, connectionWindow: 32 << 20, maxFrameSize: 1 << 14, flush: "io" } as const;
 /** How long to wait before accepting again after accept() failed (EMFILE...): doubled up to the maximum. */
 const ACCEPT_BACKOFF_MS = 10;
 const ACCEPT_BACKOFF_MAX_MS = 1_000;

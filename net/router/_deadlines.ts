@@ -15,6 +15,11 @@ export class Deadlines<T> {
     return this.#times.length ? this.#times[0]! : Number.POSITIVE_INFINITY;
   }
 
+  /** The item with the earliest deadline, or undefined. */
+  peekItem(): T | undefined {
+    return this.#items[0];
+  }
+
   push(at: number, item: T): void {
     const times = this.#times;
     const items = this.#items;

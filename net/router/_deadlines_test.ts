@@ -15,3 +15,14 @@ Deno.test("Deadlines pops items in deadline order, only once due", () => {
     }),
   );
 });
+
+Deno.test("Deadlines.peekItem() names the item with the earliest deadline", () => {
+  const d = new Deadlines<string>();
+  assert.equal(d.peekItem(), undefined);
+  d.push(30, "c");
+  d.push(10, "a");
+  d.push(20, "b");
+  assert.equal(d.peekItem(), "a");
+  d.popDue(10);
+  assert.equal(d.peekItem(), "b");
+});

@@ -149,6 +149,8 @@ export class Router {
   readonly #dirty = new Set<RouterTcpSocket>();
   readonly #byConn = new Map<TcpConnection, RouterTcpSocket>();
   #serviceQueued = false;
+  /** While `run` lets the tunnels write what a batch read carried, the answers to the apps wait (`run`). */
+  #holdBatch = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Number.POSITIVE_INFINITY;
   #stopped = false;
@@ -207,7 +209,15 @@ export class Router {
           this.#onError(e);
         }
       }
+      this.#holdBatch = true;
       this.#serviceSafely(now);
+      // What this batch's apps sent goes to the tunnels first: a tunnel frames it in a microtask and the HTTP/2
+      // connection writes the frames in the next one. Then the answers to the apps (for a request, the pure ACK
+      // saying it arrived), and only then the next read, which hands the device's wait to another thread.
+      await Promise.resolve();
+      await Promise.resolve();
+      this.#holdBatch = false;
+      this.#flushBatch();
     }
     this.stop();
   }
@@ -219,6 +229,7 @@ export class Router {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
     for (const s of [...this.#tcp.values()]) s.conn.abort();
+    this.#holdBatch = false;
     try {
       this.#serviceSafely(this.#now());
     } catch { /* the device may be closed already */ }
@@ -392,7 +403,8 @@ export class Router {
     }
   }
 
-  /** Polls every dirty and due connection, handles their events, writes the batch, and re-arms the timer. */
+  /** Polls every dirty and due connection, handles their events, writes the batch (unless `run` holds it), and re-arms
+   * the timer. */
   #service(now: number): void {
     for (let round = 0; round < 4 && this.#dirty.size; round++) {
       const dirty = [...this.#dirty];
@@ -405,7 +417,7 @@ export class Router {
     }
     const udpDue = this.#udp.nextDeadline();
     if (udpDue !== null && udpDue <= now) this.#expireUdp(now);
-    this.#flushBatch();
+    if (!this.#holdBatch) this.#flushBatch();
     this.#arm(now);
   }
 
@@ -457,6 +469,7 @@ export class Router {
   }
 
   #arm(now: number): void {
+    this.#pruneDeadlines();
     let at = this.#deadlines.peek();
     const udpDue = this.#udp.nextDeadline();
     if (udpDue !== null) at = Math.min(at, udpDue);
@@ -469,6 +482,29 @@ export class Router {
       this.#timerAt = Number.POSITIVE_INFINITY;
       if (!this.#stopped) this.#serviceSafely(this.#now());
     }, Math.max(0, Math.ceil(at - now)));
+  }
+
+  /**
+   * Drops stale entries from the top of the deadline heap before the timer is armed for it: a closed connection's,
+   * and a deadline its connection no longer has (the ACK came and stopped the retransmission timer), whose connection
+   * is queued again at its real next deadline. Without this each new connection woke the daemon about three times
+   * after it ended, for timers that had been stopped.
+   */
+  #pruneDeadlines(): void {
+    const deadlines = this.#deadlines;
+    for (let i = 0; i < 64; i++) { // bounded: the rest surface later, as before
+      const s = deadlines.peekItem();
+      if (s === undefined) return;
+      const at = deadlines.peek();
+      const real = s.closed ? Number.POSITIVE_INFINITY : s.conn.nextDeadline();
+      if (real <= at) return;
+      deadlines.popDue(at);
+      if (s.queuedDeadline === at) s.queuedDeadline = Number.POSITIVE_INFINITY;
+      if (real < s.queuedDeadline) {
+        s.queuedDeadline = real;
+        deadlines.push(real, s);
+      }
+    }
   }
 
   #expireUdp(now: number): void {

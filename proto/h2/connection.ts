@@ -8,7 +8,8 @@
  * padding, RST_STREAM, PING (answered, and `ping()` for keepalives), GOAWAY both ways, MAX_CONCURRENT_STREAMS (a
  * client queues streams past the limit the peer's SETTINGS gave; before those arrive the limit is unknown and
  * unlimited, as RFC 9113 section 5.1.2 has it, so a server with a small limit may refuse early streams). Frames
- * the peer sends in one read are handled in one go; frames we produce in one tick go to the transport as one write.
+ * the peer sends in one read are handled in one go; frames we produce in one tick go to the transport as one write
+ * (with `flush: "io"`, in one turn of the event loop).
  *
  * What it leaves out: server push (we send ENABLE_PUSH 0 and refuse PUSH_PROMISE), priorities (PRIORITY frames are
  * read and ignored, as RFC 9113 allows), the HPACK dynamic table when encoding (see hpack.ts).
@@ -19,7 +20,7 @@
  * This file reads and dispatches frames, frames what streams queue, and runs the connection's lifecycle. Beside
  * it: stream.ts (the user's Stream and its one `setState`), stream_state.ts (RFC 9113 section 5.1's states, their
  * transitions, and what a frame on a closed stream means), header_block.ts (HEADERS and CONTINUATION in and out),
- * settings.ts (ours, and a peer's checked), fields.ts (malformed requests and responses), limits.ts, options.ts.
+ * settings.ts (ours, and a peer's checked), pings.ts (ours awaiting their ACK), fields.ts (malformed requests and responses), limits.ts, options.ts.
  */
 import {
   DEFAULT_MAX_FRAME_SIZE,
@@ -50,7 +51,8 @@ import { connectionWindow, DEFAULT_FRAME_SIZE, DEFAULT_STREAM_WINDOW, ourSetting
 import { Stream } from "./stream.ts";
 import { type ClosedState, ClosedStreams, type LateFrame } from "./stream_state.ts";
 import { errorMessage } from "../../base/error_message.ts";
-import { bytesEqual, concat } from "../../base/bytes.ts";
+import { concat } from "../../base/bytes.ts";
+import { Pings } from "./pings.ts";
 
 export { ConnectionError, type ConnectionOptions, Stream, type Transport };
 
@@ -93,7 +95,7 @@ export class Connection {
   #nextStreamId: number;
   #localOpen = 0;
   #waitingToStart: Stream[] = [];
-  #pings: { data: Uint8Array; sent: number; resolve: (ms: number) => void; reject: (e: Error) => void }[] = [];
+  readonly #pings = new Pings();
 
   #tableSizeUpdate = false;
   #goaway: ConnectionError | undefined;
@@ -197,11 +199,9 @@ export class Connection {
   /** Measures a round trip with PING; rejects when the connection ends first. */
   ping(): Promise<number> {
     if (this.#closed) return Promise.reject(this.#closed);
-    const data = crypto.getRandomValues(new Uint8Array(8));
-    return new Promise((resolve, reject) => {
-      this.#pings.push({ data, sent: performance.now(), resolve, reject });
-      this.#queue(pingFrame(data, false));
-    });
+    const { data, roundTrip } = this.#pings.start(performance.now());
+    this.#queue(pingFrame(data, false));
+    return roundTrip;
   }
 
   /** Sends GOAWAY and closes once the open streams are done (at once when there are none). */
@@ -330,13 +330,8 @@ export class Connection {
       case FrameType.PING:
         if (id !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "PING on a stream");
         if (p.length !== 8) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "PING is not 8 bytes");
-        if (flags & Flag.ACK) {
-          const i = this.#pings.findIndex((x) => bytesEqual(x.data, p));
-          if (i >= 0) {
-            const [x] = this.#pings.splice(i, 1);
-            x!.resolve(performance.now() - x!.sent);
-          }
-        } else this.#queueControl(pingFrame(p.slice(), true));
+        if (flags & Flag.ACK) this.#pings.ack(p, performance.now());
+        else this.#queueControl(pingFrame(p.slice(), true));
         return;
       case FrameType.GOAWAY: {
         if (id !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "GOAWAY on a stream");
@@ -655,8 +650,11 @@ export class Connection {
   #scheduleFlush(): void {
     if (this.#flushQueued) return;
     this.#flushQueued = true;
-    queueMicrotask(() => this.#flush());
+    if (this.#options.flush === "io") setImmediate(this.#flushNow);
+    else queueMicrotask(this.#flushNow);
   }
+
+  readonly #flushNow = () => this.#flush();
 
   #flush(): void {
     this.#flushQueued = false;
@@ -787,7 +785,7 @@ export class Connection {
     this.#goaway ??= err;
     const code = err.code === ErrorCode.NO_ERROR ? -1 : err.code;
     for (const s of [...this.#streams.values(), ...this.#waitingToStart]) this.#closeStream(s, code, err.message);
-    for (const p of this.#pings.splice(0)) p.reject(err);
+    this.#pings.failAll(err);
     if (flush) this.#flush();
     this.#out = [];
     this.#transport.close();

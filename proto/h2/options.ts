@@ -29,6 +29,13 @@ export interface ConnectionOptions {
   now?: () => number;
   /** A callback threw: its stream was reset (INTERNAL_ERROR), the connection goes on. */
   onHandlerError?: (error: unknown) => void;
+  /**
+   * When to write what this tick's callbacks queued: "microtask" (default: at the end of the current callback) or
+   * "io" (after every I/O callback of this turn of the event loop, with `setImmediate`: frames queued by callbacks of
+   * several sockets that became readable together, say a destination's data and its FIN, go out in one write, and
+   * the peer wakes once for them).
+   */
+  flush?: "microtask" | "io";
   /** Each stream's changes of state, `h2 stream N A=>B (why)` (debugging; off by default). */
   log?: (line: string) => void;
 }
