@@ -222,8 +222,9 @@ export function leaveCommand() {
     .argument("<workload>", "the intercepted workload")
     .option("-p, --port <app_port>", "only the intercept of this port of the workload (its APP_PORT, as tp list shows)")
     .action(async (workload, opts) => {
+      // 0 is no port: it would reach the daemon as "every port" and end them all.
       const appPort = opts.port === undefined ? 0 : Number(opts.port);
-      if (!Number.isInteger(appPort) || appPort < 0 || appPort > 65535) {
+      if (opts.port !== undefined && (!Number.isInteger(appPort) || appPort < 1 || appPort > 65535)) {
         throw new UsageError(`--port: "${opts.port}" is not a port (1-65535)`);
       }
       const name = workloadName(workload);
