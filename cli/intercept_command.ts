@@ -234,7 +234,9 @@ export function leaveCommand() {
         console.error(`tp: ${what} is not intercepted from this machine`);
         throw new ExitWith(ExitCode.failure);
       }
-      console.error(`tp: left ${what}`);
+      // An older traffic-manager ends every port of the workload: one port is one intercept.
+      if (appPort && r.removed > 1) console.error(`tp: left every port of ${name} (the traffic-manager is older)`);
+      else console.error(`tp: left ${what}`);
     });
 }
 
