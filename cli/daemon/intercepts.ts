@@ -80,6 +80,11 @@ export class DaemonIntercepts {
         try {
           const info = await session.createIntercept(w.workload, w.appPort, w.localPort);
           if (this.#session !== session) return;
+          if (!this.#wanted.get(workload)?.some((x) => x.appPort === w.appPort)) {
+            // tp leave came while the manager made it: it found nothing to remove, so this one goes now.
+            await session.removeIntercept(workload, w.appPort).catch(() => {});
+            continue;
+          }
           this.#infos.set(info.id, info);
           made++;
         } catch (e) {

@@ -7,8 +7,10 @@ import type { InterceptInfo } from "../../proto/messages.ts";
  * A session double holding the manager's intercept table. `perPort: false` is a manager that predates
  * RemoveInterceptRequest.app_port: it skips the field and ends every port of the workload.
  */
-function fakeSession(opts: { perPort: boolean }) {
+function fakeSession(opts: { perPort: boolean; hold?: boolean }) {
   const table = new Map<string, InterceptInfo>();
+  /** With `hold`: the creates waiting for the test to let them reach the manager's table. */
+  const held: (() => void)[] = [];
   let stop!: () => void;
   const stopped = new Promise<void>((r) => (stop = r));
   const session = {
@@ -26,8 +28,8 @@ function fakeSession(opts: { perPort: boolean }) {
         env: {},
         mounts: [],
       };
-      table.set(info.id, info);
-      return Promise.resolve(info);
+      const made = () => (table.set(info.id, info), info);
+      return opts.hold ? new Promise<InterceptInfo>((r) => held.push(() => r(made()))) : Promise.resolve(made());
     },
     removeIntercept: (workload: string, appPort = 0) => {
       let n = 0;
@@ -44,7 +46,7 @@ function fakeSession(opts: { perPort: boolean }) {
       [Symbol.asyncIterator]: () => ({ next: () => stopped.then(() => ({ done: true as const, value: undefined })) }),
     }),
   };
-  return { session: session as unknown as ManagerSession, table, stop };
+  return { session: session as unknown as ManagerSession, table, held, stop };
 }
 
 for (const perPort of [true, false]) {
@@ -74,3 +76,27 @@ for (const perPort of [true, false]) {
     },
   );
 }
+
+async function until(what: string, f: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !f(); i++) await new Promise((r) => setTimeout(r, 5));
+  assert.ok(f(), `timed out waiting for ${what}`);
+}
+
+Deno.test("DaemonIntercepts: tp leave while a reconnect makes the intercept again leaves nothing at the manager", async () => {
+  const first = fakeSession({ perPort: true });
+  const second = fakeSession({ perPort: true, hold: true });
+  const intercepts = new DaemonIntercepts(() => {}, { stateDir: "/nonexistent", user: { uid: 0, gid: 0 } });
+  try {
+    intercepts.attach(first.session);
+    await intercepts.create("web", 8080, 3000);
+    intercepts.attach(second.session); // the link came back: web is intercepted again, its create in flight
+    await until("the create in flight", () => second.held.length === 1);
+    assert.equal(await intercepts.leave("web"), 0); // the user leaves before the manager answered
+    second.held[0]!();
+    await until("the late intercept removed", () => second.table.size === 0);
+    assert.deepEqual(intercepts.status(), []);
+  } finally {
+    first.stop();
+    second.stop();
+  }
+});
