@@ -234,9 +234,10 @@ export function leaveCommand() {
         console.error(`tp: ${what} is not intercepted from this machine`);
         throw new ExitWith(ExitCode.failure);
       }
-      // An older traffic-manager ends every port of the workload: one port is one intercept.
-      if (appPort && r.removed > 1) console.error(`tp: left every port of ${name} (the traffic-manager is older)`);
-      else console.error(`tp: left ${what}`);
+      // One port is one intercept: more ended means an older daemon or traffic-manager, which ends every port.
+      if (appPort && r.removed > 1) {
+        console.error(`tp: left every port of ${name} (the daemon or the traffic-manager predates leaving one port)`);
+      } else console.error(`tp: left ${what}`);
     });
 }
 
