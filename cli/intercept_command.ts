@@ -222,8 +222,9 @@ export function leaveCommand() {
     .argument("<workload>", "the intercepted workload")
     .option("-p, --port <app_port>", "only the intercept of this port of the workload (its APP_PORT, as tp list shows)")
     .action(async (workload, opts) => {
+      // 0 is no port: it would reach the daemon as "every port" and end them all.
       const appPort = opts.port === undefined ? 0 : Number(opts.port);
-      if (!Number.isInteger(appPort) || appPort < 0 || appPort > 65535) {
+      if (opts.port !== undefined && (!Number.isInteger(appPort) || appPort < 1 || appPort > 65535)) {
         throw new UsageError(`--port: "${opts.port}" is not a port (1-65535)`);
       }
       const name = workloadName(workload);
@@ -233,7 +234,10 @@ export function leaveCommand() {
         console.error(`tp: ${what} is not intercepted from this machine`);
         throw new ExitWith(ExitCode.failure);
       }
-      console.error(`tp: left ${what}`);
+      // One port is one intercept: more ended means an older daemon or traffic-manager, which ends every port.
+      if (appPort && r.removed > 1) {
+        console.error(`tp: left every port of ${name} (the daemon or the traffic-manager predates leaving one port)`);
+      } else console.error(`tp: left ${what}`);
     });
 }
 

@@ -39,6 +39,21 @@ Deno.test("an unknown flag is rejected by name with exit code 2", async () => {
   assert.match(bad.stderr, /'yaml' is invalid.*text, json/s);
 });
 
+Deno.test("tp leave --port 0 is a usage error, never a leave of every port of the workload", async () => {
+  // A state directory with no daemon: a request that got past the check would say "not connected" (exit 3) instead.
+  const stateDir = await Deno.makeTempDir({ prefix: "tp-leave-" });
+  try {
+    const r = await exec([`${ROOT}/scripts/tp`, "leave", "web", "--port", "0"], {
+      timeoutMs: 60_000,
+      env: { ...Deno.env.toObject(), TP_STATE_DIR: stateDir },
+    });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /--port: "0" is not a port \(1-65535\)/);
+  } finally {
+    await Deno.remove(stateDir, { recursive: true });
+  }
+});
+
 Deno.test("scripts/tp runs from any directory", async () => {
   const r = await exec(["sh", "-c", `cd / && ${ROOT}/scripts/tp version`]);
   assert.equal(r.code, 0, r.stderr);

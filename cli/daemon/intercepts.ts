@@ -80,6 +80,11 @@ export class DaemonIntercepts {
         try {
           const info = await session.createIntercept(w.workload, w.appPort, w.localPort);
           if (this.#session !== session) return;
+          if (!this.#wanted.get(workload)?.some((x) => x.appPort === w.appPort)) {
+            // tp leave came while the manager made it: it found nothing to remove, so this one goes now.
+            await session.removeIntercept(workload, w.appPort).catch(() => {});
+            continue;
+          }
           this.#infos.set(info.id, info);
           made++;
         } catch (e) {
@@ -169,6 +174,15 @@ export class DaemonIntercepts {
     const rest = (this.#wanted.get(workload) ?? []).filter((w) => w.appPort !== appPort);
     if (!rest.length) return await this.leave(workload);
     const n = await this.#need().removeIntercept(workload, appPort);
+    if (n > 1) {
+      // One port is one intercept: a manager that ended more predates RemoveInterceptRequest.app_port and ended every
+      // port of the workload. This side follows, so that tp status and the next reconnect do not keep the others.
+      this.log(`the traffic-manager ended every intercept of ${workload}, not only port ${appPort} (it is older)`);
+      await this.#unmount(workload);
+      for (const [id, info] of this.#infos) if (info.workload === workload) this.#infos.delete(id);
+      this.#wanted.delete(workload);
+      return n;
+    }
     for (const [id, info] of this.#infos) {
       if (info.workload === workload && info.appPort === appPort) this.#infos.delete(id);
     }

@@ -187,6 +187,7 @@ export class KeptMount<S extends OpenedStream, M extends LiveMount> {
       }
       if (this.#closed) return;
       if (!this.hooks.linkUp()) return; // linkBack starts the next pass
+      /** The stream opened and not yet handed to `mount` (which resets it when it fails): reset when this try fails. */
       let stream: S | undefined;
       try {
         stream = await this.hooks.open();
@@ -195,7 +196,9 @@ export class KeptMount<S extends OpenedStream, M extends LiveMount> {
           stream.reset("the mount was closed meanwhile");
           return;
         }
-        const m = await this.hooks.mount(stream, this.#mount.dir);
+        const given = stream;
+        stream = undefined;
+        const m = await this.hooks.mount(given, this.#mount.dir);
         this.#mount = m;
         this.#remounts++;
         this.#setState("mounted", "");
@@ -207,6 +210,7 @@ export class KeptMount<S extends OpenedStream, M extends LiveMount> {
         return;
       } catch (e) {
         const why = errorMessage(e);
+        stream?.reset(`no mount rides it: ${why}`); // the old mount would not go: nothing may stay open at the agent
         const delay = this.retryDelaysMs[attempt];
         if (delay === undefined || this.#closed) {
           if (!this.#closed) {

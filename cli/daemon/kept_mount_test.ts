@@ -132,3 +132,31 @@ Deno.test("KeptMount: close() during the retries stops them and unmounts", async
   assert.equal(state.opened, 1);
   assert.equal(mounts[0]!.unmounted, 1);
 });
+
+Deno.test("KeptMount: a stream opened for a remount is reset when the dead mount cannot be unmounted", async () => {
+  const dead = new FakeMount("/mnt/web", 0);
+  dead.unmount = () => {
+    dead.unmounted++;
+    return Promise.reject(new Error(`Cannot unmount "/mnt/web": device is busy`));
+  };
+  const streams: FakeStream[] = [];
+  const kept = new KeptMount<FakeStream, FakeMount>("default", "web", dead, {
+    open: () => {
+      const s = new FakeStream();
+      streams.push(s);
+      return Promise.resolve(s);
+    },
+    mount: (stream) => {
+      stream.reset("sshfs failed"); // as the hook's contract says: a mount that throws has reset its stream
+      return Promise.reject(new Error("sshfs failed"));
+    },
+    linkUp: () => true,
+    log: () => {},
+  }, []);
+  dead.end("stream reset: sftp-server exited");
+  await until("failed", () => kept.state === "failed");
+  assert.equal(streams.length, 1);
+  assert.ok(streams[0]!.resetWith !== undefined, "the stream no mount rides is reset, not left open at the agent");
+  assert.match(kept.status().reason!, /device is busy/);
+  await kept.close().catch(() => {});
+});
