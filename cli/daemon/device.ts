@@ -27,7 +27,7 @@ export const DEVICE_MTU = 65535;
 export const DEVICE_QUEUE = 2048;
 
 /** The routes this machine has, as the conflict check (routes.ts) reads them. */
-export function existingRoutes(nl: Netlink): ExistingRoute[] {
+export function existingRoutes(nl: Pick<Netlink, "routes">): ExistingRoute[] {
   return nl.routes().map((r) => ({ dst: r.dst, dev: r.dev, table: r.table, type: r.type }));
 }
 
@@ -64,9 +64,12 @@ export function deviceAddresses(routes: readonly Cidr[]): string[] {
   return out;
 }
 
+/** What DeviceRoutes asks of rtnetlink. */
+export type RouteTable = Pick<Netlink, "addRoute" | "deleteRoute" | "routes">;
+
 /** The routes to the device: the first ones added at once, then kept in step with the cluster's subnets. */
 export class DeviceRoutes {
-  readonly #nl: Netlink;
+  readonly #nl: RouteTable;
   readonly #device: string;
   readonly #allowConflicting: readonly string[];
   readonly #log: Log;
@@ -74,7 +77,7 @@ export class DeviceRoutes {
 
   /** Routes `routes` to `device` (checked for conflicts already). The device's close takes them down. */
   constructor(
-    nl: Netlink,
+    nl: RouteTable,
     device: string,
     routes: readonly Cidr[],
     opts: { allowConflicting: readonly string[]; log: Log },
@@ -87,20 +90,22 @@ export class DeviceRoutes {
     this.#routes = routes;
   }
 
-  /** The routes as CIDR text, for the user and the state file. */
+  /** The routes this device has now, as CIDR text, for the user and the state file. */
   get list(): string[] {
     return this.#routes.map(formatCidr);
   }
 
   /**
    * Goes over to `want`: routes what is new (unless it collides with a route of this machine's, which is logged) and
-   * drops what is gone; a route the kernel refuses is logged and skipped. Returns whether the plan changed.
+   * drops what is gone; a route the kernel refuses is logged and skipped. What the device has afterwards is what
+   * `list` says (a skipped route is not listed, so the next change tries it again). Returns whether the plan changed.
    */
   update(want: readonly Cidr[]): boolean {
     const nl = this.#nl, device = this.#device, log = this.#log;
     const { add, remove } = diffRoutes(this.#routes, want);
     if (!add.length && !remove.length) return false;
     const taken = findConflicts(add, existingRoutes(nl), { ownDevice: device, allow: this.#allowConflicting });
+    const routed = new Map(this.#routes.map((c) => [formatCidr(c), c]));
     for (const c of add) {
       const name = formatCidr(c);
       if (taken.some((t) => t.ours === name)) {
@@ -109,6 +114,7 @@ export class DeviceRoutes {
       }
       try {
         nl.addRoute({ dst: name, dev: device });
+        routed.set(name, c);
         log(`routing the cluster's new subnet ${name} to ${device}`);
       } catch (e) {
         log(`cannot route ${name}: ${errorMessage(e)}`, "warn");
@@ -117,12 +123,15 @@ export class DeviceRoutes {
     for (const c of remove) {
       try {
         nl.deleteRoute({ dst: formatCidr(c), dev: device });
+        routed.delete(formatCidr(c));
         log(`no longer routing ${formatCidr(c)}: the cluster dropped it`);
       } catch (e) {
         log(`cannot remove the route ${formatCidr(c)}: ${errorMessage(e)}`, "warn");
       }
     }
-    this.#routes = want;
+    // In the plan's order; a route the kernel would not remove stays listed after them (the device still has it).
+    const wanted = want.filter((c) => routed.delete(formatCidr(c)));
+    this.#routes = [...wanted, ...routed.values()];
     return true;
   }
 }
