@@ -280,9 +280,10 @@ function logUncaught(log: Log): Teardown {
   };
 }
 
-/** `from` aborting aborts `to`, until the teardown. */
+/** `from` aborting aborts `to`, until the teardown; at once when it already has. */
 function forwardAbort(from: AbortSignal, to: AbortController): Teardown {
   const onAbort = () => to.abort();
+  if (from.aborted) onAbort();
   from.addEventListener("abort", onAbort, { once: true });
   return () => from.removeEventListener("abort", onAbort);
 }
