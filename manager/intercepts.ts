@@ -121,7 +121,7 @@ export class InterceptTable {
         Status.ALREADY_EXISTS,
         taken.sessionId === c.sessionId
           ? `${c.workload} port ${appPort} is already intercepted to local port ${taken.localPort}; tp leave ` +
-            `${c.workload} first`
+            `${c.workload} --port ${appPort} first`
           : `${c.workload} port ${appPort} in namespace ${c.namespace} is already intercepted by ${taken.clientName}`,
       );
     }

@@ -67,6 +67,8 @@ Deno.test("a second workstation is refused with the first one's name; the same o
     assert.match(e.details, /already intercepted by laptop-c1/);
   }
   assert.equal(grpcCode(() => t.create(req("c1", "web", 8080, 19090))), Status.ALREADY_EXISTS);
+  // The same workstation to another local port: the advice ends that one port, not the workload's others.
+  assert.throws(() => t.create(req("c1", "web", 8080, 19090)), /tp leave web --port 8080 first/);
 });
 
 Deno.test("removing a session's intercepts frees the port for another workstation", () => {
