@@ -109,6 +109,14 @@ export function managerCommand() {
     )
     .addOption(
       opt(
+        "--intercept-grace <duration>",
+        "how long intercepted connections announced to a workstation whose link broke wait for it before the pod's " +
+          "app serves them",
+        "TP_MANAGER_INTERCEPT_GRACE",
+      ).default(DEFAULTS.interceptGraceMs).argParser(arg(parseDuration)),
+    )
+    .addOption(
+      opt(
         "--resume-buffer <size>",
         "bytes each resumable connection keeps for its workstation until acknowledged (128KiB, 4MiB, ...)",
         "TP_MANAGER_RESUME_BUFFER",
@@ -186,6 +194,7 @@ export function managerCommand() {
           : undefined,
         sessionTtlMs: opts.sessionTtl,
         resumeGraceMs: opts.resumeGrace,
+        interceptGraceMs: opts.interceptGrace,
         resumeBufferBytes: opts.resumeBuffer,
         dialTimeoutMs: opts.dialTimeout,
         tcpIdleTimeoutMs: opts.tcpIdleTimeout,
@@ -281,6 +290,7 @@ interface ManagerFlags {
   tlsKey?: string;
   sessionTtl: number;
   resumeGrace: number;
+  interceptGrace: number;
   resumeBuffer: number;
   dialTimeout: number;
   tcpIdleTimeout: number;

@@ -39,6 +39,11 @@ export interface ManagerConfig {
   resumeGraceMs?: number;
   /** Outbound bytes a resumable stream keeps until acknowledged; past them its reading pauses (default 4 MiB). */
   resumeBufferBytes?: number;
+  /**
+   * How long intercepted connections announced to a workstation whose watch went away (its link broke) wait for its
+   * next watch before the pod's app serves them (default 3 s).
+   */
+  interceptGraceMs?: number;
 }
 
 export const DEFAULTS = {
@@ -55,6 +60,7 @@ export const DEFAULTS = {
   streamBufferBytes: 256 * 1024,
   resumeGraceMs: 30_000,
   resumeBufferBytes: 4 << 20,
+  interceptGraceMs: 3_000,
 } as const;
 
 /** Parses "HOST:PORT", "[V6]:PORT" or, with a default port, a bare host. */

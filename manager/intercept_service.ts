@@ -28,7 +28,7 @@ import {
   type TunnelOpen,
 } from "../proto/messages.ts";
 import { Rcode, scanMessage } from "../net/dns/message.ts";
-import type { ManagerConfig } from "./config.ts";
+import { DEFAULTS, type ManagerConfig } from "./config.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Session, Sessions, SessionStream } from "./sessions.ts";
@@ -49,9 +49,10 @@ const OPEN_TIMEOUT_MS = 10_000;
 /**
  * How long connections announced to a workstation whose watch went away with its connection wait for its next watch
  * (its link broke and comes back: the manager often hears of the old connection's end, its FIN or RST, a moment
- * before the new one's watch arrives) before they go to the app in the pod. A workstation that died costs them this.
+ * before the new one's watch arrives) before they go to the app in the pod, unless `interceptGraceMs` says otherwise
+ * (`tp manager --intercept-grace`). A workstation that died costs them this.
  */
-export const WATCH_GONE_GRACE_MS = 3_000;
+export const WATCH_GONE_GRACE_MS = DEFAULTS.interceptGraceMs;
 
 interface Pending {
   /** The session that must join it. */
@@ -59,7 +60,7 @@ interface Pending {
   /** What announced it on that session's watch: sent again on a newer watch (the session reconnected). */
   announcement: Uint8Array;
   timer: ReturnType<typeof setTimeout>;
-  /** Gives it back unless a new watch of its session comes first (WATCH_GONE_GRACE_MS). */
+  /** Gives it back unless a new watch of its session comes first (the grace, WATCH_GONE_GRACE_MS by default). */
   late?: ReturnType<typeof setTimeout>;
   join(ws: StreamEnd, session: Session): void;
   /** The workstation cannot take it after all: the agent's app serves it (no byte was read yet). */
@@ -259,10 +260,22 @@ export class InterceptService {
       // A workstation whose watch is gone cannot join what was announced to it: its app serves it. While its session
       // lives (its link may be back in a moment, with a new watch) a little later; an agent's at once.
       const wait = s.kind === "client" && this.#host.sessions.get(s.id) !== undefined;
+      const graceMs = this.#host.config.interceptGraceMs ?? WATCH_GONE_GRACE_MS;
+      let waiting = 0;
       for (const p of [...this.#pending.values()]) {
         if (p.sessionId !== s.id) continue;
         if (!wait) p.giveBack(reason);
-        else p.late ??= setTimeout(() => p.giveBack(reason), WATCH_GONE_GRACE_MS);
+        else if (!p.late) {
+          p.late = setTimeout(() => p.giveBack(reason), graceMs);
+          waiting++;
+        }
+      }
+      if (waiting > 0) {
+        this.#host.logger.info("intercepted connections wait for the workstation's next watch", {
+          session: s.tag,
+          connections: waiting,
+          graceMs,
+        });
       }
     };
     const handle: SessionStream = {

@@ -39,6 +39,15 @@ async function within<T>(ms: number, p: Promise<T>, what: string): Promise<T> {
   }
 }
 
+/** Waits (every 10 ms, at most `ms`) until the manager has logged `msg`. */
+async function logged(m: { logger: { lines: { msg: string }[] } }, msg: string, ms = 10_000): Promise<void> {
+  for (const t0 = Date.now(); !m.logger.lines.some((l) => l.msg === msg); await new Promise((r) => setTimeout(r, 10))) {
+    if (Date.now() - t0 > ms) throw new Error(`the manager did not log "${msg}" within ${ms} ms`);
+  }
+}
+
+const WAITING = "intercepted connections wait for the workstation's next watch";
+
 async function readAll(t: { read(): Promise<Uint8Array | null> }): Promise<string> {
   let s = "";
   for (let c = await t.read(); c; c = await t.read()) s += new TextDecoder().decode(c);
@@ -126,7 +135,8 @@ Deno.test("RemoveIntercept with an app port ends that port's intercept only; the
 });
 
 Deno.test("a resumed workstation: its old connection's intercepted streams are reset at the agent, and a connection announced on its old watch is announced again, even after that watch ended", async () => {
-  const m = await startManager();
+  // A grace far longer than the test: what it checks is the order of events, never how fast they come.
+  const m = await startManager({ interceptGraceMs: 60_000 });
   const sessions: ManagerSession[] = [];
   const agentTunnel = (port: number) =>
     agent.openTunnel({
@@ -158,7 +168,7 @@ Deno.test("a resumed workstation: its old connection's intercepted streams are r
     // The old connection's end reaches the manager before the new watch (as a FIN after a cut link may): what was
     // announced on it waits WATCH_GONE_GRACE_MS for the new watch instead of going to the app at once.
     await ws.close();
-    await new Promise((r) => setTimeout(r, 500));
+    await logged(m, WAITING);
     const announcedAgain = again.watchInterceptConnections();
     const c = await within(5_000, nextOf(announcedAgain), "announcement again on the new watch");
     assert.equal(c.connectionId, lost.connectionId);
@@ -173,6 +183,35 @@ Deno.test("a resumed workstation: its old connection's intercepted streams are r
     await Promise.all([second.ended, joined.ended]);
     await announced.return(undefined).catch(() => {});
     await announcedAgain.return(undefined);
+  } finally {
+    for (const s of sessions) await s.depart().catch(() => {});
+    await m.close();
+  }
+});
+
+Deno.test("a connection announced to a workstation whose watch went away goes to the pod's app when no new watch comes within the grace", async () => {
+  const m = await startManager({ interceptGraceMs: 50 });
+  const sessions: ManagerSession[] = [];
+  try {
+    const agent = await connectAgent(m.url, undefined, AGENT);
+    const ws = await connect(m.url, undefined, { clientName: "laptop", namespace: "default" });
+    sessions.push(agent, ws);
+    const announced = ws.watchInterceptConnections();
+    await ws.createIntercept("web", 8080, 18080);
+    const fromAgent = agent.openTunnel({
+      protocol: "tcp",
+      source: { ip: "127.0.0.9", port: 40002 },
+      destination: { ip: "127.0.0.1", port: 8080 },
+    }, { method: "AgentTunnel" });
+    await nextOf(announced); // announced, never joined
+    // The session is kept (as after a cut link) while its connection, and with it the watch, goes away.
+    const again = await connect(m.url, undefined, { clientName: "laptop", resumeSessionId: ws.id });
+    sessions.push(again);
+    await ws.close();
+    await logged(m, WAITING);
+    const t = await within(10_000, fromAgent, "the agent's answer after the grace");
+    assert.equal(t.dial.code, DialCode.denied, "given back: the agent serves it from the pod's app");
+    await announced.return(undefined).catch(() => {});
   } finally {
     for (const s of sessions) await s.depart().catch(() => {});
     await m.close();

@@ -59,7 +59,7 @@ Deno.test({
     await Deno.chown(home, NOBODY.uid, NOBODY.gid);
     await Deno.mkdir(`${root}/data`, { recursive: true });
     await Deno.writeTextFile(`${root}/data/hello.txt`, "a file of web's volume\n");
-    manager = await startLabManager();
+    manager = await startLabManager(["--intercept-grace", "30s"]);
     shell = await startWorkstationShell();
     const sh = shell;
     const user = (cmd: string) => sh.run(["sh", "-c", cmd], { user: NOBODY, timeoutMs: 30_000 });
@@ -166,7 +166,7 @@ Deno.test({
         console.log(`link back -> new intercepted connection served: ${served} ms`);
         assert.ok(served < 5_000, `served ${served} ms after the link came back`);
         // Announced on the workstation's old watch, it is announced again on the new one (the manager may hear of the
-        // old connection's end first, its FIN or RST once the link is up: it then waits WATCH_GONE_GRACE_MS for it).
+        // old connection's end first, its FIN or RST once the link is up: it then waits --intercept-grace, 30 s here).
         assert.equal(await duringCut, "laptop", "the connection made during the cut is served by the laptop after it");
 
         // The held connection: reset on the cluster's side, once the link was back; nothing left on the laptop's.
@@ -230,7 +230,7 @@ Deno.test({
         await manager!.stop();
         await waitFor("the mount to say reconnecting", async () => (await mountState("web"))?.state === "reconnecting");
         await agents[0]!.stop(); // web's: it registers with the new manager only after tp reconnected
-        manager = await startLabManager();
+        manager = await startLabManager(["--intercept-grace", "30s"]);
         await waitFor(
           "a reconnection to the new manager",
           async () => (await status()).manager.lastReconnect?.kind === "manager-restarted",
