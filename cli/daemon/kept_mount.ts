@@ -236,7 +236,13 @@ export class KeptMount<S extends OpenedStream, M extends LiveMount> {
       await Promise.race([old.ended, new Promise((r) => (timer = setTimeout(r, OLD_EXIT_WAIT_MS)))]);
       clearTimeout(timer);
     }
-    const how = await old.unmount();
+    let how;
+    try {
+      how = await old.unmount();
+    } catch (e) {
+      this.#gone = undefined; // not gone: the next attempt tries again, and its failure names the unmount's
+      throw e;
+    }
     if (how === "lazily") {
       this.hooks.log(
         `the dead mount at ${old.dir} was still in use: detached lazily (what holds it sees "Transport endpoint is ` +

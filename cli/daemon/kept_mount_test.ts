@@ -160,3 +160,25 @@ Deno.test("KeptMount: a stream opened for a remount is reset when the dead mount
   assert.match(kept.status().reason!, /device is busy/);
   await kept.close().catch(() => {});
 });
+
+Deno.test("KeptMount: a dead mount that would not unmount is tried again on every attempt, and the last failure names it", async () => {
+  const dead = new FakeMount("/mnt/web", 0);
+  dead.unmount = () => {
+    dead.unmounted++;
+    return Promise.reject(new Error(`Cannot unmount "/mnt/web": device is busy`));
+  };
+  const kept = new KeptMount<FakeStream, FakeMount>("default", "web", dead, {
+    open: () => Promise.resolve(new FakeStream()),
+    mount: (stream) => {
+      stream.reset("sshfs failed");
+      return Promise.reject(new Error("sshfs: mountpoint is not empty"));
+    },
+    linkUp: () => true,
+    log: () => {},
+  }, [1, 1]);
+  dead.end("stream reset: sftp-server exited");
+  await until("failed", () => kept.state === "failed");
+  assert.equal(dead.unmounted, 3, "each of the 3 attempts tried the unmount again, none ran sshfs over the dead mount");
+  assert.match(kept.status().reason!, /device is busy/);
+  await kept.close().catch(() => {});
+});
