@@ -26,7 +26,7 @@ import {
   WS,
 } from "./_bench_run.ts";
 import { type Background, background, finish } from "./_bench_background.ts";
-import { contextSwitches, cpuSeconds, rssKiB } from "./_proc.ts";
+import { contextSwitches, cpuSeconds, rssKiB, switchesBetween } from "./_proc.ts";
 
 /**
  * Figures by name: tcpUp1Gbps, udp500Mbps, udp500LossPct, httpConnPerSec, httpConn8PerSec, rrP50Us, rrIdle100P50Us,
@@ -177,14 +177,19 @@ async function idleCpu(sets: Record<string, () => number[]>): Promise<Record<str
   // threads come and go) over IDLE_CPU_SECONDS: 0.1 % resolution.
   const sum = (f: (pid: number) => number) =>
     Object.fromEntries(Object.entries(sets).map(([k, pids]) => [k, pids().reduce((a, p) => a + f(p), 0)]));
+  // Context switches per thread, so that a thread that ends in between cannot make the count go down.
+  const threads = () =>
+    Object.fromEntries(
+      Object.entries(sets).map(([k, pids]) => [k, new Map(pids().flatMap((p) => [...contextSwitches(p)]))]),
+    );
   await new Promise((r) => setTimeout(r, 1000)); // what the last measure left (timers, closing connections) settles
-  const c0 = sum(cpuSeconds), w0 = sum(contextSwitches), t0 = performance.now();
+  const c0 = sum(cpuSeconds), w0 = threads(), t0 = performance.now();
   await new Promise((r) => setTimeout(r, IDLE_CPU_SECONDS * 1000));
-  const c1 = sum(cpuSeconds), w1 = sum(contextSwitches), wall = (performance.now() - t0) / 1000;
+  const c1 = sum(cpuSeconds), w1 = threads(), wall = (performance.now() - t0) / 1000;
   const out: Record<string, number> = {};
   for (const k of Object.keys(c1)) {
     out[k] = (100 * (c1[k]! - c0[k]!)) / wall;
-    out[`${k}WakeupsPerSec`] = (w1[k]! - w0[k]!) / wall;
+    out[`${k}WakeupsPerSec`] = switchesBetween(w0[k]!, w1[k]!) / wall;
   }
   return out;
 }

@@ -44,18 +44,31 @@ export function treeCpuSeconds(pid: number): number {
 }
 
 /**
- * Context switches of a process's live threads (voluntary and not): how often it woke up, for the idle figures.
- * 0 when it is gone.
+ * Context switches (voluntary and not) of each of `pid`'s threads, by thread id: a wake-up is a switch back in. Per
+ * thread, because a sum over the process would drop the counts of threads that ended (Deno's blocking-pool threads
+ * come and go) and could go down; compare two samples with `switchesBetween`.
  */
-export function contextSwitches(pid: number): number {
-  let n = 0;
+export function contextSwitches(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
   try {
     for (const t of Deno.readDirSync(`/proc/${pid}/task`)) {
       try {
         const s = Deno.readTextFileSync(`/proc/${pid}/task/${t.name}/status`);
+        let n = 0;
         for (const m of s.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)$/gm)) n += Number(m[1]);
+        out.set(`${pid}/${t.name}`, n);
       } catch { /* the thread ended */ }
     }
   } catch { /* gone */ }
+  return out;
+}
+
+/** The switches between two samples, over the threads that lived through both (never negative). */
+export function switchesBetween(before: Map<string, number>, after: Map<string, number>): number {
+  let n = 0;
+  for (const [tid, a] of after) {
+    const b = before.get(tid);
+    if (b !== undefined) n += a - b;
+  }
   return n;
 }
