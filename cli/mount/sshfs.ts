@@ -65,6 +65,8 @@ const KEPT_STDERR_LINES = 4;
 const SCRIPT_LINE = /^tp-mount: (mounted|refused): (.*)$/;
 /** How long sshfs gets to exit after SIGTERM before SIGKILL. */
 const KILL_GRACE_MS = 5000;
+/** How long sshfs may take to exit by itself once its mount is gone (it notices the FUSE device closing). */
+const OWN_EXIT_MS = 2000;
 
 /**
  * Runs as root. $1 = kernel mount options, $2 = source, $3 = DIR, $4/$5 = the user's uid/gid, $6 = setpriv (empty
@@ -125,17 +127,23 @@ export class SshfsMount {
 
   async #unmount(): Promise<UnmountResult> {
     const result = await unmountTpMount(this.dir, this.name);
+    // Unmounted, sshfs exits by itself and half-closes its stream, so sftp-server ends cleanly: give it the moment
+    // that takes before a signal would cut the stream with a reset (a lazily detached mount may keep it running).
+    if (!this.#exited && result !== "lazily") await this.#exitWithin(OWN_EXIT_MS);
     if (!this.#exited) {
       this.#kill("SIGTERM");
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const grace = new Promise<void>((r) => (timer = setTimeout(r, KILL_GRACE_MS)));
-      await Promise.race([this.ended, grace]);
-      clearTimeout(timer);
+      await this.#exitWithin(KILL_GRACE_MS);
       if (!this.#exited) this.#kill("SIGKILL");
     }
     await this.ended;
     await removeRecord(this.stateDir, this.name);
     return result;
+  }
+
+  async #exitWithin(ms: number): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([this.ended, new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
+    clearTimeout(timer);
   }
 
   #kill(signal: Deno.Signal): void {
