@@ -182,8 +182,9 @@ export async function runDaemon(settings: ConnectSettings, env: DaemonEnv): Prom
       void writeState(paths, state).catch(() => {});
     };
     stages.defer("routes following the cluster", () => void (followCluster = undefined));
-    // A change that came while the daemon started (nothing followed it yet) is routed now.
-    followCluster(link.session.clusterInfo);
+    // A change that came while the daemon started (nothing followed it yet) is routed now; only then, since planning
+    // again would log the first plan's warnings twice.
+    if (link.session.clusterInfo !== info) followCluster(link.session.clusterInfo);
 
     progress.ready(status(), performance.now() - t0);
     log(`connected: ${tun.name}, routes ${routes.list.join(" ")}`);
