@@ -6,9 +6,12 @@
  *   kernel      client -> veth route -> echo / HTTP service
  *   relays      client -> relay (Deno, workstation) -> relay (Deno, cluster) -> echo / HTTP service
  *
- * Prints request/response p50/p99 (64 bytes, one connection; scripts/bench_client.ts rr) and, with wrk installed,
- * new HTTP connections per second (each relayed connection dials a new one at each relay: no multiplexing). tp's
- * figures in scripts/bench compare against these.
+ * Prints request/response p50/p99 (64 bytes, one connection; scripts/bench_client.ts rr), connect() and the first
+ * byte of an HTTP GET on a new connection after 10 and 200 ms idle (bench_client.ts connect: the relays accept at once
+ * and dial behind the app's request, as sshuttle does, so their connect() is the kernel's) and, with wrk installed, new
+ * HTTP connections per second with 32 and 8 clients (each relayed connection dials a new one at each relay: no
+ * multiplexing). tp's figures in scripts/bench compare against these: whatever these take, a design with a process on
+ * each side in Deno cannot beat on this machine.
  *
  *   scripts/deno run -A scripts/bench_relay_floor.ts [--lab-id rf]
  *
@@ -28,6 +31,8 @@ const ECHO_PORT = echo.ports["tcp-echo"]!.port;
 const HTTP_PORT = echo.ports["http"]!.port;
 const SUBNET = cfg.subnets.service.find((c) => !c.includes(":"))!;
 const CLUSTER_IP = cfg.manager.ip;
+/** Idle gaps before a new connection, ms. */
+const GAPS = [10, 200];
 
 /** The relay both processes run: accept, dial, copy both ways (one connection per connection). */
 const RELAY = `
@@ -67,10 +72,34 @@ async function rr(host: string, port: number): Promise<{ p50Us: number; p99Us: n
   return JSON.parse(r.stdout);
 }
 
-async function wrk(url: string): Promise<number | null> {
+interface Timing {
+  p50Us: number;
+}
+
+/** connect() and first byte p50 of a new connection after each idle gap (bench_client.ts connect). */
+async function connectAfterIdle(
+  host: string,
+  port: number,
+): Promise<Record<string, { connect: Timing; ttfb: Timing }>> {
+  const r = await inWs([
+    Deno.execPath(),
+    "run",
+    "--allow-net",
+    `${ROOT}scripts/bench_client.ts`,
+    "connect",
+    host,
+    String(port),
+    "--gaps",
+    GAPS.join(","),
+  ]);
+  if (r.code !== 0) throw new Error(`connect: ${r.stderr}`);
+  return JSON.parse(r.stdout).gaps;
+}
+
+async function wrk(url: string, clients: number): Promise<number | null> {
   const which = await exec(["sh", "-c", "command -v wrk"]);
   if (which.code !== 0) return null;
-  const r = await inWs(["wrk", "-t2", "-c32", "-d3s", "--timeout", "2s", "-H", "Connection: close", url]);
+  const r = await inWs(["wrk", "-t2", `-c${clients}`, "-d3s", "--timeout", "2s", "-H", "Connection: close", url]);
   const m = /Requests\/sec:\s+([\d.]+)/.exec(r.stdout);
   return m ? Number(m[1]) : null;
 }
@@ -97,17 +126,31 @@ async function ready(p: Deno.ChildProcess): Promise<void> {
 
 if (Deno.uid() !== 0) throw new Error("bench_relay_floor needs root (it brings up a lab of network namespaces)");
 await up(cfg);
-const rows: [string, { p50Us: number; p99Us: number }, number | null][] = [];
+interface Row {
+  path: string;
+  rr: { p50Us: number; p99Us: number };
+  connect: Record<string, { connect: Timing; ttfb: Timing }>;
+  conns32: number | null;
+  conns8: number | null;
+}
+const rows: Row[] = [];
+/** Every measure of one path, to the echo service at echoHost:echoPort and the HTTP one at httpUrl. */
+async function measure(path: string, echoHost: string, echoPort: number, httpHost: string, httpPort: number) {
+  const url = `http://${httpHost}:${httpPort}/`;
+  rows.push({
+    path,
+    rr: await rr(echoHost, echoPort),
+    connect: await connectAfterIdle(httpHost, httpPort),
+    conns32: await wrk(url, 32),
+    conns8: await wrk(url, 8),
+  });
+}
 const procs: Deno.ChildProcess[] = [];
 try {
   // kernel: a plain route to the service subnet through the veth
   await exec(["ip", "-n", WS, "route", "add", SUBNET, "via", CLUSTER_IP]);
   try {
-    rows.push([
-      "kernel route",
-      await rr(echo.serviceIp, ECHO_PORT),
-      await wrk(`http://${echo.serviceIp}:${HTTP_PORT}/`),
-    ]);
+    await measure("kernel route", echo.serviceIp, ECHO_PORT, echo.serviceIp, HTTP_PORT);
   } finally {
     await exec(["ip", "-n", WS, "route", "del", SUBNET, "via", CLUSTER_IP]);
   }
@@ -120,11 +163,7 @@ try {
     procs.push(near);
     await ready(near);
   }
-  rows.push([
-    "two Deno relays",
-    await rr("127.0.0.1", 20000 + ECHO_PORT),
-    await wrk(`http://127.0.0.1:${20000 + HTTP_PORT}/`),
-  ]);
+  await measure("two Deno relays", "127.0.0.1", 20000 + ECHO_PORT, "127.0.0.1", 20000 + HTTP_PORT);
 } finally {
   for (const p of procs) {
     try {
@@ -135,11 +174,18 @@ try {
   }
   await down(cfg);
 }
-console.log(`${"path".padEnd(20)}${"rr p50 us".padStart(10)}${"rr p99 us".padStart(10)}${"new conns/s".padStart(13)}`);
-for (const [name, r, c] of rows) {
-  console.log(
-    `${name.padEnd(20)}${r.p50Us.toFixed(0).padStart(10)}${r.p99Us.toFixed(0).padStart(10)}${
-      (c === null ? "n/a" : c.toFixed(0)).padStart(13)
-    }`,
-  );
+const columns: [string, (r: Row) => number | null][] = [
+  ["rr p50 us", (r) => r.rr.p50Us],
+  ["rr p99 us", (r) => r.rr.p99Us],
+  ...GAPS.flatMap((g): [string, (r: Row) => number | null][] => [
+    [`connect ${g}ms us`, (r) => r.connect[String(g)]?.connect.p50Us ?? null],
+    [`1st byte ${g}ms us`, (r) => r.connect[String(g)]?.ttfb.p50Us ?? null],
+  ]),
+  ["conns/s (32)", (r) => r.conns32],
+  ["conns/s (8)", (r) => r.conns8],
+];
+console.log("path".padEnd(16) + columns.map(([h]) => h.padStart(18)).join(""));
+for (const r of rows) {
+  const cells = columns.map(([, f]) => f(r)).map((v) => (v === null ? "n/a" : v.toFixed(0)).padStart(18));
+  console.log(r.path.padEnd(16) + cells.join(""));
 }
