@@ -16,6 +16,7 @@ import { ExitCode } from "./exit_code.ts";
 import { addKubeOptions } from "./k8s/flags.ts";
 import { selfArgv } from "./process.ts";
 import { errorMessage } from "../base/error_message.ts";
+import { versionSkewNote } from "./daemon/version_skew.ts";
 
 export { selfArgv };
 
@@ -128,6 +129,8 @@ async function connect(settings: ConnectSettings, run: ConnectRun): Promise<numb
       return ExitCode.failure;
     }
     say(`already connected to ${describeTarget(settings)}`);
+    const skew = versionSkewNote((status as { version?: unknown }).version);
+    if (skew) say(`warning: ${skew}`);
     if (run.command.length) return await runCommand(run.command);
     if (run.output === "json") printJson(status);
     return ExitCode.ok;

@@ -14,6 +14,7 @@ import type { AgentList, InterceptInfo } from "../proto/messages.ts";
 import type { KeptMountStatus } from "./daemon/kept_mount.ts";
 import { mountStateText } from "./daemon/status_text.ts";
 import { errorMessage } from "../base/error_message.ts";
+import { versionSkewNote } from "./daemon/version_skew.ts";
 
 /** "LOCAL" or "LOCAL:APP_PORT". */
 export function parsePortSpec(text: string): { localPort: number; appPort: number } {
@@ -38,6 +39,13 @@ async function ask(req: Parameters<typeof controlRequest>[1], timeoutMs = 30_000
     }
     throw e;
   }
+}
+
+/** Says so on stderr when the daemon was started by another version of tp (it may not answer as this one expects). */
+async function warnIfSkewed(): Promise<void> {
+  const st = await ask({ op: "status" }) as { version?: unknown };
+  const note = versionSkewNote(st.version);
+  if (note) console.error(`tp: warning: ${note}`);
 }
 
 /** An environment file: KEY=VALUE lines (docker's --env-file format: no quoting, one variable a line). */
@@ -103,6 +111,7 @@ export function interceptCommand() {
         dir: opts.mount && opts.mount !== "true" ? absolute(opts.mount) : defaultMountDir(name),
         required: opts.mount !== undefined && opts.mount !== "true",
       };
+      await warnIfSkewed();
       const req = { op: "intercept" as const, workload: name, ...port, ...(mount ? { mount } : {}) };
       type Created = InterceptInfo & { mount?: { dir?: string; error?: string } };
       let info: Created;
@@ -228,6 +237,7 @@ export function leaveCommand() {
         throw new UsageError(`--port: "${opts.port}" is not a port (1-65535)`);
       }
       const name = workloadName(workload);
+      await warnIfSkewed();
       const r = await ask({ op: "leave", workload: name, ...(appPort ? { appPort } : {}) }) as { removed: number };
       const what = appPort ? `${name} port ${appPort}` : name;
       if (r.removed === 0) {
@@ -247,6 +257,7 @@ export function listCommand() {
     .option("-n, --namespace <ns>", "another namespace")
     .addOption(outputOption())
     .action(async (opts) => {
+      await warnIfSkewed();
       const r = await ask({ op: "list", namespace: opts.namespace ?? "" }) as AgentList & {
         mounts?: KeptMountStatus[];
       };
