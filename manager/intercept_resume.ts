@@ -46,6 +46,8 @@ export function agentEnd(agent: StreamEnd, decode: (msg: Uint8Array) => TunnelFr
         while (paused && !done) await new Promise<void>((r) => (wake = r));
         if (done) return;
         const msg = await agent.reader.next();
+        // A read under way when the pause came: its message waits for the resume (one message, bounded).
+        while (paused && !done) await new Promise<void>((r) => (wake = r));
         if (done) return;
         if (msg === null) { // the agent ended its request side: a FIN if none came before
           if (!fin) ev.end();

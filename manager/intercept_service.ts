@@ -1,8 +1,10 @@
 /**
  * The manager's intercept methods: agents register and watch, workstations create and watch intercepts, and each
  * intercepted connection is an agent's AgentTunnel joined with the intercepting workstation's InterceptTunnel
- * (manager/relay.ts). The workstation opens nothing but streams on its one connection: a connection is announced on
- * its WatchInterceptConnections stream, and it answers with an InterceptTunnel naming the connection.
+ * (manager/relay.ts), or, when the workstation asked for it, carried as a resumable stream that survives the
+ * workstation's broken connection (manager/intercept_resume.ts). The workstation opens nothing but streams on its one
+ * connection: a connection is announced on its WatchInterceptConnections stream, and it answers with an
+ * InterceptTunnel naming the connection.
  *
  * DNS through agents: a query for a name in a namespace with an intercepted workload goes to an agent of that
  * workload first (it answers in the pod's own context); when the agent has no answer, the manager's own lookup
@@ -114,8 +116,9 @@ export class InterceptService {
   }
 
   /**
-   * A workstation resumed its session on a new connection. Its streams of the old connection that do not resume (the
-   * intercepted connections and mounts it joined) were reset on its side when that connection broke; here they would
+   * A workstation resumed its session on a new connection. Its streams of the old connection that do not resume (its
+   * mounts, and the intercepted connections it joined without asking for a resumable stream; the resumable ones,
+   * `intercept_resume.ts`, are not among them) were reset on its side when that connection broke; here they would
    * hang until the old connection timed out, so they end now: each agent's end hears a reset, and the cluster's
    * client a TCP RST. Connections announced to it and not yet joined stay: its new watch announces them again.
    */
