@@ -13,8 +13,8 @@
  * written to the far end: node keeps what the kernel has not yet taken (the agent's stream queues what its HTTP/2
  * window does not take yet), and the far end outlives the connection.
  *
- * When the carrying stream goes away (the connection broke), the stream is detached: the socket stays open and is
- * read into the buffer, and a grace timer starts; a resume before it ends re-attaches, else the socket is reset. A
+ * When the carrying stream goes away (the connection broke), the stream is detached: the far end stays open and is
+ * read into the buffer, and a grace timer starts; a resume before it ends re-attaches, else the far end is reset. A
  * resume that finds a stream still attached (its old connection hangs) takes it over. The session's end resets it.
  */
 import type net from "node:net";
@@ -58,7 +58,7 @@ interface Attachment {
 
 export class ResumableTcpStream {
   readonly id = crypto.randomUUID();
-  readonly #sock: FarEnd;
+  readonly #far: FarEnd;
   readonly #o: ResumableOptions;
   /** Inbound payload bytes written to the socket, and the count last acknowledged. */
   #taken = 0;
@@ -80,12 +80,12 @@ export class ResumableTcpStream {
 
   /** `far`: a destination's socket, or any `FarEnd` (an agent's stream, `intercept_resume.ts`). */
   constructor(far: net.Socket | FarEnd, options: ResumableOptions) {
-    const sock = this.#sock = "kind" in far && far.kind === "far-end" ? far : socketEnd(far as net.Socket);
+    const end = this.#far = "kind" in far && far.kind === "far-end" ? far : socketEnd(far as net.Socket);
     this.#o = options;
     this.#idle = options.idleTimeoutMs > 0
       ? idleSweeper.track(options.idleTimeoutMs, () => this.reset(`idle for ${options.idleTimeoutMs} ms`))
       : noIdle;
-    sock.start({
+    end.start({
       data: (chunk) => this.#onData(chunk),
       end: () => {
         if (this.#finished) return;
@@ -105,7 +105,7 @@ export class ResumableTcpStream {
 
   /** Bytes this stream holds: kept outbound bytes and the socket's unsent ones. */
   get buffered(): number {
-    return this.#keptBytes + this.#sock.writableLength;
+    return this.#keptBytes + this.#far.writableLength;
   }
 
   /**
@@ -181,7 +181,7 @@ export class ResumableTcpStream {
   /** Resets the destination's socket and ends the stream (a reset frame to the workstation, if one listens). */
   reset(reason: string): void {
     if (this.#finished) return;
-    this.#sock.reset(reason);
+    this.#far.reset(reason);
     this.#att?.out.writeMessage(encodeTunnelFrame({ kind: "reset", reason }));
     this.#finish({ code: Status.OK, message: reason });
   }
@@ -197,7 +197,7 @@ export class ResumableTcpStream {
     this.#att = undefined;
     att?.reader.cancel();
     att?.resolve(o);
-    this.#sock.destroy();
+    this.#far.destroy();
     this.#o.onGone();
   }
 
@@ -259,7 +259,7 @@ export class ResumableTcpStream {
     const room = att ? att.out.writeData(chunk) : true;
     if (!room || this.#keptBytes >= this.#o.bufferBytes) {
       this.#paused = true;
-      this.#sock.pause();
+      this.#far.pause();
       if (!room) att!.out.ready().then(() => this.#maybeResume());
     }
   }
@@ -272,7 +272,7 @@ export class ResumableTcpStream {
       return;
     }
     this.#paused = false;
-    this.#sock.resume();
+    this.#far.resume();
   }
 
   async #inbound(att: Attachment, gen: number): Promise<void> {
@@ -291,7 +291,7 @@ export class ResumableTcpStream {
         this.#bodyEnded = true;
         if (!this.#clientFin) {
           this.#clientFin = true;
-          this.#sock.end();
+          this.#far.end();
         }
         this.#maybeFinish();
         return;
@@ -311,24 +311,24 @@ export class ResumableTcpStream {
           if (this.#o.countBytes !== false) {
             this.#o.metrics.bytes.add({ protocol: "tcp", direction: "inbound" }, frame.data.length);
           }
-          const room = this.#sock.write(frame.data);
+          const room = this.#far.write(frame.data);
           this.#taken += frame.data.length;
           if (this.#taken - this.#takenAcked >= ACK_EVERY) {
             this.#takenAcked = this.#taken;
             this.#o.sendAck(this.#taken);
           }
-          if (!room) await this.#sock.drained();
+          if (!room) await this.#far.drained();
           break;
         }
         case "fin":
           if (!this.#clientFin) {
             this.#clientFin = true;
-            this.#sock.end();
+            this.#far.end();
           }
           this.#maybeFinish();
           break;
         case "reset":
-          this.#sock.reset(`client reset: ${frame.reason}`);
+          this.#far.reset(`client reset: ${frame.reason}`);
           this.#finish({ code: Status.OK, message: `client reset: ${frame.reason}` });
           return;
         case "keepalive":
@@ -344,7 +344,7 @@ export class ResumableTcpStream {
   }
 
   #protocolError(att: Attachment, e: GrpcError): void {
-    this.#sock.reset(e.details);
+    this.#far.reset(e.details);
     att.out.writeMessage(encodeTunnelFrame({ kind: "reset", reason: e.details }));
     this.#finish({ code: e.code, message: e.details });
   }
