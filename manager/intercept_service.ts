@@ -1,8 +1,10 @@
 /**
  * The manager's intercept methods: agents register and watch, workstations create and watch intercepts, and each
  * intercepted connection is an agent's AgentTunnel joined with the intercepting workstation's InterceptTunnel
- * (manager/relay.ts). The workstation opens nothing but streams on its one connection: a connection is announced on
- * its WatchInterceptConnections stream, and it answers with an InterceptTunnel naming the connection.
+ * (manager/relay.ts), or, when the workstation asked for it, carried as a resumable stream that survives the
+ * workstation's broken connection (manager/intercept_resume.ts). The workstation opens nothing but streams on its one
+ * connection: a connection is announced on its WatchInterceptConnections stream, and it answers with an
+ * InterceptTunnel naming the connection.
  *
  * DNS through agents: a query for a name in a namespace with an intercepted workload goes to an agent of that
  * workload first (it answers in the pod's own context); when the agent has no answer, the manager's own lookup
@@ -36,6 +38,7 @@ import type { FrameSink, MessageSource } from "./_streams.ts";
 import { InterceptTable } from "./intercepts.ts";
 import { relay, type StreamEnd } from "./relay.ts";
 import { decodeTunnelMessage } from "./tunnel.ts";
+import { carryResumable, type InterceptResumeHost, resumeIntercepted } from "./intercept_resume.ts";
 
 /** How long an announced connection waits for its workstation to join. */
 export const JOIN_TIMEOUT_MS = 10_000;
@@ -62,12 +65,13 @@ interface Pending {
   timer: ReturnType<typeof setTimeout>;
   /** Gives it back unless a new watch of its session comes first (the grace, WATCH_GONE_GRACE_MS by default). */
   late?: ReturnType<typeof setTimeout>;
-  join(ws: StreamEnd, session: Session): void;
+  /** `resumable`: the workstation asked for a resumable stream (TunnelOpen.resumable). */
+  join(ws: StreamEnd, session: Session, resumable: boolean): void;
   /** The workstation cannot take it after all: the agent's app serves it (no byte was read yet). */
   giveBack(reason: string): void;
 }
 
-export interface InterceptHost {
+export interface InterceptHost extends InterceptResumeHost {
   config: ManagerConfig;
   logger: Logger;
   metrics: Metrics;
@@ -112,8 +116,9 @@ export class InterceptService {
   }
 
   /**
-   * A workstation resumed its session on a new connection. Its streams of the old connection that do not resume (the
-   * intercepted connections and mounts it joined) were reset on its side when that connection broke; here they would
+   * A workstation resumed its session on a new connection. Its streams of the old connection that do not resume (its
+   * mounts, and the intercepted connections it joined without asking for a resumable stream; the resumable ones,
+   * `intercept_resume.ts`, are not among them) were reset on its side when that connection broke; here they would
    * hang until the old connection timed out, so they end now: each agent's end hears a reset, and the cluster's
    * client a TCP RST. Connections announced to it and not yet joined stay: its new watch announces them again.
    */
@@ -435,7 +440,10 @@ export class InterceptService {
     out.onCancel = () => abort.abort("workstation cancelled the stream");
     try {
       const open = await this.#readOpen(reader, abort.signal);
-      this.#join(open, this.#client(open.sessionId), { reader, out, name: "workstation" });
+      const session = this.#client(open.sessionId);
+      const ws: StreamEnd = { reader, out, name: "workstation" };
+      if (open.resume) return await resumeIntercepted(this.#host, session.id, open.resume, ws);
+      this.#join(open, session, ws);
     } catch (e) {
       return this.#refuse("InterceptTunnel", e, reader, out);
     }
@@ -447,7 +455,7 @@ export class InterceptService {
     if (!p || p.sessionId !== session.id) {
       throw new GrpcError(Status.NOT_FOUND, `No connection "${open.connectionId}" waits for this session`);
     }
-    p.join(end, session);
+    p.join(end, session, open.resumable === true);
   }
 
   /**
@@ -484,6 +492,7 @@ export class InterceptService {
     relayOf(session);
     metrics.streams.add({ protocol: "intercept" }, 1);
     let joiner: Session | undefined;
+    let resumable = false;
     try {
       let givenBack = "";
       const other = await new Promise<StreamEnd | undefined>((resolve) => {
@@ -501,10 +510,12 @@ export class InterceptService {
           sessionId: joinerSessionId,
           announcement: message,
           timer,
-          join: (w, s) => {
+          join: (w, s, wantsResume) => {
             joiner = s;
             s.streams.add(handle);
-            relayOf(s);
+            // A resumable stream outlives the workstation's connection: not among what its resume resets.
+            resumable = wantsResume && first.name === "agent";
+            if (!resumable) relayOf(s);
             settle(w);
           },
           giveBack: (reason) => {
@@ -520,6 +531,27 @@ export class InterceptService {
           ? String(abort.signal.reason)
           : `the other end did not answer in ${JOIN_TIMEOUT_MS} ms`;
         return { refused: { code: DialCode.timeout, message } };
+      }
+      if (resumable) {
+        // The workstation's dial result comes right after its open frame: a local app that took the connection
+        // makes the stream resumable; a refusal goes to the agent as the relay would have passed it.
+        const f = await firstFrame(other);
+        if (f.dial && joiner) {
+          await carryResumable(this.#host, joiner.id, first, other, f.dial, abort.signal);
+          this.#host.logger.debug("resumable intercepted connection ended", { connection: connectionId });
+          return {};
+        }
+        if (joiner) relayOf(joiner);
+        if (f.gone !== undefined) {
+          const reset = encodeTunnelFrame({ kind: "reset", reason: f.gone });
+          for (const e of [first, other]) {
+            e.out.writeMessage(reset);
+            e.out.end(Status.OK, f.gone);
+            e.reader.cancel();
+          }
+          return {};
+        }
+        if (f.other) first.out.writeMessage(f.other);
       }
       const outcome = await relay(first, other, decodeTunnelMessage, abort.signal);
       this.#host.logger.debug("relayed stream ended", {
@@ -587,6 +619,26 @@ export class InterceptService {
     if (s.kind !== "agent") throw new GrpcError(Status.PERMISSION_DENIED, "This method is for traffic-agents");
     return s;
   }
+}
+
+/**
+ * The workstation's first frame after its open: `dial` when it is an ok dial result (the stream can be resumable);
+ * `other` when it is anything else (a refusal: it goes to the agent, and the relay carries on from there); `gone` when
+ * the workstation's stream failed or ended first.
+ */
+async function firstFrame(ws: StreamEnd): Promise<{ dial?: Uint8Array; other?: Uint8Array; gone?: string }> {
+  let msg: Uint8Array | null;
+  try {
+    msg = await ws.reader.next();
+  } catch (e) {
+    return { gone: `workstation gone: ${e instanceof Error ? e.message : e}` };
+  }
+  if (msg === null) return { gone: "the workstation ended its stream before its dial result" };
+  try {
+    const f = decodeTunnelMessage(msg);
+    if (f.kind === "dial" && f.dial.code === DialCode.ok) return { dial: msg };
+  } catch { /* the relay's to refuse */ }
+  return { other: msg };
 }
 
 /** Answers a stream's open with a dial result and ends it. */

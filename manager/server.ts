@@ -87,6 +87,8 @@ export class Manager implements TunnelHost {
       metrics: this.metrics,
       sessions: this.sessions,
       touch: (id) => this.#session(id),
+      resumable: this.resumable,
+      sendAck: (sessionId, streamId, received) => this.sendAck(sessionId, streamId, received),
     });
     this.sessions.onEnd = (s, reason) => {
       this.intercepts.sessionEnded(s);

@@ -1,7 +1,8 @@
 /**
- * A resumable TCP stream on the manager: the destination's socket and the stream's state outlive the HTTP/2 stream
- * that carries them, so that a workstation whose connection broke can rejoin the stream on a new connection
- * (TunnelOpen.resume) and carry on where it was.
+ * A resumable TCP stream on the manager: its far end (the destination's socket, or for an intercepted connection the
+ * agent's AgentTunnel stream: `FarEnd`) and the stream's state outlive the HTTP/2 stream that carries the workstation's
+ * side, so that a workstation whose connection broke can rejoin the stream on a new connection (TunnelOpen.resume)
+ * and carry on where it was.
  *
  * Each side counts the payload it has received and acknowledges it every ACK_EVERY bytes, on the session's
  * TunnelAcks stream (`tunnel_acks.ts`), apart from the data, which flow control may hold up; each keeps what it sent
@@ -9,10 +10,11 @@
  * `bufferBytes`: past that the socket is paused (the destination's TCP window closes), so nothing overflows. On a
  * resume the manager says how many inbound bytes the destination's socket took (TunnelResumed), and sends again what
  * the workstation has not received, then its FIN if the destination had ended. Inbound bytes count as received once
- * written to the socket: node keeps what the kernel has not yet taken, and the socket outlives the connection.
+ * written to the far end: node keeps what the kernel has not yet taken (the agent's stream queues what its HTTP/2
+ * window does not take yet), and the far end outlives the connection.
  *
- * When the carrying stream goes away (the connection broke), the stream is detached: the socket stays open and is
- * read into the buffer, and a grace timer starts; a resume before it ends re-attaches, else the socket is reset. A
+ * When the carrying stream goes away (the connection broke), the stream is detached: the far end stays open and is
+ * read into the buffer, and a grace timer starts; a resume before it ends re-attaches, else the far end is reset. A
  * resume that finds a stream still attached (its old connection hangs) takes it over. The session's end resets it.
  */
 import type net from "node:net";
@@ -21,7 +23,7 @@ import { encodeTunnelFrame } from "../proto/messages.ts";
 import type { FrameSink, MessageSource, TunnelOutcome } from "./_streams.ts";
 import type { Metrics } from "./metrics.ts";
 import { IdleSweeper } from "./idle.ts";
-import { drainOrClose } from "../proto/socket_pipe.ts";
+import { type FarEnd, noIdle, socketEnd } from "./far_end.ts";
 
 /** Bytes received between two acknowledgements. */
 export const ACK_EVERY = 128 * 1024;
@@ -36,8 +38,11 @@ const idleSweeper = new IdleSweeper();
 export interface ResumableOptions {
   graceMs: number;
   bufferBytes: number;
+  /** 0: no idle timeout. */
   idleTimeoutMs: number;
   metrics: Metrics;
+  /** Count the payload in the tcp byte counters (default true; an intercepted connection's are not tunnel bytes). */
+  countBytes?: boolean;
   decode(msg: Uint8Array): import("../proto/messages.ts").TunnelFrame;
   /** Tells the workstation how many of its bytes the socket took (on the session's TunnelAcks stream). */
   sendAck(received: number): void;
@@ -53,7 +58,7 @@ interface Attachment {
 
 export class ResumableTcpStream {
   readonly id = crypto.randomUUID();
-  readonly #sock: net.Socket;
+  readonly #far: FarEnd;
   readonly #o: ResumableOptions;
   /** Inbound payload bytes written to the socket, and the count last acknowledged. */
   #taken = 0;
@@ -73,31 +78,34 @@ export class ResumableTcpStream {
   #paused = false;
   readonly #idle;
 
-  constructor(sock: net.Socket, options: ResumableOptions) {
-    this.#sock = sock;
+  /** `far`: a destination's socket, or any `FarEnd` (an agent's stream, `intercept_resume.ts`). */
+  constructor(far: net.Socket | FarEnd, options: ResumableOptions) {
+    const end = this.#far = "kind" in far && far.kind === "far-end" ? far : socketEnd(far as net.Socket);
     this.#o = options;
-    this.#idle = idleSweeper.track(options.idleTimeoutMs, () => this.reset(`idle for ${options.idleTimeoutMs} ms`));
-    sock.on("data", (chunk: Uint8Array) => this.#onData(chunk));
-    sock.on("end", () => {
-      if (this.#finished) return;
-      this.#destEnded = true;
-      this.#att?.out.writeMessage(FIN);
-      this.#maybeFinish();
-    });
-    sock.on("error", (e: Error & { code?: string }) => {
-      this.reset(e.code === "ECONNRESET" ? "destination reset the connection" : `destination error: ${e.message}`);
-    });
-    sock.on("close", () => {
-      if (this.#finished) return;
-      // Both FINs went through: the socket is done, the call waits for the workstation's end of its request side.
-      if (this.#clientFin && this.#destEnded) return this.#maybeFinish();
-      this.reset("destination closed the connection");
+    this.#idle = options.idleTimeoutMs > 0
+      ? idleSweeper.track(options.idleTimeoutMs, () => this.reset(`idle for ${options.idleTimeoutMs} ms`))
+      : noIdle;
+    end.start({
+      data: (chunk) => this.#onData(chunk),
+      end: () => {
+        if (this.#finished) return;
+        this.#destEnded = true;
+        this.#att?.out.writeMessage(FIN);
+        this.#maybeFinish();
+      },
+      error: (reason) => this.reset(reason),
+      close: () => {
+        if (this.#finished) return;
+        // Both FINs went through: the far end is done, the call waits for the workstation's end of its request side.
+        if (this.#clientFin && this.#destEnded) return this.#maybeFinish();
+        this.reset("destination closed the connection");
+      },
     });
   }
 
   /** Bytes this stream holds: kept outbound bytes and the socket's unsent ones. */
   get buffered(): number {
-    return this.#keptBytes + this.#sock.writableLength;
+    return this.#keptBytes + this.#far.writableLength;
   }
 
   /**
@@ -173,7 +181,7 @@ export class ResumableTcpStream {
   /** Resets the destination's socket and ends the stream (a reset frame to the workstation, if one listens). */
   reset(reason: string): void {
     if (this.#finished) return;
-    this.#sock.resetAndDestroy();
+    this.#far.reset(reason);
     this.#att?.out.writeMessage(encodeTunnelFrame({ kind: "reset", reason }));
     this.#finish({ code: Status.OK, message: reason });
   }
@@ -189,7 +197,7 @@ export class ResumableTcpStream {
     this.#att = undefined;
     att?.reader.cancel();
     att?.resolve(o);
-    if (!this.#sock.destroyed) this.#sock.destroy();
+    this.#far.destroy();
     this.#o.onGone();
   }
 
@@ -240,15 +248,18 @@ export class ResumableTcpStream {
 
   #onData(chunk: Uint8Array): void {
     this.#idle.touch();
-    this.#o.metrics.bytes.add({ protocol: "tcp", direction: "outbound" }, chunk.length);
-    // node:net hands each read in a buffer of its own: the kept list and the frame may both reference it.
+    if (this.#o.countBytes !== false) {
+      this.#o.metrics.bytes.add({ protocol: "tcp", direction: "outbound" }, chunk.length);
+    }
+    // Each chunk is a buffer of its own (a node:net read, a frame's payload): the kept list and the frame may both
+    // reference it.
     this.#kept.push(chunk);
     this.#keptBytes += chunk.length;
     const att = this.#att;
     const room = att ? att.out.writeData(chunk) : true;
     if (!room || this.#keptBytes >= this.#o.bufferBytes) {
       this.#paused = true;
-      this.#sock.pause();
+      this.#far.pause();
       if (!room) att!.out.ready().then(() => this.#maybeResume());
     }
   }
@@ -261,7 +272,7 @@ export class ResumableTcpStream {
       return;
     }
     this.#paused = false;
-    this.#sock.resume();
+    this.#far.resume();
   }
 
   async #inbound(att: Attachment, gen: number): Promise<void> {
@@ -280,7 +291,7 @@ export class ResumableTcpStream {
         this.#bodyEnded = true;
         if (!this.#clientFin) {
           this.#clientFin = true;
-          this.#sock.end();
+          this.#far.end();
         }
         this.#maybeFinish();
         return;
@@ -297,25 +308,27 @@ export class ResumableTcpStream {
             return this.#protocolError(att, new GrpcError(Status.INVALID_ARGUMENT, "Data after FIN"));
           }
           this.#idle.touch();
-          this.#o.metrics.bytes.add({ protocol: "tcp", direction: "inbound" }, frame.data.length);
-          const room = this.#sock.write(frame.data);
+          if (this.#o.countBytes !== false) {
+            this.#o.metrics.bytes.add({ protocol: "tcp", direction: "inbound" }, frame.data.length);
+          }
+          const room = this.#far.write(frame.data);
           this.#taken += frame.data.length;
           if (this.#taken - this.#takenAcked >= ACK_EVERY) {
             this.#takenAcked = this.#taken;
             this.#o.sendAck(this.#taken);
           }
-          if (!room) await drainOrClose(this.#sock);
+          if (!room) await this.#far.drained();
           break;
         }
         case "fin":
           if (!this.#clientFin) {
             this.#clientFin = true;
-            this.#sock.end();
+            this.#far.end();
           }
           this.#maybeFinish();
           break;
         case "reset":
-          this.#sock.resetAndDestroy();
+          this.#far.reset(`client reset: ${frame.reason}`);
           this.#finish({ code: Status.OK, message: `client reset: ${frame.reason}` });
           return;
         case "keepalive":
@@ -331,7 +344,7 @@ export class ResumableTcpStream {
   }
 
   #protocolError(att: Attachment, e: GrpcError): void {
-    this.#sock.resetAndDestroy();
+    this.#far.reset(e.details);
     att.out.writeMessage(encodeTunnelFrame({ kind: "reset", reason: e.details }));
     this.#finish({ code: e.code, message: e.details });
   }

@@ -267,15 +267,20 @@ export class ManagerSession {
     return this.#watch("WatchInterceptConnections", codecs.InterceptConnection);
   }
 
-  /** Joins an announced connection with this side's dial result (of its local port). */
-  joinIntercept(c: InterceptConnection, dial: DialResult): Tunnel {
+  /**
+   * Joins an announced connection with this side's dial result (of its local port). `resumable`: ask for a stream
+   * that survives a broken connection (a manager that agrees says so after the join: `tunnel.resumable`; an older
+   * one relays it as before, and it ends with the connection).
+   */
+  joinIntercept(c: InterceptConnection, dial: DialResult, how: { resumable?: boolean } = {}): Tunnel {
     const t = new Tunnel(this.channel, this.id, {
       protocol: "tcp",
       source: c.source ?? { ip: "", port: 0 },
       destination: { ip: "127.0.0.1", port: c.localPort },
-    }, { method: "InterceptTunnel", connectionId: c.connectionId, dial });
+    }, { method: "InterceptTunnel", connectionId: c.connectionId, dial, resumable: how.resumable === true });
     this.#tunnels.add(t);
     t.ended.then(() => this.#tunnels.delete(t));
+    if (how.resumable) t.onResumable = () => this.#keepResumable(t);
     return t;
   }
 

@@ -63,7 +63,7 @@ export interface TunnelMethod {
   interceptId?: string;
   /** A joining stream's own dial result, sent after the open frame (the peer waits for it). */
   dial?: DialResult;
-  /** Ask for a resumable stream (Tunnel method, TCP; the manager decides). */
+  /** Ask for a resumable stream (Tunnel and InterceptTunnel methods, TCP; the manager decides). */
   resumable?: boolean;
 }
 
@@ -199,6 +199,12 @@ export class Tunnel {
   get finished(): boolean {
     return this.#end !== undefined;
   }
+
+  /**
+   * Called when the manager made the stream resumable after the open: a joining stream (InterceptTunnel) that sent
+   * its own dial result hears the stream's id in a dial frame of the manager's.
+   */
+  onResumable: (() => void) | undefined;
 
   /** Sends an ack of `received` bytes for this stream (set by the session, on its TunnelAcks stream). */
   sendAck: ((received: number) => void) | undefined;
@@ -582,7 +588,10 @@ export class Tunnel {
         if (this.#resuming) this.#resumed(frame.received);
         break;
       case "dial":
-        if (frame.dial.code === 1 && frame.dial.streamId && this.#how.resumable) this.#streamId = frame.dial.streamId;
+        if (frame.dial.code === 1 && frame.dial.streamId && this.#how.resumable && !this.#streamId) {
+          this.#streamId = frame.dial.streamId;
+          this.onResumable?.();
+        }
         this.dial = frame.dial;
         this.#dialWaiter?.(frame.dial);
         this.#dialWaiter = undefined;

@@ -7,9 +7,9 @@
  * - The link cut: the workstation's end of the lab's link goes down until tp notices, and comes back. The mount, whose
  *   stream cannot resume, comes back at the same directory (the dead FUSE mount detached lazily: a shell sits in it);
  *   `tp status` and `tp list` say `reconnecting`, then `mounted`; the same file reads again and a file new in the pod
- *   shows up. An intercepted connection open across the cut is reset on both sides (the cluster's client gets a
- *   reset, not a hang); a connection made during the cut is served after it; new ones are served soon after the link
- *   is back. A mount whose stream ends while the link is up (its sftp-server killed) comes back too, and so do the
+ *   shows up. An intercepted connection open across the cut carries on (its stream resumes with the session:
+ *   tests/intercept_resume_lab_test.ts); a connection made during the cut is served after it; new ones are served
+ *   soon after the link is back. A mount whose stream ends while the link is up (its sftp-server killed) comes back too, and so do the
  *   intercept and the mount after the manager restarts (the daemon retries intercepting until the workload's agent
  *   registered again). After `tp quit` nothing is left: no mount, no sshfs, no sftp-server.
  */
@@ -113,7 +113,7 @@ Deno.test({
     });
 
     await t.step(
-      "the mount comes back after a link cut; intercepted connections are reset, new ones served",
+      "the mount comes back after a link cut; intercepted connections carry on, new ones are served",
       async () => {
         const r = await tp(["intercept", "web", "--port", `${LOCAL_HTTP}:${HTTP}`, "--mount", webDir]);
         assert.equal(r.code, 0, r.stderr);
@@ -133,7 +133,7 @@ Deno.test({
           `${ROOT}/tests/hold_client.ts`,
           PODS.web.ip,
           String(AGENT_TCP),
-          "60",
+          "30",
         ], { timeoutMs: 90_000 });
         await waitFor("the held connection to reach the laptop's echo", async () => {
           const s = await inNs("ws", ["ss", "-Htn", "state", "established", `( sport = :${LOCAL_TCP} )`]);
@@ -165,20 +165,11 @@ Deno.test({
         const served = Date.now() - upAt;
         console.log(`link back -> new intercepted connection served: ${served} ms`);
         assert.ok(served < 5_000, `served ${served} ms after the link came back`);
+        const left = await inNs("ws", ["ss", "-Htn", "state", "established", `( sport = :${LOCAL_TCP} )`]);
+        assert.notEqual(left.stdout.trim(), "", "the laptop's end of the held connection is still open");
         // Announced on the workstation's old watch, it is announced again on the new one (the manager may hear of the
         // old connection's end first, its FIN or RST once the link is up: it then waits --intercept-grace, 30 s here).
         assert.equal(await duringCut, "laptop", "the connection made during the cut is served by the laptop after it");
-
-        // The held connection: reset on the cluster's side, once the link was back; nothing left on the laptop's.
-        const h = await held;
-        assert.equal(h.code, 0, h.stderr);
-        const out = JSON.parse(h.stdout);
-        assert.equal(out.echoed, "hello\n");
-        assert.equal(out.how, "reset", `the cluster's client sees a reset (${JSON.stringify(out)})`);
-        console.log(`link back -> held intercepted connection reset: ${out.at - upAt} ms`);
-        assert.ok(out.at - upAt < 10_000, `reset ${out.at - upAt} ms after the link came back`);
-        const left = await inNs("ws", ["ss", "-Htn", "state", "established", `( sport = :${LOCAL_TCP} )`]);
-        assert.equal(left.stdout.trim(), "", "the laptop's end of the held connection was reset too");
 
         // The mount comes back at the same directory.
         await waitFor("the mount to be made again", async () => (await mountState("web"))?.state === "mounted", 30_000);
@@ -202,6 +193,13 @@ Deno.test({
         assert.match(log, /detached lazily/);
         assert.equal(sshfsLeft().length, 1, "one sshfs: the dead one is gone");
         await waitFor("one sftp-server in the pod", () => sftpServers().length === 1);
+        // The held connection carried on: open on both sides until the client's deadline (30 s): a
+        // reset would have ended it early.
+        const h = await held;
+        assert.equal(h.code, 0, h.stderr);
+        const out = JSON.parse(h.stdout);
+        assert.equal(out.echoed, "hello\n");
+        assert.equal(out.how, "open", `the cluster's client saw no reset (${JSON.stringify(out)})`);
         try {
           sitter.kill("SIGKILL");
         } catch { /* gone */ }

@@ -5,7 +5,8 @@
  * and resets then flow both ways. A closed local port answers "refused", and the cluster's client gets a reset at
  * once. After a reconnect the intercepts are made again on the new session (retried for a while when the workload's
  * agent is not back yet: a restarted manager), and their mounts come back (kept_mount.ts). Intercepted connections
- * open when the link broke are reset on both sides; they do not resume (their streams are not Tunnel streams).
+ * are resumable streams: open when the link broke, they pause and carry on when the session resumes within the
+ * manager's grace (the local app's socket is kept meanwhile), and are reset on both sides otherwise.
  */
 import net from "node:net";
 import { DialCode, GrpcError, type ManagerSession, pipeSocket, Status, type Tunnel } from "../../proto/mod.ts";
@@ -274,7 +275,8 @@ export class DaemonIntercepts {
     sock.on("error", () => {});
     sock.once("connect", () => {
       connected = true;
-      const t = session.joinIntercept(c, { code: DialCode.ok, message: "" });
+      // Resumable: a broken link that the session resumes leaves the connection paused, not reset (link.ts).
+      const t = session.joinIntercept(c, { code: DialCode.ok, message: "" }, { resumable: true });
       this.stats.open++;
       void pipeSocket(sock, t).finally(() => this.stats.open--);
     });
