@@ -47,6 +47,9 @@ export interface FollowStatus {
   watching: string[];
 }
 
+/** After a re-apply that failed, when tp looks at the file again by itself. */
+const RETRY_AFTER_FAILED_APPLY_MS = 1_000;
+
 const dirname = (p: string) => p.replace(/\/[^/]*$/, "") || "/";
 
 export class ResolvConfFollower {
@@ -178,7 +181,10 @@ export class ResolvConfFollower {
     if (this.#closed) return;
     this.#arm();
     const paths = { path: this.#path, stateDir: this.#o.stateDir };
-    if (await resolvConfHoldsTpsWrite(paths) !== false) return;
+    // No record (null) is not "nothing to follow": the follower runs only while tp manages the file, and a re-apply
+    // that another program's write cut short (its read-back failed) leaves the program's file and no record. The
+    // file is then the program's, like any rewrite: looked at below, and counted towards backing off.
+    if (await resolvConfHoldsTpsWrite(paths) === true) return;
     const text = await Deno.readTextFile(this.#path);
     const nameservers = parseResolvConf(text).nameservers;
     if (nameservers.includes(this.#o.dnsAddress)) {
@@ -205,11 +211,19 @@ export class ResolvConfFollower {
       );
       return this.#lookAt(d.untilMs - now);
     }
-    const r = await applyResolvConf(paths, {
-      dnsAddress: this.#o.dnsAddress,
-      searchDomains: this.#o.searchDomains,
-      pid: this.#o.pid ?? Deno.pid,
-    });
+    let r: Awaited<ReturnType<typeof applyResolvConf>>;
+    try {
+      r = await applyResolvConf(paths, {
+        dnsAddress: this.#o.dnsAddress,
+        searchDomains: this.#o.searchDomains,
+        pid: this.#o.pid ?? Deno.pid,
+      });
+    } catch (e) {
+      // The file is the program's again (applyResolvConf put it back): a program that wrote once, in the middle of
+      // tp's write, writes no more, so tp looks once more itself. RewriteBackoff bounds how often.
+      this.#lookAt(RETRY_AFTER_FAILED_APPLY_MS);
+      throw e;
+    }
     this.#newOriginals++;
     this.#lastNewOriginalAt = new Date().toISOString();
     this.#o.onNewOriginal(r.upstreams);

@@ -161,3 +161,34 @@ Deno.test("ResolvConfFollower leaves an edit that keeps tp's nameserver, and nev
     assert.equal(follower.status().newOriginals, 0);
   });
 });
+
+Deno.test("ResolvConfFollower keeps following after a re-apply that another program's write cut short", async () => {
+  // A re-apply that fails its read-back (the other program wrote in between) puts the program's file back and
+  // removes tp's record and backup: that is the state made here. Before the fix tp took "no record" as "nothing of
+  // tp's to follow" and stopped re-applying for good: cluster names unresolvable, `tp status` saying "following".
+  await withFollower(async ({ path, stateDir, nextOriginal }) => {
+    for (const f of ["resolv.conf.json", "resolv.conf.orig"]) await Deno.remove(`${stateDir}/${f}`);
+    await Deno.writeTextFile(path, "nameserver 198.18.9.9\n");
+    assert.deepEqual(await nextOriginal(), ["198.18.9.9"]);
+    assert.deepEqual(await nameservers(path), [TP], "pointed at tp again");
+    // And it goes on following: the next lease is taken too.
+    await Deno.writeTextFile(path, "nameserver 198.18.9.10\n");
+    assert.deepEqual(await nextOriginal(), ["198.18.9.10"]);
+    assert.deepEqual(await nameservers(path), [TP]);
+  });
+});
+
+Deno.test("ResolvConfFollower tries again by itself after a re-apply that failed, with no further rewrite", async () => {
+  await withFollower(async ({ path, stateDir, nextOriginal, logged }) => {
+    // tp's next re-apply cannot save its backup (a directory where its temporary file goes): it fails, and the file
+    // stays the program's. The program writes once and never again.
+    const blocker = `${stateDir}/resolv.conf.orig.tmp-${Deno.pid}`;
+    await Deno.mkdir(`${blocker}/x`, { recursive: true });
+    await Deno.writeTextFile(path, "nameserver 198.18.9.9\n");
+    await logged(/cannot follow a change of .*resolv\.conf/);
+    assert.deepEqual(await nameservers(path), ["198.18.9.9"], "the failed re-apply left the program's file");
+    await Deno.remove(blocker, { recursive: true });
+    assert.deepEqual(await nextOriginal(), ["198.18.9.9"]);
+    assert.deepEqual(await nameservers(path), [TP], "pointed at tp again without another rewrite");
+  });
+});
