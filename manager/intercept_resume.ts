@@ -110,13 +110,14 @@ export interface InterceptResumeHost {
  * whose local app took it (`wsDial`, its ok dial frame, already read: it goes on to the agent). Tells the workstation
  * the stream's id (a dial frame of its own) and resolves once the stream is gone for good: finished, reset, or its
  * grace ended while the workstation was away. `signal` resets it (the agent's or the workstation's session ended).
+ * A mount stream (`mount_resume.ts`) has no `wsDial`: there the agent's dial came first, and nothing goes back to it.
  */
 export async function carryResumable(
   host: InterceptResumeHost,
   sessionId: string,
   agent: StreamEnd,
   ws: StreamEnd,
-  wsDial: Uint8Array,
+  wsDial: Uint8Array | undefined,
   signal: AbortSignal,
 ): Promise<void> {
   const { config, metrics } = host;
@@ -141,7 +142,7 @@ export async function carryResumable(
   const onAbort = () => rs.reset(String(signal.reason));
   signal.addEventListener("abort", onAbort, { once: true });
   if (signal.aborted) onAbort();
-  agent.out.writeMessage(wsDial);
+  if (wsDial) agent.out.writeMessage(wsDial);
   ws.out.writeMessage(encodeTunnelFrame({ kind: "dial", dial: { code: DialCode.ok, message: "", streamId: rs.id } }));
   void rs.attach(ws.reader, ws.out, 0, false).then((o) => ws.out.end(o.code, o.message));
   try {

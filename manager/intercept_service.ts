@@ -39,6 +39,7 @@ import { InterceptTable } from "./intercepts.ts";
 import { relay, type StreamEnd } from "./relay.ts";
 import { decodeTunnelMessage } from "./tunnel.ts";
 import { carryResumable, type InterceptResumeHost, resumeIntercepted } from "./intercept_resume.ts";
+import { carryMount } from "./mount_resume.ts";
 
 /** How long an announced connection waits for its workstation to join. */
 export const JOIN_TIMEOUT_MS = 10_000;
@@ -403,7 +404,8 @@ export class InterceptService {
 
   /**
    * A workstation's MountTunnel: an SFTP stream to an agent of the workload it intercepts (open{session_id,
-   * intercept_id}). The agent is asked (a WatchAgent event) to join it with an sftp-server of its own.
+   * intercept_id}). The agent is asked (a WatchAgent event) to join it with an sftp-server of its own. Asked for a
+   * resumable stream (open.resumable), it is carried as one (`mount_resume.ts`); open.resume rejoins one.
    */
   async serveMountTunnel(reader: MessageSource, out: FrameSink): Promise<void> {
     const abort = new AbortController();
@@ -417,6 +419,7 @@ export class InterceptService {
     } catch (e) {
       return this.#refuse("MountTunnel", e, reader, out);
     }
+    if (open.resume) return await resumeIntercepted(this.#host, session.id, open.resume, end);
     const rec = this.table.get(open.interceptId ?? "");
     if (!rec || rec.sessionId !== session.id) {
       return dialAndEnd(end, DialCode.denied, `No intercept "${open.interceptId}" of this session`);
@@ -430,6 +433,7 @@ export class InterceptService {
       abort,
       (connectionId) => codecs.AgentEvent.encode({ sftp: { connectionId, interceptId: rec.id } }),
       this.#agentWatches,
+      open.resumable === true,
     );
     if (r.refused) dialAndEnd(end, r.refused.code, r.refused.message);
   }
@@ -462,7 +466,8 @@ export class InterceptService {
    * Announces a stream (the message `announcement` makes of its connection id) on the watch (in `watches`) of the
    * session that should join it, waits for the join, and relays until both ends are done. Returns what to refuse the
    * first stream with when no join came: DENIED when the joining session's watch went away (nothing was read yet: an
-   * agent's app can serve it), TIMEOUT after JOIN_TIMEOUT_MS.
+   * agent's app can serve it), TIMEOUT after JOIN_TIMEOUT_MS. `firstResumable`: the first stream is a workstation's
+   * mount that asked for a resumable stream (`mount_resume.ts`).
    */
   async #rendezvous(
     first: StreamEnd,
@@ -471,6 +476,7 @@ export class InterceptService {
     abort: AbortController,
     announcement: (connectionId: string) => Uint8Array,
     watches: Map<string, FrameSink>,
+    firstResumable = false,
   ): Promise<{ refused?: { code: number; message: string } }> {
     const { metrics, config } = this.#host;
     if (this.#pending.size >= MAX_PENDING) {
@@ -489,7 +495,7 @@ export class InterceptService {
       const set = this.#relays.get(s.id) ?? new Set();
       this.#relays.set(s.id, set.add(handle));
     };
-    relayOf(session);
+    if (!firstResumable) relayOf(session);
     metrics.streams.add({ protocol: "intercept" }, 1);
     let joiner: Session | undefined;
     let resumable = false;
@@ -531,6 +537,13 @@ export class InterceptService {
           ? String(abort.signal.reason)
           : `the other end did not answer in ${JOIN_TIMEOUT_MS} ms`;
         return { refused: { code: DialCode.timeout, message } };
+      }
+      if (firstResumable) {
+        if (await carryMount(this.#host, session.id, first, other, abort.signal) === "carried") {
+          this.#host.logger.debug("resumable mount stream ended", { connection: connectionId });
+          return {};
+        }
+        relayOf(session);
       }
       if (resumable) {
         // The workstation's dial result comes right after its open frame: a local app that took the connection

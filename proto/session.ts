@@ -287,13 +287,15 @@ export class ManagerSession {
   /**
    * An SFTP byte stream to an sftp-server the intercepted pod's agent runs (for `sshfs -o slave`). Rejects with a
    * GrpcError when the manager refuses the stream; `tunnel.dial` says whether the agent's server started.
+   * `resumable`: ask for a stream that survives a broken connection (`tunnel.resumable` once the manager agreed; an
+   * older one relays it as before, and it ends with the connection).
    */
-  openMount(interceptId: string): Promise<Tunnel> {
+  openMount(interceptId: string, how: { resumable?: boolean } = {}): Promise<Tunnel> {
     return this.openTunnel({
       protocol: "tcp",
       source: { ip: "", port: 0 },
       destination: { ip: "", port: 0 },
-    }, { method: "MountTunnel", interceptId });
+    }, { method: "MountTunnel", interceptId, resumable: how.resumable === true });
   }
 
   // --- the traffic-agent's side ---

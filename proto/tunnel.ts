@@ -63,7 +63,7 @@ export interface TunnelMethod {
   interceptId?: string;
   /** A joining stream's own dial result, sent after the open frame (the peer waits for it). */
   dial?: DialResult;
-  /** Ask for a resumable stream (Tunnel and InterceptTunnel methods, TCP; the manager decides). */
+  /** Ask for a resumable stream (Tunnel, InterceptTunnel and MountTunnel methods, TCP; the manager decides). */
   resumable?: boolean;
 }
 

@@ -5,8 +5,9 @@
  * and resets then flow both ways. A closed local port answers "refused", and the cluster's client gets a reset at
  * once. After a reconnect the intercepts are made again on the new session (retried for a while when the workload's
  * agent is not back yet: a restarted manager), and their mounts come back (kept_mount.ts). Intercepted connections
- * are resumable streams: open when the link broke, they pause and carry on when the session resumes within the
- * manager's grace (the local app's socket is kept meanwhile), and are reset on both sides otherwise.
+ * and mount streams are resumable streams: open when the link broke, they pause and carry on when the session resumes
+ * within the manager's grace (the local app's socket, sshfs and its mount are kept meanwhile), and are reset on both
+ * sides otherwise (a mount is then made again).
  */
 import net from "node:net";
 import { DialCode, GrpcError, type ManagerSession, pipeSocket, Status, type Tunnel } from "../../proto/mod.ts";
@@ -50,8 +51,9 @@ export class DaemonIntercepts {
   #session: ManagerSession | undefined;
   /** Mounts of the pods' volumes, by workload. */
   readonly #mounts = new Map<string, Kept>();
-  /** The session each mount's stream was opened on. */
+  /** The session each mount's stream was opened on, and the stream. */
   readonly #mountSession = new WeakMap<SshfsMount, ManagerSession>();
+  readonly #mountStream = new WeakMap<SshfsMount, Tunnel>();
 
   constructor(
     readonly log: (line: string) => void,
@@ -106,7 +108,7 @@ export class DaemonIntercepts {
     if (made) this.log(`intercepting ${workload} again on the new session`);
     const kept = this.#mounts.get(workload);
     if (!kept) return;
-    if (made) kept.linkBack(this.#mountSession.get(kept.current) !== session);
+    if (made) kept.linkBack(this.#mountSession.get(kept.current) !== session && !this.#carriesOn(kept.current));
     else kept.fail(`cannot intercept ${workload} again after reconnecting: ${why}`);
   }
 
@@ -145,11 +147,24 @@ export class DaemonIntercepts {
     }
   }
 
-  /** A mount stream to an agent of `workload`, through one of its intercepts on `s`, accepted by the agent. */
+  /**
+   * Whether a mount's stream carries on across the reconnection: resumable, and not reset (link.ts resets those it
+   * cannot resume before the intercepts are made again; one whose resume fails later is reset then, and sshfs's exit
+   * brings the mount back: kept_mount.ts).
+   */
+  #carriesOn(m: SshfsMount): boolean {
+    const t = this.#mountStream.get(m);
+    return t !== undefined && t.resumable && !t.finished;
+  }
+
+  /**
+   * A mount stream to an agent of `workload`, through one of its intercepts on `s`, accepted by the agent. Resumable
+   * when the manager agrees: a broken link that the session resumes only pauses the mount.
+   */
   async #openMount(s: ManagerSession, workload: string): Promise<Tunnel> {
     const info = [...this.#infos.values()].find((i) => i.workload === workload);
     if (!info) throw new Error(`${workload} is not intercepted on the current session`);
-    const t = await s.openMount(info.id);
+    const t = await s.openMount(info.id, { resumable: true });
     if (t.dial.code !== DialCode.ok) {
       t.reset();
       throw new Error(t.dial.message || "the agent refused the mount");
@@ -167,6 +182,7 @@ export class DaemonIntercepts {
       log: (line) => this.log(`sshfs ${workload}: ${line}`),
     });
     this.#mountSession.set(m, s);
+    this.#mountStream.set(m, t);
     return m;
   }
 

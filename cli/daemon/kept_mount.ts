@@ -1,7 +1,8 @@
 /**
- * A workload's volume mount that comes back. sshfs rides one MountTunnel stream, and a stream does not survive the
- * link to the manager breaking (only Tunnel streams resume): the daemon resets it, sshfs exits, and the mount is dead
- * ("Transport endpoint is not connected"). A KeptMount notices, says so (`reconnecting`, with the reason), and once
+ * A workload's volume mount that comes back. sshfs rides one MountTunnel stream. A resumable one (the manager agreed)
+ * rides out a broken link that the session resumes within the manager's grace: sshfs only sees a pause, and nothing
+ * here happens. Otherwise (past the grace, a restarted manager, an older manager) the daemon resets the stream, sshfs
+ * exits, and the mount is dead ("Transport endpoint is not connected"). A KeptMount notices, says so (`reconnecting`, with the reason), and once
  * the link is back and the intercept made again (`linkBack`), mounts the pod's volumes again at the same directory:
  * it opens a new stream first (so a dead mount stays loud, never an empty directory, while nothing can serve it),
  * then unmounts the dead FUSE mount (lazily when a shell or an open file still holds it: they keep the dead one and

@@ -1,0 +1,183 @@
+/**
+ * Resumable mount streams on loopback, through tp's own client: an agent session and a workstation session in this
+ * process, a real manager on an ephemeral port; the agent's side of the mount stream stands in for its sftp-server
+ * (the bytes are what matters here; tests/volumes_resume_lab_test.ts runs real sshfs and sftp-server). A MountTunnel
+ * that asks for a resumable stream carries every byte once, in order, both ways, across a broken workstation
+ * connection and a resumed session, and the agent's side sees no reset; one whose workstation stays away past the
+ * grace is reset on both sides; a workstation that does not ask (an older daemon) gets the relay as before; an agent
+ * that refuses the mount is refused as before.
+ */
+import assert from "node:assert/strict";
+import { connect, connectAgent, DialCode, type ManagerSession, type Tunnel, TunnelResetError } from "../proto/mod.ts";
+import type { AgentEvent, DialResult } from "../proto/messages.ts";
+import { seededBytes, sha256, startManager } from "./manager_fixture.ts";
+
+const MB = 1 << 20;
+const AGENT = {
+  namespace: "default",
+  workload: "web",
+  podName: "web-0",
+  podIp: "127.0.0.1",
+  forwards: [{ agentPort: 9080, appPort: 8080 }],
+  mounts: ["/data"],
+  env: {},
+  agentVersion: "test",
+};
+
+async function nextOf<T>(it: AsyncGenerator<T>): Promise<T> {
+  const r = await it.next();
+  if (r.done) throw new Error("watch ended");
+  return r.value;
+}
+
+/** Writes `data` in 16 KiB pieces, waiting whenever the tunnel says so (also across a suspension), then a FIN. */
+async function writeAll(t: Tunnel, data: Uint8Array): Promise<void> {
+  for (let o = 0; o < data.length; o += 16384) {
+    if (!t.write(data.subarray(o, o + 16384))) await t.drained();
+  }
+  t.closeWrite();
+}
+
+async function readAll(t: Tunnel): Promise<Uint8Array[]> {
+  const out: Uint8Array[] = [];
+  for (let c = await t.read(); c; c = await t.read()) out.push(c);
+  return out;
+}
+
+/** An agent and a workstation intercepting its port; `mount` opens a mount stream the agent answers with `dial`. */
+async function intercepted(url: string) {
+  const agent = await connectAgent(url, undefined, AGENT);
+  const ws = await connect(url, undefined, { clientName: "laptop", namespace: "default" });
+  const events = agent.watchAgent();
+  await nextOf(events);
+  const info = await ws.createIntercept("web", 0, 18080);
+  await nextOf(events);
+  const mount = async (resumable: boolean, dial: DialResult = { code: DialCode.ok, message: "" }) => {
+    const opened = ws.openMount(info.id, { resumable });
+    const ev: AgentEvent = await nextOf(events);
+    assert.ok(ev.sftp, "the agent is asked for an sftp-server");
+    const a = agent.joinMount(ev.sftp.connectionId, dial);
+    return { a, mounted: await opened };
+  };
+  return { agent, ws, mount, stop: () => events.return(undefined) };
+}
+
+/** Waits (every 10 ms, at most 10 s) until `f` holds. */
+async function until(what: string, f: () => boolean): Promise<void> {
+  for (const t0 = Date.now(); !f(); await new Promise((r) => setTimeout(r, 10))) {
+    if (Date.now() - t0 > 10_000) throw new Error(`${what} did not happen within 10 s`);
+  }
+}
+
+Deno.test("a resumable mount stream carries 12 MB each way across a broken workstation connection and a resumed session", async () => {
+  const m = await startManager();
+  const sessions: ManagerSession[] = [];
+  try {
+    const x = await intercepted(m.url);
+    sessions.push(x.agent);
+    let ws = x.ws;
+    const { a, mounted } = await x.mount(true);
+    assert.equal(mounted.dial.code, DialCode.ok);
+    assert.equal(mounted.resumable, true, "the manager's dial names the stream");
+    const up = seededBytes(12 * MB, 3), down = seededBytes(12 * MB, 4);
+    const agentWrites = writeAll(a, up), agentReads = readAll(a);
+    const wsWrites = writeAll(mounted, down), wsReads = readAll(mounted);
+    while (mounted.stats().bytesRead < 3 * MB || a.stats().bytesRead < 3 * MB) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const suspended = await ws.detach();
+    assert.deepEqual(suspended, [mounted]);
+    assert.ok(mounted.suspended);
+    assert.equal(a.finished, false, "the agent's side (its sftp-server) only pauses");
+    ws = await connect(m.url, undefined, { resumeSessionId: ws.id });
+    sessions.push(ws);
+    assert.equal(ws.resumed, true);
+    assert.deepEqual(await ws.adopt(suspended), [true]);
+    await Promise.all([agentWrites, wsWrites]);
+    assert.equal(
+      await sha256(await wsReads),
+      await sha256([up]),
+      "the workstation got the agent's bytes once, in order",
+    );
+    assert.equal(await sha256(await agentReads), await sha256([down]), "the agent got the workstation's bytes");
+    assert.equal((await a.ended).how, "closed", "no reset at the agent");
+    assert.equal((await mounted.ended).how, "closed", "no reset at the workstation");
+    assert.match(
+      await (await fetch(`${m.url}/metrics`)).text(),
+      /tp_manager_stream_resumes_total\{result="resumed"\} 1/,
+    );
+    await until("the manager to let the stream go", () => m.manager.resumable.size === 0);
+    await x.stop();
+  } finally {
+    for (const s of sessions) await s.depart();
+    await m.close();
+  }
+});
+
+Deno.test("a mount stream whose workstation stays away past the grace is reset on both sides", async () => {
+  const m = await startManager({ resumeGraceMs: 300, sessionTtlMs: 30_000 });
+  const sessions: ManagerSession[] = [];
+  try {
+    const x = await intercepted(m.url);
+    sessions.push(x.agent);
+    const { a, mounted } = await x.mount(true);
+    assert.equal(mounted.resumable, true);
+    a.write(new TextEncoder().encode("before"));
+    assert.equal(new TextDecoder().decode((await mounted.read())!), "before");
+    const suspended = await x.ws.detach();
+    // The agent's side hears the reset once the grace ended (its sftp-server then ends), without the workstation.
+    await assert.rejects(a.read(), TunnelResetError);
+    assert.match((await a.ended).reason, /did not come back within 300 ms/);
+    assert.equal(m.manager.resumable.size, 0);
+    const ws = await connect(m.url, undefined, { resumeSessionId: x.ws.id });
+    sessions.push(ws);
+    assert.equal(ws.resumed, true);
+    assert.deepEqual(await ws.adopt(suspended), [false]);
+    await assert.rejects(mounted.read(), TunnelResetError);
+    await x.stop();
+  } finally {
+    for (const s of sessions) await s.depart();
+    await m.close();
+  }
+});
+
+Deno.test("a mount stream not asked to be resumable is relayed as before: its link's end resets it", async () => {
+  const m = await startManager();
+  const sessions: ManagerSession[] = [];
+  try {
+    const x = await intercepted(m.url);
+    sessions.push(x.agent);
+    const { a, mounted } = await x.mount(false);
+    assert.equal(mounted.dial.code, DialCode.ok);
+    assert.equal(mounted.resumable, false);
+    a.write(new TextEncoder().encode("ping"));
+    assert.equal(new TextDecoder().decode((await mounted.read())!), "ping");
+    mounted.write(new TextEncoder().encode("pong"));
+    assert.equal(new TextDecoder().decode((await a.read())!), "pong");
+    assert.equal(m.manager.resumable.size, 0);
+    assert.deepEqual(await x.ws.detach(), [], "nothing to resume");
+    await assert.rejects(a.read(), TunnelResetError);
+    await x.stop();
+  } finally {
+    for (const s of sessions) await s.depart();
+    await m.close();
+  }
+});
+
+Deno.test("an agent that refuses a resumable mount stream is refused as before: its reason reaches the workstation", async () => {
+  const m = await startManager();
+  const sessions: ManagerSession[] = [];
+  try {
+    const x = await intercepted(m.url);
+    sessions.push(x.agent, x.ws);
+    const { mounted } = await x.mount(true, { code: DialCode.refused, message: "no sftp-server in the agent" });
+    assert.equal(mounted.dial.code, DialCode.refused);
+    assert.equal(mounted.dial.message, "no sftp-server in the agent");
+    assert.equal(mounted.resumable, false);
+    assert.equal(m.manager.resumable.size, 0);
+    await x.stop();
+  } finally {
+    for (const s of sessions) await s.depart();
+    await m.close();
+  }
+});
