@@ -118,10 +118,10 @@ export class InterceptService {
 
   /**
    * A workstation resumed its session on a new connection. Its streams of the old connection that do not resume (its
-   * mounts, and the intercepted connections it joined without asking for a resumable stream; the resumable ones,
-   * `intercept_resume.ts`, are not among them) were reset on its side when that connection broke; here they would
-   * hang until the old connection timed out, so they end now: each agent's end hears a reset, and the cluster's
-   * client a TCP RST. Connections announced to it and not yet joined stay: its new watch announces them again.
+   * mounts and the intercepted connections it opened or joined without asking for a resumable stream; the resumable
+   * ones, `intercept_resume.ts` and `mount_resume.ts`, are not among them) were reset on its side when that
+   * connection broke; here they would hang until the old connection timed out, so they end now: each agent's end
+   * hears a reset, and the cluster's client a TCP RST. Connections announced to it and not yet joined stay: its new watch announces them again.
    */
   sessionResumed(s: Session): void {
     const relays = [...(this.#relays.get(s.id) ?? [])];
