@@ -66,7 +66,9 @@ Deno.test({
       await Deno.mkdir(`${root(pod)}/data`, { recursive: true });
       await Deno.writeTextFile(`${root(pod)}/data/hello.txt`, `a file of ${pod}'s volume\n`);
     }
-    manager = await startLabManager(["--session-ttl", "3s"]);
+    // A mount's stream outlives a killed daemon for the resume grace (the manager cannot tell a kill -9 from a broken
+    // link): 3 s here, so that the pod's sftp-server ends within the kill -9 step's wait.
+    manager = await startLabManager(["--session-ttl", "3s", "--resume-grace", "3s"]);
     shell = await startWorkstationShell();
     const sh = shell;
     // Runs a shell command as nobody in the workstation's namespace, where the daemon's mounts are.
@@ -241,6 +243,7 @@ Deno.test({
         const out = await copy.output();
         assert.notEqual(out.code, 0, "the copy fails once the daemon is gone");
         await waitFor("sshfs to exit", () => sshfsLeft().length === 0);
+        // The manager holds the mount's stream for its resume grace (3 s), then resets it: sftp-server ends.
         await waitFor("web's sftp-server to exit", () => sftpServersIn("web").length === 0);
         const dead = await user(`stat '${webDir}'`);
         assert.match(dead.stderr, /Transport endpoint is not connected/);
