@@ -590,6 +590,10 @@ export class Tunnel {
       case "dial":
         if (frame.dial.code === 1 && frame.dial.streamId && this.#how.resumable && !this.#streamId) {
           this.#streamId = frame.dial.streamId;
+          // A joining stream may have sent payload before this dial came (its local app spoke first): not kept, and
+          // counted by the manager. What is kept starts after it; a resume that finds the manager without all of it
+          // cannot carry on (reset), as an ack past it was taken for an ack of bytes never sent, or shifted the rest.
+          this.#unackedBase = this.#bytesWritten - this.#pendingBytes;
           this.onResumable?.();
         }
         this.dial = frame.dial;

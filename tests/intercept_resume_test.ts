@@ -51,7 +51,8 @@ async function intercepted(url: string) {
   const announced = ws.watchInterceptConnections();
   await ws.createIntercept("web", 0, 18080);
   await nextOf(events);
-  const join = async (resumable: boolean) => {
+  /** `greeting`: what the local app says first, written with the join (before the manager's dial can arrive). */
+  const join = async (resumable: boolean, greeting?: Uint8Array) => {
     const fromAgent = agent.openTunnel({
       protocol: "tcp",
       source: { ip: "127.0.0.9", port: 40000 },
@@ -59,6 +60,7 @@ async function intercepted(url: string) {
     }, { method: "AgentTunnel" });
     const c: InterceptConnection = await nextOf(announced);
     const joined = ws.joinIntercept(c, { code: DialCode.ok, message: "" }, { resumable });
+    if (greeting) joined.write(greeting);
     const a = await fromAgent;
     assert.equal(a.dial.code, DialCode.ok);
     return { a, joined };
@@ -112,6 +114,43 @@ Deno.test("an intercepted connection carries 12 MB each way across a broken work
       /tp_manager_stream_resumes_total\{result="resumed"\} 1/,
     );
     await until("the manager to let the stream go", () => m.manager.resumable.size === 0);
+    await x.stop();
+  } finally {
+    for (const s of sessions) await s.depart();
+    await m.close();
+  }
+});
+
+Deno.test("a local app that speaks first (before the manager's dial came) resumes with every byte, once, in order", async () => {
+  // A server-first protocol (SSH, SMTP, MySQL): the daemon writes the app's greeting as soon as it joined, before the
+  // manager's dial naming the stream arrives. The manager counts those bytes too.
+  const m = await startManager();
+  const sessions: ManagerSession[] = [];
+  try {
+    const x = await intercepted(m.url);
+    sessions.push(x.agent);
+    let ws = x.ws;
+    const greeting = new TextEncoder().encode("SSH-2.0-OpenSSH_9.6\r\n");
+    const { a, joined } = await x.join(true, greeting);
+    await until("the manager's dial naming the stream", () => joined.resumable);
+    const down = seededBytes(2 * MB, 3);
+    const agentReads = readAll(a);
+    const wsWrites = writeAll(joined, down);
+    // Break the workstation's connection once the manager acknowledged some of it (an ack every 128 KiB).
+    while (a.stats().bytesRead < MB) await new Promise((r) => setTimeout(r, 5));
+    const suspended = await ws.detach();
+    assert.deepEqual(suspended, [joined]);
+    ws = await connect(m.url, undefined, { resumeSessionId: ws.id });
+    sessions.push(ws);
+    assert.deepEqual(await ws.adopt(suspended), [true], "the connection resumed");
+    await wsWrites;
+    a.closeWrite();
+    assert.equal(
+      await sha256(await agentReads),
+      await sha256([greeting, down]),
+      "the agent got the greeting and the rest, once, in order",
+    );
+    assert.equal((await joined.ended).how, "closed", "no reset at the workstation");
     await x.stop();
   } finally {
     for (const s of sessions) await s.depart();
