@@ -6,7 +6,7 @@
  * workstation that does not ask (an older daemon) gets the relay as before: its connection ends with its link.
  */
 import assert from "node:assert/strict";
-import { connect, connectAgent, DialCode, type ManagerSession, type Tunnel, TunnelResetError } from "../proto/mod.ts";
+import { connect, connectAgent, DialCode, type ManagerSession, Tunnel, TunnelResetError } from "../proto/mod.ts";
 import type { InterceptConnection } from "../proto/messages.ts";
 import { seededBytes, sha256, startManager } from "./manager_fixture.ts";
 
@@ -73,6 +73,15 @@ async function until(what: string, f: () => boolean): Promise<void> {
   for (const t0 = Date.now(); !f(); await new Promise((r) => setTimeout(r, 10))) {
     if (Date.now() - t0 > 10_000) throw new Error(`${what} did not happen within 10 s`);
   }
+}
+
+/** `p`, or a rejection when it has not settled within 10 s (what should end does not hang the test). */
+function within<T>(p: Promise<T>, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout>;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not happen within 10 s`)), 10_000);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
 Deno.test("an intercepted connection carries 12 MB each way across a broken workstation connection and a resumed session", async () => {
@@ -179,6 +188,46 @@ Deno.test("an intercepted connection whose workstation stays away past the grace
     assert.deepEqual(await ws.adopt(suspended), [false]);
     await assert.rejects(joined.read(), TunnelResetError);
     await x.stop();
+  } finally {
+    for (const s of sessions) await s.depart();
+    await m.close();
+  }
+});
+
+Deno.test("the agent's session ends before the workstation's dial result came: the workstation's stream is reset, nothing is left", async () => {
+  const m = await startManager();
+  const sessions: ManagerSession[] = [];
+  try {
+    const agent = await connectAgent(m.url, undefined, AGENT);
+    const ws = await connect(m.url, undefined, { clientName: "laptop", namespace: "default" });
+    sessions.push(ws);
+    const events = agent.watchAgent();
+    await nextOf(events);
+    const announced = ws.watchInterceptConnections();
+    await ws.createIntercept("web", 0, 18080);
+    await nextOf(events);
+    const fromAgent = agent.openTunnel({
+      protocol: "tcp",
+      source: { ip: "127.0.0.9", port: 40000 },
+      destination: { ip: "127.0.0.1", port: 8080 },
+    }, { method: "AgentTunnel" });
+    const c: InterceptConnection = await nextOf(announced);
+    // A workstation whose dial result is late (its open frame only: no `dial` given), asking for a resumable stream.
+    const late = new Tunnel(ws.channel, ws.id, {
+      protocol: "tcp",
+      source: c.source!,
+      destination: { ip: "127.0.0.1", port: c.localPort },
+    }, { method: "InterceptTunnel", connectionId: c.connectionId, resumable: true });
+    const gauge = () => m.manager.metrics.streams.get({ protocol: "intercept" });
+    const held = () => m.manager.sessions.get(ws.id)!.streams.size; // its watch, and the connection once joined
+    await until("the workstation to join the connection", () => held() === 2);
+    await events.return(undefined);
+    await agent.depart();
+    await fromAgent.catch(() => {}); // settled: the agent's side is gone
+    await assert.rejects(within(late.read(), "the workstation's stream to end"), TunnelResetError, "it hears a reset");
+    await until("the manager to let the connection go", () => gauge() === 0);
+    assert.equal(held(), 1, "the workstation's session holds its watch only");
+    await announced.return(undefined);
   } finally {
     for (const s of sessions) await s.depart();
     await m.close();
