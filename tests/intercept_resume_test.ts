@@ -194,6 +194,33 @@ Deno.test("an intercepted connection whose workstation stays away past the grace
   }
 });
 
+Deno.test("a local app that resets its connection while the link is down: the cluster's side hears it once the session resumes", async () => {
+  // A grace far longer than the test's bounded waits: the reset must come with the resume, not with the grace's end.
+  const m = await startManager({ resumeGraceMs: 120_000 });
+  const sessions: ManagerSession[] = [];
+  try {
+    const x = await intercepted(m.url);
+    sessions.push(x.agent);
+    const { a, joined } = await x.join(true);
+    await until("the manager's dial naming the stream", () => joined.resumable);
+    a.write(new TextEncoder().encode("before"));
+    assert.equal(new TextDecoder().decode((await joined.read())!), "before");
+    const suspended = await x.ws.detach();
+    assert.deepEqual(suspended, [joined]);
+    joined.reset("connection reset"); // the local app's RST, as pipeSocket passes it on
+    const ws = await connect(m.url, undefined, { resumeSessionId: x.ws.id });
+    sessions.push(ws);
+    assert.deepEqual(await ws.adopt(suspended), [false], "it does not resume");
+    await assert.rejects(within(a.read(), "the agent's side to hear the reset"), TunnelResetError);
+    assert.match((await a.ended).reason, /connection reset/);
+    await until("the manager to let the stream go", () => m.manager.resumable.size === 0);
+    await x.stop();
+  } finally {
+    for (const s of sessions) await s.depart();
+    await m.close();
+  }
+});
+
 Deno.test("the agent's session ends before the workstation's dial result came: the workstation's stream is reset, nothing is left", async () => {
   const m = await startManager();
   const sessions: ManagerSession[] = [];
