@@ -167,6 +167,37 @@ Deno.test("a local app that speaks first (before the manager's dial came) resume
   }
 });
 
+Deno.test("what each side sends, and its FIN, while the workstation is away arrives after the resume", async () => {
+  const m = await startManager();
+  const sessions: ManagerSession[] = [];
+  try {
+    const x = await intercepted(m.url);
+    sessions.push(x.agent);
+    const { a, joined } = await x.join(true);
+    await until("the manager's dial naming the stream", () => joined.resumable);
+    const suspended = await x.ws.detach();
+    joined.write(new TextEncoder().encode("from the laptop"));
+    joined.closeWrite();
+    a.write(new TextEncoder().encode("from the cluster"));
+    a.closeWrite();
+    await until("the manager to hold the agent's FIN", () => [...m.manager.resumable.values()][0]!.buffered > 0);
+    const ws = await connect(m.url, undefined, { resumeSessionId: x.ws.id });
+    sessions.push(ws);
+    assert.deepEqual(await ws.adopt(suspended), [true]);
+    const text = async (t: Tunnel) => (await readAll(t)).map((c) => new TextDecoder().decode(c)).join("");
+    assert.equal(await text(a), "from the laptop");
+    assert.equal(await text(joined), "from the cluster");
+    assert.equal((await a.ended).how, "closed");
+    assert.equal((await joined.ended).how, "closed");
+    await until("the manager to let the stream go", () => m.manager.resumable.size === 0);
+    assert.equal(m.manager.metrics.streamsResumable.get(), 0);
+    await x.stop();
+  } finally {
+    for (const s of sessions) await s.depart();
+    await m.close();
+  }
+});
+
 Deno.test("an intercepted connection whose workstation stays away past the grace is reset on both sides", async () => {
   const m = await startManager({ resumeGraceMs: 300, sessionTtlMs: 30_000 });
   const sessions: ManagerSession[] = [];
