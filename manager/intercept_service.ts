@@ -548,7 +548,7 @@ export class InterceptService {
       if (resumable) {
         // The workstation's dial result comes right after its open frame: a local app that took the connection
         // makes the stream resumable; a refusal goes to the agent as the relay would have passed it.
-        const f = await firstFrame(other);
+        const f = await firstFrame(other, abort.signal);
         if (f.dial && joiner) {
           await carryResumable(this.#host, joiner.id, first, other, f.dial, abort.signal);
           this.#host.logger.debug("resumable intercepted connection ended", { connection: connectionId });
@@ -637,14 +637,29 @@ export class InterceptService {
 /**
  * The workstation's first frame after its open: `dial` when it is an ok dial result (the stream can be resumable);
  * `other` when it is anything else (a refusal: it goes to the agent, and the relay carries on from there); `gone` when
- * the workstation's stream failed or ended first.
+ * the workstation's stream failed or ended first, or `signal` aborted the connection meanwhile (the agent's or the
+ * workstation's session ended: the relay would have reset both streams).
  */
-async function firstFrame(ws: StreamEnd): Promise<{ dial?: Uint8Array; other?: Uint8Array; gone?: string }> {
+async function firstFrame(
+  ws: StreamEnd,
+  signal: AbortSignal,
+): Promise<{ dial?: Uint8Array; other?: Uint8Array; gone?: string }> {
   let msg: Uint8Array | null;
+  let onAbort: (() => void) | undefined;
   try {
-    msg = await ws.reader.next();
+    msg = await Promise.race([
+      ws.reader.next(),
+      new Promise<never>((_, reject) => {
+        onAbort = () => reject(new AbortedError(String(signal.reason)));
+        if (signal.aborted) onAbort();
+        else signal.addEventListener("abort", onAbort, { once: true });
+      }),
+    ]);
   } catch (e) {
+    if (e instanceof AbortedError) return { gone: e.message };
     return { gone: `workstation gone: ${e instanceof Error ? e.message : e}` };
+  } finally {
+    signal.removeEventListener("abort", onAbort!);
   }
   if (msg === null) return { gone: "the workstation ended its stream before its dial result" };
   try {
@@ -653,6 +668,8 @@ async function firstFrame(ws: StreamEnd): Promise<{ dial?: Uint8Array; other?: U
   } catch { /* the relay's to refuse */ }
   return { other: msg };
 }
+
+class AbortedError extends Error {}
 
 /** Answers a stream's open with a dial result and ends it. */
 function dialAndEnd(end: StreamEnd, code: number, message: string): void {

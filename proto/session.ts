@@ -399,10 +399,18 @@ export class ManagerSession {
     return keep.filter((t) => t.suspended);
   }
 
-  /** Takes over suspended tunnels of the session this one resumed: each rejoins its stream on this connection. */
+  /**
+   * Takes over suspended tunnels of the session this one resumed: each rejoins its stream on this connection (one
+   * reset meanwhile tells the manager, and counts as not resumed).
+   */
   adopt(tunnels: Iterable<Tunnel>): Promise<boolean[]> {
     const resumed: Promise<boolean>[] = [];
     for (const t of tunnels) {
+      // Reset while suspended: the manager hears of it now, and it does not resume.
+      if (t.resetLate(this.channel, this.id)) {
+        resumed.push(Promise.resolve(false));
+        continue;
+      }
       this.#tunnels.add(t);
       t.ended.then(() => this.#tunnels.delete(t));
       this.#keepResumable(t);

@@ -121,6 +121,8 @@ export class Tunnel {
   #ackedToPeer = 0;
   /** The connection broke: waiting for `resume()` or `reset()`. */
   #suspended = false;
+  /** A reset made while suspended, which the manager has not heard of: `resetLate` tells it. */
+  #lateReset: string | undefined;
   /** A resume waits for the manager's `resumed` frame; writes queue meanwhile. */
   #resuming: ((ok: boolean) => void) | undefined;
   #drainWaiters: (() => void)[] = [];
@@ -265,6 +267,31 @@ export class Tunnel {
     return new Promise((resolve) => (this.#resuming = resolve));
   }
 
+  /**
+   * Tells the manager of a reset made while the tunnel was suspended (the local app reset its connection during the
+   * cut): rejoins the stream on `channel` of the resumed session only to reset it, so that its far end hears the reset
+   * now, not when the stream's grace period ends. False when there was none to tell (or the connection is gone).
+   */
+  resetLate(channel: Channel, sessionId: string): boolean {
+    const reason = this.#lateReset;
+    if (reason === undefined) return false;
+    this.#lateReset = undefined;
+    let stream: Stream;
+    try {
+      stream = channel.open(methods[this.#how.method ?? "Tunnel"]!.path);
+    } catch {
+      return false;
+    }
+    const call = new Call(stream, channel.maxMessageSize);
+    call.onMessage = () => {}; // what the manager sends again before it reads the reset: nobody reads it now
+    this.#sessionId = sessionId;
+    const open = this.#openFrame({ streamId: this.#streamId, received: this.#bytesRead });
+    stream.write(encodeFrame(encodeTunnelFrame({ kind: "open", open })));
+    stream.write(encodeFrame(encodeTunnelFrame({ kind: "reset", reason })));
+    stream.end();
+    return true;
+  }
+
   /** The manager's `resumed`: forget what it has, send the rest again, then what waited, then a FIN if one was due. */
   #resumed(received: number): void {
     const resolve = this.#resuming!;
@@ -407,6 +434,7 @@ export class Tunnel {
     if (this.#end) return;
     if (this.#suspended) {
       // No call is left to end: this is the end, whatever was finished before the connection broke.
+      if (this.#streamId) this.#lateReset = reason;
       this.#pending = [];
       this.#pendingBytes = 0;
       this.#unacked = [];
@@ -590,6 +618,10 @@ export class Tunnel {
       case "dial":
         if (frame.dial.code === 1 && frame.dial.streamId && this.#how.resumable && !this.#streamId) {
           this.#streamId = frame.dial.streamId;
+          // A joining stream may have sent payload before this dial came (its local app spoke first): not kept, and
+          // counted by the manager. What is kept starts after it; a resume that finds the manager without all of it
+          // cannot carry on (reset), as an ack past it was taken for an ack of bytes never sent, or shifted the rest.
+          this.#unackedBase = this.#bytesWritten - this.#pendingBytes;
           this.onResumable?.();
         }
         this.dial = frame.dial;

@@ -6,7 +6,7 @@
  * workstation that does not ask (an older daemon) gets the relay as before: its connection ends with its link.
  */
 import assert from "node:assert/strict";
-import { connect, connectAgent, DialCode, type ManagerSession, type Tunnel, TunnelResetError } from "../proto/mod.ts";
+import { connect, connectAgent, DialCode, type ManagerSession, Tunnel, TunnelResetError } from "../proto/mod.ts";
 import type { InterceptConnection } from "../proto/messages.ts";
 import { seededBytes, sha256, startManager } from "./manager_fixture.ts";
 
@@ -51,7 +51,8 @@ async function intercepted(url: string) {
   const announced = ws.watchInterceptConnections();
   await ws.createIntercept("web", 0, 18080);
   await nextOf(events);
-  const join = async (resumable: boolean) => {
+  /** `greeting`: what the local app says first, written with the join (before the manager's dial can arrive). */
+  const join = async (resumable: boolean, greeting?: Uint8Array) => {
     const fromAgent = agent.openTunnel({
       protocol: "tcp",
       source: { ip: "127.0.0.9", port: 40000 },
@@ -59,6 +60,7 @@ async function intercepted(url: string) {
     }, { method: "AgentTunnel" });
     const c: InterceptConnection = await nextOf(announced);
     const joined = ws.joinIntercept(c, { code: DialCode.ok, message: "" }, { resumable });
+    if (greeting) joined.write(greeting);
     const a = await fromAgent;
     assert.equal(a.dial.code, DialCode.ok);
     return { a, joined };
@@ -71,6 +73,15 @@ async function until(what: string, f: () => boolean): Promise<void> {
   for (const t0 = Date.now(); !f(); await new Promise((r) => setTimeout(r, 10))) {
     if (Date.now() - t0 > 10_000) throw new Error(`${what} did not happen within 10 s`);
   }
+}
+
+/** `p`, or a rejection when it has not settled within 10 s (what should end does not hang the test). */
+function within<T>(p: Promise<T>, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout>;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not happen within 10 s`)), 10_000);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
 Deno.test("an intercepted connection carries 12 MB each way across a broken workstation connection and a resumed session", async () => {
@@ -119,6 +130,74 @@ Deno.test("an intercepted connection carries 12 MB each way across a broken work
   }
 });
 
+Deno.test("a local app that speaks first (before the manager's dial came) resumes with every byte, once, in order", async () => {
+  // A server-first protocol (SSH, SMTP, MySQL): the daemon writes the app's greeting as soon as it joined, before the
+  // manager's dial naming the stream arrives. The manager counts those bytes too.
+  const m = await startManager();
+  const sessions: ManagerSession[] = [];
+  try {
+    const x = await intercepted(m.url);
+    sessions.push(x.agent);
+    let ws = x.ws;
+    const greeting = new TextEncoder().encode("SSH-2.0-OpenSSH_9.6\r\n");
+    const { a, joined } = await x.join(true, greeting);
+    await until("the manager's dial naming the stream", () => joined.resumable);
+    const down = seededBytes(2 * MB, 3);
+    const agentReads = readAll(a);
+    const wsWrites = writeAll(joined, down);
+    // Break the workstation's connection once the manager acknowledged some of it (an ack every 128 KiB).
+    while (a.stats().bytesRead < MB) await new Promise((r) => setTimeout(r, 5));
+    const suspended = await ws.detach();
+    assert.deepEqual(suspended, [joined]);
+    ws = await connect(m.url, undefined, { resumeSessionId: ws.id });
+    sessions.push(ws);
+    assert.deepEqual(await ws.adopt(suspended), [true], "the connection resumed");
+    await wsWrites;
+    a.closeWrite();
+    assert.equal(
+      await sha256(await agentReads),
+      await sha256([greeting, down]),
+      "the agent got the greeting and the rest, once, in order",
+    );
+    assert.equal((await joined.ended).how, "closed", "no reset at the workstation");
+    await x.stop();
+  } finally {
+    for (const s of sessions) await s.depart();
+    await m.close();
+  }
+});
+
+Deno.test("what each side sends, and its FIN, while the workstation is away arrives after the resume", async () => {
+  const m = await startManager();
+  const sessions: ManagerSession[] = [];
+  try {
+    const x = await intercepted(m.url);
+    sessions.push(x.agent);
+    const { a, joined } = await x.join(true);
+    await until("the manager's dial naming the stream", () => joined.resumable);
+    const suspended = await x.ws.detach();
+    joined.write(new TextEncoder().encode("from the laptop"));
+    joined.closeWrite();
+    a.write(new TextEncoder().encode("from the cluster"));
+    a.closeWrite();
+    await until("the manager to hold the agent's FIN", () => [...m.manager.resumable.values()][0]!.buffered > 0);
+    const ws = await connect(m.url, undefined, { resumeSessionId: x.ws.id });
+    sessions.push(ws);
+    assert.deepEqual(await ws.adopt(suspended), [true]);
+    const text = async (t: Tunnel) => (await readAll(t)).map((c) => new TextDecoder().decode(c)).join("");
+    assert.equal(await text(a), "from the laptop");
+    assert.equal(await text(joined), "from the cluster");
+    assert.equal((await a.ended).how, "closed");
+    assert.equal((await joined.ended).how, "closed");
+    await until("the manager to let the stream go", () => m.manager.resumable.size === 0);
+    assert.equal(m.manager.metrics.streamsResumable.get(), 0);
+    await x.stop();
+  } finally {
+    for (const s of sessions) await s.depart();
+    await m.close();
+  }
+});
+
 Deno.test("an intercepted connection whose workstation stays away past the grace is reset on both sides", async () => {
   const m = await startManager({ resumeGraceMs: 300, sessionTtlMs: 30_000 });
   const sessions: ManagerSession[] = [];
@@ -140,6 +219,73 @@ Deno.test("an intercepted connection whose workstation stays away past the grace
     assert.deepEqual(await ws.adopt(suspended), [false]);
     await assert.rejects(joined.read(), TunnelResetError);
     await x.stop();
+  } finally {
+    for (const s of sessions) await s.depart();
+    await m.close();
+  }
+});
+
+Deno.test("a local app that resets its connection while the link is down: the cluster's side hears it once the session resumes", async () => {
+  // A grace far longer than the test's bounded waits: the reset must come with the resume, not with the grace's end.
+  const m = await startManager({ resumeGraceMs: 120_000 });
+  const sessions: ManagerSession[] = [];
+  try {
+    const x = await intercepted(m.url);
+    sessions.push(x.agent);
+    const { a, joined } = await x.join(true);
+    await until("the manager's dial naming the stream", () => joined.resumable);
+    a.write(new TextEncoder().encode("before"));
+    assert.equal(new TextDecoder().decode((await joined.read())!), "before");
+    const suspended = await x.ws.detach();
+    assert.deepEqual(suspended, [joined]);
+    joined.reset("connection reset"); // the local app's RST, as pipeSocket passes it on
+    const ws = await connect(m.url, undefined, { resumeSessionId: x.ws.id });
+    sessions.push(ws);
+    assert.deepEqual(await ws.adopt(suspended), [false], "it does not resume");
+    await assert.rejects(within(a.read(), "the agent's side to hear the reset"), TunnelResetError);
+    assert.match((await a.ended).reason, /connection reset/);
+    await until("the manager to let the stream go", () => m.manager.resumable.size === 0);
+    await x.stop();
+  } finally {
+    for (const s of sessions) await s.depart();
+    await m.close();
+  }
+});
+
+Deno.test("the agent's session ends before the workstation's dial result came: the workstation's stream is reset, nothing is left", async () => {
+  const m = await startManager();
+  const sessions: ManagerSession[] = [];
+  try {
+    const agent = await connectAgent(m.url, undefined, AGENT);
+    const ws = await connect(m.url, undefined, { clientName: "laptop", namespace: "default" });
+    sessions.push(ws);
+    const events = agent.watchAgent();
+    await nextOf(events);
+    const announced = ws.watchInterceptConnections();
+    await ws.createIntercept("web", 0, 18080);
+    await nextOf(events);
+    const fromAgent = agent.openTunnel({
+      protocol: "tcp",
+      source: { ip: "127.0.0.9", port: 40000 },
+      destination: { ip: "127.0.0.1", port: 8080 },
+    }, { method: "AgentTunnel" });
+    const c: InterceptConnection = await nextOf(announced);
+    // A workstation whose dial result is late (its open frame only: no `dial` given), asking for a resumable stream.
+    const late = new Tunnel(ws.channel, ws.id, {
+      protocol: "tcp",
+      source: c.source!,
+      destination: { ip: "127.0.0.1", port: c.localPort },
+    }, { method: "InterceptTunnel", connectionId: c.connectionId, resumable: true });
+    const gauge = () => m.manager.metrics.streams.get({ protocol: "intercept" });
+    const held = () => m.manager.sessions.get(ws.id)!.streams.size; // its watch, and the connection once joined
+    await until("the workstation to join the connection", () => held() === 2);
+    await events.return(undefined);
+    await agent.depart();
+    await fromAgent.catch(() => {}); // settled: the agent's side is gone
+    await assert.rejects(within(late.read(), "the workstation's stream to end"), TunnelResetError, "it hears a reset");
+    await until("the manager to let the connection go", () => gauge() === 0);
+    assert.equal(held(), 1, "the workstation's session holds its watch only");
+    await announced.return(undefined);
   } finally {
     for (const s of sessions) await s.depart();
     await m.close();
