@@ -291,8 +291,17 @@ export class DaemonIntercepts {
     sock.on("error", () => {});
     sock.once("connect", () => {
       connected = true;
-      // Resumable: a broken link that the session resumes leaves the connection paused, not reset (link.ts).
-      const t = session.joinIntercept(c, { code: DialCode.ok, message: "" }, { resumable: true });
+      let t: Tunnel;
+      try {
+        // Resumable: a broken link that the session resumes leaves the connection paused, not reset (link.ts).
+        t = session.joinIntercept(c, { code: DialCode.ok, message: "" }, { resumable: true });
+      } catch (e) {
+        // The link broke while the local app took the connection: the app's end gets a reset (the manager announces
+        // the connection again on the next session's watch, or gives it back to the pod's app).
+        this.log(`intercepted connection to 127.0.0.1:${c.localPort}: cannot join it (${errorMessage(e)})`);
+        sock.resetAndDestroy();
+        return;
+      }
       this.stats.open++;
       void pipeSocket(sock, t).finally(() => this.stats.open--);
     });
@@ -300,8 +309,10 @@ export class DaemonIntercepts {
       if (connected) return; // pipeSocket handles errors after the connect
       this.stats.refused++;
       const code = e.code === "ECONNREFUSED" ? DialCode.refused : DialCode.unreachable;
-      const t = session.joinIntercept(c, { code, message: `127.0.0.1:${c.localPort}: ${e.message}` });
-      t.reset(`nothing listens on 127.0.0.1:${c.localPort} on ${Deno.hostname()}`);
+      try {
+        const t = session.joinIntercept(c, { code, message: `127.0.0.1:${c.localPort}: ${e.message}` });
+        t.reset(`nothing listens on 127.0.0.1:${c.localPort} on ${Deno.hostname()}`);
+      } catch { /* the link broke meanwhile: the manager gives the connection back to the pod's app */ }
     });
   }
 }

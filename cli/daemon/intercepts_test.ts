@@ -100,3 +100,49 @@ Deno.test("DaemonIntercepts: tp leave while a reconnect makes the intercept agai
     second.stop();
   }
 });
+
+Deno.test("DaemonIntercepts: a connection announced as the link breaks resets the local app's end, and nothing throws", async () => {
+  // A real local app (a listener on 127.0.0.1); a session double whose watch announces one connection and whose
+  // joinIntercept throws, as the real one does once the connection to the manager has closed.
+  const app = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const localPort = (app.addr as Deno.NetAddr).port;
+  let stop!: () => void;
+  const stopped = new Promise<void>((r) => (stop = r));
+  let announced = false;
+  const session = {
+    closed: false,
+    watchInterceptConnections: (): AsyncIterable<unknown> => ({
+      [Symbol.asyncIterator]: () => ({
+        next: () =>
+          announced
+            ? stopped.then(() => ({ done: true as const, value: undefined }))
+            : (announced = true,
+              Promise.resolve({
+                done: false as const,
+                value: { connectionId: "c1", localPort, source: { ip: "198.18.0.9", port: 40000 } },
+              })),
+      }),
+    }),
+    joinIntercept: () => {
+      throw new Error("Connection to the manager is closed");
+    },
+  } as unknown as ManagerSession;
+  const log: string[] = [];
+  const intercepts = new DaemonIntercepts((l) => log.push(l), { stateDir: "/nonexistent", user: { uid: 0, gid: 0 } });
+  try {
+    intercepts.attach(session);
+    const conn = await app.accept();
+    // The app's end is reset or closed: a read ends (null or a reset error), bounded by the test's own timeout.
+    const ended = await conn.read(new Uint8Array(16)).then((n) => `eof ${n}`, (e) => `error ${(e as Error).name}`);
+    assert.match(ended, /^(eof null|error ConnectionReset)$/);
+    conn.close();
+    await until(
+      "the log line",
+      () => log.some((l) => /cannot join it \(Connection to the manager is closed\)/.test(l)),
+    );
+    assert.equal(intercepts.stats.open, 0);
+  } finally {
+    stop();
+    app.close();
+  }
+});
