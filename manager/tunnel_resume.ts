@@ -22,6 +22,7 @@ import type { FrameSink, MessageSource, TunnelOutcome } from "./_streams.ts";
 import type { Metrics } from "./metrics.ts";
 import { IdleSweeper } from "./idle.ts";
 import { drainOrClose } from "../proto/socket_pipe.ts";
+import type { BufferHold } from "./session_buffer.ts";
 
 /** Bytes received between two acknowledgements. */
 export const ACK_EVERY = 128 * 1024;
@@ -38,6 +39,11 @@ export interface ResumableOptions {
   bufferBytes: number;
   idleTimeoutMs: number;
   metrics: Metrics;
+  /**
+   * The stream's share of its session's budget: its kept bytes count there (the frames queued to the workstation are
+   * those same bytes), and its reading pauses while the budget is full.
+   */
+  hold: BufferHold;
   decode(msg: Uint8Array): import("../proto/messages.ts").TunnelFrame;
   /** Tells the workstation how many of its bytes the socket took (on the session's TunnelAcks stream). */
   sendAck(received: number): void;
@@ -185,6 +191,7 @@ export class ResumableTcpStream {
     this.#idle.cancel();
     this.#kept = [];
     this.#keptBytes = 0;
+    this.#o.hold.close();
     const att = this.#att;
     this.#att = undefined;
     att?.reader.cancel();
@@ -225,6 +232,7 @@ export class ResumableTcpStream {
     if (drop < 0 || drop > this.#keptBytes) return false;
     this.#base = received;
     this.#keptBytes -= drop;
+    this.#o.hold.release(drop);
     while (drop > 0) {
       const c = this.#kept[0]!;
       if (c.length <= drop) {
@@ -244,14 +252,18 @@ export class ResumableTcpStream {
     // node:net hands each read in a buffer of its own: the kept list and the frame may both reference it.
     this.#kept.push(chunk);
     this.#keptBytes += chunk.length;
+    this.#o.hold.add(chunk.length);
     const att = this.#att;
     const room = att ? att.out.writeData(chunk) : true;
-    if (!room || this.#keptBytes >= this.#o.bufferBytes) {
+    if (!room || this.#keptBytes >= this.#o.bufferBytes || this.#o.hold.full) {
       this.#paused = true;
       this.#sock.pause();
       if (!room) att!.out.ready().then(() => this.#maybeResume());
+      else if (this.#o.hold.full) this.#o.hold.waitForRoom(this.#resumeForRoom);
     }
   }
+
+  readonly #resumeForRoom = () => this.#maybeResume();
 
   #maybeResume(): void {
     if (!this.#paused || this.#finished || this.#keptBytes >= this.#o.bufferBytes) return;
@@ -260,6 +272,7 @@ export class ResumableTcpStream {
       att.out.ready().then(() => this.#maybeResume());
       return;
     }
+    if (this.#o.hold.full) return this.#o.hold.waitForRoom(this.#resumeForRoom);
     this.#paused = false;
     this.#sock.resume();
   }
