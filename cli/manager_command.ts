@@ -29,6 +29,13 @@ function arg<T>(parse: (s: string) => T) {
   };
 }
 
+/** A size above zero. */
+function positiveSize(text: string): number {
+  const n = parseSize(text);
+  if (n < 1) throw new RangeError(`Size "${text}" must be above zero`);
+  return n;
+}
+
 /** A repeatable flag; its environment variable holds a comma-separated list. */
 function list(parse: (s: string) => string) {
   return (value: string, previous: string[] | undefined): string[] => [
@@ -123,6 +130,15 @@ export function managerCommand() {
       ).default(DEFAULTS.resumeBufferBytes).argParser(arg(parseSize)),
     )
     .addOption(
+      opt(
+        "--session-buffer-bytes <size>",
+        "bytes the manager may hold for one workstation's connections together (what it has not read yet, or not " +
+          "acknowledged); at it, that workstation's connections stop reading their destinations until it takes some " +
+          "(64MiB, 256MiB, ...)",
+        "TP_MANAGER_SESSION_BUFFER_BYTES",
+      ).default(DEFAULTS.sessionBufferBytes).argParser(arg(positiveSize)),
+    )
+    .addOption(
       opt("--dial-timeout <duration>", "how long a TCP dial may take", "TP_MANAGER_DIAL_TIMEOUT").default(
         DEFAULTS.dialTimeoutMs,
       )
@@ -196,6 +212,7 @@ export function managerCommand() {
         resumeGraceMs: opts.resumeGrace,
         interceptGraceMs: opts.interceptGrace,
         resumeBufferBytes: opts.resumeBuffer,
+        sessionBufferBytes: opts.sessionBufferBytes,
         dialTimeoutMs: opts.dialTimeout,
         tcpIdleTimeoutMs: opts.tcpIdleTimeout,
         udpIdleTimeoutMs: opts.udpIdleTimeout,
@@ -292,6 +309,7 @@ interface ManagerFlags {
   resumeGrace: number;
   interceptGrace: number;
   resumeBuffer: number;
+  sessionBufferBytes: number;
   dialTimeout: number;
   tcpIdleTimeout: number;
   udpIdleTimeout: number;

@@ -29,6 +29,8 @@ const SYMBOLS = {
   /** sendmmsg(fd, struct mmsghdr *msgvec, vlen, flags) */
   sendmmsg: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
   recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
+  /** recvmsg(fd, struct msghdr *msg, flags) */
+  recvmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
   /** recvmmsg(fd, struct mmsghdr *msgvec, vlen, flags, struct timespec *timeout) */
   recvmmsg: { parameters: ["i32", "buffer", "u32", "i32", "pointer"], result: "i32" },
   connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },

@@ -12,7 +12,9 @@
  * Receiving: when a socket is readable the poller reads its datagrams (synchronous `recvmmsg()` of up to 16 until
  * EAGAIN, at most `batchSize` per wake) into a queue of the socket's own, which `receive()` empties. A socket whose queue holds
  * `maxQueuedBytes` is left out of the poll until `receive()` takes from it, so the kernel's socket buffer fills and
- * drops, as it would for any slow UDP reader. Sending: a synchronous `send()`; a full socket buffer drops.
+ * drops, as it would for any slow UDP reader. Sending: a synchronous `send()`; a full socket buffer drops. Each socket
+ * keeps its ICMP errors in its error queue too (`_udp_error_queue.ts`), where a refusal that a partial sendmmsg() took
+ * is read back.
  */
 import {
   AF_INET,
@@ -27,6 +29,7 @@ import {
   ENOBUFS,
   type Libc,
   openLibc,
+  POLLERR,
   POLLIN,
   POLLNVAL,
   SO_RCVBUF,
@@ -38,6 +41,7 @@ import {
 } from "./_libc.ts";
 import { parseAddress } from "../net/wire/address.ts";
 import { errnoName, OsError } from "./errors.ts";
+import { enableErrorQueue, ErrorQueueReader } from "./_udp_error_queue.ts";
 
 export { ECONNREFUSED };
 
@@ -122,6 +126,7 @@ export class UdpPoller {
   #deferredClose: number[] = [];
   #receiveVector: MessageVector | undefined;
   #sendVector: MessageVector | undefined;
+  #errorQueue: ErrorQueueReader | undefined;
   #dirty = true;
   #woken = false;
   #loop: Promise<void> | null = null;
@@ -175,6 +180,7 @@ export class UdpPoller {
     );
     try {
       setReceiveBuffer(libc, fd, options.receiveBufferBytes ?? DEFAULT_RECEIVE_BUFFER_BYTES);
+      enableErrorQueue(libc, fd, family); // a refusal a partial sendmmsg() took stays readable (_udp_error_queue.ts)
       const any = sockaddr(family, new Uint8Array(family === 4 ? 4 : 16), 0);
       check(libc, libc.symbols.bind(fd, any, any.length), "bind", (e) => `Cannot bind a ${what} (${describe(e)})`);
       const to = sockaddr(family, address, port);
@@ -221,6 +227,11 @@ export class UdpPoller {
   /** @internal The buffers of `sendMany`, made on first use and shared by every socket (all calls are synchronous). */
   get sendVector(): MessageVector {
     return this.#sendVector ??= new MessageVector(SEND_BATCH, SEND_BATCH_BYTES);
+  }
+
+  /** @internal The reader of the sockets' error queues, made on first use and shared (all calls are synchronous). */
+  get errorQueue(): ErrorQueueReader {
+    return this.#errorQueue ??= new ErrorQueueReader(this.#libc);
   }
 
   /** @internal A socket closed: forget it; its fd is closed now, or after the pending poll if one may watch it. */
@@ -282,7 +293,9 @@ export class UdpPoller {
           if (socket.closed) continue;
           if (revents & POLLNVAL) {
             socket.fail(new OsError(`${socket}: the socket's file descriptor is gone`, "poll", 9));
-          } else if (socket.drain(this.#receiveVector ??= receiveVector(), this.#batchSize)) this.#dirty = true;
+          } else if (
+            socket.drain(this.#receiveVector ??= receiveVector(), this.#batchSize, (revents & POLLERR) !== 0)
+          ) this.#dirty = true;
         }
       }
     } finally {
@@ -408,6 +421,7 @@ export class UdpSocket {
       const errno = libc.errno();
       if (errno === EINTR) continue;
       if (errno === EAGAIN || errno === ENOBUFS) break;
+      this.#poller.errorQueue.take(this.#fd); // the same ICMP messages as the error reported now
       throw this.#error(errno, "send");
     }
     this.stats.sendDrops++;
@@ -436,6 +450,16 @@ export class UdpSocket {
         if (n > 0) {
           sent += n;
           k += n;
+          if (k < count) {
+            // Cut short: the next datagram met an error, which sendmmsg() does not return once some were sent. A
+            // pending one (ICMP port unreachable...) is gone from the socket, but not from its error queue.
+            const lost = this.#poller.errorQueue.take(this.#fd);
+            if (lost !== undefined) {
+              this.stats.sentDatagrams += sent;
+              this.stats.sendDrops += dropped;
+              return { sent, dropped, failed: { index: i + k, error: this.#error(lost, "sendmmsg") } };
+            }
+          }
           continue;
         }
         const errno = libc.errno();
@@ -447,6 +471,7 @@ export class UdpSocket {
         }
         this.stats.sentDatagrams += sent;
         this.stats.sendDrops += dropped;
+        this.#poller.errorQueue.take(this.#fd); // the same ICMP messages as the error reported now
         return { sent, dropped, failed: { index: i + k, error: this.#error(errno, "sendmmsg") } };
       }
       i += count;
@@ -506,11 +531,11 @@ export class UdpSocket {
   /**
    * @internal Called by the poller when the socket is readable: reads up to `batchSize` datagrams or one error into
    * the queue (past `maxQueuedBytes` by one recvmmsg() at most). Returns true when the queue became full and the
-   * socket must leave the poll.
+   * socket must leave the poll. `pollErr`: poll() said POLLERR: the error queue has something, or an error waits.
    */
-  drain(vector: MessageVector, batchSize: number): boolean {
+  drain(vector: MessageVector, batchSize: number, pollErr = false): boolean {
     const libc = this.#poller.libc;
-    let full = false;
+    let full = false, reported = false;
     for (let i = 0, interrupts = 0; i < batchSize && !full;) {
       const n = libc.symbols.recvmmsg(this.#fd, vector.headers(0), Math.min(vector.size, batchSize - i), 0, null);
       if (n < 0) {
@@ -518,6 +543,7 @@ export class UdpSocket {
         if (errno === EAGAIN) break;
         if (errno === EINTR && ++interrupts < 100) continue;
         this.#queue.push(this.#error(errno, "recvmmsg"));
+        reported = true;
         break;
       }
       for (let k = 0; k < n; k++) {
@@ -529,6 +555,12 @@ export class UdpSocket {
       this.stats.receivedDatagrams += n;
       if (this.#queuedBytes >= this.#maxQueuedBytes) full = this.#paused = true;
       if (n < vector.size) break; // fewer than asked: the socket is empty (or an error waits for the next call)
+    }
+    if (pollErr) {
+      // Read empty in any case (else POLLERR again at once). An error in it that no call here reported was taken from
+      // the socket by a call that did not say so: it is reported now.
+      const lost = this.#poller.errorQueue.take(this.#fd);
+      if (lost !== undefined && !reported) this.#queue.push(this.#error(lost, "recvmsg"));
     }
     if (this.#queue.length > 0) this.#waiter?.();
     return full;

@@ -5,6 +5,7 @@
 import { Deframer, encodeFrame, encodeTrailers, GrpcError, Status } from "../proto/grpc_web.ts";
 import { encodeDataFrame } from "../proto/messages.ts";
 import { errorMessage } from "../base/error_message.ts";
+import type { BufferHold } from "./session_buffer.ts";
 
 /** How a call ended: its trailers' status and message. */
 export interface TunnelOutcome {
@@ -47,6 +48,11 @@ export interface FrameSink {
   end(code: Status, message?: string): void;
   /** Called once if the client stops reading (it reset the stream or the connection closed). */
   onCancel: (reason: unknown) => void;
+  /**
+   * From now on `hold` counts the bytes queued here, as they are queued and taken (undefined: no longer; what the
+   * previous hold counted is released). For a stream whose queue is its session's to pay for (`session_buffer.ts`).
+   */
+  count(hold: BufferHold | undefined): void;
 }
 
 /** Reads request messages from a body. Errors are GrpcErrors, or ClientGoneError when the client reset the stream. */
@@ -124,6 +130,7 @@ export class ResponseFrames implements FrameSink {
   #controller!: ReadableStreamDefaultController<Uint8Array>;
   #waiters: (() => void)[] = [];
   #closed = false;
+  #hold: BufferHold | undefined;
   /** Called once if the client stops reading the body (it reset the stream or the connection closed). */
   onCancel: (reason: unknown) => void = () => {};
 
@@ -132,9 +139,13 @@ export class ResponseFrames implements FrameSink {
       start: (c) => {
         this.#controller = c;
       },
-      pull: () => this.#wake(),
+      pull: () => {
+        this.#hold?.set(this.queued);
+        this.#wake();
+      },
       cancel: (reason) => {
         this.#closed = true;
+        this.#hold?.set(0);
         this.#wake();
         this.onCancel(reason);
       },
@@ -150,6 +161,13 @@ export class ResponseFrames implements FrameSink {
     return this.#closed ? 0 : Math.max(0, this.highWaterBytes - (this.#controller.desiredSize ?? 0));
   }
 
+  /** Counts what the body's queue holds, as the HTTP layer pulls it (`FrameSink.count`). */
+  count(hold: BufferHold | undefined): void {
+    this.#hold?.set(0);
+    this.#hold = hold;
+    hold?.set(this.queued);
+  }
+
   /** Queues a whole frame; false when the queue is full (the frame is still queued) or the stream is closed. */
   writeFrame(frame: Uint8Array): boolean {
     if (this.#closed) return false;
@@ -159,6 +177,7 @@ export class ResponseFrames implements FrameSink {
       this.#gone();
       return false;
     }
+    this.#hold?.set(this.queued);
     return (this.#controller.desiredSize ?? 0) > 0;
   }
 
@@ -187,6 +206,7 @@ export class ResponseFrames implements FrameSink {
       return this.#gone();
     }
     this.#closed = true;
+    this.#hold?.set(0);
     this.#wake();
   }
 
@@ -194,6 +214,7 @@ export class ResponseFrames implements FrameSink {
   #gone(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#hold?.set(0);
     this.#wake();
     this.onCancel(new Error("response body is gone"));
   }

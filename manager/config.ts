@@ -3,6 +3,7 @@
  */
 import ipaddr from "ipaddr.js";
 import { formatCidr, parseCidr } from "../net/cidr.ts";
+import { DEFAULT_SESSION_BUFFER_BYTES } from "./session_buffer.ts";
 
 export interface HostPort {
   host: string;
@@ -33,6 +34,11 @@ export interface ManagerConfig {
   maxSessions: number;
   /** Outbound bytes a stream may queue before its reading from the destination pauses. */
   streamBufferBytes: number;
+  /**
+   * Bytes the manager may hold for all of one session's streams (queued outbound, kept for a resume); at it, the
+   * session's destination sockets pause until it falls below (default 64 MiB, `session_buffer.ts` says why).
+   */
+  sessionBufferBytes?: number;
   /** How long a new tunnel stream may take to send its open frame (default 3 s; tp sends it with the headers). */
   openTimeoutMs?: number;
   /** How long a resumable stream whose connection broke is kept for its workstation (default 30 s). */
@@ -58,6 +64,7 @@ export const DEFAULTS = {
   maxStreamsPerSession: 4096,
   maxSessions: 256,
   streamBufferBytes: 256 * 1024,
+  sessionBufferBytes: DEFAULT_SESSION_BUFFER_BYTES,
   resumeGraceMs: 30_000,
   resumeBufferBytes: 4 << 20,
   interceptGraceMs: 3_000,

@@ -11,6 +11,7 @@ import { CONTENT_TYPE, Deframer, encodeFrame, encodeGrpcMessage, encodeTrailers,
 import { encodeDataFrameHeader } from "../proto/messages.ts";
 import { ClientGoneError, type FrameSink, type MessageSource, takeRequestMessage } from "./_streams.ts";
 import type { ServerCall } from "./call.ts";
+import type { BufferHold } from "./session_buffer.ts";
 
 /**
  * A request reader holding this much undelivered pauses the stream; it resumes below a quarter of it. Two messages
@@ -36,6 +37,7 @@ export class H2Call implements ServerCall {
     const q = p.indexOf("?");
     this.path = q >= 0 ? p.slice(0, q) : p;
     stream.onClose = (code, reason) => {
+      this.#frames?.count(undefined); // the queue went with the stream
       if (code === 0) return;
       this.#messages?.fail(reason);
       this.#frames?.gone(reason);
@@ -184,6 +186,7 @@ class H2Messages implements MessageSource {
 class H2Frames implements FrameSink {
   #closed = false;
   #waiters: (() => void)[] = [];
+  #hold: BufferHold | undefined;
   /** Sends the response headers; called once, before the first frame or the trailers. */
   #respond: (() => void) | undefined;
   onCancel: (reason: unknown) => void = () => {};
@@ -207,10 +210,18 @@ class H2Frames implements FrameSink {
     return this.#closed ? 0 : this.stream.bufferedAmount;
   }
 
+  count(hold: BufferHold | undefined): void {
+    this.#hold?.set(0);
+    this.#hold = hold;
+    this.stream.onFramed = hold ? () => hold.set(this.stream.bufferedAmount) : undefined;
+    hold?.set(this.stream.closed ? 0 : this.stream.bufferedAmount);
+  }
+
   writeFrame(frame: Uint8Array): boolean {
     if (this.#closed) return false;
     this.#headers();
     this.stream.write(frame);
+    this.#hold?.set(this.stream.bufferedAmount);
     return this.stream.bufferedAmount < this.highWaterBytes;
   }
 
@@ -224,6 +235,7 @@ class H2Frames implements FrameSink {
     this.#headers();
     this.stream.write(encodeDataFrameHeader(payload.length));
     this.stream.write(payload);
+    this.#hold?.set(this.stream.bufferedAmount);
     return this.stream.bufferedAmount < this.highWaterBytes;
   }
 

@@ -15,7 +15,19 @@ import type { FarEnd } from "./far_end.ts";
 import type { Metrics } from "./metrics.ts";
 import type { StreamEnd } from "./relay.ts";
 import { decodeTunnelMessage } from "./tunnel.ts";
-import { DEFAULT_RESUME_BUFFER_BYTES, DEFAULT_RESUME_GRACE_MS, ResumableTcpStream } from "./tunnel_resume.ts";
+import {
+  ACK_EVERY,
+  DEFAULT_RESUME_BUFFER_BYTES,
+  DEFAULT_RESUME_GRACE_MS,
+  ResumableTcpStream,
+} from "./tunnel_resume.ts";
+import type { SessionBuffer } from "./session_buffer.ts";
+
+/** The workstation's session a resumable stream belongs to: its id, and the budget its kept bytes count against. */
+export interface HoldingSession {
+  readonly id: string;
+  readonly buffer: SessionBuffer;
+}
 
 const DATA_KEY = 0x0a;
 const FIN = encodeTunnelFrame({ kind: "fin" });
@@ -106,7 +118,7 @@ export interface InterceptResumeHost {
 }
 
 /**
- * Carries a joined intercepted connection whose workstation (session `sessionId`) asked for a resumable stream and
+ * Carries a joined intercepted connection whose workstation (`session`) asked for a resumable stream and
  * whose local app took it (`wsDial`, its ok dial frame, already read: it goes on to the agent). Tells the workstation
  * the stream's id (a dial frame of its own) and resolves once the stream is gone for good: finished, reset, or its
  * grace ended while the workstation was away. `signal` resets it (the agent's or the workstation's session ended).
@@ -114,13 +126,14 @@ export interface InterceptResumeHost {
  */
 export async function carryResumable(
   host: InterceptResumeHost,
-  sessionId: string,
+  session: HoldingSession,
   agent: StreamEnd,
   ws: StreamEnd,
   wsDial: Uint8Array | undefined,
   signal: AbortSignal,
 ): Promise<void> {
   const { config, metrics } = host;
+  const sessionId = session.id;
   const gone = Promise.withResolvers<void>();
   const key = () => `${sessionId}/${rs.id}`;
   const rs: ResumableTcpStream = new ResumableTcpStream(agentEnd(agent, decodeTunnelMessage), {
@@ -128,6 +141,8 @@ export async function carryResumable(
     bufferBytes: config.resumeBufferBytes ?? DEFAULT_RESUME_BUFFER_BYTES,
     idleTimeoutMs: 0, // as relayed connections: the agent's and the app's ends time out on their own
     metrics,
+    // Its kept bytes count against the workstation's session budget, as an outbound stream's (session_buffer.ts).
+    hold: session.buffer.hold(ACK_EVERY),
     countBytes: false,
     decode: decodeTunnelMessage,
     sendAck: (received) => host.sendAck(sessionId, rs.id, received),

@@ -539,7 +539,7 @@ export class InterceptService {
         return { refused: { code: DialCode.timeout, message } };
       }
       if (firstResumable) {
-        if (await carryMount(this.#host, session.id, first, other, abort.signal) === "carried") {
+        if (await carryMount(this.#host, session, first, other, abort.signal) === "carried") {
           this.#host.logger.debug("resumable mount stream ended", { connection: connectionId });
           return {};
         }
@@ -550,7 +550,7 @@ export class InterceptService {
         // makes the stream resumable; a refusal goes to the agent as the relay would have passed it.
         const f = await firstFrame(other, abort.signal);
         if (f.dial && joiner) {
-          await carryResumable(this.#host, joiner.id, first, other, f.dial, abort.signal);
+          await carryResumable(this.#host, joiner, first, other, f.dial, abort.signal);
           this.#host.logger.debug("resumable intercepted connection ended", { connection: connectionId });
           return {};
         }

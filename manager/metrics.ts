@@ -64,7 +64,7 @@ export class Metrics {
   readonly datagramsDropped = this.#family(
     "tp_manager_datagrams_dropped_total",
     "counter",
-    "UDP datagrams dropped, by reason (stream-buffer-full, flow-ended, socket-buffer-full, send-error, network-error).",
+    "UDP datagrams dropped, by reason (stream-buffer-full, session-buffer-full, flow-ended, socket-buffer-full, send-error, network-error).",
   );
   readonly dials = this.#family("tp_manager_dials_total", "counter", "Dial results, by protocol and result.");
   readonly interceptConnections = this.#family(
@@ -80,6 +80,21 @@ export class Metrics {
   );
   readonly requests = this.#family("tp_manager_requests_total", "counter", "gRPC requests, by method and status.");
   readonly rejected = this.#family("tp_manager_rejected_total", "counter", "Requests refused early, by reason.");
+  readonly sessionBufferedBytes = this.#family(
+    "tp_manager_session_buffered_bytes",
+    "gauge",
+    "Bytes held for the sessions' streams against their budgets (--session-buffer-bytes): all sessions, and the most one holds (stat=max).",
+  );
+  readonly sessionBufferPauses = this.#family(
+    "tp_manager_session_buffer_pauses_total",
+    "counter",
+    "Times a stream stopped reading its destination because its session's budget (--session-buffer-bytes) was full.",
+  );
+  readonly sessionsBufferFull = this.#family(
+    "tp_manager_sessions_buffer_full_total",
+    "counter",
+    "Sessions that reached their buffer budget (--session-buffer-bytes) at least once.",
+  );
   readonly bufferedBytes = this.#family(
     "tp_manager_stream_buffered_bytes",
     "gauge",

@@ -10,19 +10,19 @@
  */
 import { Status } from "../proto/grpc_web.ts";
 import { DialCode, encodeTunnelFrame } from "../proto/messages.ts";
-import { carryResumable, type InterceptResumeHost } from "./intercept_resume.ts";
+import { carryResumable, type HoldingSession, type InterceptResumeHost } from "./intercept_resume.ts";
 import type { StreamEnd } from "./relay.ts";
 import { decodeTunnelMessage } from "./tunnel.ts";
 
 /**
- * Reads the agent's dial result of a mount stream whose workstation (session `sessionId`) asked for a resumable one.
+ * Reads the agent's dial result of a mount stream whose workstation (`session`) asked for a resumable one.
  * "carried": it was ok, and the stream was carried as a resumable one until it was gone for good (or either end was
  * gone before the dial, and both were reset); "relay": the agent refused (its dial frame went on to the workstation),
  * and the caller relays what follows, as for a workstation that did not ask.
  */
 export async function carryMount(
   host: InterceptResumeHost,
-  sessionId: string,
+  session: HoldingSession,
   ws: StreamEnd,
   agent: StreamEnd,
   signal: AbortSignal,
@@ -55,6 +55,6 @@ export async function carryMount(
     ws.out.writeMessage(msg!);
     return "relay";
   }
-  await carryResumable(host, sessionId, agent, ws, undefined, signal);
+  await carryResumable(host, session, agent, ws, undefined, signal);
   return "carried";
 }

@@ -32,6 +32,7 @@ import { type PingHost, PingService } from "./ping.ts";
 import type { ResumableTcpStream } from "./tunnel_resume.ts";
 import { TunnelAckService } from "./tunnel_acks.ts";
 import { DEFAULT_RESUME_GRACE_MS } from "./tunnel_resume.ts";
+import { DEFAULT_SESSION_BUFFER_BYTES, SessionBuffer } from "./session_buffer.ts";
 
 /** The methods the agent port serves: what a traffic-agent calls, nothing that reaches anywhere else. */
 const AGENT_METHODS = new Set(["AgentArrive", "Keepalive", "Depart", "WatchAgent", "AgentDnsAnswer", "AgentTunnel"]);
@@ -77,9 +78,21 @@ export class Manager implements TunnelHost {
     this.#agentAuth = options.agentAuth;
     // A session whose connection broke lives at least the resume grace period after its last keepalive came.
     const grace = config.resumeGraceMs ?? DEFAULT_RESUME_GRACE_MS;
+    const bufferBytes = config.sessionBufferBytes ?? DEFAULT_SESSION_BUFFER_BYTES;
     this.sessions = new Sessions(
       Math.max(config.sessionTtlMs, grace + Math.floor(config.sessionTtlMs / 3)),
       config.maxSessions,
+      (tag) =>
+        new SessionBuffer(bufferBytes, {
+          onPause: () => this.metrics.sessionBufferPauses.add({}, 1),
+          onFirstFull: () => {
+            this.metrics.sessionsBufferFull.add({}, 1);
+            this.logger.warn("session buffer full: its streams pause reading until the workstation takes more", {
+              session: tag,
+              bytes: bufferBytes,
+            });
+          },
+        }),
     );
     this.intercepts = new InterceptService({
       config,
@@ -317,6 +330,14 @@ export class Manager implements TunnelHost {
       for (const t of this.active) buffered += t.buffered();
       this.metrics.bufferedBytes.values.clear();
       this.metrics.bufferedBytes.add({}, buffered);
+      let held = 0, most = 0;
+      for (const s of this.sessions.values()) {
+        held += s.buffer.total;
+        most = Math.max(most, s.buffer.total);
+      }
+      this.metrics.sessionBufferedBytes.values.clear();
+      this.metrics.sessionBufferedBytes.add({}, held);
+      this.metrics.sessionBufferedBytes.add({ stat: "max" }, most);
       return call.text(200, "text/plain; version=0.0.4", this.metrics.render());
     }
     if (call.method === "GET" && call.path === "/healthz") {

@@ -3,6 +3,8 @@
  * the manager's driver calls `expire(now)` from its timer. Ending a session aborts its streams.
  */
 
+import { SessionBuffer } from "./session_buffer.ts";
+
 /** Something a session holds open (a tunnel or a watch) that ends when the session does. */
 export interface SessionStream {
   abort(reason: string): void;
@@ -22,6 +24,8 @@ export interface Session {
   readonly arrivedAt: number;
   lastSeen: number;
   readonly streams: Set<SessionStream>;
+  /** The bytes the manager holds for the session's streams, against its budget (`session_buffer.ts`). */
+  readonly buffer: SessionBuffer;
 }
 
 export type EndReason = "departed" | "expired" | "shutdown";
@@ -31,7 +35,20 @@ export class Sessions {
   /** Called after a session ended, with its streams aborted. */
   onEnd: (s: Session, reason: EndReason) => void = () => {};
 
-  constructor(readonly ttlMs: number, readonly maxSessions: number) {}
+  /**
+   * `newBuffer` makes each session's buffer budget (given the session's log tag); by default the budget is
+   * unlimited.
+   */
+  constructor(
+    readonly ttlMs: number,
+    readonly maxSessions: number,
+    readonly newBuffer: (tag: string) => SessionBuffer = () => new SessionBuffer(Infinity),
+  ) {}
+
+  /** The open sessions. */
+  values(): IterableIterator<Session> {
+    return this.#byId.values();
+  }
 
   get size(): number {
     return this.#byId.size;
@@ -46,15 +63,17 @@ export class Sessions {
   /** Starts a session, or returns undefined when maxSessions are open. */
   arrive(clientName: string, namespace: string, now: number, kind: SessionKind = "client"): Session | undefined {
     if (this.#byId.size >= this.maxSessions) return undefined;
+    const tag = crypto.randomUUID().slice(0, 8);
     const s: Session = {
       id: crypto.randomUUID(),
-      tag: crypto.randomUUID().slice(0, 8),
+      tag,
       kind,
       clientName,
       namespace,
       arrivedAt: now,
       lastSeen: now,
       streams: new Set(),
+      buffer: this.newBuffer(tag),
     };
     this.#byId.set(s.id, s);
     return s;

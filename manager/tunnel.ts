@@ -21,7 +21,12 @@ import { runTcpTunnel } from "./tunnel_tcp.ts";
 import { runUdpTunnel } from "./tunnel_udp.ts";
 import { clip } from "./clip.ts";
 import { errorMessage } from "../base/error_message.ts";
-import { DEFAULT_RESUME_BUFFER_BYTES, DEFAULT_RESUME_GRACE_MS, ResumableTcpStream } from "./tunnel_resume.ts";
+import {
+  ACK_EVERY,
+  DEFAULT_RESUME_BUFFER_BYTES,
+  DEFAULT_RESUME_GRACE_MS,
+  ResumableTcpStream,
+} from "./tunnel_resume.ts";
 
 export function decodeTunnelMessage(msg: Uint8Array): TunnelFrame {
   try {
@@ -81,6 +86,7 @@ export async function serveTunnel(host: TunnelHost, reader: MessageSource, out: 
       signal: abort.signal,
       config,
       metrics,
+      buffer: owner.buffer,
       decode: decodeTunnelMessage,
       buffered: () => out.queued + reader.buffered,
       keepResumable: (sock) => {
@@ -92,6 +98,8 @@ export async function serveTunnel(host: TunnelHost, reader: MessageSource, out: 
           bufferBytes: config.resumeBufferBytes ?? DEFAULT_RESUME_BUFFER_BYTES,
           idleTimeoutMs: config.tcpIdleTimeoutMs,
           metrics,
+          // It may always hold what the workstation acknowledges at once (session_buffer.ts says why).
+          hold: owner.buffer.hold(ACK_EVERY),
           decode: decodeTunnelMessage,
           sendAck: (received) => host.sendAck(owner.id, rs.id, received),
           onGone: () => {

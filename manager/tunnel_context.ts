@@ -11,6 +11,7 @@ import type { Metrics } from "./metrics.ts";
 import type { Session } from "./sessions.ts";
 import type { FrameSink, MessageSource } from "./_streams.ts";
 import type { ResumableTcpStream } from "./tunnel_resume.ts";
+import type { SessionBuffer } from "./session_buffer.ts";
 
 /** What a runner needs; it reports its dial result once through `dialed`. */
 export interface TunnelContext {
@@ -23,6 +24,11 @@ export interface TunnelContext {
   dialed(result: DialResult): void;
   /** Decodes a tunnel message; malformed input throws a GrpcError INVALID_ARGUMENT. */
   decode(msg: Uint8Array): TunnelFrame;
+  /**
+   * The session's budget of held bytes: a runner counts its outbound queue there (`out.count`) and pauses reading
+   * its destination while the budget is full.
+   */
+  buffer: SessionBuffer;
   /** Bytes this stream holds in its buffers; the runner replaces it once it has buffers. */
   buffered: () => number;
   /**

@@ -24,6 +24,7 @@ import type { FrameSink, MessageSource, TunnelOutcome } from "./_streams.ts";
 import type { Metrics } from "./metrics.ts";
 import { IdleSweeper } from "./idle.ts";
 import { type FarEnd, noIdle, socketEnd } from "./far_end.ts";
+import type { BufferHold } from "./session_buffer.ts";
 
 /** Bytes received between two acknowledgements. */
 export const ACK_EVERY = 128 * 1024;
@@ -43,6 +44,11 @@ export interface ResumableOptions {
   metrics: Metrics;
   /** Count the payload in the tcp byte counters (default true; an intercepted connection's are not tunnel bytes). */
   countBytes?: boolean;
+  /**
+   * The stream's share of its session's budget: its kept bytes count there (the frames queued to the workstation are
+   * those same bytes), and its reading pauses while the budget is full.
+   */
+  hold: BufferHold;
   decode(msg: Uint8Array): import("../proto/messages.ts").TunnelFrame;
   /** Tells the workstation how many of its bytes the socket took (on the session's TunnelAcks stream). */
   sendAck(received: number): void;
@@ -193,6 +199,7 @@ export class ResumableTcpStream {
     this.#idle.cancel();
     this.#kept = [];
     this.#keptBytes = 0;
+    this.#o.hold.close();
     const att = this.#att;
     this.#att = undefined;
     att?.reader.cancel();
@@ -233,6 +240,7 @@ export class ResumableTcpStream {
     if (drop < 0 || drop > this.#keptBytes) return false;
     this.#base = received;
     this.#keptBytes -= drop;
+    this.#o.hold.release(drop);
     while (drop > 0) {
       const c = this.#kept[0]!;
       if (c.length <= drop) {
@@ -255,14 +263,18 @@ export class ResumableTcpStream {
     // reference it.
     this.#kept.push(chunk);
     this.#keptBytes += chunk.length;
+    this.#o.hold.add(chunk.length);
     const att = this.#att;
     const room = att ? att.out.writeData(chunk) : true;
-    if (!room || this.#keptBytes >= this.#o.bufferBytes) {
+    if (!room || this.#keptBytes >= this.#o.bufferBytes || this.#o.hold.full) {
       this.#paused = true;
       this.#far.pause();
       if (!room) att!.out.ready().then(() => this.#maybeResume());
+      else if (this.#o.hold.full) this.#o.hold.waitForRoom(this.#resumeForRoom);
     }
   }
+
+  readonly #resumeForRoom = () => this.#maybeResume();
 
   #maybeResume(): void {
     if (!this.#paused || this.#finished || this.#keptBytes >= this.#o.bufferBytes) return;
@@ -271,6 +283,7 @@ export class ResumableTcpStream {
       att.out.ready().then(() => this.#maybeResume());
       return;
     }
+    if (this.#o.hold.full) return this.#o.hold.waitForRoom(this.#resumeForRoom);
     this.#paused = false;
     this.#far.resume();
   }

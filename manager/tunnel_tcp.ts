@@ -12,6 +12,7 @@ import { DialCode, type DialResult, encodeTunnelFrame } from "../proto/messages.
 import { IdleSweeper } from "./idle.ts";
 import type { TunnelOutcome } from "./_streams.ts";
 import type { TunnelContext } from "./tunnel_context.ts";
+import { STREAM_FLOOR_BYTES } from "./session_buffer.ts";
 import { drainOrClose } from "../proto/socket_pipe.ts";
 
 /** Idle timeouts of every TCP tunnel of this process: one timer for all. */
@@ -100,6 +101,10 @@ export async function runTcpTunnel(ctx: TunnelContext): Promise<TunnelOutcome> {
   if (!socket) return { code: Status.OK, message: "" };
   const sock = socket;
   ctx.buffered = () => sock.writableLength + out.queued + reader.buffered;
+  // The outbound queue counts against the session's budget until the connection frames it (the sink releases it
+  // then, or when the HTTP/2 stream closes, which may be after this call ended).
+  const hold = ctx.buffer.hold(STREAM_FLOOR_BYTES);
+  out.count(hold);
 
   let inboundDone = false; // FIN received from the client and passed to the destination
   let outboundDone = false; // FIN from the destination passed to the client
@@ -110,6 +115,7 @@ export async function runTcpTunnel(ctx: TunnelContext): Promise<TunnelOutcome> {
     if (finished) return;
     finished = true;
     idle.cancel();
+    hold.cancelWait();
     signal.removeEventListener("abort", onAbort);
     sock.off("data", onData);
     reader.cancel();
@@ -124,15 +130,22 @@ export async function runTcpTunnel(ctx: TunnelContext): Promise<TunnelOutcome> {
   signal.addEventListener("abort", onAbort, { once: true });
 
   // Outbound: destination -> client.
+  let paused = false;
+  const resumeWhenRoom = (): void => {
+    if (finished) return;
+    if (out.queued >= out.highWaterBytes) return void out.ready().then(resumeWhenRoom);
+    if (hold.full) return hold.waitForRoom(resumeWhenRoom);
+    paused = false;
+    sock.resume();
+  };
   const onData = (chunk: Uint8Array) => {
     idle.touch();
     metrics.bytes.add({ protocol: "tcp", direction: "outbound" }, chunk.length);
     // node:net hands each read in a buffer of its own, so the frame may reference it.
-    if (!out.writeData(chunk)) {
+    if ((!out.writeData(chunk) || hold.full) && !paused) {
+      paused = true;
       sock.pause();
-      out.ready().then(() => {
-        if (!finished) sock.resume();
-      });
+      resumeWhenRoom();
     }
   };
   sock.on("data", onData);

@@ -17,11 +17,14 @@ import { GrpcError, Status } from "../proto/grpc_web.ts";
 import { DialCode, encodeTunnelFrame } from "../proto/messages.ts";
 import type { TunnelOutcome } from "./_streams.ts";
 import type { TunnelContext } from "./tunnel_context.ts";
+import { STREAM_FLOOR_BYTES } from "./session_buffer.ts";
 
 /** Why a datagram was lost, the `reason` label of tp_manager_datagrams_dropped_total. */
 export type DropReason =
   /** Outbound: the stream's response queue held its high-water mark (the client does not read). */
   | "stream-buffer-full"
+  /** Outbound: the session's streams held its whole budget (--session-buffer-bytes; its client does not read). */
+  | "session-buffer-full"
   /** Outbound: received from the destination as the flow ended. */
   | "flow-ended"
   /** Inbound: the socket's send buffer was full. */
@@ -62,6 +65,9 @@ export async function runUdpTunnel(ctx: TunnelContext): Promise<TunnelOutcome> {
   }
   ctx.dialed({ code: DialCode.ok, message: "" });
   ctx.buffered = () => out.queued + reader.buffered;
+  // The outbound queue counts against the session's budget until the connection frames it.
+  const hold = ctx.buffer.hold(STREAM_FLOOR_BYTES);
+  out.count(hold);
 
   let finished = false;
   let resolveEnd!: (o: TunnelOutcome) => void;
@@ -119,16 +125,21 @@ export async function runUdpTunnel(ctx: TunnelContext): Promise<TunnelOutcome> {
       if (finished) return dropped("flow-ended", datagrams.length);
       if (datagrams.length === 0) return;
       touch();
-      let bytes = 0, full = 0;
+      let bytes = 0, full = 0, sessionFull = 0;
       for (const msg of datagrams) {
         if (out.queued >= out.highWaterBytes) {
           full++;
+          continue;
+        }
+        if (hold.full) {
+          sessionFull++;
           continue;
         }
         bytes += msg.length;
         out.writeData(msg); // each datagram is a copy of its own (receive()), which the sink may keep
       }
       if (full > 0) dropped("stream-buffer-full", full);
+      if (sessionFull > 0) dropped("session-buffer-full", sessionFull);
       if (bytes > 0) metrics.bytes.add({ protocol: "udp", direction: "outbound" }, bytes);
     }
   };

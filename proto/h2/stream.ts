@@ -42,6 +42,8 @@ export class Stream {
   onClose: ((code: number, reason: string) => void) | undefined;
   /** The send queue emptied (after `bufferedAmount` was non-zero). */
   onDrain: (() => void) | undefined;
+  /** Queued bytes were framed onto the connection: `bufferedAmount` fell (for a user that counts what it holds). */
+  onFramed: (() => void) | undefined;
 
   /** Section 5.1's state; only `setState` changes it. */
   #state: StreamState = "idle";
@@ -171,5 +173,6 @@ export class Stream {
       }
     }
     this.queued -= n;
+    this.onFramed?.();
   }
 }
