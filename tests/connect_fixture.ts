@@ -203,7 +203,10 @@ export async function setWorkstationLink(state: "down" | "up"): Promise<void> {
  * 10 s), `ms` more, then up (also when this fails). Returns how long tp took to notice (-1: it did not) and when the
  * link came back (Date.now), for the time to the first byte after it.
  */
-export async function cutLink(ms: number): Promise<{ noticedMs: number; upAt: number }> {
+export async function cutLink(
+  ms: number,
+  during?: () => Promise<void>,
+): Promise<{ noticedMs: number; upAt: number }> {
   const downAt = performance.now();
   await setWorkstationLink("down");
   let noticedMs = -1;
@@ -213,7 +216,11 @@ export async function cutLink(ms: number): Promise<{ noticedMs: number; upAt: nu
       if (st.manager?.state === "reconnecting") noticedMs = performance.now() - downAt;
       else await new Promise((r) => setTimeout(r, 50));
     }
-    if (noticedMs >= 0) await new Promise((r) => setTimeout(r, ms));
+    if (noticedMs >= 0) {
+      const t0 = performance.now();
+      await during?.(); // inside the cut; its time counts towards `ms`
+      await new Promise((r) => setTimeout(r, Math.max(0, ms - (performance.now() - t0))));
+    }
   } finally {
     await setWorkstationLink("up");
   }

@@ -42,8 +42,8 @@ async function diagnosis(what: string): Promise<string> {
  * Cuts the link: down until tp noticed (it says reconnecting), `ms` more, then up. Returns when it came back
  * (Date.now), for the time to the first byte after it.
  */
-async function cut(ms: number): Promise<number> {
-  const { noticedMs, upAt } = await cutLink(ms);
+async function cut(ms: number, during?: () => Promise<void>): Promise<number> {
+  const { noticedMs, upAt } = await cutLink(ms, during);
   assert.ok(noticedMs >= 0, "tp notices a link that went down");
   return upAt;
 }
@@ -71,7 +71,19 @@ for (const cutMs of [3_000, 10_000]) {
       const client = resumeEcho(100, 25);
       const udp = udpFlow(cutMs / 1000 + 12);
       await new Promise((r) => setTimeout(r, 1_500));
-      const upAt = await cut(cutMs);
+      // While the link is down, tp status says the connections wait for it, and until when.
+      let pausedSeen = "";
+      const upAt = await cut(cutMs, async () => {
+        for (let i = 0; i < 40 && !pausedSeen; i++) {
+          const m = (await status()).manager;
+          if (Number(m.streamsPaused) >= 1) pausedSeen = (await tp(["status"])).stdout;
+          else await new Promise((r) => setTimeout(r, 50));
+        }
+      });
+      assert.match(
+        pausedSeen,
+        /resume: +the link is down: \d+ open connection\(s\) paused, waiting for it \(until \d\d:\d\d:\d\d UTC\)/,
+      );
       const r = await client;
       assert.equal(r.code, 0, r.code === 0 ? "" : await diagnosis(r.stderr));
       const out = JSON.parse(r.stdout);

@@ -79,6 +79,9 @@ export class ManagerLink {
   /** Open connections carried across resumes, and those the manager no longer held (reset). */
   streamsResumed = 0;
   streamsLost = 0;
+  /** While the link is down: the open connections waiting for it (suspended tunnels), and until when they may. */
+  #paused: Tunnel[] = [];
+  #pausedUntil: string | undefined;
   lastError = "";
   /** The last reconnection: when, and how. */
   lastReconnect: { at: string; kind: ReconnectKind } | undefined;
@@ -210,6 +213,9 @@ export class ManagerLink {
       resumes: this.resumes,
       streamsResumed: this.streamsResumed,
       streamsLost: this.streamsLost,
+      ...(this.state === "reconnecting" && this.#paused.some((t) => t.suspended)
+        ? { streamsPaused: this.#paused.filter((t) => t.suspended).length, pausedUntil: this.#pausedUntil }
+        : {}),
       resumeGraceMs: this.session.resumeGraceMs,
       managerRestarts: this.managerRestarts,
       clockJumps: this.clockJumps,
@@ -244,6 +250,13 @@ export class ManagerLink {
     const before = this.#suspended;
     const now = this.session.detach().catch(() => [] as Tunnel[]);
     this.#suspended = Promise.all([before, now]).then(([a, b]) => [...a.filter((t) => t.suspended), ...b]);
+    const until = new Date(this.#clock.wall() + this.session.resumeGraceMs).toISOString();
+    const counted = this.#suspended;
+    void counted.then((ts) => {
+      if (this.#suspended !== counted) return; // taken meanwhile (resumed, reset or closed)
+      this.#paused = ts;
+      this.#pausedUntil = until;
+    });
     this.forward?.destroy();
     void this.#reconnect(e);
   }
@@ -264,6 +277,7 @@ export class ManagerLink {
         expired = true;
         const suspended = await this.#suspended;
         this.#suspended = Promise.resolve([]);
+        this.#paused = [];
         for (const t of suspended) t.reset("the link to the traffic-manager stayed down longer than its grace period");
         this.streamsLost += suspended.length;
         if (suspended.length) {
@@ -291,6 +305,7 @@ export class ManagerLink {
           : "new-session";
         const suspended = await this.#suspended;
         this.#suspended = Promise.resolve([]);
+        this.#paused = [];
         this.session = d.session;
         this.forward = d.forward;
         this.state = "connected";

@@ -81,6 +81,10 @@ function lastReconnectText(m: Status): string {
 function resumeText(m: Status): string {
   if (!m.resumeGraceMs) return "not offered by this traffic-manager (open connections reset when the link breaks)";
   const grace = `open connections survive a broken link of up to ${Math.round(m.resumeGraceMs / 1000)} s`;
+  if (m.streamsPaused) {
+    const until = typeof m.pausedUntil === "string" ? ` (until ${m.pausedUntil.slice(11, 19)} UTC)` : "";
+    return `the link is down: ${m.streamsPaused} open connection(s) paused, waiting for it${until}; ${grace}`;
+  }
   if (!m.resumes) return grace;
   return `${grace}; resumed ${m.resumes}x, ${m.streamsResumed ?? 0} connection(s) carried on` +
     (m.streamsLost ? `, ${m.streamsLost} lost` : "");
