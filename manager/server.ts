@@ -56,6 +56,8 @@ export class Manager implements TunnelHost {
   readonly metrics = new Metrics();
   readonly active = new Set<TunnelContext>();
   readonly resumable = new Map<string, ResumableTcpStream>();
+  /** When each session last resumed (performance.now), until its client says it rejoined (Rejoined). */
+  readonly #resumedAt = new Map<string, number>();
   readonly #acks: TunnelAckService;
   readonly logger: Logger;
   #allow: AllowList;
@@ -106,6 +108,7 @@ export class Manager implements TunnelHost {
     this.sessions.onEnd = (s, reason) => {
       this.intercepts.sessionEnded(s);
       this.#acks.sessionEnded(s.id);
+      this.#resumedAt.delete(s.id);
       const prefix = `${s.id}/`;
       for (const [key, rs] of [...this.resumable]) if (key.startsWith(prefix)) rs.reset(`session ${reason}`);
     };
@@ -155,6 +158,7 @@ export class Manager implements TunnelHost {
         const old = r.resumeSessionId ? this.sessions.get(r.resumeSessionId) : undefined;
         if (old && old.kind === "client" && this.sessions.touch(old.id, this.#now())) {
           this.metrics.sessionsResumed.add({}, 1);
+          this.#resumedAt.set(old.id, performance.now());
           this.logger.info("session resumed", { session: old.tag, client: clip(r.clientName) });
           this.intercepts.sessionResumed(old);
           return { ...this.#arrived(old), resumed: true };
@@ -211,6 +215,10 @@ export class Manager implements TunnelHost {
         this.#session(r.sessionId, port);
         this.#endSession(r.sessionId, "departed");
         return {};
+      }),
+      Rejoined: u(codecs.SessionRef, codecs.RejoinedResponse, (r) => {
+        const s = this.#session(r.sessionId);
+        return { reset: this.#resetNotRejoined(s) };
       }),
       GetClusterInfo: u(codecs.SessionRef, codecs.ClusterInfo, (r) => {
         this.#session(r.sessionId);
@@ -489,6 +497,26 @@ export class Manager implements TunnelHost {
       throw new GrpcError(Status.NOT_FOUND, "No such session (expired or departed?)");
     }
     return s;
+  }
+
+  /**
+   * The client of `s` rejoined every resumable stream it holds after its last resume: the session's streams that did
+   * not (still detached, or carried by the broken connection) are ones it does not know, and are reset now instead of
+   * at the end of their grace period. Returns how many.
+   */
+  #resetNotRejoined(s: Session): number {
+    const since = this.#resumedAt.get(s.id);
+    if (since === undefined) return 0;
+    this.#resumedAt.delete(s.id);
+    const prefix = `${s.id}/`;
+    let n = 0;
+    for (const [key, rs] of [...this.resumable]) {
+      if (!key.startsWith(prefix) || rs.joinedSince(since)) continue;
+      rs.reset("the workstation did not rejoin the stream after resuming its session");
+      n++;
+    }
+    if (n) this.logger.info("streams not rejoined after a resume reset", { session: s.tag, streams: n });
+    return n;
   }
 
   #endSession(id: string, reason: "departed"): void {

@@ -81,6 +81,8 @@ export class ResumableTcpStream {
   #att: Attachment | undefined;
   #gen = 0;
   #grace: ReturnType<typeof setTimeout> | undefined;
+  /** When the current stream attached (performance.now). */
+  #attachedAt = 0;
   #paused = false;
   readonly #idle;
 
@@ -136,6 +138,11 @@ export class ResumableTcpStream {
     return this.#att !== undefined;
   }
 
+  /** Whether a stream that attached at `t` (performance.now) or later carries it now: it rejoined after a resume. */
+  joinedSince(t: number): boolean {
+    return this.#att !== undefined && this.#attachedAt >= t;
+  }
+
   /**
    * Carries the stream on `reader`/`out` until that stream goes away (then the stream is detached) or the stream
    * ends. `clientReceived`: the outbound bytes the workstation has; `resumed`: answer with TunnelResumed first.
@@ -175,6 +182,7 @@ export class ResumableTcpStream {
       return Promise.resolve({ code: Status.OK, message: reason });
     }
     this.#att = att;
+    this.#attachedAt = performance.now();
     out.onCancel = () => this.#detach(att, "the workstation's stream went away");
     if (resumed) out.writeMessage(encodeTunnelFrame({ kind: "resumed", received: this.#taken }));
     for (const c of this.#kept) out.writeData(c);

@@ -261,6 +261,7 @@ export const codecs = {
   ArriveResponse: codec<ArriveResponse>("ArriveResponse"),
   SessionRef: codec<SessionRef>("SessionRef"),
   KeepaliveResponse: codec<Empty>("KeepaliveResponse"),
+  RejoinedResponse: codec<{ reset?: number }>("RejoinedResponse"),
   DepartResponse: codec<Empty>("DepartResponse"),
   ClusterInfo: codec<ClusterInfo>("ClusterInfo"),
   DnsRequest: codec<DnsRequest>("DnsRequest"),

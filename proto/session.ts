@@ -370,6 +370,21 @@ export class ManagerSession {
   }
 
   /** Ends the session at the manager (its streams end with it) and closes the connection. */
+  /**
+   * After `adopt` on a resumed session: tells the manager every stream this side still holds has rejoined, so that it
+   * resets the others now (their far ends would wait out the grace period). Returns how many it reset; 0 from a
+   * manager that predates it.
+   */
+  async rejoined(): Promise<number> {
+    try {
+      const r = await this.client.call("Rejoined", codecs.SessionRef, codecs.RejoinedResponse, { sessionId: this.id });
+      return r.reset ?? 0;
+    } catch (e) {
+      if (e instanceof GrpcError && e.code === Status.UNIMPLEMENTED) return 0;
+      throw e;
+    }
+  }
+
   async depart(): Promise<void> {
     if (this.#closed) return;
     try {

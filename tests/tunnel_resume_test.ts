@@ -96,6 +96,41 @@ Deno.test("a stream whose grace period ended is reset alone; the session resumes
   }
 });
 
+Deno.test("streams a resumed session did not rejoin are reset once it says it rejoined, not at the grace's end", async () => {
+  const m = await startManager(); // grace 30 s: the reset must not wait for it
+  const echo = tcpEchoServer();
+  let s = await connect(m.url, undefined);
+  try {
+    const kept = await openEcho(s, echo.port);
+    const forgotten = await openEcho(s, echo.port);
+    for (const t of [kept, forgotten]) {
+      t.write(new TextEncoder().encode("ping"));
+      assert.equal(new TextDecoder().decode((await t.read())!), "ping");
+    }
+    const suspended = await s.detach();
+    assert.equal(suspended.length, 2);
+    s = await connect(m.url, undefined, { resumeSessionId: s.id });
+    assert.equal(s.resumed, true);
+    // The client rejoins one of its two streams (the other it lost track of, as when a cut came before it learned
+    // the stream's id), then says it is done.
+    assert.deepEqual(await s.adopt([kept]), [true]);
+    assert.equal(await s.rejoined(), 1);
+    for (let i = 0; i < 200 && echo.state.resets < 1; i++) await new Promise((r) => setTimeout(r, 25));
+    assert.equal(echo.state.resets, 1, "the forgotten stream's destination got a reset at once");
+    assert.equal(m.manager.resumable.size, 1, "only the rejoined stream is kept");
+    kept.write(new TextEncoder().encode("still here"));
+    assert.equal(new TextDecoder().decode((await kept.read())!), "still here");
+    assert.equal(await s.rejoined(), 0, "said twice, nothing more to reset");
+    forgotten.reset("the test is done with it");
+    kept.closeWrite();
+    assert.equal(await kept.read(), null);
+  } finally {
+    await s.close();
+    await echo.close();
+    await m.close();
+  }
+});
+
 Deno.test("acks do not wait behind data: an upload of 32 MB before reading a 32 MB response sent meanwhile finishes", async () => {
   const m = await startManager();
   // The destination reads everything while it sends its own 32 MB at once.

@@ -353,6 +353,12 @@ export class ManagerLink {
   /** Rejoins each suspended tunnel's stream on the resumed session; counts those the manager no longer held. */
   async #adopt(session: ManagerSession, tunnels: Tunnel[]): Promise<void> {
     const results = await session.adopt(tunnels);
+    // Every stream this side holds has rejoined: the manager resets the ones it still keeps for this session that did
+    // not (their far ends would wait out the grace period). Best effort: a link that broke again says nothing.
+    if (this.session === session && this.state === "connected") {
+      const reset = await session.rejoined().catch(() => 0);
+      if (reset) this.#events.log(`the traffic-manager reset ${reset} stream(s) this machine no longer held`);
+    }
     const ok = results.filter(Boolean).length;
     this.streamsResumed += ok;
     // A tunnel whose new connection broke too stays suspended for the next resume; the others were reset.
