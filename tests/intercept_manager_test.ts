@@ -9,7 +9,7 @@ import { connect, connectAgent, DialCode, GrpcError, type ManagerSession, Status
 import { encodeTunnelFrame, type InterceptConnection } from "../proto/messages.ts";
 import { encodeFrame } from "../proto/grpc_web.ts";
 import { Call } from "../proto/channel.ts";
-import { startManager } from "./manager_fixture.ts";
+import { nextOf, startManager } from "./manager_fixture.ts";
 
 const AGENT = {
   namespace: "default",
@@ -21,12 +21,6 @@ const AGENT = {
   env: { APP_GREETING: "hi" },
   agentVersion: "test",
 };
-
-async function nextOf<T>(it: AsyncGenerator<T>): Promise<T> {
-  const r = await it.next();
-  if (r.done) throw new Error("watch ended");
-  return r.value;
-}
 
 /** `p`, or a failure naming `what` after `ms`. */
 async function within<T>(ms: number, p: Promise<T>, what: string): Promise<T> {

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { connect, connectAgent, DialCode, type ManagerSession, Tunnel, TunnelResetError } from "../proto/mod.ts";
 import type { InterceptConnection } from "../proto/messages.ts";
-import { seededBytes, sha256, startManager } from "./manager_fixture.ts";
+import { nextOf, readAll, seededBytes, sha256, startManager, writeAll } from "./manager_fixture.ts";
 
 const MB = 1 << 20;
 const AGENT = {
@@ -21,26 +21,6 @@ const AGENT = {
   env: {},
   agentVersion: "test",
 };
-
-async function nextOf<T>(it: AsyncGenerator<T>): Promise<T> {
-  const r = await it.next();
-  if (r.done) throw new Error("watch ended");
-  return r.value;
-}
-
-/** Writes `data` in 16 KiB pieces, waiting whenever the tunnel says so (also across a suspension), then a FIN. */
-async function writeAll(t: Tunnel, data: Uint8Array): Promise<void> {
-  for (let o = 0; o < data.length; o += 16384) {
-    if (!t.write(data.subarray(o, o + 16384))) await t.drained();
-  }
-  t.closeWrite();
-}
-
-async function readAll(t: Tunnel): Promise<Uint8Array[]> {
-  const out: Uint8Array[] = [];
-  for (let c = await t.read(); c; c = await t.read()) out.push(c);
-  return out;
-}
 
 /** An agent and a workstation intercepting its port; `join` joins one connection the agent opens. */
 async function intercepted(url: string) {

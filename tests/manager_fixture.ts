@@ -8,6 +8,7 @@ import { type ManagerConfig } from "../manager/config.ts";
 import { recordingLogger } from "../manager/log.ts";
 import { Manager } from "../manager/server.ts";
 import { serveManager, type ServeOptions } from "../manager/listen.ts";
+import type { Tunnel } from "../proto/mod.ts";
 
 export function testConfig(overrides: Partial<ManagerConfig> = {}): ManagerConfig {
   return {
@@ -151,5 +152,27 @@ export function seededBytes(n: number, seed = 1): Uint8Array {
     v[i] = x >>> 0;
   }
   for (let i = v.length * 4; i < n; i++) out[i] = i & 0xff;
+  return out;
+}
+
+/** The next item of a watch; a watch that ended is an error. */
+export async function nextOf<T>(it: AsyncGenerator<T>): Promise<T> {
+  const r = await it.next();
+  if (r.done) throw new Error("watch ended");
+  return r.value;
+}
+
+/** Writes `data` to a tunnel in 16 KiB pieces, waiting whenever it says so (also across a suspension), then a FIN. */
+export async function writeAll(t: Tunnel, data: Uint8Array): Promise<void> {
+  for (let o = 0; o < data.length; o += 16384) {
+    if (!t.write(data.subarray(o, o + 16384))) await t.drained();
+  }
+  t.closeWrite();
+}
+
+/** Every chunk a tunnel reads until its FIN. */
+export async function readAll(t: Tunnel): Promise<Uint8Array[]> {
+  const out: Uint8Array[] = [];
+  for (let c = await t.read(); c; c = await t.read()) out.push(c);
   return out;
 }

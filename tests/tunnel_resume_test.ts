@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { connect, type ManagerSession, type Tunnel, TunnelResetError } from "../proto/mod.ts";
-import { seededBytes, sha256, startManager, tcpEchoServer } from "./manager_fixture.ts";
+import { readAll, seededBytes, sha256, startManager, tcpEchoServer, writeAll } from "./manager_fixture.ts";
 
 const MB = 1 << 20;
 
@@ -15,20 +15,6 @@ async function openEcho(s: ManagerSession, port: number): Promise<Tunnel> {
     source: { ip: "10.0.0.1", port: 1 },
     destination: { ip: "127.0.0.1", port },
   }, { resumable: true });
-}
-
-/** Writes `data` in 16 KiB pieces, waiting whenever the tunnel says so (also across a suspension). */
-async function writeAll(t: Tunnel, data: Uint8Array): Promise<void> {
-  for (let o = 0; o < data.length; o += 16384) {
-    if (!t.write(data.subarray(o, o + 16384))) await t.drained();
-  }
-  t.closeWrite();
-}
-
-async function readAll(t: Tunnel): Promise<Uint8Array[]> {
-  const out: Uint8Array[] = [];
-  for (let c = await t.read(); c; c = await t.read()) out.push(c);
-  return out;
 }
 
 Deno.test("a tunnel carries 16 MB through a broken connection and a resumed session, every byte once", async () => {
