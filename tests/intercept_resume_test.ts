@@ -8,7 +8,16 @@
 import assert from "node:assert/strict";
 import { connect, connectAgent, DialCode, type ManagerSession, Tunnel, TunnelResetError } from "../proto/mod.ts";
 import type { InterceptConnection } from "../proto/messages.ts";
-import { nextOf, readAll, seededBytes, sha256, startManager, writeAll } from "./manager_fixture.ts";
+import {
+  carryAcrossResume,
+  nextOf,
+  readAll,
+  seededBytes,
+  sha256,
+  startManager,
+  until,
+  writeAll,
+} from "./manager_fixture.ts";
 
 const MB = 1 << 20;
 const AGENT = {
@@ -48,13 +57,6 @@ async function intercepted(url: string) {
   return { agent, ws, join, stop: () => Promise.all([events.return(undefined), announced.return(undefined)]) };
 }
 
-/** Waits (every 10 ms, at most 10 s) until `f` holds. */
-async function until(what: string, f: () => boolean): Promise<void> {
-  for (const t0 = Date.now(); !f(); await new Promise((r) => setTimeout(r, 10))) {
-    if (Date.now() - t0 > 10_000) throw new Error(`${what} did not happen within 10 s`);
-  }
-}
-
 /** `p`, or a rejection when it has not settled within 10 s (what should end does not hang the test). */
 function within<T>(p: Promise<T>, what: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout>;
@@ -70,39 +72,10 @@ Deno.test("an intercepted connection carries 12 MB each way across a broken work
   try {
     const x = await intercepted(m.url);
     sessions.push(x.agent);
-    let ws = x.ws;
+    const ws = x.ws;
     const { a, joined } = await x.join(true);
     await until("the manager's dial naming the stream", () => joined.resumable);
-    const up = seededBytes(12 * MB, 1), down = seededBytes(12 * MB, 2);
-    const agentWrites = writeAll(a, up), agentReads = readAll(a);
-    const wsWrites = writeAll(joined, down), wsReads = readAll(joined);
-    // Break the workstation's connection once a few MB went each way.
-    while (joined.stats().bytesRead < 3 * MB || a.stats().bytesRead < 3 * MB) {
-      await new Promise((r) => setTimeout(r, 5));
-    }
-    const suspended = await ws.detach();
-    assert.deepEqual(suspended, [joined]);
-    assert.ok(joined.suspended);
-    // The agent's side only pauses: the manager keeps its stream for the workstation.
-    assert.equal(a.finished, false);
-    ws = await connect(m.url, undefined, { resumeSessionId: ws.id });
-    sessions.push(ws);
-    assert.equal(ws.resumed, true);
-    assert.deepEqual(await ws.adopt(suspended), [true]);
-    await Promise.all([agentWrites, wsWrites]);
-    assert.equal(
-      await sha256(await wsReads),
-      await sha256([up]),
-      "the workstation got the agent's bytes once, in order",
-    );
-    assert.equal(await sha256(await agentReads), await sha256([down]), "the agent got the workstation's bytes");
-    assert.equal((await a.ended).how, "closed", "no reset at the agent");
-    assert.equal((await joined.ended).how, "closed", "no reset at the workstation");
-    assert.match(
-      await (await fetch(`${m.url}/metrics`)).text(),
-      /tp_manager_stream_resumes_total\{result="resumed"\} 1/,
-    );
-    await until("the manager to let the stream go", () => m.manager.resumable.size === 0);
+    sessions.push(await carryAcrossResume(m, ws, joined, a, 1));
     await x.stop();
   } finally {
     for (const s of sessions) await s.depart();

@@ -8,7 +8,8 @@ import { type ManagerConfig } from "../manager/config.ts";
 import { recordingLogger } from "../manager/log.ts";
 import { Manager } from "../manager/server.ts";
 import { serveManager, type ServeOptions } from "../manager/listen.ts";
-import type { Tunnel } from "../proto/mod.ts";
+import { connect, type ManagerSession, type Tunnel } from "../proto/mod.ts";
+import assert from "node:assert/strict";
 
 export function testConfig(overrides: Partial<ManagerConfig> = {}): ManagerConfig {
   return {
@@ -175,4 +176,61 @@ export async function readAll(t: Tunnel): Promise<Uint8Array[]> {
   const out: Uint8Array[] = [];
   for (let c = await t.read(); c; c = await t.read()) out.push(c);
   return out;
+}
+
+/** Waits (every 10 ms, at most 10 s) until `f` holds. */
+export async function until(what: string, f: () => boolean): Promise<void> {
+  for (const t0 = Date.now(); !f(); await new Promise((r) => setTimeout(r, 10))) {
+    if (Date.now() - t0 > 10_000) throw new Error(`${what} did not happen within 10 s`);
+  }
+}
+
+/**
+ * 12 MB each way between an agent's stream (`agent`) and a workstation's resumable one (`joined`, on session `ws`)
+ * across a broken workstation connection and a resumed session: every byte once, in order, no reset on either side,
+ * one resume counted, and the manager lets the stream go at the end. Returns the resumed session (the caller departs
+ * it). `seed` varies the bytes.
+ */
+export async function carryAcrossResume(
+  m: RunningManager,
+  ws: ManagerSession,
+  joined: Tunnel,
+  agent: Tunnel,
+  seed: number,
+): Promise<ManagerSession> {
+  const MB = 1 << 20;
+  const up = seededBytes(12 * MB, seed), down = seededBytes(12 * MB, seed + 1);
+  const agentWrites = writeAll(agent, up), agentReads = readAll(agent);
+  const wsWrites = writeAll(joined, down), wsReads = readAll(joined);
+  // Break the workstation's connection once a few MB went each way.
+  while (joined.stats().bytesRead < 3 * MB || agent.stats().bytesRead < 3 * MB) {
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  const suspended = await ws.detach();
+  assert.deepEqual(suspended, [joined]);
+  assert.ok(joined.suspended);
+  assert.equal(agent.finished, false, "the agent's side only pauses: the manager keeps its stream");
+  const resumed = await connect(m.url, undefined, { resumeSessionId: ws.id });
+  try {
+    assert.equal(resumed.resumed, true);
+    assert.deepEqual(await resumed.adopt(suspended), [true]);
+    await Promise.all([agentWrites, wsWrites]);
+    assert.equal(
+      await sha256(await wsReads),
+      await sha256([up]),
+      "the workstation got the agent's bytes once, in order",
+    );
+    assert.equal(await sha256(await agentReads), await sha256([down]), "the agent got the workstation's bytes");
+    assert.equal((await agent.ended).how, "closed", "no reset at the agent");
+    assert.equal((await joined.ended).how, "closed", "no reset at the workstation");
+    assert.match(
+      await (await fetch(`${m.url}/metrics`)).text(),
+      /tp_manager_stream_resumes_total\{result="resumed"\} 1/,
+    );
+    await until("the manager to let the stream go", () => m.manager.resumable.size === 0);
+  } catch (e) {
+    await resumed.depart();
+    throw e;
+  }
+  return resumed;
 }

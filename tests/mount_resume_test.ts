@@ -10,9 +10,8 @@
 import assert from "node:assert/strict";
 import { connect, connectAgent, DialCode, type ManagerSession, TunnelResetError } from "../proto/mod.ts";
 import type { AgentEvent, DialResult } from "../proto/messages.ts";
-import { nextOf, readAll, seededBytes, sha256, startManager, writeAll } from "./manager_fixture.ts";
+import { carryAcrossResume, nextOf, startManager } from "./manager_fixture.ts";
 
-const MB = 1 << 20;
 const AGENT = {
   namespace: "default",
   workload: "web",
@@ -42,51 +41,17 @@ async function intercepted(url: string) {
   return { agent, ws, mount, stop: () => events.return(undefined) };
 }
 
-/** Waits (every 10 ms, at most 10 s) until `f` holds. */
-async function until(what: string, f: () => boolean): Promise<void> {
-  for (const t0 = Date.now(); !f(); await new Promise((r) => setTimeout(r, 10))) {
-    if (Date.now() - t0 > 10_000) throw new Error(`${what} did not happen within 10 s`);
-  }
-}
-
 Deno.test("a resumable mount stream carries 12 MB each way across a broken workstation connection and a resumed session", async () => {
   const m = await startManager();
   const sessions: ManagerSession[] = [];
   try {
     const x = await intercepted(m.url);
     sessions.push(x.agent);
-    let ws = x.ws;
+    const ws = x.ws;
     const { a, mounted } = await x.mount(true);
     assert.equal(mounted.dial.code, DialCode.ok);
     assert.equal(mounted.resumable, true, "the manager's dial names the stream");
-    const up = seededBytes(12 * MB, 3), down = seededBytes(12 * MB, 4);
-    const agentWrites = writeAll(a, up), agentReads = readAll(a);
-    const wsWrites = writeAll(mounted, down), wsReads = readAll(mounted);
-    while (mounted.stats().bytesRead < 3 * MB || a.stats().bytesRead < 3 * MB) {
-      await new Promise((r) => setTimeout(r, 5));
-    }
-    const suspended = await ws.detach();
-    assert.deepEqual(suspended, [mounted]);
-    assert.ok(mounted.suspended);
-    assert.equal(a.finished, false, "the agent's side (its sftp-server) only pauses");
-    ws = await connect(m.url, undefined, { resumeSessionId: ws.id });
-    sessions.push(ws);
-    assert.equal(ws.resumed, true);
-    assert.deepEqual(await ws.adopt(suspended), [true]);
-    await Promise.all([agentWrites, wsWrites]);
-    assert.equal(
-      await sha256(await wsReads),
-      await sha256([up]),
-      "the workstation got the agent's bytes once, in order",
-    );
-    assert.equal(await sha256(await agentReads), await sha256([down]), "the agent got the workstation's bytes");
-    assert.equal((await a.ended).how, "closed", "no reset at the agent");
-    assert.equal((await mounted.ended).how, "closed", "no reset at the workstation");
-    assert.match(
-      await (await fetch(`${m.url}/metrics`)).text(),
-      /tp_manager_stream_resumes_total\{result="resumed"\} 1/,
-    );
-    await until("the manager to let the stream go", () => m.manager.resumable.size === 0);
+    sessions.push(await carryAcrossResume(m, ws, mounted, a, 3));
     await x.stop();
   } finally {
     for (const s of sessions) await s.depart();
